@@ -1,0 +1,17 @@
+// Bundles the extension and the sidecar into dist/. Native packages stay external: they are
+// loaded from node_modules at run time (onnxruntime-node ships per-platform binaries).
+import * as esbuild from 'esbuild';
+import { existsSync } from 'node:fs';
+
+const watch = process.argv.includes('--watch');
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', sourcemap: true, logLevel: 'info' };
+
+const targets = [
+  { entryPoints: ['extension/src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
+  { entryPoints: ['sidecar/src/main.ts'], outfile: 'dist/sidecar.js', external: ['onnxruntime-node'] },
+].filter((t) => existsSync(t.entryPoints[0])); // the sidecar entry arrives with the sidecar issue
+
+for (const options of targets) {
+  if (watch) await (await esbuild.context({ ...common, ...options })).watch();
+  else await esbuild.build({ ...common, ...options });
+}

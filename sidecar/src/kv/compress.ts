@@ -1,0 +1,98 @@
+/**
+ * One compression of one layer: resolve the budget, select kept slots per head, match and merge
+ * the evicted ones if the policy merges, then compact the layer in place.
+ */
+import { resolveBudget, type Budget, type Mode } from './budget.js';
+import type { KvLayer } from './layout.js';
+import { mergeEvicted, type MergeOutcome } from './merge.js';
+import { POLICIES, isPolicyName, type PolicyName } from './policies/index.js';
+import type { PolicyOptions, SelectionTrace } from './select.js';
+import { matchEvicted, type Matches } from './similarity.js';
+
+export interface CompressOptions extends PolicyOptions {
+  policy: PolicyName;
+  budget: Budget;
+  /** `improved` (default) or `reference` (exact to the official classes, lookm-spec §8). */
+  mode?: Mode;
+}
+
+export interface CompressionPlan {
+  keptPerHead: number;
+  /** `[numHeads, keptPerHead]` slot indices of the layer before compression, in output order. */
+  kept: Int32Array;
+  evictedPerHead: number;
+  /** `[numHeads, evictedPerHead]` slot indices not kept, ascending. */
+  evicted: Int32Array;
+  /** Present when the policy merges and something was evicted. */
+  matches: Matches | null;
+  merged: MergeOutcome | null;
+  trace: SelectionTrace;
+}
+
+/** The evicted complement of each head's kept slots, ascending. */
+function complement(length: number, numHeads: number, kept: Int32Array, keptPerHead: number): Int32Array {
+  const E = length - keptPerHead;
+  const evicted = new Int32Array(numHeads * E);
+  const isKept = new Uint8Array(length);
+  for (let h = 0; h < numHeads; h++) {
+    isKept.fill(0);
+    for (let i = 0; i < keptPerHead; i++) isKept[kept[h * keptPerHead + i]] = 1;
+    for (let j = 0, e = 0; j < length; j++) if (!isKept[j]) evicted[h * E + e++] = j;
+  }
+  return evicted;
+}
+
+/** What `compressLayer` would do, without touching the layer. `null`: the layer stays as it is. */
+export function planCompression(layer: KvLayer, options: CompressOptions): CompressionPlan | null {
+  const { policy: name, budget: requested, mode = 'improved' } = options;
+  if (!isPolicyName(name)) throw new RangeError(`unknown KV policy "${String(name)}"`);
+  const policy = POLICIES[name];
+  const budget = resolveBudget(requested, layer.length, layer.tokensSeen, mode);
+  const selection = policy.select({ layer, budget, mode, options });
+  if (!selection) return null;
+  const { keptPerHead, kept } = selection;
+  const evictedPerHead = layer.length - keptPerHead;
+  const evicted = complement(layer.length, layer.numHeads, kept, keptPerHead);
+  let matches: Matches | null = null;
+  let merged: MergeOutcome | null = null;
+  if (policy.merge && evictedPerHead > 0) {
+    matches = matchEvicted(layer, kept, keptPerHead, evicted, evictedPerHead);
+    merged = mergeEvicted(layer, kept, keptPerHead, evicted, evictedPerHead, matches, policy.merge, mode);
+  }
+  return { keptPerHead, kept, evictedPerHead, evicted, matches, merged, trace: selection.trace ?? {} };
+}
+
+/**
+ * Compacts the layer to the plan's kept slots, in output order, each head's slots moved to the
+ * front of its region (capacity is kept for the next appends). Positions, modality and scores
+ * travel with their slot; merged slots keep their own score (the reference keeps `hh_score[mask]`).
+ */
+export function applyPlan(layer: KvLayer, plan: CompressionPlan): void {
+  const { numHeads: H, headDim: D, capacity: cap } = layer;
+  const N = plan.keptPerHead;
+  const rows = new Float32Array(N * D);
+  const slots = { positions: new Int32Array(N), modality: new Int32Array(N), scores: new Float64Array(N) };
+  for (let h = 0; h < H; h++) {
+    const kept = plan.kept.subarray(h * N, (h + 1) * N);
+    for (const which of ['keys', 'values'] as const) {
+      const merged = plan.merged?.[which];
+      if (merged) rows.set(merged.subarray(h * N * D, (h + 1) * N * D));
+      else kept.forEach((slot, n) => rows.set(layer[which].subarray((h * cap + slot) * D, (h * cap + slot + 1) * D), n * D));
+      layer[which].set(rows, h * cap * D);
+    }
+    for (const key of ['positions', 'modality', 'scores'] as const) {
+      const array = layer[key];
+      const tmp = slots[key];
+      kept.forEach((slot, n) => (tmp[n] = array[h * cap + slot]));
+      array.set(tmp, h * cap);
+    }
+  }
+  layer.length = N;
+}
+
+/** Compresses the layer in place under its budget; returns what was done (`null`: nothing). */
+export function compressLayer(layer: KvLayer, options: CompressOptions): CompressionPlan | null {
+  const plan = planCompression(layer, options);
+  if (plan) applyPlan(layer, plan);
+  return plan;
+}

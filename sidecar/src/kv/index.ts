@@ -1,0 +1,9 @@
+/** The KV-cache engine: layout, budgets, policies (LOOK-M and baselines) and compression. */
+export * from './layout.js';
+export * from './budget.js';
+export * from './compress.js';
+export { POLICIES, POLICY_NAMES, DEFAULT_POLICY, isPolicyName, type PolicyName } from './policies/index.js';
+export type { PolicyOptions, SelectionTrace } from './select.js';
+export { modalityFromPlaceholders } from './modality.js';
+export { similarityFilter, type MergeRule } from './merge.js';
+export type { Matches } from './similarity.js';

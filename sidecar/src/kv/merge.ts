@@ -1,0 +1,100 @@
+/**
+ * LOOK-M's merge step (arXiv 2406.18139 §3.3; lookm-spec §5.5-5.8): every kept slot becomes the
+ * mean of itself and the evicted slots matched to it (`scatter_reduce(mean, include_self)`),
+ * with three rules for what each matched slot contributes.
+ *
+ * - `pivot`: every evicted slot contributes `(evicted + kept) / 2` (§5.5).
+ * - `average`: only filtered slots (§5.6) contribute their row (§5.7). The reference pairs the
+ *   k-th filtered TARGET with the k-th evicted SOURCE row, not the k-th filtered one; reference
+ *   mode keeps that bug, improved mode adds the intended row (the filtered slot itself).
+ * - `weighted`: only filtered slots contribute, scaled by their similarity (§5.8). The weights
+ *   are not normalised (the denominator counts slots), as in the reference.
+ */
+import type { Mode } from './budget.js';
+import type { KvLayer } from './layout.js';
+import type { Matches } from './similarity.js';
+
+export type MergeRule = 'pivot' | 'average' | 'weighted';
+
+export interface MergeOutcome {
+  /** `[numHeads, keptPerHead, headDim]`: the kept slots' new rows. */
+  keys: Float32Array;
+  values: Float32Array;
+  /** `[evictedPerHead]` 0/1 (average and weighted only). */
+  filter: Uint8Array | null;
+  /** average only: for the k-th filtered entry, the evicted slot whose row was added. */
+  sourceSlot: Int32Array | null;
+}
+
+/**
+ * The similarity filter (§5.6): evicted slot e passes when its max similarity averaged over the
+ * heads reaches the mean over all heads and slots. One decision per slot INDEX, shared by all
+ * heads, although the e-th evicted slot is a different token in each head (kept as in the
+ * reference: it is the published rule).
+ */
+export function similarityFilter(maxSim: Float64Array, numHeads: number, evictedPerHead: number): Uint8Array {
+  const E = evictedPerHead;
+  let total = 0;
+  for (let i = 0; i < maxSim.length; i++) total += maxSim[i];
+  const threshold = total / maxSim.length;
+  const filter = new Uint8Array(E);
+  for (let e = 0; e < E; e++) {
+    let sum = 0;
+    for (let h = 0; h < numHeads; h++) sum += maxSim[h * E + e];
+    filter[e] = sum / numHeads >= threshold ? 1 : 0;
+  }
+  return filter;
+}
+
+export function mergeEvicted(
+  layer: KvLayer,
+  kept: Int32Array,
+  keptPerHead: number,
+  evicted: Int32Array,
+  evictedPerHead: number,
+  matches: Matches,
+  rule: MergeRule,
+  mode: Mode,
+): MergeOutcome {
+  const { numHeads: H, headDim: D, capacity: cap } = layer;
+  const N = keptPerHead;
+  const E = evictedPerHead;
+  const filter = rule === 'pivot' ? null : similarityFilter(matches.maxSim, H, E);
+  const filtered = filter ? Int32Array.from(filter.keys()).filter((e) => filter[e] === 1) : null;
+  // The reference's misaligned source: the k-th filtered target takes evicted row k (§5.7).
+  const sourceSlot = rule === 'average' && filtered ? (mode === 'reference' ? Int32Array.from(filtered.keys()) : filtered) : null;
+
+  const out = { keys: new Float32Array(H * N * D), values: new Float32Array(H * N * D) };
+  const sum = new Float64Array(N * D);
+  const count = new Float64Array(N);
+  for (const which of ['keys', 'values'] as const) {
+    const data = layer[which];
+    const row = (h: number, slot: number) => (h * cap + slot) * D;
+    for (let h = 0; h < H; h++) {
+      const keptSlots = kept.subarray(h * N, (h + 1) * N);
+      const evictedSlots = evicted.subarray(h * E, (h + 1) * E);
+      for (let n = 0; n < N; n++) {
+        const src = row(h, keptSlots[n]);
+        for (let d = 0; d < D; d++) sum[n * D + d] = data[src + d];
+        count[n] = 1;
+      }
+      const add = (targetEntry: number, sourceEntry: number, weight: number, withPivot: boolean) => {
+        const n = matches.target[h * E + targetEntry];
+        const src = row(h, evictedSlots[sourceEntry]);
+        const pivot = row(h, keptSlots[n]);
+        for (let d = 0; d < D; d++) {
+          sum[n * D + d] += withPivot ? (data[src + d] + data[pivot + d]) / 2 : weight * data[src + d];
+        }
+        count[n] += 1;
+      };
+      if (rule === 'pivot') for (let e = 0; e < E; e++) add(e, e, 1, true);
+      else if (rule === 'average') filtered!.forEach((e, k) => add(e, sourceSlot![k], 1, false));
+      else for (const e of filtered!) add(e, e, matches.maxSim[h * E + e], false);
+      const dest = out[which];
+      for (let n = 0; n < N; n++) {
+        for (let d = 0; d < D; d++) dest[(h * N + n) * D + d] = sum[n * D + d] / count[n];
+      }
+    }
+  }
+  return { ...out, filter, sourceSlot };
+}

@@ -10,7 +10,8 @@ export const DEFAULT_SINKS = 4;
 export const selectWindow: Selector = ({ layer, budget, options }) => {
   if (fitsBudget(layer, budget)) return null;
   const total = budget.heavy + budget.recent;
-  const sinks = Math.min(options.sinks ?? DEFAULT_SINKS, total);
+  // Sinks come out of the heavy share, so the recent share (at least the newest slot) stays.
+  const sinks = Math.min(options.sinks ?? DEFAULT_SINKS, budget.heavy);
   const keepPerHead = range(0, sinks);
   const tail = range(layer.length - (total - sinks), layer.length);
   const kept = new Int32Array(layer.numHeads * total);

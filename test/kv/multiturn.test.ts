@@ -40,28 +40,28 @@ describe('multi-turn H2O, two turns of 10 tokens, budget 20% + 20% of tokens see
   // Turn 2 attends to positions 0..19; position 2 gets 10, although turn 1 already evicted it.
   const turn2ByPosition = [1, 0, 10, 0, 0, 0, 0, 0, 3, 0, 0.5, 2, 0.5, 0.5, 3, 0.5, 9, 9, 9, 9];
 
-  it('turn by turn: turn 1 keeps [0 4 | 8 9]; turn 2 keeps 4 of the survivors and new slots, plus [16..19]', () => {
+  it('turn by turn: turn 1 keeps [0 4 | 8 9]; turn 2 keeps 4 of the survivors and new slots, plus [16..19]', async () => {
     const layer = createLayer(H, D);
     append(layer, 0, 10);
     accumulateScores(layer, turn1Scores, H);
-    compressLayer(layer, h2o);
+    await compressLayer(layer, h2o);
     assert.deepEqual(positions(layer), [0, 4, 8, 9]);
 
     append(layer, 10, 10);
     // The new turn's column sums cover the slots that exist: the 4 survivors and the 10 new ones.
     accumulateScores(layer, positions(layer).map((p) => turn2ByPosition[p]), H);
     assert.deepEqual(Array.from(denseSlots(layer, layer.scores)).slice(0, 4), [6, 4, 4, 1], 'old slots gained the new mass');
-    compressLayer(layer, h2o);
+    await compressLayer(layer, h2o);
     assert.equal(layer.tokensSeen, 20);
     assert.deepEqual(positions(layer), [0, 4, 8, 14, 16, 17, 18, 19]);
   });
 
-  it('one step over the same 20 tokens keeps position 2, which turn by turn could not bring back', () => {
+  it('one step over the same 20 tokens keeps position 2, which turn by turn could not bring back', async () => {
     const layer = createLayer(H, D);
     append(layer, 0, 20);
     accumulateScores(layer, [...turn1Scores, ...new Array<number>(10).fill(0)], H);
     accumulateScores(layer, turn2ByPosition, H);
-    compressLayer(layer, h2o);
+    await compressLayer(layer, h2o);
     assert.deepEqual(positions(layer), [0, 2, 4, 8, 16, 17, 18, 19]);
   });
 });
@@ -69,7 +69,7 @@ describe('multi-turn H2O, two turns of 10 tokens, budget 20% + 20% of tokens see
 describe('multi-turn invariants over random conversations (improved mode)', () => {
   const policies: PolicyName[] = ['text_prior_pivot_merge', 'text_prior_avg_merge', 'h2o', 'snapkv', 'window'];
   for (const policy of policies) {
-    it(`${policy}: within budget every turn, true positions, evicted slots never return`, () => {
+    it(`${policy}: within budget every turn, true positions, evicted slots never return`, async () => {
       for (let seed = 0; seed < 10; seed++) {
         const next = mulberry32(seed);
         const normal = gaussian(next);
@@ -92,7 +92,7 @@ describe('multi-turn invariants over random conversations (improved mode)', () =
           const beforeLength = layer.length;
           const budget = { hhRatio: 0.15, recentRatio: 0.1 };
           const queries = Float32Array.from({ length: Hq * count * 4 }, normal);
-          compressLayer(layer, { policy, budget, queries, numQueryHeads: Hq });
+          await compressLayer(layer, { policy, budget, queries, numQueryHeads: Hq });
           const slots = resolveBudget(budget, layer.length, layer.tokensSeen, 'improved');
           assert.ok(layer.length <= slots.heavy + slots.recent, `seed ${seed} turn ${turn}`);
           assert.equal(layer.tokensSeen, position);

@@ -56,7 +56,7 @@ describe('budgets', () => {
 });
 
 describe('GQA', () => {
-  it('sums the scores of the query heads of one KV group and ranks each KV head on its sum', () => {
+  it('sums the scores of the query heads of one KV group and ranks each KV head on its sum', async () => {
     const L = 10;
     const layer = createLayer(2, 2);
     appendTokens(layer, {
@@ -71,7 +71,7 @@ describe('GQA', () => {
     colsum[2 * L + 1] = 5; colsum[3 * L + 6] = 4;
     accumulateScores(layer, colsum, 4);
     assert.deepEqual(Array.from(denseSlots(layer, layer.scores)).slice(0, L), [0, 0, 0, 4, 0, 3, 0, 0, 0, 0]);
-    compressLayer(layer, { policy: 'h2o', budget: { hhRatio: 0.1, recentRatio: 0.1 } });
+    await compressLayer(layer, { policy: 'h2o', budget: { hhRatio: 0.1, recentRatio: 0.1 } });
     assert.deepEqual(keptPositions(layer), [3, 9, 1, 9]);
   });
 
@@ -86,55 +86,55 @@ describe('text-prior selection', () => {
   const modality = [TEXT, TEXT, TEXT, TEXT, 0, 0, 0, 0, 0, 0, TEXT, TEXT];
   const scores = [[5, 1, 3, 2, 9, 8, 0.5, 7, 0.1, 6, 1, 1]];
 
-  it('keeps all text, then the best images, within the heavy budget', () => {
+  it('keeps all text, then the best images, within the heavy budget', async () => {
     const layer = layerWith({ scores, modality });
-    const plan = compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.5, recentRatio: 0.2 } });
+    const plan = await compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.5, recentRatio: 0.2 } });
     // heavy 6: text 0-3, then images 4 (9) and 5 (8).
     assert.deepEqual(keptPositions(layer), [0, 1, 2, 3, 4, 5, 10, 11]);
     assert.deepEqual(plan?.trace, { textNonRecent: 4, imagesSelected: 2 });
   });
 
-  it('reference mode keeps every text slot even past the budget (lookm-spec §8.6)', () => {
+  it('reference mode keeps every text slot even past the budget (lookm-spec §8.6)', async () => {
     const layer = layerWith({ scores, modality });
-    compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.25, recentRatio: 0.2 }, mode: 'reference' });
+    await compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.25, recentRatio: 0.2 }, mode: 'reference' });
     assert.deepEqual(keptPositions(layer), [0, 1, 2, 3, 10, 11]); // 6 slots for a nominal 3 + 2
   });
 
-  it('improved mode holds the budget: the lowest-scored text goes, images go first', () => {
+  it('improved mode holds the budget: the lowest-scored text goes, images go first', async () => {
     const layer = layerWith({ scores, modality });
-    compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.25, recentRatio: 0.2 } });
+    await compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.25, recentRatio: 0.2 } });
     assert.deepEqual(keptPositions(layer), [0, 2, 3, 10, 11]);
   });
 
-  it('reference mode fails like the official class when the recent window is empty', () => {
+  it('reference mode fails like the official class when the recent window is empty', async () => {
     const layer = layerWith({ scores, modality });
-    assert.throws(() => compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.25, recentRatio: 0 }, mode: 'reference' }), /recent_size 0/);
+    await assert.rejects(compressLayer(layer, { policy: 'text_prior', budget: { hhRatio: 0.25, recentRatio: 0 }, mode: 'reference' }), /recent_size 0/);
   });
 
-  it('ranks images by raw score in improved mode, by the float32 penalty in reference mode', () => {
+  it('ranks images by raw score in improved mode, by the float32 penalty in reference mode', async () => {
     // Two image scores 0.001 apart tie after float32(S - 65516) (resolution ~0.004): reference
     // keeps the lower position, improved the higher score.
     const tied = [[5, 5, 1.0, 1.001, 5, 5]];
     const mod = [TEXT, TEXT, 0, 0, TEXT, TEXT];
     const reference = layerWith({ scores: tied, modality: mod });
-    compressLayer(reference, { policy: 'text_prior', budget: { hhRatio: 0.5, recentRatio: 0.34 }, mode: 'reference' });
+    await compressLayer(reference, { policy: 'text_prior', budget: { hhRatio: 0.5, recentRatio: 0.34 }, mode: 'reference' });
     assert.deepEqual(keptPositions(reference), [0, 1, 2, 4, 5]);
     const improved = layerWith({ scores: tied, modality: mod });
-    compressLayer(improved, { policy: 'text_prior', budget: { hhRatio: 0.5, recentRatio: 0.34 } });
+    await compressLayer(improved, { policy: 'text_prior', budget: { hhRatio: 0.5, recentRatio: 0.34 } });
     assert.deepEqual(keptPositions(improved), [0, 1, 3, 4, 5]);
   });
 });
 
 describe('H2O with sinks', () => {
-  it('always keeps the first four slots', () => {
+  it('always keeps the first four slots', async () => {
     const layer = layerWith({ scores: [[0, 0, 0, 0, 9, 8, 7, 1, 1, 1]] });
-    compressLayer(layer, { policy: 'pivot_merge', budget: { hhRatio: 0.5, recentRatio: 0.1 } });
+    await compressLayer(layer, { policy: 'pivot_merge', budget: { hhRatio: 0.5, recentRatio: 0.1 } });
     assert.deepEqual(keptPositions(layer), [0, 1, 2, 3, 4, 9]);
   });
 
-  it('reference mode fails like the official class with fewer than four candidates', () => {
+  it('reference mode fails like the official class with fewer than four candidates', async () => {
     const layer = layerWith({ scores: [[1, 2, 3, 4, 5]] });
-    assert.throws(() => compressLayer(layer, { policy: 'avg_merge', budget: { hhRatio: 0.2, recentRatio: 0.4 }, mode: 'reference' }), /at least 4 slots/);
+    await assert.rejects(compressLayer(layer, { policy: 'avg_merge', budget: { hhRatio: 0.2, recentRatio: 0.4 }, mode: 'reference' }), /at least 4 slots/);
   });
 });
 
@@ -143,10 +143,10 @@ describe('merging', () => {
   const identical = () => layerWith({ scores: [[9, 9, 0, 0, 0, 0, 0, 0, 1, 1]], headDim: 3, keys: (_h, _j, d) => d + 1, values: (_h, j, d) => j * 10 + d });
   const budget = { hhRatio: 0.2, recentRatio: 0.2 }; // kept 0, 1, 8, 9; evicted 2..7
 
-  it('averaged and weighted merges of identical keys are the plain mean of the values', () => {
+  it('averaged and weighted merges of identical keys are the plain mean of the values', async () => {
     for (const policy of ['avg_merge', 'weighted_merge'] as const) {
       const layer = identical();
-      const plan = compressLayer(layer, { policy, budget });
+      const plan = await compressLayer(layer, { policy, budget });
       assert.deepEqual(Array.from(plan?.matches?.target ?? []), [0, 0, 0, 0, 0, 0]);
       const values = denseRows(layer, 'values');
       // Slot 0 = mean of rows 0, 2..7 -> (0 + 20 + 30 + ... + 70) / 7 = 270 / 7.
@@ -156,19 +156,19 @@ describe('merging', () => {
     }
   });
 
-  it('pivotal merge averages each evicted row with its pivot first', () => {
+  it('pivotal merge averages each evicted row with its pivot first', async () => {
     const layer = identical();
-    compressLayer(layer, { policy: 'pivot_merge', budget });
+    await compressLayer(layer, { policy: 'pivot_merge', budget });
     const values = denseRows(layer, 'values');
     // (v0 + sum_e (v_e + v0) / 2) / 7 with v0 = 0: (20 + ... + 70) / 2 / 7 = 135 / 7 (dim 0).
     assert.ok(Math.abs(values[0] - 135 / 7) < 1e-4, String(values[0]));
   });
 
-  it('improved averaged merge adds the filtered rows themselves; reference adds the first m rows (spec §5.7)', () => {
+  it('improved averaged merge adds the filtered rows themselves; reference adds the first m rows (spec §5.7)', async () => {
     const { layer, queries } = randomLayer({ seed: 21, numHeads: 3, headDim: 6, length: 60, imageShare: 0.7 });
     const options = { policy: 'text_prior_avg_merge' as const, budget: { hhRatio: 0.1, recentRatio: 0.1 }, queries };
-    const improved = planCompression(layer, options);
-    const reference = planCompression(layer, { ...options, mode: 'reference' });
+    const improved = await planCompression(layer, options);
+    const reference = await planCompression(layer, { ...options, mode: 'reference' });
     assert.ok(improved?.merged?.sourceSlot && reference?.merged?.sourceSlot);
     const filtered = Array.from(improved.merged.filter ?? []).flatMap((f, e) => (f ? [e] : []));
     assert.deepEqual(Array.from(improved.merged.sourceSlot), filtered);
@@ -176,10 +176,10 @@ describe('merging', () => {
     assert.notDeepEqual(improved.merged.keys, reference.merged.keys);
   });
 
-  it('streams the same max/argmax as a brute-force cosine matrix', () => {
+  it('streams the same max/argmax as a brute-force cosine matrix', async () => {
     for (const seed of [1, 2, 3]) {
       const { layer } = randomLayer({ seed, numHeads: 2, headDim: 16, length: 150 });
-      const plan = planCompression(layer, { policy: 'h2o', budget: { hhRatio: 0.1, recentRatio: 0.1 } });
+      const plan = await planCompression(layer, { policy: 'h2o', budget: { hhRatio: 0.1, recentRatio: 0.1 } });
       assert.ok(plan);
       const { kept, keptPerHead: N, evicted, evictedPerHead: E } = plan;
       const got = matchEvicted(layer, kept, N, evicted, E);
@@ -197,9 +197,9 @@ describe('merging', () => {
     }
   });
 
-  it('gives zero keys similarity 0 instead of NaN', () => {
+  it('gives zero keys similarity 0 instead of NaN', async () => {
     const layer = layerWith({ scores: [[9, 0, 0, 0, 0, 0, 0, 0, 1, 1]], keys: (_h, j, d) => (j === 3 ? 0 : j + d + 1) });
-    const plan = compressLayer(layer, { policy: 'text_prior_pivot_merge', budget: { hhRatio: 0.1, recentRatio: 0.2 } });
+    const plan = await compressLayer(layer, { policy: 'text_prior_pivot_merge', budget: { hhRatio: 0.1, recentRatio: 0.2 } });
     assert.ok(plan?.matches);
     assert.ok(plan.matches.maxSim.every((s) => Number.isFinite(s)));
     assert.ok(denseRows(layer, 'keys').every((x) => Number.isFinite(x)));
@@ -207,11 +207,11 @@ describe('merging', () => {
 });
 
 describe('SnapKV', () => {
-  it('orders kept slots by position in improved mode and by pooled score in reference mode', () => {
+  it('orders kept slots by position in improved mode and by pooled score in reference mode', async () => {
     const { layer, queries } = randomLayer({ seed: 4, numHeads: 2, headDim: 8, length: 50 });
     const budget = { hhRatio: 0.2, recentRatio: 0.2 };
-    const improved = planCompression(layer, { policy: 'snapkv', budget, queries });
-    const reference = planCompression(layer, { policy: 'snapkv', budget, queries, mode: 'reference' });
+    const improved = await planCompression(layer, { policy: 'snapkv', budget, queries });
+    const reference = await planCompression(layer, { policy: 'snapkv', budget, queries, mode: 'reference' });
     assert.ok(improved && reference);
     const heavy = (plan: typeof improved) => Array.from(plan.kept.subarray(0, 10));
     assert.deepEqual(heavy(improved), [...heavy(improved)].sort((a, b) => a - b));
@@ -220,8 +220,8 @@ describe('SnapKV', () => {
     assert.deepEqual(ranks, [...ranks].sort((a, b) => b - a));
   });
 
-  it('asks for the queries it needs', () => {
+  it('asks for the queries it needs', async () => {
     const { layer } = randomLayer({ seed: 4, length: 50 });
-    assert.throws(() => compressLayer(layer, { policy: 'snapkv', budget: {} }), /needs the queries/);
+    await assert.rejects(compressLayer(layer, { policy: 'snapkv', budget: {} }), /needs the queries/);
   });
 });

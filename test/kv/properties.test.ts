@@ -29,13 +29,13 @@ function snapshot(layer: KvLayer): { positions: Int32Array; modality: Int32Array
 
 for (const policy of POLICY_NAMES) {
   describe(`${policy} (improved mode)`, () => {
-    it('never exceeds the budget, keeps the same count per head, and preserves positions and modality', () => {
+    it('never exceeds the budget, keeps the same count per head, and preserves positions and modality', async () => {
       for (const seed of SEEDS) {
         for (const budget of BUDGETS) {
           const { layer, queries, numQueryHeads } = randomLayer({ seed });
           const before = snapshot(layer);
           const slots = resolveBudget(budget, layer.length, layer.tokensSeen, 'improved');
-          const plan = compressLayer(layer, { policy, budget, queries, numQueryHeads, seed });
+          const plan = await compressLayer(layer, { policy, budget, queries, numQueryHeads, seed });
           const context = `seed ${seed}, budget ${JSON.stringify(budget)}, L ${before.length}`;
           if (policy === 'full') {
             assert.equal(plan, null, context);
@@ -66,12 +66,12 @@ for (const policy of POLICY_NAMES) {
       }
     });
 
-    it('is deterministic', () => {
+    it('is deterministic', async () => {
       const { layer, queries, numQueryHeads } = randomLayer({ seed: 7, length: 90, headDim: 8, numHeads: 3 });
       const copy = cloneLayer(layer);
       const options = { policy, budget: { hhRatio: 0.2, recentRatio: 0.1 }, queries, numQueryHeads, seed: 3 };
-      compressLayer(layer, options);
-      compressLayer(copy, options);
+      await compressLayer(layer, options);
+      await compressLayer(copy, options);
       assert.deepEqual(denseRows(layer, 'keys'), denseRows(copy, 'keys'));
       assert.deepEqual(denseSlots(layer, layer.positions), denseSlots(copy, copy.positions));
     });
@@ -79,24 +79,24 @@ for (const policy of POLICY_NAMES) {
 }
 
 describe('full policy', () => {
-  it('is the identity in both modes', () => {
+  it('is the identity in both modes', async () => {
     for (const mode of ['improved', 'reference'] as const) {
       const { layer } = randomLayer({ seed: 5 });
       const copy = cloneLayer(layer);
-      assert.equal(compressLayer(layer, { policy: 'full', budget: { hhRatio: 0.1, recentRatio: 0.1 }, mode }), null);
+      assert.equal(await compressLayer(layer, { policy: 'full', budget: { hhRatio: 0.1, recentRatio: 0.1 }, mode }), null);
       assert.deepEqual(layer, copy);
     }
   });
 });
 
 describe('random policy', () => {
-  it('depends only on its seed', () => {
-    const run = (seed: number) => {
+  it('depends only on its seed', async () => {
+    const run = async (seed: number) => {
       const { layer } = randomLayer({ seed: 11, length: 100, numHeads: 2 });
-      compressLayer(layer, { policy: 'random', budget: { hhRatio: 0.2, recentRatio: 0.1 }, seed });
+      await compressLayer(layer, { policy: 'random', budget: { hhRatio: 0.2, recentRatio: 0.1 }, seed });
       return denseSlots(layer, layer.positions);
     };
-    assert.deepEqual(run(1), run(1));
-    assert.notDeepEqual(run(1), run(2));
+    assert.deepEqual(await run(1), await run(1));
+    assert.notDeepEqual(await run(1), await run(2));
   });
 });

@@ -130,7 +130,7 @@ function imageIndexAt(inputs: GoldenInputs, j: number): number {
   return inputs.image_placeholder_positions.findIndex((p, i) => j >= p + (T - 1) * i && j < p + (T - 1) * i + T);
 }
 
-function checkRun(file: GoldenFile, run: GoldenRun, method: PolicyName): void {
+async function checkRun(file: GoldenFile, run: GoldenRun, method: PolicyName): Promise<void> {
   const { inputs } = file;
   const L = inputs.seq_len;
   const H = inputs.num_heads;
@@ -147,7 +147,7 @@ function checkRun(file: GoldenFile, run: GoldenRun, method: PolicyName): void {
   const queries = inputs.queries ? Float32Array.from(inputs.queries.data) : undefined;
   // Keep an untouched copy for recomputing the intended averaged merge below.
   const original = buildLayer(inputs);
-  const plan = compressLayer(layer, { policy: method, budget, mode: 'reference', queries, numQueryHeads: H });
+  const plan = await compressLayer(layer, { policy: method, budget, mode: 'reference', queries, numQueryHeads: H });
 
   expectEqual('compressed', layer.length !== L, run.compressed);
   if (run.kept_indices) expectRows('kept_indices', denseSlots(layer, layer.positions), layer.length, run.kept_indices);
@@ -178,17 +178,21 @@ function checkRun(file: GoldenFile, run: GoldenRun, method: PolicyName): void {
 }
 
 /** Runs every budget of one golden file. */
-export function checkGoldenFile(file: GoldenFile): RunResult[] {
-  return file.runs.map((run) => {
-    const budget = `${run.hh_ratio}/${run.recent_ratio}`;
-    const result = { method: file.method, case: file.case, budget };
-    if (!isPolicyName(file.method)) return { ...result, mismatch: `no engine policy named "${file.method}"` };
-    try {
-      checkRun(file, run, file.method);
-      return { ...result, mismatch: null };
-    } catch (error) {
-      if (error instanceof Mismatch) return { ...result, mismatch: error.message };
-      return { ...result, mismatch: `error: ${error instanceof Error ? error.message : String(error)}` };
-    }
-  });
+export async function checkGoldenFile(file: GoldenFile): Promise<RunResult[]> {
+  const results: RunResult[] = [];
+  for (const run of file.runs) results.push(await checkOneRun(file, run));
+  return results;
+}
+
+async function checkOneRun(file: GoldenFile, run: GoldenRun): Promise<RunResult> {
+  const budget = `${run.hh_ratio}/${run.recent_ratio}`;
+  const result = { method: file.method, case: file.case, budget };
+  if (!isPolicyName(file.method)) return { ...result, mismatch: `no engine policy named "${file.method}"` };
+  try {
+    await checkRun(file, run, file.method);
+    return { ...result, mismatch: null };
+  } catch (error) {
+    if (error instanceof Mismatch) return { ...result, mismatch: error.message };
+    return { ...result, mismatch: `error: ${error instanceof Error ? error.message : String(error)}` };
+  }
 }

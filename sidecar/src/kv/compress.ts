@@ -7,13 +7,19 @@ import type { KvLayer } from './layout.js';
 import { mergeEvicted, type MergeOutcome } from './merge.js';
 import { POLICIES, isPolicyName, type PolicyName } from './policies/index.js';
 import type { PolicyOptions, SelectionTrace } from './select.js';
-import { matchEvicted, type Matches } from './similarity.js';
+import { matchEvicted, type Matcher, type Matches } from './similarity.js';
 
 export interface CompressOptions extends PolicyOptions {
   policy: PolicyName;
   budget: Budget;
   /** `improved` (default) or `reference` (exact to the official classes, lookm-spec §8). */
   mode?: Mode;
+  /**
+   * Evicted-to-kept key matching for merging policies in improved mode (default: the exact
+   * JavaScript matcher). Reference mode always uses the exact matcher, so its indices stay
+   * bit-for-bit with the golden files.
+   */
+  matcher?: Matcher;
 }
 
 export interface CompressionPlan {
@@ -43,7 +49,7 @@ function complement(length: number, numHeads: number, kept: Int32Array, keptPerH
 }
 
 /** What `compressLayer` would do, without touching the layer. `null`: the layer stays as it is. */
-export function planCompression(layer: KvLayer, options: CompressOptions): CompressionPlan | null {
+export async function planCompression(layer: KvLayer, options: CompressOptions): Promise<CompressionPlan | null> {
   const { policy: name, budget: requested, mode = 'improved' } = options;
   if (!isPolicyName(name)) throw new RangeError(`unknown KV policy "${String(name)}"`);
   const policy = POLICIES[name];
@@ -56,7 +62,8 @@ export function planCompression(layer: KvLayer, options: CompressOptions): Compr
   let matches: Matches | null = null;
   let merged: MergeOutcome | null = null;
   if (policy.merge && evictedPerHead > 0) {
-    matches = matchEvicted(layer, kept, keptPerHead, evicted, evictedPerHead);
+    const matcher = mode === 'reference' ? matchEvicted : (options.matcher ?? matchEvicted);
+    matches = await matcher(layer, kept, keptPerHead, evicted, evictedPerHead);
     merged = mergeEvicted(layer, kept, keptPerHead, evicted, evictedPerHead, matches, policy.merge, mode);
   }
   return { keptPerHead, kept, evictedPerHead, evicted, matches, merged, trace: selection.trace ?? {} };
@@ -91,8 +98,8 @@ export function applyPlan(layer: KvLayer, plan: CompressionPlan): void {
 }
 
 /** Compresses the layer in place under its budget; returns what was done (`null`: nothing). */
-export function compressLayer(layer: KvLayer, options: CompressOptions): CompressionPlan | null {
-  const plan = planCompression(layer, options);
+export async function compressLayer(layer: KvLayer, options: CompressOptions): Promise<CompressionPlan | null> {
+  const plan = await planCompression(layer, options);
   if (plan) applyPlan(layer, plan);
   return plan;
 }

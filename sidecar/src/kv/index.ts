@@ -6,4 +6,4 @@ export { POLICIES, POLICY_NAMES, DEFAULT_POLICY, isPolicyName, type PolicyName }
 export type { PolicyOptions, SelectionTrace } from './select.js';
 export { modalityFromPlaceholders } from './modality.js';
 export { similarityFilter, type MergeRule } from './merge.js';
-export type { Matches } from './similarity.js';
+export { matchEvicted, type Matcher, type Matches } from './similarity.js';

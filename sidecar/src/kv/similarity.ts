@@ -20,8 +20,14 @@ export interface Matches {
   maxSim: Float64Array;
 }
 
+/**
+ * Finds each evicted slot's most similar kept slot. The default is `matchEvicted` below; the
+ * sidecar may plug in a faster one (e.g. an onnxruntime matrix product) for improved mode.
+ */
+export type Matcher = (layer: KvLayer, kept: Int32Array, keptPerHead: number, evicted: Int32Array, evictedPerHead: number) => Matches | Promise<Matches>;
+
 /** Rows of `keys` (a head's `[length, D]`) picked by `slots`, each scaled to unit L2 norm. */
-function normalisedRows(keys: Float32Array, slots: Int32Array, D: number): Float64Array {
+export function normalisedRows(keys: Float32Array, slots: Int32Array, D: number): Float64Array {
   const out = new Float64Array(slots.length * D);
   for (let r = 0; r < slots.length; r++) {
     const src = slots[r] * D;
@@ -33,7 +39,7 @@ function normalisedRows(keys: Float32Array, slots: Int32Array, D: number): Float
   return out;
 }
 
-export function matchEvicted(layer: KvLayer, kept: Int32Array, keptPerHead: number, evicted: Int32Array, evictedPerHead: number): Matches {
+export const matchEvicted = (layer: KvLayer, kept: Int32Array, keptPerHead: number, evicted: Int32Array, evictedPerHead: number): Matches => {
   const { numHeads: H, headDim: D } = layer;
   const N = keptPerHead;
   const E = evictedPerHead;
@@ -73,4 +79,4 @@ export function matchEvicted(layer: KvLayer, kept: Int32Array, keptPerHead: numb
     }
   }
   return { target, maxSim };
-}
+};

@@ -64,35 +64,42 @@ export function mergeEvicted(
   // The reference's misaligned source: the k-th filtered target takes evicted row k (§5.7).
   const sourceSlot = rule === 'average' && filtered ? (mode === 'reference' ? Int32Array.from(filtered.keys()) : filtered) : null;
 
+  // Per head, the contributions as (evicted entry whose target is used, evicted entry whose row is added, weight).
+  const entries = rule === 'pivot' ? Int32Array.from({ length: E }, (_, e) => e) : filtered!;
+  const sources = sourceSlot ?? entries;
+
   const out = { keys: new Float32Array(H * N * D), values: new Float32Array(H * N * D) };
+  const { target, maxSim } = matches;
   const sum = new Float64Array(N * D);
   const count = new Float64Array(N);
   for (const which of ['keys', 'values'] as const) {
     const data = layer[which];
-    const row = (h: number, slot: number) => (h * cap + slot) * D;
+    const dest = out[which];
     for (let h = 0; h < H; h++) {
-      const keptSlots = kept.subarray(h * N, (h + 1) * N);
-      const evictedSlots = evicted.subarray(h * E, (h + 1) * E);
+      const keptBase = h * N;
+      const evictedBase = h * E;
+      const rowOf = (slot: number) => (h * cap + slot) * D;
       for (let n = 0; n < N; n++) {
-        const src = row(h, keptSlots[n]);
-        for (let d = 0; d < D; d++) sum[n * D + d] = data[src + d];
+        sum.set(data.subarray(rowOf(kept[keptBase + n]), rowOf(kept[keptBase + n]) + D), n * D);
         count[n] = 1;
       }
-      const add = (targetEntry: number, sourceEntry: number, weight: number, withPivot: boolean) => {
-        const n = matches.target[h * E + targetEntry];
-        const src = row(h, evictedSlots[sourceEntry]);
-        const pivot = row(h, keptSlots[n]);
-        for (let d = 0; d < D; d++) {
-          sum[n * D + d] += withPivot ? (data[src + d] + data[pivot + d]) / 2 : weight * data[src + d];
+      for (let k = 0; k < entries.length; k++) {
+        const e = entries[k];
+        const n = target[evictedBase + e];
+        const acc = n * D;
+        const src = rowOf(evicted[evictedBase + sources[k]]);
+        // pivot: (evicted + kept) / 2, i.e. half of each; average: weight 1; weighted: the similarity.
+        const weight = rule === 'pivot' ? 0.5 : rule === 'weighted' ? maxSim[evictedBase + e] : 1;
+        for (let d = 0; d < D; d++) sum[acc + d] += weight * data[src + d];
+        if (rule === 'pivot') {
+          const pivot = rowOf(kept[keptBase + n]);
+          for (let d = 0; d < D; d++) sum[acc + d] += 0.5 * data[pivot + d];
         }
         count[n] += 1;
-      };
-      if (rule === 'pivot') for (let e = 0; e < E; e++) add(e, e, 1, true);
-      else if (rule === 'average') filtered!.forEach((e, k) => add(e, sourceSlot![k], 1, false));
-      else for (const e of filtered!) add(e, e, matches.maxSim[h * E + e], false);
-      const dest = out[which];
+      }
       for (let n = 0; n < N; n++) {
-        for (let d = 0; d < D; d++) dest[(h * N + n) * D + d] = sum[n * D + d] / count[n];
+        const inv = 1 / count[n];
+        for (let d = 0; d < D; d++) dest[(keptBase + n) * D + d] = sum[n * D + d] * inv;
       }
     }
   }

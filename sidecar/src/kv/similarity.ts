@@ -5,13 +5,13 @@
  *
  * This is the product of the normalised evicted keys with the normalised kept keys, reduced to a
  * row-wise max/argmax as it is computed: no `E x N` (let alone `L x L`) matrix is ever held; the
- * extra memory is one normalised copy of the head's keys. Four kept rows share each evicted
+ * extra memory is one normalised copy of one head's keys. Four kept rows share each evicted
  * element load, which is the register blocking a batched matrix product does.
  *
  * Zero keys: the reference divides by a zero norm and propagates NaN (spec §5.4). A zero key
  * has no direction, so we give it similarity 0 to everything instead.
  */
-import { headRows, type KvLayer } from './layout.js';
+import type { KvLayer } from './layout.js';
 
 export interface Matches {
   /** `[numHeads, evictedPerHead]`: index into the head's kept slots (0..keptPerHead-1). */
@@ -26,17 +26,20 @@ export interface Matches {
  */
 export type Matcher = (layer: KvLayer, kept: Int32Array, keptPerHead: number, evicted: Int32Array, evictedPerHead: number) => Matches | Promise<Matches>;
 
-/** Rows of `keys` (a head's `[length, D]`) picked by `slots`, each scaled to unit L2 norm. */
-export function normalisedRows(keys: Float32Array, slots: Int32Array, D: number): Float64Array {
-  const out = new Float64Array(slots.length * D);
+/**
+ * Head `head`'s key rows picked by `slots`, each scaled to unit L2 norm, written to `out` (`[slots, D]`).
+ * A zero key stays zero (similarity 0 to everything).
+ */
+export function normaliseKeys(layer: KvLayer, head: number, slots: Int32Array, out: Float32Array | Float64Array): void {
+  const { headDim: D, keys } = layer;
+  const base = head * layer.capacity;
   for (let r = 0; r < slots.length; r++) {
-    const src = slots[r] * D;
+    const src = (base + slots[r]) * D;
     let norm = 0;
     for (let d = 0; d < D; d++) norm += keys[src + d] * keys[src + d];
     const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     for (let d = 0; d < D; d++) out[r * D + d] = keys[src + d] * inv;
   }
-  return out;
 }
 
 export const matchEvicted = (layer: KvLayer, kept: Int32Array, keptPerHead: number, evicted: Int32Array, evictedPerHead: number): Matches => {
@@ -45,10 +48,11 @@ export const matchEvicted = (layer: KvLayer, kept: Int32Array, keptPerHead: numb
   const E = evictedPerHead;
   const target = new Int32Array(H * E);
   const maxSim = new Float64Array(H * E);
+  const k = new Float64Array(N * D);
+  const e = new Float64Array(E * D);
   for (let h = 0; h < H; h++) {
-    const keys = headRows(layer, 'keys', h);
-    const k = normalisedRows(keys, kept.subarray(h * N, (h + 1) * N), D);
-    const e = normalisedRows(keys, evicted.subarray(h * E, (h + 1) * E), D);
+    normaliseKeys(layer, h, kept.subarray(h * N, (h + 1) * N), k);
+    normaliseKeys(layer, h, evicted.subarray(h * E, (h + 1) * E), e);
     for (let i = 0; i < E; i++) {
       const row = i * D;
       let best = -Infinity;

@@ -54,24 +54,48 @@ export const selectSnapKV: Selector = ({ layer, budget, mode, options }) => {
 
 /**
  * Softmax attention of the `window` newest tokens' queries over every key (causal inside the
- * window), column sums added into `out` for the first `out.length` keys.
+ * window), column sums added into `out` for the first `out.length` keys. Logits are computed key
+ * by key for four query rows at a time, so each key row is read once per four rows.
  */
 function addWindowAttention(queries: Float32Array, window: number, keys: Float32Array, L: number, D: number, out: Float64Array): void {
   const scale = 1 / Math.sqrt(D);
-  const logits = new Float64Array(L);
-  for (let i = 0; i < window; i++) {
-    const visible = L - window + i + 1;
-    const q = i * D;
-    let max = -Infinity;
-    for (let j = 0; j < visible; j++) {
-      let dot = 0;
-      for (let d = 0, k = j * D; d < D; d++) dot += queries[q + d] * keys[k + d];
-      logits[j] = dot * scale;
-      if (logits[j] > max) max = logits[j];
+  const q = Float64Array.from(queries);
+  const logits = new Float64Array(window * L);
+  for (let i0 = 0; i0 < window; i0 += 4) {
+    const rows = Math.min(4, window - i0);
+    const q0 = i0 * D, q1 = q0 + D, q2 = q1 + D, q3 = q2 + D;
+    for (let j = 0; j < L; j++) {
+      const k = j * D;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      if (rows === 4) {
+        for (let d = 0; d < D; d++) {
+          const x = keys[k + d];
+          s0 += q[q0 + d] * x;
+          s1 += q[q1 + d] * x;
+          s2 += q[q2 + d] * x;
+          s3 += q[q3 + d] * x;
+        }
+      } else {
+        for (let d = 0; d < D; d++) {
+          const x = keys[k + d];
+          s0 += q[q0 + d] * x;
+          if (rows > 1) s1 += q[q1 + d] * x;
+          if (rows > 2) s2 += q[q2 + d] * x;
+        }
+      }
+      logits[i0 * L + j] = s0 * scale;
+      if (rows > 1) logits[(i0 + 1) * L + j] = s1 * scale;
+      if (rows > 2) logits[(i0 + 2) * L + j] = s2 * scale;
+      if (rows > 3) logits[(i0 + 3) * L + j] = s3 * scale;
     }
+  }
+  for (let i = 0; i < window; i++) {
+    const row = logits.subarray(i * L, i * L + L - window + i + 1); // causal: keys up to the row's own token
+    let max = -Infinity;
+    for (const x of row) if (x > max) max = x;
     let sum = 0;
-    for (let j = 0; j < visible; j++) sum += logits[j] = Math.exp(logits[j] - max);
-    for (let j = 0; j < out.length; j++) out[j] += logits[j] / sum;
+    for (let j = 0; j < row.length; j++) sum += row[j] = Math.exp(row[j] - max);
+    for (let j = 0; j < out.length; j++) out[j] += row[j] / sum;
   }
 }
 

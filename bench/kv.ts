@@ -110,7 +110,7 @@ function report(date: string, machine: Record<string, string | number>, prefill:
     lines.push(`| ${[policy, ...t.map(fmt), ...exponents].join(' | ')} |`);
   }
   const main = mha.find((r) => r.policy === DEFAULT_POLICY && r.length === target.length);
-  if (main?.shareOfPrefill != null) {
+  if (main && main.shareOfPrefill !== null) {
     const met = main.shareOfPrefill < TARGET_SHARE;
     lines.push('', `Target: ${DEFAULT_POLICY} at L=${target.length} under ${100 * TARGET_SHARE}% of the layer's prefill: measured ${(100 * main.shareOfPrefill).toFixed(1)}% (${fmt(main.ms)} ms vs ${fmt(prefill.get(target.length)!)} ms) — ${met ? 'met' : 'NOT met'}.`);
   }

@@ -628,6 +628,18 @@ def write_readme(out_dir, commit, results):
                      f"{case['seed']} | `{seg}` | {budgets} |")
     total_w = sum(len(r[2]) for r in results)
     total_s = sum(len(r[3]) for r in results)
+    lines += [
+        '',
+        'Conventions beyond `shared/golden/README.md`:',
+        '',
+        '* A run whose selection evicts nothing (text-prior methods of `text_tail_L40` at 0.2/0.2: the only',
+        '  image lies in the recent window and all old tokens are text) has `compressed: false`,',
+        '  `evicted_indices` of empty lists, `n_text_nonrecent`/`n_image_selected`, and no `merge` block',
+        '  (the reference merges nothing; its output equals the input).',
+        '* With a single evicted entry (E = 1) the avg/weighted filter compares a mean with itself, so the',
+        '  decision rests on float equality; those runs are skipped.',
+        '* SnapKV runs are also required to be tie-free inside the kept top-k, whose order is the output order.',
+    ]
     lines += ['', f'{total_w} runs written, {total_s} skipped (not written):', '']
     for case, inp, written, skipped in results:
         for mname, a, b, why in skipped:

@@ -88,18 +88,18 @@ export function mergeEvicted(
         const n = target[evictedBase + e];
         const acc = n * D;
         const src = rowOf(evicted[evictedBase + sources[k]]);
-        // pivot: (evicted + kept) / 2, i.e. half of each; average: weight 1; weighted: the similarity.
+        // pivot: half of the evicted row (its other half, the pivot's, is added once per slot
+        // below); average: the row; weighted: the row scaled by its similarity.
         const weight = rule === 'pivot' ? 0.5 : rule === 'weighted' ? maxSim[evictedBase + e] : 1;
         for (let d = 0; d < D; d++) sum[acc + d] += weight * data[src + d];
-        if (rule === 'pivot') {
-          const pivot = rowOf(kept[keptBase + n]);
-          for (let d = 0; d < D; d++) sum[acc + d] += 0.5 * data[pivot + d];
-        }
         count[n] += 1;
       }
       for (let n = 0; n < N; n++) {
+        // Pivotal merge: (Kk + sum_e (Ke + Kk) / 2) / (1 + c) = ((1 + c/2) Kk + sum_e Ke / 2) / (1 + c).
+        const selfWeight = rule === 'pivot' ? (count[n] - 1) / 2 : 0;
+        const pivot = rowOf(kept[keptBase + n]);
         const inv = 1 / count[n];
-        for (let d = 0; d < D; d++) dest[(keptBase + n) * D + d] = sum[n * D + d] * inv;
+        for (let d = 0; d < D; d++) dest[(keptBase + n) * D + d] = (sum[n * D + d] + selfWeight * data[pivot + d]) * inv;
       }
     }
   }

@@ -220,8 +220,36 @@ describe('SnapKV', () => {
     assert.deepEqual(ranks, [...ranks].sort((a, b) => b - a));
   });
 
+  it('takes the window attention precomputed, with the same result as from the queries', async () => {
+    const { layer, queries, numQueryHeads } = randomLayer({ seed: 6, numHeads: 2, numQueryHeads: 4, headDim: 8, length: 60 });
+    const L = layer.length;
+    const D = layer.headDim;
+    const window = 6; // = recent window at 10%
+    // Independent naive computation: softmax rows of the last `window` queries over the keys they may see.
+    const windowScores = new Float32Array(numQueryHeads * L);
+    for (let q = 0; q < numQueryHeads; q++) {
+      const kv = Math.floor(q / 2);
+      for (let i = L - window; i < L; i++) {
+        const logits = Array.from({ length: i + 1 }, (_, j) => {
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += queries[(q * L + i) * D + d] * layer.keys[(kv * layer.capacity + j) * D + d];
+          return dot / Math.sqrt(D);
+        });
+        const max = Math.max(...logits);
+        const total = logits.reduce((s, x) => s + Math.exp(x - max), 0);
+        logits.forEach((x, j) => (windowScores[q * L + j] += Math.exp(x - max) / total));
+      }
+    }
+    const budget = { hhRatio: 0.2, recentRatio: 0.1 };
+    const fromQueries = await planCompression(layer, { policy: 'snapkv', budget, queries, numQueryHeads, snapkvWindow: window });
+    const given = await planCompression(layer, { policy: 'snapkv', budget, windowScores, numQueryHeads });
+    assert.deepEqual(given?.kept, fromQueries?.kept);
+    const a = fromQueries!.trace.snapkvPooledScores!;
+    given!.trace.snapkvPooledScores!.forEach((x, i) => assert.ok(Math.abs(x - a[i]) < 1e-5, `pooled ${i}`));
+  });
+
   it('asks for the queries it needs', async () => {
     const { layer } = randomLayer({ seed: 4, length: 50 });
-    await assert.rejects(compressLayer(layer, { policy: 'snapkv', budget: {} }), /needs the queries/);
+    await assert.rejects(compressLayer(layer, { policy: 'snapkv', budget: {} }), /needs the queries of the newest tokens/);
   });
 });

@@ -29,6 +29,11 @@ export interface PolicyOptions {
   sinks?: number;
   /** SnapKV: queries of the newest tokens, `[numQueryHeads, rows, headDim]`, post-RoPE. */
   queries?: Float32Array;
+  /**
+   * SnapKV, instead of `queries`: the attention the observation window's query rows paid to every
+   * slot, summed over those rows, `[numQueryHeads, length]` (a prefill graph emits it for free).
+   */
+  windowScores?: Float32Array;
   numQueryHeads?: number;
   /** SnapKV observation window in improved mode (reference: the recent window). Default 64. */
   snapkvWindow?: number;

@@ -11,6 +11,9 @@
  * Improved mode: the window is at most `snapkvWindow` (64) query rows (SnapKV's own setting; the
  * reference's 10% of L costs O(L²) per layer), query heads of one KV group add their pooled
  * scores (GQA), and kept slots come out in position order like every other policy.
+ *
+ * The window's attention is computed here from `options.queries`, or taken as given from
+ * `options.windowScores` (its column sums, which a prefill graph can emit alongside LOOK-M's).
  */
 import { headRows } from '../layout.js';
 import { range, topSlots, withRecentWindow, type Selector } from '../select.js';
@@ -22,14 +25,16 @@ export const selectSnapKV: Selector = ({ layer, budget, mode, options }) => {
   const { heavy: hh, recent: rc } = budget;
   const { numHeads: H, length: L, headDim: D } = layer;
   if (mode === 'reference' ? L < hh + rc : L <= hh + rc) return null;
-  const { queries } = options;
-  if (!queries) throw new TypeError('snapkv needs the queries of the newest tokens (options.queries)');
+  const { queries, windowScores } = options;
   const Hq = options.numQueryHeads ?? H;
-  const rows = queries.length / (Hq * D);
-  if (!Number.isInteger(rows) || Hq % H !== 0) throw new RangeError(`queries must be [${Hq}, rows, ${D}] with ${Hq} a multiple of ${H} KV heads`);
+  if (Hq % H !== 0) throw new RangeError(`${Hq} query heads cannot be grouped onto ${H} KV heads`);
   if (mode === 'reference' && rc === 0) throw new RangeError('reference snapkv with recent_size 0 is undefined (its observation window is empty)');
-  const window = mode === 'reference' ? rc : Math.min(rc, options.snapkvWindow ?? DEFAULT_WINDOW, rows);
-  if (rows < window) throw new RangeError(`snapkv needs the queries of the last ${window} tokens, got ${rows}`);
+  if (windowScores && windowScores.length !== Hq * L) throw new RangeError(`windowScores must be [${Hq}, ${L}], got ${windowScores.length} values`);
+  if (!windowScores && !queries) throw new TypeError('snapkv needs the queries of the newest tokens (options.queries) or their attention (options.windowScores)');
+  const rows = queries ? queries.length / (Hq * D) : 0;
+  if (!windowScores && !Number.isInteger(rows)) throw new RangeError(`queries must be [${Hq}, rows, ${D}]`);
+  const window = mode === 'reference' ? rc : Math.min(rc, options.snapkvWindow ?? DEFAULT_WINDOW, windowScores ? rc : rows);
+  if (!windowScores && rows < window) throw new RangeError(`snapkv needs the queries of the last ${window} tokens, got ${rows}`);
 
   const count = L - rc;
   const candidates = range(0, count);
@@ -37,11 +42,15 @@ export const selectSnapKV: Selector = ({ layer, budget, mode, options }) => {
   const pooledAll = new Float64Array(H * count);
   const heavy: Int32Array[] = [];
   for (let h = 0; h < H; h++) {
-    const keys = headRows(layer, 'keys', h);
     const summed = new Float64Array(count);
+    const keys = windowScores ? null : headRows(layer, 'keys', h);
     for (let q = h * group; q < (h + 1) * group; q++) {
-      const headQueries = queries.subarray((q * rows + rows - window) * D, (q + 1) * rows * D);
-      addWindowAttention(headQueries, window, keys, L, D, summed);
+      if (windowScores) {
+        for (let j = 0; j < count; j++) summed[j] += windowScores[q * L + j];
+      } else {
+        const headQueries = queries!.subarray((q * rows + rows - window) * D, (q + 1) * rows * D);
+        addWindowAttention(headQueries, window, keys!, L, D, summed);
+      }
     }
     const pooled = pooledAll.subarray(h * count, (h + 1) * count);
     averagePool(summed, pooled);

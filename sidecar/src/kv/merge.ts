@@ -64,8 +64,8 @@ export function mergeEvicted(
   // The reference's misaligned source: the k-th filtered target takes evicted row k (§5.7).
   const sourceSlot = rule === 'average' && filtered ? (mode === 'reference' ? Int32Array.from(filtered.keys()) : filtered) : null;
 
-  // Per head, the contributions as (evicted entry whose target is used, evicted entry whose row is added, weight).
-  const entries = rule === 'pivot' ? Int32Array.from({ length: E }, (_, e) => e) : filtered!;
+  // Contributing evicted entries (each merges into its own target) and the row each one adds.
+  const entries = filtered ?? Int32Array.from({ length: E }, (_, e) => e);
   const sources = sourceSlot ?? entries;
 
   const out = { keys: new Float32Array(H * N * D), values: new Float32Array(H * N * D) };

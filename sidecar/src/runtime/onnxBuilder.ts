@@ -22,11 +22,21 @@ export interface ValueSpec {
 }
 
 export interface NodeSpec {
+  /** Hierarchical name, e.g. `/text/layers.0/attn/q_proj`; defaults to the op and its index. */
+  name?: string;
   op: string;
   inputs: string[];
   outputs: string[];
   attributes?: Record<string, AttributeValue>;
   domain?: string;
+}
+
+/** A float32 initializer stored at `[offset, offset + 4 * size)` of an external-data file. */
+export interface ExternalTensor {
+  name: string;
+  dims: number[];
+  location: string;
+  offset: number;
 }
 
 export interface ModelSpec {
@@ -38,6 +48,8 @@ export interface ModelSpec {
   constants?: Record<string, number[] | Float32Array>;
   /** Int64 1-D constants (shapes, axes). */
   int64Constants?: Record<string, number[]>;
+  /** Float32 initializers whose bytes live outside the model (see `ExternalTensor`). */
+  external?: ExternalTensor[];
   opset?: number;
 }
 
@@ -66,7 +78,7 @@ export function buildModel(spec: ModelSpec): Uint8Array {
     ...Object.entries(spec.constants ?? {}).map(([name, data]) => ({
       name,
       dataType: onnx.TensorProto.DataType.FLOAT,
-      dims: data.length === 1 ? [] : [data.length],
+      dims: data.length === 1 && name.startsWith('const_f32_') ? [] : [data.length],
       floatData: Array.from(data),
     })),
     ...Object.entries(spec.int64Constants ?? {}).map(([name, data]) => ({
@@ -74,6 +86,17 @@ export function buildModel(spec: ModelSpec): Uint8Array {
       dataType: onnx.TensorProto.DataType.INT64,
       dims: [data.length],
       int64Data: data,
+    })),
+    ...(spec.external ?? []).map((t) => ({
+      name: t.name,
+      dataType: onnx.TensorProto.DataType.FLOAT,
+      dims: t.dims,
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [
+        { key: 'location', value: t.location },
+        { key: 'offset', value: String(t.offset) },
+        { key: 'length', value: String(4 * t.dims.reduce((a, b) => a * b, 1)) },
+      ],
     })),
   ];
   const model: onnx.IModelProto = {
@@ -86,7 +109,7 @@ export function buildModel(spec: ModelSpec): Uint8Array {
       output: spec.outputs.map(valueInfo),
       initializer,
       node: spec.nodes.map((n, i) => ({
-        name: `/${spec.name}/${n.op}_${i}`,
+        name: n.name ?? `/${spec.name}/${n.op}_${i}`,
         opType: n.op,
         domain: n.domain ?? '',
         input: n.inputs,
@@ -96,4 +119,43 @@ export function buildModel(spec: ModelSpec): Uint8Array {
     },
   };
   return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
+}
+
+/**
+ * Accumulates nodes with hierarchical names and deduplicated constants, so graph code reads as a
+ * sequence of ops: `const y = g.op('MatMul', [x, w], {}, '/text/layers.0/attn/qk')`.
+ */
+export class GraphBuilder {
+  readonly nodes: NodeSpec[] = [];
+  readonly constants: Record<string, number[]> = {};
+  readonly int64Constants: Record<string, number[]> = {};
+  private counter = 0;
+
+  /** Adds a single-output node; returns the output's name (the node's name, made unique). */
+  op(op: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, name?: string): string {
+    const base = name ?? `/${op}`;
+    const output = this.nodes.some((n) => n.name === base) ? `${base}_${this.counter++}` : base;
+    this.nodes.push({ name: output, op, inputs, outputs: [output], attributes });
+    return output;
+  }
+
+  /** An int64 1-D constant (shapes, axes, slice bounds), shared by every use of the same values. */
+  ints(values: number[]): string {
+    const name = `const_i64_${values.join('_').replace(/-/g, 'm')}`;
+    this.int64Constants[name] = values;
+    return name;
+  }
+
+  /** A float32 scalar constant. */
+  scalar(value: number): string {
+    const name = `const_f32_${String(value).replace(/[^0-9a-z]/gi, '_')}`;
+    this.constants[name] = [value];
+    return name;
+  }
+
+  /** A float32 1-D constant. */
+  vector(name: string, values: ArrayLike<number>): string {
+    this.constants[name] = Array.from(values);
+    return name;
+  }
 }

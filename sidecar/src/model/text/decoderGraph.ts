@@ -1,0 +1,120 @@
+/**
+ * The text decoder (Llama, Mistral, Qwen2) as one ONNX graph for prefill chunks and decode steps
+ * alike. Batch 1, activations `[S, hidden]`.
+ *
+ * Inputs: `inputs_embeds [S, hidden]` (image features go straight in), `position_ids [S]` (int64,
+ * the true positions: a compressed cache's positions are not 0..n-1), `attention_mask [S, T]`
+ * (additive, T = past + S), and per layer `past_key.i` / `past_value.i` `[Hkv, P, D]` of any
+ * length P, post-RoPE.
+ * Outputs: `logits [S, vocab]`, per layer the chunk's new `key.i` / `value.i` `[Hkv, S, D]`
+ * (post-RoPE; the cache appends them) and `colsum.i [Hq, T]`: the attention each key received
+ * from the chunk's query rows, per query head, which LOOK-M accumulates.
+ *
+ * Plain ONNX ops throughout (opset 17): attention probabilities must be materialised for the
+ * column sums anyway, so the fused attention ops would not save the `[S, T]` block.
+ */
+import type { TextConfig } from '../config.js';
+import { buildModel, GraphBuilder, type ValueSpec } from '../../runtime/onnxBuilder.js';
+import type { WeightPool } from '../../runtime/weights.js';
+import { ropeInverseFrequencies } from './rope.js';
+
+export interface DecoderGraph {
+  model: Uint8Array;
+  inputs: ValueSpec[];
+  outputs: ValueSpec[];
+}
+
+export function buildDecoderGraph(config: TextConfig, weights: WeightPool): DecoderGraph {
+  const { hiddenSize: E, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I, vocabSize: V, numLayers } = config;
+  const group = H / Hkv;
+  const g = new GraphBuilder();
+
+  const rmsNorm = (x: string, weight: string, name: string) => {
+    const squared = g.op('Mul', [x, x], {}, `${name}/square`);
+    const mean = g.op('ReduceMean', [squared], { axes: [-1], keepdims: 1 }, `${name}/mean`);
+    const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [mean, g.scalar(config.rmsNormEps)], {}, `${name}/eps`)], {}, `${name}/sqrt`)], {}, `${name}/inv`);
+    return g.op('Mul', [g.op('Mul', [x, inv], {}, `${name}/scaled`), weights.use(weight, [E])], {}, name);
+  };
+  const linear = (x: string, prefix: string, outFeatures: number, inFeatures: number, bias: boolean, name: string) => {
+    const inputs = [x, weights.use(`${prefix}.weight`, [outFeatures, inFeatures])];
+    if (bias) inputs.push(weights.use(`${prefix}.bias`, [outFeatures]));
+    return g.op('Gemm', inputs, { transB: 1 }, name);
+  };
+
+  // Rotary tables from the explicit positions: [1, S, D] cos and sin.
+  const positions = g.op('Cast', ['position_ids'], { to: 1 }, '/rope/positions');
+  const freqs = g.op('Mul', [g.op('Unsqueeze', [positions, g.ints([1])], {}, '/rope/column'), g.vector('rope_inv_freq', ropeInverseFrequencies(config))], {}, '/rope/freqs');
+  const angles = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }, '/rope/angles_half'), g.ints([0])], {}, '/rope/angles');
+  const cos = g.op('Cos', [angles], {}, '/rope/cos');
+  const sin = g.op('Sin', [angles], {}, '/rope/sin');
+  const rotate = (x: string, name: string) => {
+    const first = g.op('Slice', [x, g.ints([0]), g.ints([D / 2]), g.ints([2])], {}, `${name}/x1`);
+    const second = g.op('Slice', [x, g.ints([D / 2]), g.ints([D]), g.ints([2])], {}, `${name}/x2`);
+    const rotated = g.op('Concat', [g.op('Neg', [second], {}, `${name}/neg`), first], { axis: 2 }, `${name}/rotate_half`);
+    return g.op('Add', [g.op('Mul', [x, cos], {}, `${name}/cos`), g.op('Mul', [rotated, sin], {}, `${name}/sin`)], {}, name);
+  };
+  const heads = (x: string, count: number, name: string) =>
+    g.op('Transpose', [g.op('Reshape', [x, g.ints([-1, count, D])], {}, `${name}/split`)], { perm: [1, 0, 2] }, name);
+
+  const inputs: ValueSpec[] = [
+    { name: 'inputs_embeds', type: 'float32', dims: ['chunk', E] },
+    { name: 'position_ids', type: 'int64', dims: ['chunk'] },
+    { name: 'attention_mask', type: 'float32', dims: ['chunk', 'total'] },
+  ];
+  const outputs: ValueSpec[] = [{ name: 'logits', type: 'float32', dims: ['chunk', V] }];
+  const scale = g.scalar(1 / Math.sqrt(D));
+
+  let hidden = 'inputs_embeds';
+  for (let i = 0; i < numLayers; i++) {
+    const p = `text.layers.${i}`;
+    const n = `/text/layers.${i}`;
+    inputs.push({ name: `past_key.${i}`, type: 'float32', dims: [Hkv, 'past', D] }, { name: `past_value.${i}`, type: 'float32', dims: [Hkv, 'past', D] });
+    outputs.push(
+      { name: `key.${i}`, type: 'float32', dims: [Hkv, 'chunk', D] },
+      { name: `value.${i}`, type: 'float32', dims: [Hkv, 'chunk', D] },
+      { name: `colsum.${i}`, type: 'float32', dims: [H, 'total'] },
+    );
+    const x = rmsNorm(hidden, `${p}.input_layernorm.weight`, `${n}/input_layernorm`);
+    const q = rotate(heads(linear(x, `${p}.self_attn.q_proj`, H * D, E, config.qkvBias, `${n}/attn/q_proj`), H, `${n}/attn/q`), `${n}/attn/q_rope`);
+    const k = rotate(heads(linear(x, `${p}.self_attn.k_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/k_proj`), Hkv, `${n}/attn/k`), `${n}/attn/k_rope`);
+    const v = heads(linear(x, `${p}.self_attn.v_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/v_proj`), Hkv, `${n}/attn/v`);
+    g.nodes.push({ name: `${n}/attn/key_out`, op: 'Identity', inputs: [k], outputs: [`key.${i}`] });
+    g.nodes.push({ name: `${n}/attn/value_out`, op: 'Identity', inputs: [v], outputs: [`value.${i}`] });
+    const keys = g.op('Concat', [`past_key.${i}`, k], { axis: 1 }, `${n}/attn/keys`);
+    const values = g.op('Concat', [`past_value.${i}`, v], { axis: 1 }, `${n}/attn/values`);
+    // Query heads of one KV group attend together: q [Hkv, group, S, D] x keys [Hkv, 1, D, T].
+    const qGrouped = g.op('Reshape', [q, g.ints([Hkv, group, -1, D])], {}, `${n}/attn/q_grouped`);
+    const keysT = g.op('Unsqueeze', [g.op('Transpose', [keys], { perm: [0, 2, 1] }, `${n}/attn/keys_t`), g.ints([1])], {}, `${n}/attn/keys_t4`);
+    const logits = g.op('Mul', [g.op('MatMul', [qGrouped, keysT], {}, `${n}/attn/qk`), scale], {}, `${n}/attn/scaled`);
+    const probs = g.op('Softmax', [g.op('Add', [logits, 'attention_mask'], {}, `${n}/attn/masked`)], { axis: -1 }, `${n}/attn/probs`);
+    const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
+    g.nodes.push({ name: `${n}/attn/colsum`, op: 'Reshape', inputs: [colsum, g.ints([H, -1])], outputs: [`colsum.${i}`] });
+    const context = g.op('MatMul', [probs, g.op('Unsqueeze', [values, g.ints([1])], {}, `${n}/attn/values4`)], {}, `${n}/attn/context`);
+    const merged = g.op(
+      'Reshape',
+      [g.op('Transpose', [g.op('Reshape', [context, g.ints([H, -1, D])], {}, `${n}/attn/context_heads`)], { perm: [1, 0, 2] }, `${n}/attn/context_t`), g.ints([-1, H * D])],
+      {},
+      `${n}/attn/context_flat`,
+    );
+    const attended = g.op('Add', [hidden, linear(merged, `${p}.self_attn.o_proj`, E, H * D, config.outputBias, `${n}/attn/o_proj`)], {}, `${n}/attn/residual`);
+    const y = rmsNorm(attended, `${p}.post_attention_layernorm.weight`, `${n}/post_attention_layernorm`);
+    const gate = linear(y, `${p}.mlp.gate_proj`, I, E, false, `${n}/mlp/gate_proj`);
+    const up = linear(y, `${p}.mlp.up_proj`, I, E, false, `${n}/mlp/up_proj`);
+    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate], {}, `${n}/mlp/sigmoid`)], {}, `${n}/mlp/silu`), up], {}, `${n}/mlp/act`);
+    hidden = g.op('Add', [attended, linear(act, `${p}.mlp.down_proj`, E, I, false, `${n}/mlp/down_proj`)], {}, `${n}/mlp/residual`);
+  }
+  const final = rmsNorm(hidden, 'text.norm.weight', '/text/norm');
+  const head = config.tieWordEmbeddings ? 'text.embed_tokens' : 'text.lm_head';
+  g.nodes.push({ name: '/text/lm_head', op: 'Gemm', inputs: [final, weights.use(`${head}.weight`, [V, E])], outputs: ['logits'], attributes: { transB: 1 } });
+
+  const model = buildModel({
+    name: 'text_decoder',
+    inputs,
+    outputs,
+    nodes: g.nodes,
+    constants: g.constants,
+    int64Constants: g.int64Constants,
+    external: weights.initializers,
+  });
+  return { model, inputs, outputs };
+}

@@ -1,0 +1,121 @@
+/**
+ * A loaded LLaVA checkpoint: processor, vision encoder and text decoder, and the steps of a turn
+ * (encode images, build the prompt's embeddings, prefill in chunks on top of a KV cache, decode).
+ * The KV cache is the engine's `KvLayer` per decoder layer, so a caller can compress it between
+ * steps with any policy.
+ */
+import { cpus } from 'node:os';
+import { accumulateScores, appendTokens, createLayer, denseRows, TEXT, type KvLayer } from '../kv/index.js';
+import { Checkpoint } from '../model/checkpoint.js';
+import { LlavaProcessor, type ChatMessage } from '../model/processor.js';
+import { tokensPerImage } from '../model/vision/visionGraph.js';
+import { TextDecoder, type PastLayer } from './textDecoder.js';
+import { VisionEncoder } from './visionEncoder.js';
+
+export interface LoadOptions {
+  /** onnxruntime intra-op threads; default: the cores available. */
+  threads?: number;
+  onProgress?: (step: string) => void;
+}
+
+export const DEFAULT_PREFILL_CHUNK = 512;
+
+export class LlavaRuntime {
+  private constructor(
+    readonly checkpoint: Checkpoint,
+    readonly processor: LlavaProcessor,
+    readonly vision: VisionEncoder,
+    readonly decoder: TextDecoder,
+  ) {}
+
+  static async load(dir: string, options: LoadOptions = {}): Promise<LlavaRuntime> {
+    const progress = options.onProgress ?? (() => undefined);
+    const threads = options.threads ?? Math.max(1, cpus().length);
+    progress('reading config and weights index');
+    const checkpoint = Checkpoint.open(dir);
+    const processor = LlavaProcessor.open(dir, checkpoint.config.imageTokenIndex, tokensPerImage(checkpoint.config));
+    progress('building vision graph and session');
+    const vision = await VisionEncoder.create(checkpoint, { threads });
+    progress('building decoder graph and session');
+    const decoder = await TextDecoder.create(checkpoint, { threads });
+    progress('ready');
+    return new LlavaRuntime(checkpoint, processor, vision, decoder);
+  }
+
+  get config() {
+    return this.checkpoint.config;
+  }
+
+  /** An empty KV cache, one layer per decoder layer. */
+  createCache(): KvLayer[] {
+    const { numLayers, numKvHeads, headDim } = this.config.text;
+    return Array.from({ length: numLayers }, () => createLayer(numKvHeads, headDim));
+  }
+
+  /** Pixel values `[images, 3, size, size]` of encoded images. */
+  async pixelValues(images: Uint8Array[]): Promise<Float32Array> {
+    const processed = await Promise.all(images.map((bytes) => this.processor.preprocessImage(bytes)));
+    const per = processed[0]?.pixels.length ?? 0;
+    const out = new Float32Array(per * processed.length);
+    processed.forEach((p, i) => out.set(p.pixels, i * per));
+    return out;
+  }
+
+  /**
+   * Embeddings of `ids`, the image tokens replaced in order by the rows of `features`
+   * (`[images, tokensPerImage, hidden]`); also the modality of every token (TEXT or image index).
+   */
+  embedPrompt(ids: number[], features: Float32Array): { embeds: Float32Array; modality: Int32Array } {
+    const E = this.config.text.hiddenSize;
+    const T = this.processor.tokensPerImage;
+    const imageId = this.processor.imageTokenId;
+    const imageTokens = ids.filter((id) => id === imageId).length;
+    if (imageTokens * E !== features.length) {
+      throw new RangeError(`the prompt has ${imageTokens} image tokens but ${features.length / E} image feature rows were given (${T} per image)`);
+    }
+    const embeds = this.decoder.embed(ids.map((id) => (id === imageId ? 0 : id)));
+    const modality = new Int32Array(ids.length).fill(TEXT);
+    let row = 0;
+    ids.forEach((id, i) => {
+      if (id !== imageId) return;
+      embeds.set(features.subarray(row * E, (row + 1) * E), i * E);
+      modality[i] = Math.floor(row / T);
+      row++;
+    });
+    return { embeds, modality };
+  }
+
+  /**
+   * Runs new tokens through the decoder on top of `cache` in chunks of `chunk`, appending their
+   * K/V and adding every chunk's attention column sums to the slots' scores. Returns the logits
+   * of the last token.
+   */
+  async prefill(cache: KvLayer[], embeds: Float32Array, positions: Int32Array, modality: Int32Array, chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array> {
+    const { hiddenSize: E, numHeads, vocabSize: V } = this.config.text;
+    let last = new Float32Array(V);
+    for (let start = 0; start < positions.length; start += chunk) {
+      const end = Math.min(positions.length, start + chunk);
+      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache));
+      cache.forEach((layer, i) => {
+        appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: positions.slice(start, end), modality: modality.slice(start, end) });
+        accumulateScores(layer, out.colsums[i], numHeads);
+      });
+      last = out.logits.slice((end - start - 1) * V, (end - start) * V);
+    }
+    return last;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.vision.release(), this.decoder.release()]);
+  }
+
+  /** The prompt for one user turn with `imageCount` images before the question. */
+  userTurn(question: string, imageCount: number): ChatMessage {
+    return { role: 'user', content: [...Array.from({ length: imageCount }, () => ({ type: 'image' as const })), { type: 'text', text: question }] };
+  }
+}
+
+/** The cache as the decoder's past inputs: compact `[Hkv, length, D]` copies of each layer. */
+export function pastOf(cache: KvLayer[]): PastLayer[] {
+  return cache.map((layer) => ({ keys: denseRows(layer, 'keys'), values: denseRows(layer, 'values'), length: layer.length }));
+}

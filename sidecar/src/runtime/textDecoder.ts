@@ -1,0 +1,109 @@
+/**
+ * The text decoder session: token embeddings, and one forward pass over a chunk of new tokens on
+ * top of a past cache of any length with explicit positions.
+ */
+import * as ort from 'onnxruntime-node';
+import type { Checkpoint } from '../model/checkpoint.js';
+import type { TextConfig } from '../model/config.js';
+import { buildDecoderGraph } from '../model/text/decoderGraph.js';
+import { WeightPool } from './weights.js';
+
+export interface PastLayer {
+  /** `[numKvHeads, length, headDim]`, post-RoPE. */
+  keys: Float32Array;
+  values: Float32Array;
+  length: number;
+}
+
+export interface DecoderOutput {
+  /** `[S, vocab]`. */
+  logits: Float32Array;
+  /** Per layer, the chunk's new keys and values `[numKvHeads, S, headDim]` and column sums `[numHeads, past + S]`. */
+  keys: Float32Array[];
+  values: Float32Array[];
+  colsums: Float32Array[];
+}
+
+export interface SessionOptions {
+  /** onnxruntime intra-op threads; unset, onnxruntime ran several times slower on 2 cores. */
+  threads: number;
+}
+
+/** Additive mask: every past slot is visible, the chunk is causal. */
+export function chunkMask(chunk: number, past: number): Float32Array {
+  const total = past + chunk;
+  const mask = new Float32Array(chunk * total);
+  for (let r = 0; r < chunk; r++) mask.fill(-Infinity, r * total + past + r + 1, (r + 1) * total);
+  return mask;
+}
+
+export class TextDecoder {
+  private constructor(
+    readonly config: TextConfig,
+    private readonly session: ort.InferenceSession,
+    private readonly embeddings: Float32Array,
+  ) {}
+
+  static async create(checkpoint: Checkpoint, options: SessionOptions): Promise<TextDecoder> {
+    const { text } = checkpoint.config;
+    const weights = new WeightPool(checkpoint);
+    const graph = buildDecoderGraph(text, weights);
+    const session = await ort.InferenceSession.create(graph.model, {
+      externalData: [weights.load()],
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+    const embeddings = checkpoint.float32('text.embed_tokens.weight', [text.vocabSize, text.hiddenSize]);
+    return new TextDecoder(text, session, embeddings);
+  }
+
+  /** `[ids.length, hidden]` embeddings of token ids. */
+  embed(ids: ArrayLike<number>): Float32Array {
+    const E = this.config.hiddenSize;
+    const out = new Float32Array(ids.length * E);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+      out.set(this.embeddings.subarray(id * E, (id + 1) * E), i * E);
+    }
+    return out;
+  }
+
+  async forward(embeds: Float32Array, positions: ArrayLike<number>, past: PastLayer[], mask?: Float32Array): Promise<DecoderOutput> {
+    const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.config;
+    const S = positions.length;
+    if (embeds.length !== S * E) throw new RangeError(`inputs_embeds must be [${S}, ${E}], got ${embeds.length} values`);
+    if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
+    const P = past[0].length;
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: new ort.Tensor('float32', embeds, [S, E]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
+      attention_mask: new ort.Tensor('float32', mask ?? chunkMask(S, P), [S, P + S]),
+    };
+    past.forEach((layer, i) => {
+      if (layer.length !== P || layer.keys.length !== Hkv * P * D || layer.values.length !== Hkv * P * D) {
+        throw new RangeError(`past of layer ${i} must be [${Hkv}, ${P}, ${D}] like layer 0`);
+      }
+      feeds[`past_key.${i}`] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
+      feeds[`past_value.${i}`] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
+    });
+    const out = await this.session.run(feeds);
+    const layers = Array.from({ length: numLayers }, (_, i) => i);
+    return {
+      logits: out.logits.data as Float32Array,
+      keys: layers.map((i) => out[`key.${i}`].data as Float32Array),
+      values: layers.map((i) => out[`value.${i}`].data as Float32Array),
+      colsums: layers.map((i) => out[`colsum.${i}`].data as Float32Array),
+    };
+  }
+
+  /** An empty past for every layer. */
+  emptyPast(): PastLayer[] {
+    return Array.from({ length: this.config.numLayers }, () => ({ keys: new Float32Array(0), values: new Float32Array(0), length: 0 }));
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

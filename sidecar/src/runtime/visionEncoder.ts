@@ -1,0 +1,41 @@
+/** The vision tower + projector session: pixel values in, image features out. */
+import * as ort from 'onnxruntime-node';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { buildVisionGraph } from '../model/vision/visionGraph.js';
+import type { SessionOptions } from './textDecoder.js';
+import { WeightPool } from './weights.js';
+
+export class VisionEncoder {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly imageSize: number,
+    readonly channels: number,
+    readonly tokensPerImage: number,
+    readonly featureSize: number,
+  ) {}
+
+  static async create(checkpoint: Checkpoint, options: SessionOptions): Promise<VisionEncoder> {
+    const { config } = checkpoint;
+    const weights = new WeightPool(checkpoint);
+    const graph = buildVisionGraph(config, weights);
+    const session = await ort.InferenceSession.create(graph.model, {
+      externalData: [weights.load()],
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+    return new VisionEncoder(session, config.vision.imageSize, config.vision.numChannels, graph.tokensPerImage, config.text.hiddenSize);
+  }
+
+  /** `[images, tokensPerImage, textHidden]` features of `[images, channels, size, size]` pixel values. */
+  async encode(pixels: Float32Array, images: number): Promise<Float32Array> {
+    const { imageSize: S, channels: C } = this;
+    if (pixels.length !== images * C * S * S) throw new RangeError(`pixel_values must be [${images}, ${C}, ${S}, ${S}], got ${pixels.length} values`);
+    const out = await this.session.run({ pixel_values: new ort.Tensor('float32', pixels, [images, C, S, S]) });
+    return out.image_features.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

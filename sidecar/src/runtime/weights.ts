@@ -1,0 +1,51 @@
+/**
+ * The weights one onnxruntime session needs, as float32 in one external-data buffer.
+ *
+ * onnxruntime refuses external-data paths for models created from bytes unless the bytes are
+ * handed over (`externalData: [{ path, data }]`), and writing a `.onnx` file into the user's
+ * model folder is not ours to do. So each tensor is read from its `.safetensors` file once,
+ * widened to float32 when stored as F16/BF16, and placed in the buffer the session receives.
+ */
+import type { Checkpoint } from '../model/checkpoint.js';
+import type { ExternalTensor } from './onnxBuilder.js';
+
+export class WeightPool {
+  private readonly tensors: { canonical: string; shape: number[]; external: ExternalTensor; data?: Float32Array }[] = [];
+  private size = 0;
+
+  constructor(
+    private readonly checkpoint: Checkpoint,
+    readonly location = 'weights.bin',
+  ) {}
+
+  /** Registers a checkpoint tensor (checked against `shape`) and returns its initializer name. */
+  use(canonical: string, shape: number[]): string {
+    const existing = this.tensors.find((t) => t.canonical === canonical);
+    if (existing) return existing.external.name;
+    this.checkpoint.entry(canonical, shape); // fail early, naming the tensor, before any byte is read
+    return this.push(canonical, shape);
+  }
+
+  /** Registers computed float32 data (e.g. a fused or transposed tensor) under a new name. */
+  constant(name: string, shape: number[], data: Float32Array): string {
+    return this.push(name, shape, data);
+  }
+
+  private push(canonical: string, shape: number[], data?: Float32Array): string {
+    const external = { name: canonical, dims: shape, location: this.location, offset: this.size };
+    this.tensors.push({ canonical, shape, external, data });
+    this.size += 4 * shape.reduce((a, b) => a * b, 1);
+    return canonical;
+  }
+
+  get initializers(): ExternalTensor[] {
+    return this.tensors.map((t) => t.external);
+  }
+
+  /** Reads every registered tensor into one buffer, for `InferenceSession.create(..., { externalData })`. */
+  load(): { path: string; data: Uint8Array } {
+    const buffer = new Float32Array(this.size / 4);
+    for (const t of this.tensors) buffer.set(t.data ?? this.checkpoint.float32(t.canonical, t.shape), t.external.offset / 4);
+    return { path: this.location, data: new Uint8Array(buffer.buffer) };
+  }
+}

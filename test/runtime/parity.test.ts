@@ -1,0 +1,134 @@
+/**
+ * Parity with Hugging Face transformers (`LlavaForConditionalGeneration`, float32, eager
+ * attention) on the tiny checkpoints of tools/model/make_tiny.py, against the fixtures recorded by
+ * tools/model/record_fixtures.py. Tolerances from the runtime issue: logits max |diff| <= 1e-4,
+ * K/V and column sums <= 1e-4 relative, greedy tokens identical.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { denseRows, denseSlots } from '../../sidecar/src/kv/index.js';
+import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { generate } from '../../sidecar/src/runtime/generate.js';
+
+const root = join(__dirname, '../..');
+const TOLERANCE = 1e-4;
+
+interface Case {
+  messages: Parameters<LlavaRuntime['processor']['applyChatTemplate']>[0];
+  prompt: string;
+  input_ids: number[];
+  image_files: string[];
+  greedy_tokens: number[];
+  position_test: { positions: number[] };
+}
+
+function fixtures(model: string): { case: Case; tensor: (name: string) => Float32Array } {
+  const dir = join(root, 'test/fixtures/parity', model);
+  const entries = readSafetensorsHeader(join(dir, 'tensors.safetensors'));
+  return {
+    case: JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as Case,
+    tensor: (name) => {
+      const entry = entries.get(name);
+      assert.ok(entry, `fixture tensor ${name}`);
+      return toFloat32(entry, readTensorBytes(entry));
+    },
+  };
+}
+
+function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  assert.equal(got.length, want.length, 'sizes differ');
+  let max = 0;
+  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
+  return max;
+}
+
+function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  assert.equal(got.length, want.length, 'sizes differ');
+  let max = 0;
+  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+  return max;
+}
+
+for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
+  describe(`parity with transformers: ${model}`, () => {
+    const { case: c, tensor } = fixtures(model);
+    let runtime: LlavaRuntime;
+    before(async () => {
+      runtime = await LlavaRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
+    });
+    after(async () => runtime.release());
+
+    it('renders the chat template and expands the image tokens like LlavaProcessor', () => {
+      const prompt = runtime.processor.applyChatTemplate(c.messages);
+      assert.equal(prompt, c.prompt);
+      assert.deepEqual(runtime.processor.encode(prompt), c.input_ids);
+    });
+
+    it('encodes images to the same projected features', async () => {
+      const features = await runtime.vision.encode(tensor('pixel_values'), c.image_files.length);
+      assert.ok(maxRelDiff(features, tensor('image_features')) <= TOLERANCE);
+    });
+
+    it('prefills to the same logits, keys, values and attention column sums', async () => {
+      const embeds = tensor('inputs_embeds');
+      const { embeds: ours } = runtime.embedPrompt(c.input_ids, tensor('image_features'));
+      assert.ok(maxAbsDiff(ours, embeds) <= 1e-6, 'merged prompt embeddings');
+      const L = c.input_ids.length;
+      const out = await runtime.decoder.forward(embeds, Int32Array.from({ length: L }, (_, i) => i), runtime.decoder.emptyPast());
+      const logitsDiff = maxAbsDiff(out.logits, tensor('logits'));
+      assert.ok(logitsDiff <= TOLERANCE, `logits max |diff| ${logitsDiff}`);
+      for (let i = 0; i < runtime.config.text.numLayers; i++) {
+        assert.ok(maxRelDiff(out.keys[i], tensor(`layers.${i}.key`)) <= TOLERANCE, `layer ${i} keys`);
+        assert.ok(maxRelDiff(out.values[i], tensor(`layers.${i}.value`)) <= TOLERANCE, `layer ${i} values`);
+        assert.ok(maxRelDiff(out.colsums[i], tensor(`layers.${i}.colsum`)) <= TOLERANCE, `layer ${i} column sums`);
+      }
+    });
+
+    for (const chunk of [1, 7, 512]) {
+      it(`prefills in chunks of ${chunk} to the same cache, scores and last logits`, async () => {
+        const cache = runtime.createCache();
+        const L = c.input_ids.length;
+        const { modality } = runtime.embedPrompt(c.input_ids, tensor('image_features'));
+        const last = await runtime.prefill(cache, tensor('inputs_embeds'), Int32Array.from({ length: L }, (_, i) => i), modality, chunk);
+        const V = runtime.config.text.vocabSize;
+        assert.ok(maxAbsDiff(last, tensor('logits').subarray((L - 1) * V, L * V)) <= TOLERANCE, 'last logits');
+        cache.forEach((layer, i) => {
+          assert.equal(layer.length, L);
+          assert.deepEqual(Array.from(denseSlots(layer, layer.positions).subarray(0, L)), Array.from({ length: L }, (_, j) => j));
+          assert.ok(maxRelDiff(denseRows(layer, 'keys'), tensor(`layers.${i}.key`)) <= TOLERANCE, `layer ${i} keys`);
+          // Scores: the column sums of every chunk add up to those of one pass, summed per KV group.
+          const colsum = tensor(`layers.${i}.colsum`);
+          const group = runtime.config.text.numHeads / layer.numHeads;
+          const expected = Float64Array.from({ length: layer.numHeads * L }, (_, k) => {
+            const [h, j] = [Math.floor(k / L), k % L];
+            let sum = 0;
+            for (let q = h * group; q < (h + 1) * group; q++) sum += colsum[q * L + j];
+            return sum;
+          });
+          assert.ok(maxRelDiff(denseSlots(layer, layer.scores), expected) <= TOLERANCE, `layer ${i} scores`);
+        });
+      });
+    }
+
+    it('follows explicit non-contiguous positions like transformers given the same position_ids', async () => {
+      const positions = Int32Array.from(c.position_test.positions);
+      const S = positions.length;
+      const E = runtime.config.text.hiddenSize;
+      const out = await runtime.decoder.forward(tensor('inputs_embeds').subarray(0, S * E), positions, runtime.decoder.emptyPast());
+      assert.ok(maxAbsDiff(out.logits, tensor('position_test.logits')) <= TOLERANCE, 'logits');
+      for (let i = 0; i < runtime.config.text.numLayers; i++) assert.ok(maxRelDiff(out.keys[i], tensor(`position_test.layers.${i}.key`)) <= TOLERANCE, `layer ${i} keys`);
+    });
+
+    it('decodes the same 32 greedy tokens on a full cache', async () => {
+      const images = c.image_files.map((file) => readFileSync(join(root, file)));
+      // Preprocessing differs slightly from PIL's (see processor.ts), so feed transformers' pixels.
+      runtime.pixelValues = () => Promise.resolve(tensor('pixel_values'));
+      const tokens: number[] = [];
+      for await (const token of generate(runtime, c.messages, images, { maxNewTokens: 32, policy: null })) tokens.push(token.id);
+      assert.deepEqual(tokens, c.greedy_tokens);
+    });
+  });
+}

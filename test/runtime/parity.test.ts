@@ -77,7 +77,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
       const { embeds: ours } = runtime.embedPrompt(c.input_ids, tensor('image_features'));
       assert.ok(maxAbsDiff(ours, embeds) <= 1e-6, 'merged prompt embeddings');
       const L = c.input_ids.length;
-      const out = await runtime.decoder.forward(embeds, Int32Array.from({ length: L }, (_, i) => i), runtime.decoder.emptyPast());
+      const out = await runtime.decoder.forward(embeds, Int32Array.from({ length: L }, (_, i) => i), runtime.decoder.emptyPast(), { allLogits: true });
       const logitsDiff = maxAbsDiff(out.logits, tensor('logits'));
       assert.ok(logitsDiff <= TOLERANCE, `logits max |diff| ${logitsDiff}`);
       for (let i = 0; i < runtime.config.text.numLayers; i++) {
@@ -117,7 +117,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
       const positions = Int32Array.from(c.position_test.positions);
       const S = positions.length;
       const E = runtime.config.text.hiddenSize;
-      const out = await runtime.decoder.forward(tensor('inputs_embeds').subarray(0, S * E), positions, runtime.decoder.emptyPast());
+      const out = await runtime.decoder.forward(tensor('inputs_embeds').subarray(0, S * E), positions, runtime.decoder.emptyPast(), { allLogits: true });
       assert.ok(maxAbsDiff(out.logits, tensor('position_test.logits')) <= TOLERANCE, 'logits');
       for (let i = 0; i < runtime.config.text.numLayers; i++) assert.ok(maxRelDiff(out.keys[i], tensor(`position_test.layers.${i}.key`)) <= TOLERANCE, `layer ${i} keys`);
     });

@@ -3,9 +3,9 @@
  * compress the KV cache with a policy, then decode token by token, streaming text, until an EOS
  * id, `maxNewTokens`, or the abort signal.
  */
-import { accumulateScores, appendTokens, compressLayer, DEFAULT_POLICY, TEXT, type Budget, type KvLayer, type Mode, type PolicyName } from '../kv/index.js';
+import { compressLayer, DEFAULT_POLICY, type Budget, type KvLayer, type Mode, type PolicyName } from '../kv/index.js';
 import type { ChatMessage } from '../model/processor.js';
-import { DEFAULT_PREFILL_CHUNK, pastOf, type LlavaRuntime } from './llava.js';
+import { DEFAULT_PREFILL_CHUNK, type LlavaRuntime } from './llava.js';
 import { createSampler, type SamplingOptions } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -59,7 +59,6 @@ export async function* generate(
   const sample = createSampler(options);
   const generated: number[] = [];
   let text = '';
-  const { numHeads } = runtime.config.text;
   for (let step = 0; step < maxNewTokens; step++) {
     if (signal?.aborted) return;
     const next = sample(logits);
@@ -70,14 +69,6 @@ export async function* generate(
     text = full;
     yield { id: next, text: piece };
     if (step === maxNewTokens - 1) return;
-    // True position: the prompt length plus the tokens generated so far, whatever the cache kept.
-    const position = Int32Array.of(ids.length + step);
-    const out = await runtime.decoder.forward(runtime.decoder.embed([next]), position, pastOf(cache));
-    cache.forEach((layer, i) => {
-      appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: position, modality: Int32Array.of(TEXT) });
-      // Decode attention counts too (as in H2O), so the next turn's compression sees it.
-      accumulateScores(layer, out.colsums[i], numHeads);
-    });
-    logits = out.logits;
+    logits = await runtime.decodeStep(cache, next, ids.length + step);
   }
 }

@@ -88,11 +88,11 @@ export class LlavaRuntime {
   /**
    * Runs new tokens through the decoder on top of `cache` in chunks of `chunk`, appending their
    * K/V and adding every chunk's attention column sums to the slots' scores. Returns the logits
-   * of the last token.
+   * of the last token (empty when there are no tokens).
    */
   async prefill(cache: KvLayer[], embeds: Float32Array, positions: Int32Array, modality: Int32Array, chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array> {
-    const { hiddenSize: E, numHeads, vocabSize: V } = this.config.text;
-    let last = new Float32Array(V);
+    const { hiddenSize: E, numHeads } = this.config.text;
+    let last: Float32Array = new Float32Array(0);
     for (let start = 0; start < positions.length; start += chunk) {
       const end = Math.min(positions.length, start + chunk);
       const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache));
@@ -100,9 +100,24 @@ export class LlavaRuntime {
         appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: positions.slice(start, end), modality: modality.slice(start, end) });
         accumulateScores(layer, out.colsums[i], numHeads);
       });
-      last = out.logits.slice((end - start - 1) * V, (end - start) * V);
+      last = out.logits;
     }
     return last;
+  }
+
+  /**
+   * One decode step: the token at its true position (the prompt length plus the tokens generated
+   * so far, whatever the cache kept) on top of `cache`, its K/V appended and its attention added
+   * to the scores (as in H2O, so the next turn's compression sees it). Returns its logits.
+   */
+  async decodeStep(cache: KvLayer[], token: number, position: number): Promise<Float32Array> {
+    const positions = Int32Array.of(position);
+    const out = await this.decoder.forward(this.decoder.embed([token]), positions, pastOf(cache));
+    cache.forEach((layer, i) => {
+      appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions, modality: Int32Array.of(TEXT) });
+      accumulateScores(layer, out.colsums[i], this.config.text.numHeads);
+    });
+    return out.logits;
   }
 
   async release(): Promise<void> {

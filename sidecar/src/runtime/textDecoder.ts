@@ -16,7 +16,7 @@ export interface PastLayer {
 }
 
 export interface DecoderOutput {
-  /** `[S, vocab]`. */
+  /** `[S, vocab]`, or `[1, vocab]` for the last token only unless `allLogits` was asked for. */
   logits: Float32Array;
   /** Per layer, the chunk's new keys and values `[numKvHeads, S, headDim]` and column sums `[numHeads, past + S]`. */
   keys: Float32Array[];
@@ -70,7 +70,11 @@ export class TextDecoder {
     return out;
   }
 
-  async forward(embeds: Float32Array, positions: ArrayLike<number>, past: PastLayer[], mask?: Float32Array): Promise<DecoderOutput> {
+  /**
+   * Runs a chunk on top of `past`. Only the last token's logits are computed unless `allLogits`
+   * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads).
+   */
+  async forward(embeds: Float32Array, positions: ArrayLike<number>, past: PastLayer[], options: { mask?: Float32Array; allLogits?: boolean } = {}): Promise<DecoderOutput> {
     const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.config;
     const S = positions.length;
     if (embeds.length !== S * E) throw new RangeError(`inputs_embeds must be [${S}, ${E}], got ${embeds.length} values`);
@@ -79,7 +83,7 @@ export class TextDecoder {
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [S, E]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
-      attention_mask: new ort.Tensor('float32', mask ?? chunkMask(S, P), [S, P + S]),
+      attention_mask: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
     };
     past.forEach((layer, i) => {
       if (layer.length !== P || layer.keys.length !== Hkv * P * D || layer.values.length !== Hkv * P * D) {
@@ -88,10 +92,12 @@ export class TextDecoder {
       feeds[`past_key.${i}`] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
       feeds[`past_value.${i}`] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
     });
-    const out = await this.session.run(feeds);
     const layers = Array.from({ length: numLayers }, (_, i) => i);
+    const logitsName = options.allLogits ? 'logits' : 'last_logits';
+    const fetches = [logitsName, ...layers.flatMap((i) => [`key.${i}`, `value.${i}`, `colsum.${i}`])];
+    const out = await this.session.run(feeds, fetches);
     return {
-      logits: out.logits.data as Float32Array,
+      logits: out[logitsName].data as Float32Array,
       keys: layers.map((i) => out[`key.${i}`].data as Float32Array),
       values: layers.map((i) => out[`value.${i}`].data as Float32Array),
       colsums: layers.map((i) => out[`colsum.${i}`].data as Float32Array),

@@ -6,7 +6,7 @@
  * the true positions: a compressed cache's positions are not 0..n-1), `attention_mask [S, T]`
  * (additive, T = past + S), and per layer `past_key.i` / `past_value.i` `[Hkv, P, D]` of any
  * length P, post-RoPE.
- * Outputs: `logits [S, vocab]`, per layer the chunk's new `key.i` / `value.i` `[Hkv, S, D]`
+ * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched), per layer the chunk's new `key.i` / `value.i` `[Hkv, S, D]`
  * (post-RoPE; the cache appends them) and `colsum.i [Hq, T]`: the attention each key received
  * from the chunk's query rows, per query head, which LOOK-M accumulates.
  *
@@ -104,8 +104,12 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool): Deco
     hidden = g.op('Add', [attended, linear(act, `${p}.mlp.down_proj`, E, I, false, `${n}/mlp/down_proj`)], {}, `${n}/mlp/residual`);
   }
   const final = rmsNorm(hidden, 'text.norm.weight', '/text/norm');
-  const head = config.tieWordEmbeddings ? 'text.embed_tokens' : 'text.lm_head';
-  g.nodes.push({ name: '/text/lm_head', op: 'Gemm', inputs: [final, weights.use(`${head}.weight`, [V, E])], outputs: ['logits'], attributes: { transB: 1 } });
+  const head = weights.use(`${config.tieWordEmbeddings ? 'text.embed_tokens' : 'text.lm_head'}.weight`, [V, E]);
+  g.nodes.push({ name: '/text/lm_head', op: 'Gemm', inputs: [final, head], outputs: ['logits'], attributes: { transB: 1 } });
+  // The last row only: what generation needs, without a [chunk, vocab] product (fetch it instead of `logits`).
+  const lastRow = g.op('Slice', [final, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])], {}, '/text/last_row');
+  g.nodes.push({ name: '/text/lm_head_last', op: 'Gemm', inputs: [lastRow, head], outputs: ['last_logits'], attributes: { transB: 1 } });
+  outputs.push({ name: 'last_logits', type: 'float32', dims: [1, V] });
 
   const model = buildModel({
     name: 'text_decoder',

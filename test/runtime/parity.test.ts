@@ -67,6 +67,17 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
       assert.deepEqual(runtime.processor.encode(prompt), c.input_ids);
     });
 
+    it('preprocesses images close to the PIL-based processor (sharp resamples differently)', async () => {
+      const want = tensor('pixel_values');
+      const got = await runtime.pixelValues(c.image_files.map((file) => readFileSync(join(root, file))));
+      let sum = 0;
+      for (let i = 0; i < want.length; i++) sum += Math.abs(got[i] - want[i]);
+      const mean = sum / want.length;
+      const max = maxAbsDiff(got, want);
+      console.log(`${model}: pixel values vs transformers: mean |diff| ${mean.toFixed(5)}, max ${max.toFixed(4)} (normalised units)`);
+      assert.ok(mean < 0.005 && max < 0.15, `mean ${mean}, max ${max}`);
+    });
+
     it('encodes images to the same projected features', async () => {
       const features = await runtime.vision.encode(tensor('pixel_values'), c.image_files.length);
       assert.ok(maxRelDiff(features, tensor('image_features')) <= TOLERANCE);

@@ -22,6 +22,8 @@ export interface DecoderOutput {
   keys: Float32Array[];
   values: Float32Array[];
   colsums: Float32Array[];
+  /** Per layer, column sums over the chunk's last SNAPKV_WINDOW rows (only when `windowScores` was asked for). */
+  windowColsums: Float32Array[] | null;
 }
 
 export interface SessionOptions {
@@ -74,7 +76,12 @@ export class TextDecoder {
    * Runs a chunk on top of `past`. Only the last token's logits are computed unless `allLogits`
    * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads).
    */
-  async forward(embeds: Float32Array, positions: ArrayLike<number>, past: PastLayer[], options: { mask?: Float32Array; allLogits?: boolean } = {}): Promise<DecoderOutput> {
+  async forward(
+    embeds: Float32Array,
+    positions: ArrayLike<number>,
+    past: PastLayer[],
+    options: { mask?: Float32Array; allLogits?: boolean; windowScores?: boolean } = {},
+  ): Promise<DecoderOutput> {
     const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.config;
     const S = positions.length;
     if (embeds.length !== S * E) throw new RangeError(`inputs_embeds must be [${S}, ${E}], got ${embeds.length} values`);
@@ -94,13 +101,14 @@ export class TextDecoder {
     });
     const layers = Array.from({ length: numLayers }, (_, i) => i);
     const logitsName = options.allLogits ? 'logits' : 'last_logits';
-    const fetches = [logitsName, ...layers.flatMap((i) => [`key.${i}`, `value.${i}`, `colsum.${i}`])];
+    const fetches = [logitsName, ...layers.flatMap((i) => [`key.${i}`, `value.${i}`, `colsum.${i}`, ...(options.windowScores ? [`window_colsum.${i}`] : [])])];
     const out = await this.session.run(feeds, fetches);
     return {
       logits: out[logitsName].data as Float32Array,
       keys: layers.map((i) => out[`key.${i}`].data as Float32Array),
       values: layers.map((i) => out[`value.${i}`].data as Float32Array),
       colsums: layers.map((i) => out[`colsum.${i}`].data as Float32Array),
+      windowColsums: options.windowScores ? layers.map((i) => out[`window_colsum.${i}`].data as Float32Array) : null,
     };
   }
 

@@ -8,7 +8,8 @@
  * length P, post-RoPE.
  * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched), per layer the chunk's new `key.i` / `value.i` `[Hkv, S, D]`
  * (post-RoPE; the cache appends them) and `colsum.i [Hq, T]`: the attention each key received
- * from the chunk's query rows, per query head, which LOOK-M accumulates.
+ * from the chunk's query rows, per query head, which LOOK-M accumulates, and `window_colsum.i`, the
+ * same over the chunk's last `SNAPKV_WINDOW` rows only (SnapKV's observation window).
  *
  * Plain ONNX ops throughout (opset 17): attention probabilities must be materialised for the
  * column sums anyway, so the fused attention ops would not save the `[S, T]` block.
@@ -23,6 +24,9 @@ export interface DecoderGraph {
   inputs: ValueSpec[];
   outputs: ValueSpec[];
 }
+
+/** Query rows whose attention SnapKV observes (its `window_colsum.i` output). */
+export const SNAPKV_WINDOW = 64;
 
 export function buildDecoderGraph(config: TextConfig, weights: WeightPool): DecoderGraph {
   const { hiddenSize: E, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I, vocabSize: V, numLayers } = config;
@@ -73,6 +77,7 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool): Deco
       { name: `key.${i}`, type: 'float32', dims: [Hkv, 'chunk', D] },
       { name: `value.${i}`, type: 'float32', dims: [Hkv, 'chunk', D] },
       { name: `colsum.${i}`, type: 'float32', dims: [H, 'total'] },
+      { name: `window_colsum.${i}`, type: 'float32', dims: [H, 'total'] },
     );
     const x = rmsNorm(hidden, `${p}.input_layernorm.weight`, `${n}/input_layernorm`);
     const q = rotate(heads(linear(x, `${p}.self_attn.q_proj`, H * D, E, config.qkvBias, `${n}/attn/q_proj`), H, `${n}/attn/q`), `${n}/attn/q_rope`);
@@ -89,6 +94,10 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool): Deco
     const probs = g.op('Softmax', [g.op('Add', [logits, 'attention_mask'], {}, `${n}/attn/masked`)], { axis: -1 }, `${n}/attn/probs`);
     const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
     g.nodes.push({ name: `${n}/attn/colsum`, op: 'Reshape', inputs: [colsum, g.ints([H, -1])], outputs: [`colsum.${i}`] });
+    // SnapKV's observation: the same sums over the chunk's last SNAPKV_WINDOW query rows only.
+    const windowRows = g.op('Slice', [probs, g.ints([-SNAPKV_WINDOW]), g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/window_rows`);
+    const windowSum = g.op('ReduceSum', [windowRows, g.ints([2])], { keepdims: 0 }, `${n}/attn/window_colsum_grouped`);
+    g.nodes.push({ name: `${n}/attn/window_colsum`, op: 'Reshape', inputs: [windowSum, g.ints([H, -1])], outputs: [`window_colsum.${i}`] });
     const context = g.op('MatMul', [probs, g.op('Unsqueeze', [values, g.ints([1])], {}, `${n}/attn/values4`)], {}, `${n}/attn/context`);
     const merged = g.op(
       'Reshape',

@@ -38,6 +38,10 @@ const preprocessorSchema = z
 
 type PreprocessorConfig = z.infer<typeof preprocessorSchema>;
 
+function imageError(error: unknown): never {
+  throw new RangeError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${MAX_INPUT_PIXELS / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
+}
+
 function readJson(dir: string, name: string, required: boolean): Record<string, unknown> | null {
   const file = join(dir, name);
   if (!existsSync(file)) {
@@ -110,9 +114,7 @@ export class LlavaProcessor {
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
     const c = this.image;
     let image = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' }).removeAlpha().toColourspace('srgb');
-    let { width = 0, height = 0 } = await image.metadata().catch((error: unknown) => {
-      throw new RangeError(`not a readable image: ${error instanceof Error ? error.message : String(error)}`);
-    });
+    let { width = 0, height = 0 } = await image.metadata().catch(imageError);
     if (c.do_resize) {
       if ('shortest_edge' in c.size) {
         // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes
@@ -133,7 +135,10 @@ export class LlavaProcessor {
       image = image.extract({ left, top, width: cw, height: ch }); // after resize: post-resize extraction
       [width, height] = [cw, ch];
     }
-    const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await image
+      .raw()
+      .toBuffer({ resolveWithObject: true })
+      .catch(imageError);
     const pixels = new Float32Array(3 * info.height * info.width);
     const plane = info.height * info.width;
     for (let i = 0; i < plane; i++) {

@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { TextConfig } from '../model/config.js';
 import { buildDecoderGraph } from '../model/text/decoderGraph.js';
-import { WeightPool } from './weights.js';
+import { createSession, WeightPool, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
   /** `[numKvHeads, length, headDim]`, post-RoPE. */
@@ -24,11 +24,6 @@ export interface DecoderOutput {
   colsums: Float32Array[];
   /** Per layer, column sums over the chunk's last SNAPKV_WINDOW rows (only when `windowScores` was asked for). */
   windowColsums: Float32Array[] | null;
-}
-
-export interface SessionOptions {
-  /** onnxruntime intra-op threads; unset, onnxruntime ran several times slower on 2 cores. */
-  threads: number;
 }
 
 /** Additive mask: every past slot is visible, the chunk is causal. */
@@ -50,12 +45,7 @@ export class TextDecoder {
     const { text } = checkpoint.config;
     const weights = new WeightPool(checkpoint);
     const graph = buildDecoderGraph(text, weights);
-    const session = await ort.InferenceSession.create(graph.model, {
-      externalData: [weights.load()],
-      intraOpNumThreads: options.threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
+    const session = await createSession(graph.model, weights, options);
     const embeddings = checkpoint.float32('text.embed_tokens.weight', [text.vocabSize, text.hiddenSize]);
     return new TextDecoder(text, session, embeddings);
   }

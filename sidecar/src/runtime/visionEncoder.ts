@@ -2,8 +2,7 @@
 import * as ort from 'onnxruntime-node';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { buildVisionGraph } from '../model/vision/visionGraph.js';
-import type { SessionOptions } from './textDecoder.js';
-import { WeightPool } from './weights.js';
+import { createSession, WeightPool, type SessionOptions } from './weights.js';
 
 export class VisionEncoder {
   private constructor(
@@ -18,12 +17,7 @@ export class VisionEncoder {
     const { config } = checkpoint;
     const weights = new WeightPool(checkpoint);
     const graph = buildVisionGraph(config, weights);
-    const session = await ort.InferenceSession.create(graph.model, {
-      externalData: [weights.load()],
-      intraOpNumThreads: options.threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
+    const session = await createSession(graph.model, weights, options);
     return new VisionEncoder(session, config.vision.imageSize, config.vision.numChannels, graph.tokensPerImage, config.text.hiddenSize);
   }
 

@@ -6,8 +6,27 @@
  * model folder is not ours to do. So each tensor is read from its `.safetensors` file once,
  * widened to float32 when stored as F16/BF16, and placed in the buffer the session receives.
  */
+import * as ort from 'onnxruntime-node';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { ExternalTensor } from './onnxBuilder.js';
+
+export interface SessionOptions {
+  /** onnxruntime intra-op threads; unset, onnxruntime ran several times slower on 2 cores. */
+  threads: number;
+}
+
+/**
+ * A session for a graph built against `weights`: the pool is read into its external-data buffer
+ * here, once, after every tensor the graph uses has been registered.
+ */
+export function createSession(model: Uint8Array, weights: WeightPool, options: SessionOptions): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, {
+    externalData: [weights.load()],
+    intraOpNumThreads: options.threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+}
 
 export class WeightPool {
   private readonly tensors: { canonical: string; shape: number[]; external: ExternalTensor; data?: Float32Array }[] = [];

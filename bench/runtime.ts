@@ -47,7 +47,7 @@ async function ours(ids: number[]) {
   const embeds = runtime.decoder.embed(ids);
   await runtime.decoder.forward(embeds.subarray(0, 8 * runtime.config.text.hiddenSize), Int32Array.from({ length: 8 }, (_, i) => i), runtime.decoder.emptyPast()); // warm-up
   started = performance.now();
-  const logits = await runtime.prefill(cache, embeds, Int32Array.from(ids, (_, i) => i), new Int32Array(ids.length).fill(TEXT));
+  const { logits } = await runtime.prefill(cache, embeds, Int32Array.from(ids, (_, i) => i), new Int32Array(ids.length).fill(TEXT));
   const prefillS = (performance.now() - started) / 1000;
   let token = argmax(logits);
   started = performance.now();
@@ -67,7 +67,7 @@ async function longContext(runtime: LlavaRuntime, ids: number[]) {
   const rssBefore = process.resourceUsage().maxRSS * 1024;
   const currentBefore = process.memoryUsage().rss;
   let started = performance.now();
-  const logits = await runtime.prefill(cache, embeds, Int32Array.from(longIds, (_, i) => i), new Int32Array(longIds.length).fill(TEXT));
+  const { logits } = await runtime.prefill(cache, embeds, Int32Array.from(longIds, (_, i) => i), new Int32Array(longIds.length).fill(TEXT));
   const prefillS = (performance.now() - started) / 1000;
   const peakAfter = process.resourceUsage().maxRSS * 1024;
   const peakGrowth = peakAfter - Math.max(rssBefore, currentBefore);

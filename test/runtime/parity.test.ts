@@ -103,7 +103,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
         const cache = runtime.createCache();
         const L = c.input_ids.length;
         const { modality } = runtime.embedPrompt(c.input_ids, tensor('image_features'));
-        const last = await runtime.prefill(cache, tensor('inputs_embeds'), Int32Array.from({ length: L }, (_, i) => i), modality, chunk);
+        const { logits: last } = await runtime.prefill(cache, tensor('inputs_embeds'), Int32Array.from({ length: L }, (_, i) => i), modality, chunk);
         const V = runtime.config.text.vocabSize;
         assert.ok(maxAbsDiff(last, tensor('logits').subarray((L - 1) * V, L * V)) <= TOLERANCE, 'last logits');
         cache.forEach((layer, i) => {
@@ -131,6 +131,38 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
       const out = await runtime.decoder.forward(tensor('inputs_embeds').subarray(0, S * E), positions, runtime.decoder.emptyPast(), { allLogits: true });
       assert.ok(maxAbsDiff(out.logits, tensor('position_test.logits')) <= TOLERANCE, 'logits');
       for (let i = 0; i < runtime.config.text.numLayers; i++) assert.ok(maxRelDiff(out.keys[i], tensor(`position_test.layers.${i}.key`)) <= TOLERANCE, `layer ${i} keys`);
+    });
+
+    it('decodes on a full cache exactly as a single pass over prompt and answer recomputes', async () => {
+      const L = c.input_ids.length;
+      const V = runtime.config.text.vocabSize;
+      const { embeds, modality } = runtime.embedPrompt(c.input_ids, tensor('image_features'));
+      const cache = runtime.createCache();
+      const stepLogits = [(await runtime.prefill(cache, embeds, Int32Array.from({ length: L }, (_, i) => i), modality)).logits];
+      const answer = c.greedy_tokens.slice(0, 5);
+      for (const [step, token] of answer.entries()) stepLogits.push(await runtime.decodeStep(cache, token, L + step));
+      const all = new Float32Array(embeds.length + answer.length * runtime.config.text.hiddenSize);
+      all.set(embeds);
+      all.set(runtime.decoder.embed(answer), embeds.length);
+      const single = await runtime.decoder.forward(all, Int32Array.from({ length: L + answer.length }, (_, i) => i), runtime.decoder.emptyPast(), { allLogits: true });
+      stepLogits.forEach((logits, k) => {
+        const diff = maxAbsDiff(logits, single.logits.subarray((L - 1 + k) * V, (L + k) * V));
+        assert.ok(diff <= TOLERANCE, `step ${k}: ${diff}`);
+      });
+    });
+
+    it('decodes on a LOOK-M-compressed cache, and like the full cache when the budget covers everything', async () => {
+      const images = c.image_files.map((file) => readFileSync(join(root, file)));
+      runtime.pixelValues = () => Promise.resolve(tensor('pixel_values'));
+      const answer = async (options: Parameters<typeof generate>[3]) => {
+        const tokens: number[] = [];
+        for await (const token of generate(runtime, c.messages, images, { maxNewTokens: 12, ...options })) tokens.push(token.id);
+        return tokens;
+      };
+      const compressed = await answer({ budget: { hhRatio: 0.1, recentRatio: 0.1 } });
+      assert.equal(compressed.length, 12);
+      assert.deepEqual(await answer({ budget: { hhRatio: 0.1, recentRatio: 0.1 } }), compressed, 'deterministic');
+      assert.deepEqual(await answer({ budget: { hhRatio: 0.6, recentRatio: 0.5 } }), c.greedy_tokens.slice(0, 12));
     });
 
     it('decodes the same 32 greedy tokens on a full cache', async () => {

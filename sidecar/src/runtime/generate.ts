@@ -50,10 +50,16 @@ export async function* generate(
   const features = images.length ? await runtime.vision.encode(await runtime.pixelValues(images), images.length) : new Float32Array(0);
   const { embeds, modality } = runtime.embedPrompt(ids, features);
   const cache: KvLayer[] = runtime.createCache();
-  let logits = await runtime.prefill(cache, embeds, Int32Array.from(ids, (_, i) => i), modality, options.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+  const prefilled = await runtime.prefill(cache, embeds, Int32Array.from(ids, (_, i) => i), modality, options.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
+  let logits = prefilled.logits;
   const prefillMs = performance.now() - started;
   const compressStart = performance.now();
-  if (policy) for (const layer of cache) await compressLayer(layer, { policy, budget, mode });
+  const numQueryHeads = runtime.config.text.numHeads;
+  if (policy) {
+    for (const [i, layer] of cache.entries()) {
+      await compressLayer(layer, { policy, budget, mode, numQueryHeads, windowScores: prefilled.windowScores?.[i] });
+    }
+  }
   stats?.({ promptTokens: ids.length, imageTokens, keptSlots: cache[0].length, prefillMs, compressMs: performance.now() - compressStart });
 
   const sample = createSampler(options);

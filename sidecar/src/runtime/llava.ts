@@ -94,21 +94,29 @@ export class LlavaRuntime {
   /**
    * Runs new tokens through the decoder on top of `cache` in chunks of `chunk`, appending their
    * K/V and adding every chunk's attention column sums to the slots' scores. Returns the logits
-   * of the last token (empty when there are no tokens).
+   * of the last token (empty when there are no tokens) and, per layer, the last chunk's attention
+   * over its final query rows (`[numHeads, cache length]`, SnapKV's observation).
    */
-  async prefill(cache: KvLayer[], embeds: Float32Array, positions: Int32Array, modality: Int32Array, chunk = DEFAULT_PREFILL_CHUNK): Promise<Float32Array> {
+  async prefill(
+    cache: KvLayer[],
+    embeds: Float32Array,
+    positions: Int32Array,
+    modality: Int32Array,
+    chunk = DEFAULT_PREFILL_CHUNK,
+  ): Promise<{ logits: Float32Array; windowScores: Float32Array[] | null }> {
     const { hiddenSize: E, numHeads } = this.config.text;
-    let last: Float32Array = new Float32Array(0);
+    let result: { logits: Float32Array; windowScores: Float32Array[] | null } = { logits: new Float32Array(0), windowScores: null };
     for (let start = 0; start < positions.length; start += chunk) {
       const end = Math.min(positions.length, start + chunk);
-      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache));
+      const last = end === positions.length;
+      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowScores: last });
       cache.forEach((layer, i) => {
         appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: positions.slice(start, end), modality: modality.slice(start, end) });
         accumulateScores(layer, out.colsums[i], numHeads);
       });
-      last = out.logits;
+      result = { logits: out.logits, windowScores: out.windowColsums };
     }
-    return last;
+    return result;
   }
 
   /**

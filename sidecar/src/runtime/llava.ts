@@ -5,7 +5,7 @@
  * steps with any policy.
  */
 import { cpus } from 'node:os';
-import { accumulateScores, appendTokens, createLayer, denseRows, TEXT, type KvLayer } from '../kv/index.js';
+import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { LlavaProcessor, type ChatMessage } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
@@ -19,12 +19,10 @@ export interface LoadOptions {
 }
 
 /**
- * Prefill chunk length. Measured on a Qwen2-0.5B-shaped model over an 8K prompt (2 cores):
- * 128 -> 202 tokens/s and no growth of peak memory past loading; 256 -> 212 tokens/s, +740 MiB;
- * 512 -> 189 tokens/s, +4.9 GiB. A chunk's run keeps about one `[heads, chunk, total]` float
- * block per layer alive until it ends (see bench/results/runtime.md), so short chunks win.
+ * Prefill chunk length (a setting). Measured on a Qwen2-0.5B-shaped model over an 8K prompt on 2
+ * cores: 512 -> 239 tokens/s, 256 -> 225 tokens/s, neither raising peak memory past loading.
  */
-export const DEFAULT_PREFILL_CHUNK = 128;
+export const DEFAULT_PREFILL_CHUNK = 512;
 
 export class LlavaRuntime {
   private constructor(
@@ -144,7 +142,29 @@ export class LlavaRuntime {
   }
 }
 
-/** The cache as the decoder's past inputs: compact `[Hkv, length, D]` copies of each layer. */
+/** Per layer, reusable compact buffers: a fresh 100 MB allocation per decode step costs more than the copy. */
+const compactBuffers = new WeakMap<KvLayer, { keys: Float32Array; values: Float32Array }>();
+
+/**
+ * The cache as the decoder's past inputs: compact `[Hkv, length, D]` copies of each layer (the
+ * layer keeps spare capacity per head for appends, so its heads are not contiguous), written into
+ * buffers reused across steps and handed over as views.
+ */
 export function pastOf(cache: KvLayer[]): PastLayer[] {
-  return cache.map((layer) => ({ keys: denseRows(layer, 'keys'), values: denseRows(layer, 'values'), length: layer.length }));
+  return cache.map((layer) => {
+    const { numHeads: H, headDim: D, length: L, capacity: cap } = layer;
+    let buffers = compactBuffers.get(layer);
+    if (!buffers || buffers.keys.length < H * L * D) {
+      const size = H * Math.max(L, 2 * (buffers ? buffers.keys.length / H / D : 0), 64) * D;
+      buffers = { keys: new Float32Array(size), values: new Float32Array(size) };
+      compactBuffers.set(layer, buffers);
+    }
+    const keys = buffers.keys.subarray(0, H * L * D);
+    const values = buffers.values.subarray(0, H * L * D);
+    for (let h = 0; h < H; h++) {
+      keys.set(layer.keys.subarray(h * cap * D, (h * cap + L) * D), h * L * D);
+      values.set(layer.values.subarray(h * cap * D, (h * cap + L) * D), h * L * D);
+    }
+    return { keys, values, length: L };
+  });
 }

@@ -8,7 +8,7 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs'
 
 const targets = [
   { entryPoints: ['extension/src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
-  { entryPoints: ['sidecar/src/main.ts'], outfile: 'dist/sidecar.js', external: ['onnxruntime-node'] },
+  { entryPoints: ['sidecar/src/main.ts'], outfile: 'dist/sidecar.js', external: ['onnxruntime-node', 'sharp'] },
 ].filter((t) => existsSync(t.entryPoints[0])); // the sidecar entry arrives with the sidecar issue
 
 for (const options of targets) {

@@ -23,6 +23,13 @@ export default tseslint.config(
     },
   },
   {
+    // The protocol is shared with the extension: no Node, no VS Code, no transport.
+    files: ['sidecar/src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['vscode', 'vscode-jsonrpc/node', 'onnxruntime-node', 'ws', 'node:*', 'fs', 'path'] }],
+    },
+  },
+  {
     // node:test's describe/it return promises the runner itself awaits.
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },

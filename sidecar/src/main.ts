@@ -1,0 +1,53 @@
+/**
+ * The sidecar process: `node dist/sidecar.js [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu]`
+ * (or `npm run sidecar -- ...`). Binds loopback, prints ONE JSON handshake line on stdout
+ * (`{"port", "pid", "version"}`) once it listens, logs JSON lines to stderr. The WebSocket upgrade
+ * must carry the secret from the LOOKM_SIDECAR_TOKEN environment variable.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { version } from '../../package.json';
+import { TOKEN_ENV } from './protocol/index.js';
+import { stderrLogger } from './server/log.js';
+import { SidecarServer } from './server/server.js';
+
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--log-level info]';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      port: { type: 'string', default: '0' },
+      host: { type: 'string', default: '127.0.0.1' },
+      device: { type: 'string', default: 'cpu' },
+      threads: { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.error(USAGE);
+    return;
+  }
+  const log = stderrLogger(values['log-level'] as 'info');
+  const token = process.env[TOKEN_ENV];
+  if (!token) throw new Error(`${TOKEN_ENV} is not set: the sidecar never runs without its per-launch secret`);
+  if (values.device !== 'cpu') throw new Error(`--device ${values.device} is not available yet (cpu only; GPU providers are untested)`);
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
+  const server = new SidecarServer({ host: values.host, port, token, version, log, threads: values.threads ? Number(values.threads) : undefined });
+  const bound = await server.listen();
+  process.stdout.write(`${JSON.stringify({ port: bound, pid: process.pid, version })}\n`);
+  log.log('info', 'listening', { host: values.host, port: bound });
+  // Never crash on a stray error: log it and keep serving.
+  process.on('uncaughtException', (error) => log.log('error', 'uncaught exception', { error: error.stack }));
+  process.on('unhandledRejection', (error) => log.log('error', 'unhandled rejection', { error: error instanceof Error ? error.stack : String(error) }));
+  process.once('SIGTERM', () => void server.close().then(() => process.exit(0)));
+  if (values.model) server.loadModel(resolve(values.model), (step) => log.log('info', 'model progress', { step })).catch(() => undefined);
+  process.exit(await server.exited);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: error instanceof Error ? error.message : String(error) })}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,224 @@
+/**
+ * The sidecar's server: HTTP upgrade to WebSocket on loopback only, refused with 401 without the
+ * per-launch token and with 403 when a browser `Origin` is present (before any message is read),
+ * then one vscode-jsonrpc connection per socket. Every parameter object is validated against the
+ * protocol's zod schema; every failure is a JSON-RPC error with a stable code; nothing a client
+ * sends can throw out of a handler.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { z } from 'zod';
+import { POLICY_NAMES } from '../kv/index.js';
+import { tokensPerImage } from '../model/vision/visionGraph.js';
+import { ErrorCode, InitializeParams, LIMITS, Methods, ModelLoadParams, PROTOCOL_VERSION, TOKEN_HEADER, type ModelInfo, type ServerStats } from '../protocol/index.js';
+import { LlavaRuntime } from '../runtime/llava.js';
+import type { Logger } from './log.js';
+import { WebSocketMessageReader, WebSocketMessageWriter } from './wsTransport.js';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  token: string;
+  version: string;
+  log: Logger;
+  /** onnxruntime threads per session (default: the cores available). */
+  threads?: number;
+}
+
+type ModelState =
+  | { state: 'none' }
+  | { state: 'loading'; path: string; done: Promise<void> }
+  | { state: 'ready'; path: string; runtime: LlavaRuntime; info: ModelInfo }
+  | { state: 'failed'; path: string; error: string };
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+function validate<T>(schema: z.ZodType<T>, params: unknown): T {
+  const parsed = schema.safeParse(params ?? {});
+  if (!parsed.success) throw new ResponseError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+function describe(runtime: LlavaRuntime, path: string): ModelInfo {
+  const { config } = runtime;
+  return {
+    path,
+    architecture: config.architecture,
+    textModel: config.text.modelType,
+    visionModel: config.vision.modelType,
+    layers: config.text.numLayers,
+    heads: config.text.numHeads,
+    kvHeads: config.text.numKvHeads,
+    headDim: config.text.headDim,
+    hiddenSize: config.text.hiddenSize,
+    vocabSize: config.text.vocabSize,
+    imageSize: config.vision.imageSize,
+    tokensPerImage: tokensPerImage(config),
+  };
+}
+
+export class SidecarServer {
+  private http: Server | null = null;
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxPayloadBytes });
+  private model: ModelState = { state: 'none' };
+  private readonly started = Date.now();
+  private kvBudgetBytes: number | null = null;
+  /** Resolves with the process exit code once a client sent `exit` (0 after `shutdown`, else 1). */
+  readonly exited: Promise<number>;
+  private exit!: (code: number) => void;
+
+  constructor(private readonly options: ServerOptions) {
+    if (!LOOPBACK.has(options.host)) throw new RangeError(`--host must be a loopback address (127.0.0.1 or ::1), got ${options.host}`);
+    if (options.token.length < 16) throw new RangeError('the sidecar token must be at least 16 characters');
+    this.exited = new Promise((resolveExit) => (this.exit = resolveExit));
+  }
+
+  async listen(): Promise<number> {
+    const http = createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket upgrade required\n');
+    });
+    http.on('upgrade', (req, socket, head) => {
+      const refusal = this.refuse(req);
+      if (refusal) {
+        this.options.log.log('warn', 'upgrade refused', { status: refusal, remote: req.socket.remoteAddress });
+        socket.end(`HTTP/1.1 ${refusal}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
+    });
+    this.http = http;
+    await new Promise<void>((resolveListen, reject) => {
+      http.once('error', reject);
+      http.listen(this.options.port, this.options.host, () => resolveListen());
+    });
+    return (http.address() as AddressInfo).port;
+  }
+
+  /** The HTTP status line that refuses this upgrade, or null to accept it. */
+  private refuse(req: IncomingMessage): string | null {
+    if (req.headers.origin !== undefined) return '403 Forbidden';
+    const given = Buffer.from(String(req.headers[TOKEN_HEADER] ?? ''));
+    const expected = Buffer.from(this.options.token);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return '401 Unauthorized';
+    return null;
+  }
+
+  private accept(socket: WebSocket): void {
+    const connection = createMessageConnection(new WebSocketMessageReader(socket), new WebSocketMessageWriter(socket));
+    this.register(connection);
+    socket.on('close', (code) => {
+      this.options.log.log('info', 'connection closed', { code });
+      connection.dispose();
+    });
+    connection.listen();
+    this.options.log.log('info', 'connection accepted');
+  }
+
+  private register(connection: MessageConnection): void {
+    let initialized = false;
+    let shuttingDown = false;
+    /** Wraps a handler: lifecycle checks first, and any unexpected throw becomes an InternalError. */
+    const guarded =
+      <P, R>(name: string, handler: (params: P) => Promise<R> | R, options: { beforeInitialize?: boolean } = {}) =>
+      async (params: P): Promise<R> => {
+        if (!initialized && !options.beforeInitialize) throw new ResponseError(ErrorCode.ServerNotInitialized, `${name}: the server is not initialized; send "initialize" first`);
+        if (shuttingDown && name !== 'shutdown') throw new ResponseError(ErrorCode.InvalidRequest, `${name}: the server is shutting down`);
+        try {
+          return await handler(params);
+        } catch (error) {
+          if (error instanceof ResponseError) throw error;
+          this.options.log.log('error', 'handler failed', { method: name, error: error instanceof Error ? error.stack : String(error) });
+          throw new ResponseError(ErrorCode.InternalError, `${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      };
+
+    connection.onRequest(
+      Methods.initialize,
+      guarded(
+        'initialize',
+        (raw) => {
+          if (initialized) throw new ResponseError(ErrorCode.InvalidRequest, 'initialize: already initialized');
+          const params = validate(InitializeParams, raw);
+          this.kvBudgetBytes = params.initializationOptions?.kvBudgetBytes ?? this.kvBudgetBytes;
+          initialized = true;
+          return {
+            capabilities: { protocolVersion: PROTOCOL_VERSION, policies: POLICY_NAMES, modes: ['improved', 'reference'] },
+            serverInfo: { name: 'lookm-sidecar', version: this.options.version },
+            model: this.model.state === 'ready' ? this.model.info : null,
+          };
+        },
+        { beforeInitialize: true },
+      ),
+    );
+    connection.onNotification(Methods.initialized, () => undefined);
+    connection.onRequest(
+      Methods.shutdown,
+      guarded('shutdown', () => {
+        shuttingDown = true;
+        return null;
+      }),
+    );
+    connection.onNotification(Methods.exit, () => {
+      this.options.log.log('info', 'exit requested', { afterShutdown: shuttingDown });
+      void this.close().then(() => this.exit(shuttingDown ? 0 : 1));
+    });
+    connection.onRequest(
+      Methods.modelLoad,
+      guarded('model/load', async (raw) => {
+        const { path } = validate(ModelLoadParams, raw);
+        return this.loadModel(resolve(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step }));
+      }),
+    );
+    connection.onRequest(
+      Methods.modelInfo,
+      guarded('model/info', () => (this.model.state === 'ready' ? this.model.info : null)),
+    );
+    connection.onRequest(Methods.serverStats, guarded('server/stats', () => this.stats()));
+  }
+
+  /** Loads (or replaces) the model; concurrent loads wait for the one in flight. */
+  async loadModel(path: string, onProgress: (step: string) => void = () => undefined): Promise<ModelInfo> {
+    while (this.model.state === 'loading') await this.model.done.catch(() => undefined);
+    if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
+    const previous = this.model.state === 'ready' ? this.model.runtime : null;
+    let finish!: () => void;
+    this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
+    this.options.log.log('info', 'loading model', { path });
+    try {
+      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, onProgress });
+      const info = describe(runtime, path);
+      this.model = { state: 'ready', path, runtime, info };
+      await previous?.release();
+      this.options.log.log('info', 'model ready', { path });
+      return info;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.model = previous ? { state: 'ready', path: previous.checkpoint.dir, runtime: previous, info: describe(previous, previous.checkpoint.dir) } : { state: 'failed', path, error: message };
+      this.options.log.log('error', 'model load failed', { path, error: message });
+      throw new ResponseError(ErrorCode.ModelLoadFailed, `model/load: ${message}`);
+    } finally {
+      finish();
+    }
+  }
+
+  stats(): ServerStats {
+    const m = this.model;
+    return {
+      uptimeMs: Date.now() - this.started,
+      model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
+      rssBytes: process.memoryUsage().rss,
+      kvBudgetBytes: this.kvBudgetBytes,
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const client of this.wss.clients) client.close(1001, 'server shutting down');
+    await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+    if (this.model.state === 'ready') await this.model.runtime.release();
+    this.model = { state: 'none' };
+  }
+}

@@ -1,0 +1,99 @@
+/** The real sidecar process over a real WebSocket: lifecycle, errors, authentication. */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { ResponseError } from 'vscode-jsonrpc/node';
+import { ErrorCode, Methods, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
+import { connect, openSocket, rawExchange, startSidecar, tinyModel, type Sidecar } from './harness.js';
+
+async function rejectsWith(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof ResponseError, String(error));
+    assert.equal(error.code, code, error.message);
+    if (pattern) assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+describe('sidecar server', () => {
+  let sidecar: Sidecar;
+  before(async () => {
+    sidecar = await startSidecar(['--model', tinyModel]);
+  });
+  after(() => {
+    sidecar.process.kill();
+  });
+
+  it('prints the handshake and answers the LSP-style lifecycle', async () => {
+    assert.ok(sidecar.port > 0);
+    const { connection, socket } = await connect(sidecar);
+    await rejectsWith(connection.sendRequest(Methods.serverStats), ErrorCode.ServerNotInitialized, /send "initialize" first/);
+    const init = await connection.sendRequest(Methods.initialize, { processId: process.pid, capabilities: {} });
+    assert.equal(init.serverInfo.name, 'lookm-sidecar');
+    assert.ok(init.capabilities.policies.includes('text_prior_pivot_merge'));
+    await connection.sendNotification(Methods.initialized, {});
+    await rejectsWith(connection.sendRequest(Methods.initialize, { capabilities: {} }), ErrorCode.InvalidRequest, /already initialized/);
+    const info = await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+    assert.deepEqual([info.architecture, info.textModel, info.tokensPerImage], ['LlavaForConditionalGeneration', 'llama', 16]);
+    assert.deepEqual(await connection.sendRequest(Methods.modelInfo), info);
+    const stats = await connection.sendRequest(Methods.serverStats);
+    assert.equal(stats.model.state, 'ready');
+    socket.close();
+  });
+
+  it('answers bad input with the right JSON-RPC error and keeps serving', async () => {
+    const { connection, socket } = await connect(sidecar);
+    await connection.sendRequest(Methods.initialize, { capabilities: {} });
+    await rejectsWith(connection.sendRequest('no/such/method', {}), ErrorCode.MethodNotFound);
+    await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: 42 } as never), ErrorCode.InvalidParams, /path/);
+    await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: tinyModel, extra: true } as never), ErrorCode.InvalidParams);
+    await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: '/nonexistent/model' }), ErrorCode.ModelLoadFailed, /model folder not found/);
+    assert.equal((await connection.sendRequest(Methods.serverStats)).model.state, 'ready', 'a failed load keeps the loaded model');
+
+    const raw = await openSocket(sidecar.port, { [TOKEN_HEADER]: sidecar.token });
+    assert.equal((await rawExchange(raw, '{"jsonrpc": "2.0", "id": 1, "method": ')).error?.code, ErrorCode.ParseError);
+    const shape = await rawExchange(raw, JSON.stringify({ jsonrpc: '1.0', id: 7, method: 'server/stats' }));
+    assert.deepEqual([shape.id, shape.error?.code], [7, ErrorCode.InvalidRequest]);
+    assert.equal((await rawExchange(raw, JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'x' }]))).error?.code, ErrorCode.InvalidRequest);
+    assert.equal((await rawExchange(raw, Buffer.from([0xff, 0xfe, 0x00]))).error?.code, ErrorCode.InvalidRequest);
+    const after = await rawExchange(raw, JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'model/info' }));
+    assert.deepEqual([after.id, after.error?.code], [9, ErrorCode.ServerNotInitialized], 'the raw socket still gets answers');
+    raw.close();
+    assert.equal((await connection.sendRequest(Methods.serverStats)).model.state, 'ready');
+    socket.close();
+  });
+
+  it('closes a connection that sends more than the payload limit, and accepts the next one', async () => {
+    const raw = await openSocket(sidecar.port, { [TOKEN_HEADER]: sidecar.token });
+    const closed = once(raw, 'close');
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'model/load', params: { path: 'x'.repeat(65 * 1024 * 1024) } }));
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1009);
+    const { connection, socket } = await connect(sidecar);
+    await connection.sendRequest(Methods.initialize, { capabilities: {} });
+    socket.close();
+  });
+
+  it('refuses upgrades without the token, with a wrong one, or with a browser Origin', async () => {
+    await assert.rejects(openSocket(sidecar.port, {}), /HTTP 401/);
+    await assert.rejects(openSocket(sidecar.port, { [TOKEN_HEADER]: 'x'.repeat(sidecar.token.length) }), /HTTP 401/);
+    await assert.rejects(openSocket(sidecar.port, { [TOKEN_HEADER]: sidecar.token.slice(1) }), /HTTP 401/);
+    await assert.rejects(openSocket(sidecar.port, { [TOKEN_HEADER]: sidecar.token, Origin: 'https://example.com' }), /HTTP 403/);
+    assert.ok(!sidecar.stderr.join('\n').includes(sidecar.token), 'the token never appears in the logs');
+  });
+
+  it('exits with 0 after shutdown and exit, refusing requests in between', async () => {
+    const { connection } = await connect(sidecar);
+    await connection.sendRequest(Methods.initialize, { capabilities: {} });
+    assert.equal(await connection.sendRequest(Methods.shutdown), null);
+    await rejectsWith(connection.sendRequest(Methods.serverStats), ErrorCode.InvalidRequest, /shutting down/);
+    await connection.sendNotification(Methods.exit);
+    assert.equal(await sidecar.exited, 0);
+  });
+});
+
+describe('sidecar start-up', () => {
+  it('refuses a non-loopback host', async () => {
+    await assert.rejects(startSidecar(['--host', '0.0.0.0']), /loopback/);
+  });
+});

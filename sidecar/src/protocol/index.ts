@@ -20,6 +20,12 @@ export const LIMITS = {
   /** Largest WebSocket message accepted; a larger one closes the connection (1009). */
   maxPayloadBytes: 64 * 1024 * 1024,
   maxPathChars: 4096,
+  maxImages: 16,
+  /** Decoded bytes of one image. */
+  maxImageBytes: 20 * 1024 * 1024,
+  maxTextChars: 1_000_000,
+  maxFiles: 16,
+  maxNewTokens: 4096,
 } as const;
 
 /** Stable error codes: the JSON-RPC ones and ours (-32000 .. -32099 is the server range). */
@@ -34,7 +40,109 @@ export const ErrorCode = {
   ModelNotLoaded: -32010,
   ModelLoadFailed: -32011,
   ShuttingDown: -32012,
+  SessionNotFound: -32013,
+  BadImage: -32014,
 } as const;
+
+export const POLICY_NAMES = [
+  'full',
+  'window',
+  'random',
+  'h2o',
+  'snapkv',
+  'pivot_merge',
+  'avg_merge',
+  'weighted_merge',
+  'text_prior',
+  'text_prior_pivot_merge',
+  'text_prior_avg_merge',
+  'text_prior_weighted_merge',
+] as const;
+
+const ratio = z.number().min(0).max(1);
+
+export const SessionSettings = z
+  .object({
+    policy: z.enum(POLICY_NAMES).default('text_prior_pivot_merge'),
+    mode: z.enum(['improved', 'reference']).default('improved'),
+    budget: z.object({ hhRatio: ratio.optional(), recentRatio: ratio.optional(), maxSlots: z.number().int().positive().optional() }).strict().default({ hhRatio: 0.1, recentRatio: 0.1 }),
+    maxNewTokens: z.number().int().positive().max(LIMITS.maxNewTokens).default(256),
+    temperature: z.number().min(0).max(10).default(0),
+    topK: z.number().int().min(0).default(0),
+    topP: z.number().gt(0).max(1).default(1),
+    seed: z.number().int().default(0),
+  })
+  .strict();
+export type SessionSettings = z.infer<typeof SessionSettings>;
+
+export const SessionCreateParams = z.object({ settings: SessionSettings.default(SessionSettings.parse({})) }).strict();
+export type SessionCreateParams = z.input<typeof SessionCreateParams>;
+
+const sessionId = z.string().min(1).max(100);
+
+export const ChatImage = z
+  .object({
+    /** Base64 of the encoded image (PNG, JPEG, WebP, GIF, TIFF). */
+    data: z.string().min(1).max(Math.ceil((LIMITS.maxImageBytes * 4) / 3) + 4),
+    name: z.string().max(500).optional(),
+  })
+  .strict();
+
+export const ChatFile = z.object({ name: z.string().min(1).max(500), text: z.string().max(LIMITS.maxTextChars) }).strict();
+
+export const SessionChatParams = z
+  .object({
+    sessionId,
+    text: z.string().max(LIMITS.maxTextChars),
+    images: z.array(ChatImage).max(LIMITS.maxImages).default([]),
+    files: z.array(ChatFile).max(LIMITS.maxFiles).default([]),
+  })
+  .strict();
+export type SessionChatParams = z.input<typeof SessionChatParams>;
+
+export const SessionRefParams = z.object({ sessionId }).strict();
+export type SessionRefParams = z.infer<typeof SessionRefParams>;
+
+export interface TurnStats {
+  /** Tokens prefilled this turn (only what was new). */
+  newTokens: number;
+  generatedTokens: number;
+  tokensSeen: number;
+  /** Kept slots per head, per layer, after this turn's compression. */
+  keptSlots: number[];
+  kvBytes: number;
+  /** Bytes the same conversation would hold with the full cache. */
+  fullKvBytes: number;
+  timeToFirstTokenMs: number;
+  prefillMs: number;
+  compressMs: number;
+  decodeMs: number;
+  imagesEncoded: number;
+  imagesReused: number;
+  /** The cache was rebuilt from the transcript (first turn after an eviction or a restart). */
+  rebuilt: boolean;
+}
+
+export interface ChatResult {
+  text: string;
+  stopReason: 'eos' | 'length' | 'cancelled';
+  stats: TurnStats;
+}
+
+export interface SessionStats {
+  sessionId: string;
+  settings: SessionSettings;
+  turns: TurnStats[];
+  kvBytes: number;
+  tokensSeen: number;
+  cached: boolean;
+}
+
+export interface TokenNotification {
+  sessionId: string;
+  text: string;
+  tokenId: number;
+}
 
 export const InitializeParams = z
   .object({
@@ -85,6 +193,8 @@ export interface InitializeResult {
 
 export interface ServerStats {
   uptimeMs: number;
+  sessions: number;
+  kvBytes: number;
   model: { state: 'none' | 'loading' | 'ready' | 'failed'; path: string | null; error: string | null };
   rssBytes: number;
   kvBudgetBytes: number | null;
@@ -104,4 +214,9 @@ export const Methods = {
   modelInfo: new RequestType0<ModelInfo | null, void>('model/info'),
   modelProgress: new NotificationType<ModelProgress>('model/progress'),
   serverStats: new RequestType0<ServerStats, void>('server/stats'),
+  sessionCreate: new RequestType<SessionCreateParams, { sessionId: string }, void>('session/create'),
+  sessionChat: new RequestType<SessionChatParams, ChatResult, void>('session/chat'),
+  sessionToken: new NotificationType<TokenNotification>('session/token'),
+  sessionStats: new RequestType<SessionRefParams, SessionStats, void>('session/stats'),
+  sessionDelete: new RequestType<SessionRefParams, { deleted: boolean }, void>('session/delete'),
 } as const;

@@ -9,12 +9,28 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { createMessageConnection, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { createMessageConnection, ResponseError, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { POLICY_NAMES } from '../kv/index.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
-import { ErrorCode, InitializeParams, LIMITS, Methods, ModelLoadParams, PROTOCOL_VERSION, TOKEN_HEADER, type ModelInfo, type ServerStats } from '../protocol/index.js';
+import { randomUUID } from 'node:crypto';
+import {
+  ErrorCode,
+  InitializeParams,
+  LIMITS,
+  Methods,
+  ModelLoadParams,
+  PROTOCOL_VERSION,
+  SessionChatParams,
+  SessionCreateParams,
+  SessionRefParams,
+  TOKEN_HEADER,
+  type ModelInfo,
+  type ServerStats,
+  type SessionStats,
+} from '../protocol/index.js';
+import { Conversation, FeatureCache } from '../session/conversation.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import type { Logger } from './log.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from './wsTransport.js';
@@ -61,12 +77,25 @@ function describe(runtime: LlavaRuntime, path: string): ModelInfo {
   };
 }
 
+/** Image bytes of a base64 field, strictly decoded and size-checked. */
+function decodeImage(data: string, name: string): Uint8Array {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(data) || data.length % 4 !== 0) throw new ResponseError(ErrorCode.BadImage, `${name}: not valid base64`);
+  const bytes = Buffer.from(data, 'base64');
+  if (bytes.length === 0) throw new ResponseError(ErrorCode.BadImage, `${name}: empty image`);
+  if (bytes.length > LIMITS.maxImageBytes) throw new ResponseError(ErrorCode.BadImage, `${name}: ${bytes.length} bytes, over the ${LIMITS.maxImageBytes}-byte limit`);
+  return bytes;
+}
+
 export class SidecarServer {
   private http: Server | null = null;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxPayloadBytes });
   private model: ModelState = { state: 'none' };
   private readonly started = Date.now();
   private kvBudgetBytes: number | null = null;
+  private readonly sessions = new Map<string, Conversation>();
+  private features = new FeatureCache();
+  /** Turns run one at a time on the one model, in arrival order; stats and cancels never wait. */
+  private queue: Promise<unknown> = Promise.resolve();
   /** Resolves with the process exit code once a client sent `exit` (0 after `shutdown`, else 1). */
   readonly exited: Promise<number>;
   private exit!: (code: number) => void;
@@ -123,12 +152,12 @@ export class SidecarServer {
     let shuttingDown = false;
     /** Wraps a handler: lifecycle checks first, and any unexpected throw becomes an InternalError. */
     const guarded =
-      <P, R>(name: string, handler: (params: P) => Promise<R> | R, options: { beforeInitialize?: boolean } = {}) =>
-      async (params: P): Promise<R> => {
+      <P, R>(name: string, handler: (params: P, token: CancellationToken) => Promise<R> | R, options: { beforeInitialize?: boolean } = {}) =>
+      async (params: P, token: CancellationToken): Promise<R> => {
         if (!initialized && !options.beforeInitialize) throw new ResponseError(ErrorCode.ServerNotInitialized, `${name}: the server is not initialized; send "initialize" first`);
         if (shuttingDown && name !== 'shutdown') throw new ResponseError(ErrorCode.InvalidRequest, `${name}: the server is shutting down`);
         try {
-          return await handler(params);
+          return await handler(params, token);
         } catch (error) {
           if (error instanceof ResponseError) throw error;
           this.options.log.log('error', 'handler failed', { method: name, error: error instanceof Error ? error.stack : String(error) });
@@ -155,9 +184,14 @@ export class SidecarServer {
       ),
     );
     connection.onNotification(Methods.initialized, () => undefined);
+    /** The same for requests without parameters (their handlers receive only the token). */
+    const guarded0 =
+      <R>(name: string, handler: () => Promise<R> | R) =>
+      (token: CancellationToken): Promise<R> =>
+        guarded<undefined, R>(name, handler)(undefined, token);
     connection.onRequest(
       Methods.shutdown,
-      guarded('shutdown', () => {
+      guarded0('shutdown', () => {
         shuttingDown = true;
         return null;
       }),
@@ -175,9 +209,67 @@ export class SidecarServer {
     );
     connection.onRequest(
       Methods.modelInfo,
-      guarded('model/info', () => (this.model.state === 'ready' ? this.model.info : null)),
+      guarded0('model/info', () => (this.model.state === 'ready' ? this.model.info : null)),
     );
-    connection.onRequest(Methods.serverStats, guarded('server/stats', () => this.stats()));
+    connection.onRequest(Methods.serverStats, guarded0('server/stats', () => this.stats()));
+    connection.onRequest(
+      Methods.sessionCreate,
+      guarded('session/create', (raw) => {
+        const { settings } = validate(SessionCreateParams, raw);
+        const id = randomUUID();
+        this.sessions.set(id, new Conversation(id, settings));
+        return { sessionId: id };
+      }),
+    );
+    connection.onRequest(
+      Methods.sessionChat,
+      guarded('session/chat', async (raw, token) => {
+        const params = validate(SessionChatParams, raw);
+        const conversation = this.session(params.sessionId);
+        const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
+        const run = async () => {
+          const runtime = await this.readyRuntime();
+          try {
+            return await conversation.turn(
+              runtime,
+              this.features,
+              { text: params.text, images, files: params.files },
+              (text, tokenId) => void connection.sendNotification(Methods.sessionToken, { sessionId: conversation.id, text, tokenId }),
+              () => token.isCancellationRequested,
+            );
+          } catch (error) {
+            // Bad images are the client's: say which and what to do; nothing of the session is lost.
+            if (error instanceof RangeError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
+            throw error;
+          }
+        };
+        const result = this.queue.then(run, run);
+        this.queue = result.catch(() => undefined);
+        return result;
+      }),
+    );
+    connection.onRequest(Methods.sessionStats, guarded('session/stats', (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId))));
+    connection.onRequest(
+      Methods.sessionDelete,
+      guarded('session/delete', (raw) => ({ deleted: this.sessions.delete(validate(SessionRefParams, raw).sessionId) })),
+    );
+  }
+
+  private session(id: string): Conversation {
+    const conversation = this.sessions.get(id);
+    if (!conversation) throw new ResponseError(ErrorCode.SessionNotFound, `no session ${JSON.stringify(id)} (create one with session/create)`);
+    return conversation;
+  }
+
+  private sessionStats(c: Conversation): SessionStats {
+    return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, tokensSeen: c.tokensSeen, cached: c.cached };
+  }
+
+  /** The loaded model, waiting for a load in flight. */
+  private async readyRuntime(): Promise<LlavaRuntime> {
+    while (this.model.state === 'loading') await this.model.done;
+    if (this.model.state === 'ready') return this.model.runtime;
+    throw new ResponseError(ErrorCode.ModelNotLoaded, `no model is loaded${this.model.state === 'failed' ? ` (loading ${this.model.path} failed: ${this.model.error})` : ''}; send model/load`);
   }
 
   /** Loads (or replaces) the model; concurrent loads wait for the one in flight. */
@@ -192,6 +284,9 @@ export class SidecarServer {
       const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, onProgress });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
+      // Caches and image features belong to the previous model: conversations rebuild on their next turn.
+      this.features = new FeatureCache();
+      for (const conversation of this.sessions.values()) conversation.evict();
       await previous?.release();
       this.options.log.log('info', 'model ready', { path });
       return info;
@@ -209,6 +304,8 @@ export class SidecarServer {
     const m = this.model;
     return {
       uptimeMs: Date.now() - this.started,
+      sessions: this.sessions.size,
+      kvBytes: [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0),
       model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
       rssBytes: process.memoryUsage().rss,
       kvBudgetBytes: this.kvBudgetBytes,

@@ -1,0 +1,112 @@
+/** Conversations over the real sidecar: multi-turn KV reuse, rebuild equality, cancellation, bad input. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { ErrorCode, Methods, POLICY_NAMES, type SessionChatParams } from '../../sidecar/src/protocol/index.js';
+import { POLICY_NAMES as ENGINE_POLICIES } from '../../sidecar/src/kv/index.js';
+import { connect, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
+
+const image = (name: string) => readFileSync(join(root, 'test/fixtures/images', name)).toString('base64');
+const red = image('red-square.png');
+const blue = image('blue-circle.png');
+
+describe('conversations', () => {
+  let sidecar: Sidecar;
+  let connection: MessageConnection;
+  before(async () => {
+    sidecar = await startSidecar();
+    ({ connection } = await connect(sidecar));
+    await connection.sendRequest(Methods.initialize, { capabilities: {} });
+    await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+  });
+  after(() => sidecar.process.kill());
+
+  const create = async (policy: (typeof POLICY_NAMES)[number] = 'text_prior_pivot_merge', maxNewTokens = 8) =>
+    (await connection.sendRequest(Methods.sessionCreate, { settings: { policy, maxNewTokens } as never })).sessionId;
+  const chat = (params: SessionChatParams) => connection.sendRequest(Methods.sessionChat, params);
+
+  it('the protocol names the same policies as the engine', () => {
+    assert.deepEqual([...POLICY_NAMES], ENGINE_POLICIES);
+  });
+
+  it('looks once: follow-ups reuse the image KV and prefill only their new tokens', async () => {
+    const sessionId = await create();
+    const tokens: string[] = [];
+    const listener = connection.onNotification(Methods.sessionToken, (n) => {
+      if (n.sessionId === sessionId) tokens.push(n.text);
+    });
+    const first = await chat({ sessionId, text: 'What is in the second image?', images: [{ data: red }, { data: blue }] });
+    listener.dispose();
+    assert.equal(first.stats.imagesEncoded, 2);
+    if (first.stopReason === 'length') assert.equal(first.stats.generatedTokens, 8);
+    assert.equal(tokens.length, first.stats.generatedTokens, 'one notification per token');
+    assert.equal(tokens.join('').replace(/^ /, ''), first.text, 'the stream adds up to the answer');
+    assert.ok(first.stats.newTokens > 32, 'the first turn prefills both images');
+    const second = await chat({ sessionId, text: 'And the first?' });
+    assert.deepEqual([second.stats.imagesEncoded, second.stats.imagesReused], [0, 0]);
+    assert.ok(second.stats.newTokens < 15, `only the new question: ${second.stats.newTokens} tokens`);
+    assert.equal(second.stats.tokensSeen, first.stats.tokensSeen + first.stats.generatedTokens + second.stats.newTokens);
+    const third = await chat({ sessionId, text: 'Compare it with this one.', images: [{ data: red }] });
+    assert.deepEqual([third.stats.imagesEncoded, third.stats.imagesReused], [0, 1], 'same bytes, same hash, no re-encode');
+    assert.ok(third.stats.kvBytes < third.stats.fullKvBytes, 'LOOK-M keeps less than the full cache');
+    const stats = await connection.sendRequest(Methods.sessionStats, { sessionId });
+    assert.equal(stats.turns.length, 3);
+    assert.equal(stats.kvBytes, third.stats.kvBytes);
+  });
+
+  it('a cache rebuilt from the transcript answers exactly like the incremental one (full policy)', async () => {
+    const rebuilt = await create('full');
+    const firstB = await chat({ sessionId: rebuilt, text: 'Describe both.', images: [{ data: red }, { data: blue }] });
+    // Switching models drops every cache and keeps the transcripts.
+    await connection.sendRequest(Methods.modelLoad, { path: join(root, 'test/fixtures/models/tiny-llava-qwen2') });
+    await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+    assert.equal((await connection.sendRequest(Methods.sessionStats, { sessionId: rebuilt })).cached, false);
+    const kept = await create('full');
+    const firstA = await chat({ sessionId: kept, text: 'Describe both.', images: [{ data: red }, { data: blue }] });
+    assert.equal(firstA.text, firstB.text);
+    const a = await chat({ sessionId: kept, text: 'Which one is blue?' });
+    const b = await chat({ sessionId: rebuilt, text: 'Which one is blue?' });
+    assert.deepEqual([a.stats.rebuilt, b.stats.rebuilt], [false, true]);
+    assert.equal(b.stats.imagesEncoded, 0, 'the features session A encoded after the switch are reused');
+    assert.equal(a.text, b.text);
+    assert.deepEqual([a.stats.tokensSeen, a.stats.keptSlots], [b.stats.tokensSeen, b.stats.keptSlots]);
+  });
+
+  it('stops decoding at once when cancelled, keeps the partial answer, and goes on', async () => {
+    const sessionId = await create('text_prior_pivot_merge', 400);
+    const source = new CancellationTokenSource();
+    let streamed = 0;
+    const listener = connection.onNotification(Methods.sessionToken, (n) => {
+      if (n.sessionId === sessionId && ++streamed === 3) source.cancel();
+    });
+    const result = await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'Tell a long story.', images: [{ data: blue }] }, source.token).catch((error: unknown) => error);
+    listener.dispose();
+    if (result instanceof ResponseError) assert.equal(result.code, ErrorCode.RequestCancelled);
+    else assert.equal((result as { stopReason: string }).stopReason, 'cancelled');
+    const stats = await connection.sendRequest(Methods.sessionStats, { sessionId });
+    assert.ok(stats.turns[0].generatedTokens < 400 && stats.turns[0].generatedTokens >= 3, `${stats.turns[0].generatedTokens} tokens before the cancel`);
+    const next = await chat({ sessionId, text: 'Go on.' });
+    assert.ok(next.stats.generatedTokens > 0);
+  });
+
+  it('refuses a bad image with a clear error and loses nothing', async () => {
+    const sessionId = await create();
+    const hello = await chat({ sessionId, text: 'Hello.' });
+    await assert.rejects(chat({ sessionId, text: 'Look.', images: [{ data: Buffer.from('not an image').toString('base64') }] }), (e: ResponseError<unknown>) => e.code === ErrorCode.BadImage && /cannot be used/.test(e.message));
+    await assert.rejects(chat({ sessionId, text: 'Look.', images: [{ data: '***' }] }), (e: ResponseError<unknown>) => e.code === ErrorCode.BadImage && /base64/.test(e.message));
+    const stats = await connection.sendRequest(Methods.sessionStats, { sessionId });
+    assert.equal(stats.turns.length, 1);
+    const again = await chat({ sessionId, text: 'Still there?' });
+    assert.equal(again.stats.tokensSeen, hello.stats.tokensSeen + hello.stats.generatedTokens + again.stats.newTokens, 'the cache went on from where it was');
+    assert.ok(!again.stats.rebuilt);
+  });
+
+  it('names a missing session', async () => {
+    await assert.rejects(chat({ sessionId: 'nope', text: 'hi' }), (e: ResponseError<unknown>) => e.code === ErrorCode.SessionNotFound);
+    const sessionId = await create();
+    assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId }), { deleted: true });
+    assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId }), { deleted: false });
+  });
+});

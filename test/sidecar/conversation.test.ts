@@ -24,7 +24,7 @@ describe('conversations', () => {
   after(() => sidecar.process.kill());
 
   const create = async (policy: (typeof POLICY_NAMES)[number] = 'text_prior_pivot_merge', maxNewTokens = 8) =>
-    (await connection.sendRequest(Methods.sessionCreate, { settings: { policy, maxNewTokens } as never })).sessionId;
+    (await connection.sendRequest(Methods.sessionCreate, { settings: { policy, maxNewTokens } })).sessionId;
   const chat = (params: SessionChatParams) => connection.sendRequest(Methods.sessionChat, params);
 
   it('the protocol names the same policies as the engine', () => {

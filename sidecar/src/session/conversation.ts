@@ -9,7 +9,7 @@
  * them rebuilds the same cache the incremental turns built (same tokens, same positions).
  */
 import { createHash } from 'node:crypto';
-import { compressLayer, kvBytes, type KvLayer, type PolicyName } from '../kv/index.js';
+import { compressLayer, kvBytes, type KvLayer } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import type { SessionSettings, TurnStats } from '../protocol/index.js';
 import type { LlavaRuntime } from '../runtime/llava.js';
@@ -149,7 +149,7 @@ export class Conversation {
     const policy = this.settings.policy;
     if (policy !== 'full') {
       for (const [i, layer] of cache.entries()) {
-        await compressLayer(layer, { policy: policy as PolicyName, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed });
+        await compressLayer(layer, { policy, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed });
       }
     }
     const compressMs = performance.now() - compressStart;

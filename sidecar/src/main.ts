@@ -11,7 +11,7 @@ import { TOKEN_ENV } from './protocol/index.js';
 import { stderrLogger } from './server/log.js';
 import { SidecarServer } from './server/server.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -21,6 +21,8 @@ async function main(): Promise<void> {
       host: { type: 'string', default: '127.0.0.1' },
       device: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
+      'kv-budget-mb': { type: 'string' },
+      'state-dir': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', default: false },
     },
@@ -35,7 +37,18 @@ async function main(): Promise<void> {
   if (values.device !== 'cpu') throw new Error(`--device ${values.device} is not available yet (cpu only; GPU providers are untested)`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
-  const server = new SidecarServer({ host: values.host, port, token, version, log, threads: values.threads ? Number(values.threads) : undefined });
+  const budgetMb = values['kv-budget-mb'] === undefined ? undefined : Number(values['kv-budget-mb']);
+  if (budgetMb !== undefined && !(budgetMb > 0)) throw new Error(`--kv-budget-mb must be a positive number, got ${values['kv-budget-mb']}`);
+  const server = new SidecarServer({
+    host: values.host,
+    port,
+    token,
+    version,
+    log,
+    threads: values.threads ? Number(values.threads) : undefined,
+    kvBudgetBytes: budgetMb === undefined ? undefined : Math.floor(budgetMb * 2 ** 20),
+    stateDir: values['state-dir'] ? resolve(values['state-dir']) : undefined,
+  });
   const bound = await server.listen();
   process.stdout.write(`${JSON.stringify({ port: bound, pid: process.pid, version })}\n`);
   log.log('info', 'listening', { host: values.host, port: bound });

@@ -1,6 +1,7 @@
 /** Conversations over the real sidecar: multi-turn KV reuse, rebuild equality, cancellation, bad input. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
@@ -108,5 +109,72 @@ describe('conversations', () => {
     const sessionId = await create();
     assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId }), { deleted: true });
     assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId }), { deleted: false });
+  });
+});
+
+describe('global KV budget', () => {
+  it('evicts the least recently used idle session to its transcript; it answers again by re-prefill', async () => {
+    const sidecar = await startSidecar();
+    try {
+      const { connection } = await connect(sidecar);
+      const budget = 100_000;
+      await connection.sendRequest(Methods.initialize, { capabilities: {}, initializationOptions: { kvBudgetBytes: budget } });
+      await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+      const sessions: string[] = [];
+      for (let i = 0; i < 3; i++) sessions.push((await connection.sendRequest(Methods.sessionCreate, { settings: { policy: 'full', maxNewTokens: 4 } })).sessionId);
+      for (const sessionId of sessions) {
+        const result = await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'What is this?', images: [{ data: red }] });
+        assert.ok(result.stats.kvBytes < budget && result.stats.kvBytes > budget / 3, `one session holds ${result.stats.kvBytes} bytes`);
+        const stats = await connection.sendRequest(Methods.serverStats);
+        assert.ok(stats.kvBytes <= budget, `resident ${stats.kvBytes} > budget ${budget}`);
+      }
+      const stats = await connection.sendRequest(Methods.serverStats);
+      assert.ok(stats.evictions >= 1);
+      const first = await connection.sendRequest(Methods.sessionStats, { sessionId: sessions[0] });
+      assert.equal(first.cached, false, 'the oldest session was evicted');
+      const again = await connection.sendRequest(Methods.sessionChat, { sessionId: sessions[0], text: 'And now?' });
+      assert.equal(again.stats.rebuilt, true);
+      assert.ok((await connection.sendRequest(Methods.serverStats)).kvBytes <= budget);
+    } finally {
+      sidecar.process.kill();
+    }
+  });
+});
+
+describe('persistence', () => {
+  it('a killed sidecar restarts with every conversation, which goes on as if nothing happened', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'lookm-state-'));
+    try {
+      const first = await startSidecar(['--state-dir', stateDir, '--model', tinyModel]);
+      let { connection } = await connect(first);
+      await connection.sendRequest(Methods.initialize, { capabilities: {} });
+      await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+      const settings = { policy: 'full' as const, maxNewTokens: 5 };
+      const resumed = (await connection.sendRequest(Methods.sessionCreate, { settings })).sessionId;
+      const control = (await connection.sendRequest(Methods.sessionCreate, { settings })).sessionId;
+      for (const sessionId of [resumed, control]) await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'What is this?', images: [{ data: blue }] });
+      const expected = await connection.sendRequest(Methods.sessionChat, { sessionId: control, text: 'And its colour?' });
+      first.process.kill('SIGKILL');
+      await first.exited;
+
+      const second = await startSidecar(['--state-dir', stateDir]);
+      try {
+        ({ connection } = await connect(second));
+        await connection.sendRequest(Methods.initialize, { capabilities: {} });
+        await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+        assert.equal((await connection.sendRequest(Methods.serverStats)).sessions, 2);
+        const before = await connection.sendRequest(Methods.sessionStats, { sessionId: resumed });
+        assert.deepEqual([before.turns.length, before.cached], [1, false]);
+        const answer = await connection.sendRequest(Methods.sessionChat, { sessionId: resumed, text: 'And its colour?' });
+        assert.equal(answer.stats.rebuilt, true);
+        assert.equal(answer.stats.imagesEncoded, 1, 'the image came back from the state directory');
+        assert.equal(answer.text, expected.text);
+        assert.equal(answer.stats.tokensSeen, expected.stats.tokensSeen);
+      } finally {
+        second.process.kill();
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 });

@@ -198,6 +198,8 @@ export interface ServerStats {
   model: { state: 'none' | 'loading' | 'ready' | 'failed'; path: string | null; error: string | null };
   rssBytes: number;
   kvBudgetBytes: number | null;
+  /** Sessions evicted to their transcripts to keep within the budget, since start. */
+  evictions: number;
 }
 
 export interface ModelProgress {

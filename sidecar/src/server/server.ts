@@ -30,7 +30,8 @@ import {
   type ServerStats,
   type SessionStats,
 } from '../protocol/index.js';
-import { Conversation, FeatureCache } from '../session/conversation.js';
+import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
+import { SessionStore } from '../session/store.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import type { Logger } from './log.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from './wsTransport.js';
@@ -43,6 +44,10 @@ export interface ServerOptions {
   log: Logger;
   /** onnxruntime threads per session (default: the cores available). */
   threads?: number;
+  /** Global byte budget of all sessions' KV caches (also settable by `initialize`). */
+  kvBudgetBytes?: number;
+  /** Where transcripts persist; without it, conversations live as long as the process. */
+  stateDir?: string;
 }
 
 type ModelState =
@@ -91,7 +96,10 @@ export class SidecarServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxPayloadBytes });
   private model: ModelState = { state: 'none' };
   private readonly started = Date.now();
-  private kvBudgetBytes: number | null = null;
+  private kvBudgetBytes: number | null;
+  private evictions = 0;
+  private readonly store: SessionStore | null;
+  private readonly images: ImageStore;
   private readonly sessions = new Map<string, Conversation>();
   private features = new FeatureCache();
   /** Turns run one at a time on the one model, in arrival order; stats and cancels never wait. */
@@ -104,6 +112,11 @@ export class SidecarServer {
     if (!LOOPBACK.has(options.host)) throw new RangeError(`--host must be a loopback address (127.0.0.1 or ::1), got ${options.host}`);
     if (options.token.length < 16) throw new RangeError('the sidecar token must be at least 16 characters');
     this.exited = new Promise((resolveExit) => (this.exit = resolveExit));
+    this.kvBudgetBytes = options.kvBudgetBytes ?? null;
+    this.store = options.stateDir ? new SessionStore(options.stateDir, options.log) : null;
+    this.images = this.store?.images ?? new MemoryImageStore();
+    for (const conversation of this.store?.loadAll() ?? []) this.sessions.set(conversation.id, conversation);
+    if (this.sessions.size) options.log.log('info', 'sessions resumed from the state directory', { sessions: this.sessions.size });
   }
 
   async listen(): Promise<number> {
@@ -217,7 +230,9 @@ export class SidecarServer {
       guarded('session/create', (raw) => {
         const { settings } = validate(SessionCreateParams, raw);
         const id = randomUUID();
-        this.sessions.set(id, new Conversation(id, settings));
+        const conversation = new Conversation(id, settings, this.images);
+        this.sessions.set(id, conversation);
+        this.store?.save(conversation);
         return { sessionId: id };
       }),
     );
@@ -229,6 +244,7 @@ export class SidecarServer {
         const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
         const run = async () => {
           const runtime = await this.readyRuntime();
+          this.enforceBudget(conversation);
           try {
             return await conversation.turn(
               runtime,
@@ -241,6 +257,10 @@ export class SidecarServer {
             // Bad images are the client's: say which and what to do; nothing of the session is lost.
             if (error instanceof RangeError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
             throw error;
+          } finally {
+            this.enforceBudget(conversation);
+            // Persist whatever the turn added, a cancelled or failed one included.
+            this.store?.save(conversation);
           }
         };
         const result = this.queue.then(run, run);
@@ -251,8 +271,31 @@ export class SidecarServer {
     connection.onRequest(Methods.sessionStats, guarded('session/stats', (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId))));
     connection.onRequest(
       Methods.sessionDelete,
-      guarded('session/delete', (raw) => ({ deleted: this.sessions.delete(validate(SessionRefParams, raw).sessionId) })),
+      guarded('session/delete', (raw) => {
+        const { sessionId } = validate(SessionRefParams, raw);
+        this.store?.delete(sessionId);
+        return { deleted: this.sessions.delete(sessionId) };
+      }),
     );
+  }
+
+  /**
+   * Keeps the resident caches within the global budget: the least recently used sessions other
+   * than `active` are evicted to their transcripts (their next turn rebuilds by re-prefill).
+   * Checked before a turn starts and after it compressed, so between turns the budget holds; the
+   * active turn's own prefill, before its compression, is not counted.
+   */
+  private enforceBudget(active: Conversation): void {
+    const budget = this.kvBudgetBytes;
+    if (budget === null) return;
+    const resident = () => [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0);
+    const idle = [...this.sessions.values()].filter((c) => c !== active && c.cached).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const victim of idle) {
+      if (resident() <= budget) break;
+      victim.evict();
+      this.evictions++;
+      this.options.log.log('info', 'session evicted to its transcript', { session: victim.id, budget });
+    }
   }
 
   private session(id: string): Conversation {
@@ -309,6 +352,7 @@ export class SidecarServer {
       model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
       rssBytes: process.memoryUsage().rss,
       kvBudgetBytes: this.kvBudgetBytes,
+      evictions: this.evictions,
     };
   }
 

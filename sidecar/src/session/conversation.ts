@@ -27,6 +27,34 @@ export interface TurnOutput {
   stats: TurnStats;
 }
 
+/** Image bytes by content hash: in memory, or on disk under the state directory. */
+export interface ImageStore {
+  get(hash: string): Uint8Array | undefined;
+  put(hash: string, bytes: Uint8Array): void;
+}
+
+export class MemoryImageStore implements ImageStore {
+  private readonly images = new Map<string, Uint8Array>();
+  get(hash: string): Uint8Array | undefined {
+    return this.images.get(hash);
+  }
+  put(hash: string, bytes: Uint8Array): void {
+    this.images.set(hash, bytes);
+  }
+}
+
+/** What a conversation persists: enough to rebuild its cache exactly and to show its transcript. */
+export interface PersistedConversation {
+  version: 1;
+  id: string;
+  settings: SessionSettings;
+  messages: ChatMessage[];
+  segments: Segment[];
+  fedText: string;
+  imageCount: number;
+  turns: TurnStats[];
+}
+
 /** What was fed, in order: token ids, with the content hash of each image whose tokens are among them. */
 interface Segment {
   ids: number[];
@@ -73,7 +101,23 @@ export class Conversation {
   constructor(
     readonly id: string,
     readonly settings: SessionSettings,
+    private readonly images: ImageStore = new MemoryImageStore(),
   ) {}
+
+  toJSON(): PersistedConversation {
+    return { version: 1, id: this.id, settings: this.settings, messages: this.messages, segments: this.segments, fedText: this.fedText, imageCount: this.imageCount, turns: this.turns };
+  }
+
+  /** A conversation from its persisted form, without a cache: its next turn rebuilds it. */
+  static restore(data: PersistedConversation, images: ImageStore): Conversation {
+    const c = new Conversation(data.id, data.settings, images);
+    c.messages.push(...data.messages);
+    c.segments.push(...data.segments);
+    c.turns.push(...data.turns);
+    c.fedText = data.fedText;
+    c.imageCount = data.imageCount;
+    return c;
+  }
 
   get cached(): boolean {
     return this.cache !== null;
@@ -121,7 +165,7 @@ export class Conversation {
     for (const hash of imagesNeeded) {
       let f = features.get(hash);
       if (!f) {
-        const bytes = imageBytes.get(hash) ?? this.storedImages.get(hash);
+        const bytes = imageBytes.get(hash) ?? this.images.get(hash);
         if (!bytes) throw new Error(`image ${hash.slice(0, 12)} of an earlier turn is no longer available`);
         f = await runtime.vision.encode(await runtime.pixelValues([bytes]), 1);
         features.set(hash, f);
@@ -129,7 +173,7 @@ export class Conversation {
       }
       rows.push(f);
     }
-    for (const [hash, bytes] of imageBytes) this.storedImages.set(hash, bytes);
+    for (const [hash, bytes] of imageBytes) this.images.put(hash, bytes);
 
     const ids = feed.flatMap((s) => s.ids);
     const allFeatures = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
@@ -214,9 +258,6 @@ export class Conversation {
     this.turns.push(stats);
     return { text: answer, stopReason, stats };
   }
-
-  /** Bytes of every image this conversation was given, for rebuilding after an eviction. */
-  private readonly storedImages = new Map<string, Uint8Array>();
 }
 
 /** The user's text with attached files in front, each fenced and named. */

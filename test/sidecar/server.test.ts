@@ -4,7 +4,10 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ErrorCode, Methods, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
-import { connect, openSocket, rawExchange, startSidecar, tinyModel, type Sidecar } from './harness.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { connectSidecar, launchSidecar } from '../../sidecar/src/client/launch.js';
+import { connect, openSocket, rawExchange, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
 
 async function rejectsWith(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -93,6 +96,19 @@ describe('sidecar server', () => {
 });
 
 describe('sidecar start-up', () => {
+  const bundled = join(root, 'dist/sidecar.js');
+  it('the bundled dist/sidecar.js prints the handshake and loads a model', { skip: existsSync(bundled) ? false : 'run npm run build first' }, async () => {
+    const sidecar = await launchSidecar(bundled, ['--model', tinyModel, '--threads', '1']);
+    try {
+      const { connection } = await connectSidecar(sidecar.port, sidecar.token);
+      await connection.sendRequest(Methods.initialize, { capabilities: {} });
+      const info = await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+      assert.equal(info.textModel, 'llama');
+    } finally {
+      sidecar.process.kill();
+    }
+  });
+
   it('refuses a non-loopback host', async () => {
     await assert.rejects(startSidecar(['--host', '0.0.0.0']), /loopback/);
   });

@@ -145,6 +145,11 @@ export class LlavaRuntime {
 /** Per layer, reusable compact buffers: a fresh 100 MB allocation per decode step costs more than the copy. */
 const compactBuffers = new WeakMap<KvLayer, { keys: Float32Array; values: Float32Array }>();
 
+/** Frees the compact past buffers of a cache (they are as large as the KV): call when a turn ends. */
+export function releasePast(cache: KvLayer[]): void {
+  for (const layer of cache) compactBuffers.delete(layer);
+}
+
 /**
  * The cache as the decoder's past inputs: compact `[Hkv, length, D]` copies of each layer (the
  * layer keeps spare capacity per head for appends, so its heads are not contiguous), written into

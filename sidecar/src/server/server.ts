@@ -243,6 +243,7 @@ export class SidecarServer {
         const conversation = this.session(params.sessionId);
         const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
         const run = async () => {
+          if (token.isCancellationRequested) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled before it started');
           const runtime = await this.readyRuntime();
           this.enforceBudget(conversation);
           try {

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { compressLayer, kvBytes, type KvLayer } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import type { SessionSettings, TurnStats } from '../protocol/index.js';
-import type { LlavaRuntime } from '../runtime/llava.js';
+import { releasePast, type LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
 
 export interface TurnInput {
@@ -230,6 +230,7 @@ export class Conversation {
     // stay exactly what the cache holds.
     this.segments.push({ ids: generated, imageHashes: [] });
     this.cache = cache;
+    releasePast(cache); // between turns a session holds its KV and nothing else
     const answer = text.replace(/^ /, '');
     this.messages.push({ role: 'assistant', content: answer });
     // The cache now holds the conversation as rendered up to the end of this answer (the template's

@@ -57,7 +57,7 @@ export async function* generate(
   const numQueryHeads = runtime.config.text.numHeads;
   if (policy) {
     for (const [i, layer] of cache.entries()) {
-      await compressLayer(layer, { policy, budget, mode, numQueryHeads, windowScores: prefilled.windowScores?.[i] });
+      await compressLayer(layer, { policy, budget, mode, numQueryHeads, windowScores: prefilled.windowScores?.[i], matcher: runtime.matcher });
     }
   }
   stats?.({ promptTokens: ids.length, imageTokens, keptSlots: cache[0].length, prefillMs, compressMs: performance.now() - compressStart });

@@ -5,11 +5,12 @@
  * steps with any policy.
  */
 import { cpus } from 'node:os';
-import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer } from '../kv/index.js';
+import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer, type Matcher } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { LlavaProcessor, type ChatMessage } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { TextDecoder, type PastLayer } from './textDecoder.js';
+import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
 
 export interface LoadOptions {
@@ -30,6 +31,8 @@ export class LlavaRuntime {
     readonly processor: LlavaProcessor,
     readonly vision: VisionEncoder,
     readonly decoder: TextDecoder,
+    /** Evicted-to-kept key matching for merging policies in improved mode, on onnxruntime. */
+    readonly matcher: Matcher & { release(): Promise<void> },
   ) {}
 
   static async load(dir: string, options: LoadOptions = {}): Promise<LlavaRuntime> {
@@ -42,8 +45,9 @@ export class LlavaRuntime {
     const vision = await VisionEncoder.create(checkpoint, { threads });
     progress('building decoder graph and session');
     const decoder = await TextDecoder.create(checkpoint, { threads });
+    const matcher = await createOrtMatcher({ threads });
     progress('ready');
-    return new LlavaRuntime(checkpoint, processor, vision, decoder);
+    return new LlavaRuntime(checkpoint, processor, vision, decoder, matcher);
   }
 
   get config() {
@@ -133,7 +137,7 @@ export class LlavaRuntime {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.vision.release(), this.decoder.release()]);
+    await Promise.all([this.vision.release(), this.decoder.release(), this.matcher.release()]);
   }
 
   /** The prompt for one user turn with `imageCount` images before the question. */

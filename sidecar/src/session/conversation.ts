@@ -193,7 +193,7 @@ export class Conversation {
     const policy = this.settings.policy;
     if (policy !== 'full') {
       for (const [i, layer] of cache.entries()) {
-        await compressLayer(layer, { policy, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed });
+        await compressLayer(layer, { policy, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed, matcher: runtime.matcher });
       }
     }
     const compressMs = performance.now() - compressStart;

@@ -144,20 +144,16 @@ export class Conversation {
     const prompt = processor.applyChatTemplate([...this.messages, { role: 'user', content }]);
     const hashes = input.images.map(contentHash);
 
-    // What to feed: the new suffix on top of the cache, or everything again.
+    // What to feed: the new suffix on top of the cache (after replaying the segments if the cache
+    // was dropped), or, when the template rewrote earlier turns, the whole prompt from scratch.
+    // Nothing is changed until the prefill starts, so a failing turn (a bad image) loses nothing.
     const rebuilt = this.cache === null && this.segments.length > 0;
-    let fresh: Segment;
-    if (prompt.startsWith(this.fedText) && this.segments.length > 0) {
-      fresh = { ids: processor.encode(prompt.slice(this.fedText.length), false), imageHashes: hashes };
-    } else {
-      // First turn, or a template that rewrites earlier turns: start over from the whole prompt.
-      const earlier = this.segments.flatMap((segment) => segment.imageHashes);
-      this.segments.length = 0;
-      this.cache = null;
-      fresh = { ids: processor.encode(prompt), imageHashes: [...earlier, ...hashes] };
-    }
+    const incremental = this.segments.length > 0 && prompt.startsWith(this.fedText);
+    const fresh: Segment = incremental
+      ? { ids: processor.encode(prompt.slice(this.fedText.length), false), imageHashes: hashes }
+      : { ids: processor.encode(prompt), imageHashes: [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes] };
+    const replay = incremental && this.cache === null ? this.segments : [];
     const imageBytes = new Map(hashes.map((h, i) => [h, input.images[i]]));
-    const replay = this.cache === null ? this.segments : [];
     const feed = [...replay, fresh];
     const imagesNeeded = feed.flatMap((s) => s.imageHashes);
     let encoded = 0;
@@ -181,7 +177,7 @@ export class Conversation {
     const { embeds, modality } = runtime.embedPrompt(ids, allFeatures);
     for (let i = 0; i < modality.length; i++) if (modality[i] >= 0) modality[i] += this.imageCount;
     this.imageCount += imagesNeeded.length;
-    const cache = this.cache ?? runtime.createCache();
+    const cache = (incremental ? this.cache : null) ?? runtime.createCache();
     // From here on the cache changes; if anything fails it is dropped and rebuilt next turn.
     this.cache = null;
     const first = cache[0].tokensSeen;
@@ -197,6 +193,7 @@ export class Conversation {
       }
     }
     const compressMs = performance.now() - compressStart;
+    if (!incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
     this.segments.push(fresh);
     this.fedText = prompt;
     this.messages.push({ role: 'user', content });

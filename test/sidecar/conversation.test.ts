@@ -104,6 +104,12 @@ describe('conversations', () => {
     assert.ok(!again.stats.rebuilt);
   });
 
+  it('creates a session with default settings when no parameters are given', async () => {
+    const { sessionId } = await connection.sendRequest<{ sessionId: string }>('session/create');
+    const stats = await connection.sendRequest(Methods.sessionStats, { sessionId });
+    assert.equal(stats.settings.policy, 'text_prior_pivot_merge');
+  });
+
   it('names a missing session', async () => {
     await assert.rejects(chat({ sessionId: 'nope', text: 'hi' }), (e: ResponseError<unknown>) => e.code === ErrorCode.SessionNotFound);
     const sessionId = await create();

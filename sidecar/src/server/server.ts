@@ -163,26 +163,12 @@ export class SidecarServer {
   private register(connection: MessageConnection): void {
     let initialized = false;
     let shuttingDown = false;
-    /** Wraps a handler: lifecycle checks first, and any unexpected throw becomes an InternalError. */
-    const guarded =
-      <P, R>(name: string, handler: (params: P, token: CancellationToken) => Promise<R> | R, options: { beforeInitialize?: boolean } = {}) =>
-      async (params: P, token: CancellationToken): Promise<R> => {
-        if (!initialized && !options.beforeInitialize) throw new ResponseError(ErrorCode.ServerNotInitialized, `${name}: the server is not initialized; send "initialize" first`);
-        if (shuttingDown && name !== 'shutdown') throw new ResponseError(ErrorCode.InvalidRequest, `${name}: the server is shutting down`);
-        try {
-          return await handler(params, token);
-        } catch (error) {
-          if (error instanceof ResponseError) throw error;
-          this.options.log.log('error', 'handler failed', { method: name, error: error instanceof Error ? error.stack : String(error) });
-          throw new ResponseError(ErrorCode.InternalError, `${name} failed: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      };
+    type Handler = { run: (params: unknown, token: CancellationToken) => unknown; beforeInitialize?: boolean };
 
-    connection.onRequest(
-      Methods.initialize,
-      guarded(
-        'initialize',
-        (raw) => {
+    const handlers: Record<string, Handler> = {
+      [Methods.initialize.method]: {
+        beforeInitialize: true,
+        run: (raw) => {
           if (initialized) throw new ResponseError(ErrorCode.InvalidRequest, 'initialize: already initialized');
           const params = validate(InitializeParams, raw);
           this.kvBudgetBytes = params.initializationOptions?.kvBudgetBytes ?? this.kvBudgetBytes;
@@ -193,91 +179,95 @@ export class SidecarServer {
             model: this.model.state === 'ready' ? this.model.info : null,
           };
         },
-        { beforeInitialize: true },
-      ),
-    );
+      },
+      [Methods.shutdown.method]: {
+        run: () => {
+          shuttingDown = true;
+          return null;
+        },
+      },
+      [Methods.modelLoad.method]: {
+        run: async (raw) => {
+          const { path } = validate(ModelLoadParams, raw);
+          return this.loadModel(resolve(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step }));
+        },
+      },
+      [Methods.modelInfo.method]: { run: () => (this.model.state === 'ready' ? this.model.info : null) },
+      [Methods.serverStats.method]: { run: () => this.stats() },
+      [Methods.sessionCreate.method]: {
+        run: (raw) => {
+          const { settings } = validate(SessionCreateParams, raw);
+          const id = randomUUID();
+          const conversation = new Conversation(id, settings, this.images);
+          this.sessions.set(id, conversation);
+          this.store?.save(conversation);
+          return { sessionId: id };
+        },
+      },
+      [Methods.sessionChat.method]: { run: (raw, token) => this.chat(connection, validate(SessionChatParams, raw), token) },
+      [Methods.sessionStats.method]: { run: (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId)) },
+      [Methods.sessionDelete.method]: {
+        run: (raw) => {
+          const { sessionId } = validate(SessionRefParams, raw);
+          this.store?.delete(sessionId);
+          return { deleted: this.sessions.delete(sessionId) };
+        },
+      },
+    };
+
+    // One dispatcher for every request, so the order of the checks is ours: unknown method, then
+    // the lifecycle, then the parameters (vscode-jsonrpc's typed handlers would reject missing
+    // parameters before the lifecycle, and optional ones altogether). Unexpected throws become
+    // InternalError; nothing a client sends escapes as an exception.
+    connection.onRequest(async (method: string, params: unknown, token: CancellationToken) => {
+      if (!Object.hasOwn(handlers, method)) throw new ResponseError(ErrorCode.MethodNotFound, `unknown method "${method}"`);
+      const handler = handlers[method];
+      if (!initialized && !handler.beforeInitialize) throw new ResponseError(ErrorCode.ServerNotInitialized, `${method}: the server is not initialized; send "initialize" first`);
+      if (shuttingDown && method !== Methods.shutdown.method) throw new ResponseError(ErrorCode.InvalidRequest, `${method}: the server is shutting down`);
+      try {
+        return await handler.run(params, token);
+      } catch (error) {
+        if (error instanceof ResponseError) throw error;
+        this.options.log.log('error', 'handler failed', { method, error: error instanceof Error ? error.stack : String(error) });
+        throw new ResponseError(ErrorCode.InternalError, `${method} failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    });
     connection.onNotification(Methods.initialized, () => undefined);
-    /** The same for requests without parameters (their handlers receive only the token). */
-    const guarded0 =
-      <R>(name: string, handler: () => Promise<R> | R) =>
-      (token: CancellationToken): Promise<R> =>
-        guarded<undefined, R>(name, handler)(undefined, token);
-    connection.onRequest(
-      Methods.shutdown,
-      guarded0('shutdown', () => {
-        shuttingDown = true;
-        return null;
-      }),
-    );
     connection.onNotification(Methods.exit, () => {
       this.options.log.log('info', 'exit requested', { afterShutdown: shuttingDown });
       void this.close().then(() => this.exit(shuttingDown ? 0 : 1));
     });
-    connection.onRequest(
-      Methods.modelLoad,
-      guarded('model/load', async (raw) => {
-        const { path } = validate(ModelLoadParams, raw);
-        return this.loadModel(resolve(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step }));
-      }),
-    );
-    connection.onRequest(
-      Methods.modelInfo,
-      guarded0('model/info', () => (this.model.state === 'ready' ? this.model.info : null)),
-    );
-    connection.onRequest(Methods.serverStats, guarded0('server/stats', () => this.stats()));
-    connection.onRequest(
-      Methods.sessionCreate,
-      guarded('session/create', (raw) => {
-        const { settings } = validate(SessionCreateParams, raw);
-        const id = randomUUID();
-        const conversation = new Conversation(id, settings, this.images);
-        this.sessions.set(id, conversation);
+  }
+
+  /** One turn, queued behind the turns in flight; streams its tokens as `session/token`. */
+  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, token: CancellationToken): Promise<unknown> {
+    const conversation = this.session(params.sessionId);
+    const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
+    const run = async () => {
+      if (token.isCancellationRequested) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled before it started');
+      const runtime = await this.readyRuntime();
+      this.enforceBudget(conversation);
+      try {
+        return await conversation.turn(
+          runtime,
+          this.features,
+          { text: params.text, images, files: params.files },
+          (text, tokenId) => void connection.sendNotification(Methods.sessionToken, { sessionId: conversation.id, text, tokenId }),
+          () => token.isCancellationRequested,
+        );
+      } catch (error) {
+        // Bad images are the client's: say which and what to do; nothing of the session is lost.
+        if (error instanceof RangeError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
+        throw error;
+      } finally {
+        this.enforceBudget(conversation);
+        // Persist whatever the turn added, a cancelled or failed one included.
         this.store?.save(conversation);
-        return { sessionId: id };
-      }),
-    );
-    connection.onRequest(
-      Methods.sessionChat,
-      guarded('session/chat', async (raw, token) => {
-        const params = validate(SessionChatParams, raw);
-        const conversation = this.session(params.sessionId);
-        const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
-        const run = async () => {
-          if (token.isCancellationRequested) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled before it started');
-          const runtime = await this.readyRuntime();
-          this.enforceBudget(conversation);
-          try {
-            return await conversation.turn(
-              runtime,
-              this.features,
-              { text: params.text, images, files: params.files },
-              (text, tokenId) => void connection.sendNotification(Methods.sessionToken, { sessionId: conversation.id, text, tokenId }),
-              () => token.isCancellationRequested,
-            );
-          } catch (error) {
-            // Bad images are the client's: say which and what to do; nothing of the session is lost.
-            if (error instanceof RangeError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
-            throw error;
-          } finally {
-            this.enforceBudget(conversation);
-            // Persist whatever the turn added, a cancelled or failed one included.
-            this.store?.save(conversation);
-          }
-        };
-        const result = this.queue.then(run, run);
-        this.queue = result.catch(() => undefined);
-        return result;
-      }),
-    );
-    connection.onRequest(Methods.sessionStats, guarded('session/stats', (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId))));
-    connection.onRequest(
-      Methods.sessionDelete,
-      guarded('session/delete', (raw) => {
-        const { sessionId } = validate(SessionRefParams, raw);
-        this.store?.delete(sessionId);
-        return { deleted: this.sessions.delete(sessionId) };
-      }),
-    );
+      }
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
   }
 
   /**

@@ -1,0 +1,21 @@
+/** A short seeded fuzz round against the real sidecar (the full round: npm run fuzz -- --count 10000). */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { generateCases } from '../../tools/fuzz/cases.js';
+import { runFuzz } from '../../tools/fuzz/run.js';
+
+describe('protocol fuzzing', () => {
+  it('generates every kind of bad input, reproducibly', () => {
+    const ctx = { sessionId: 's', pngBase64: 'AAAA' };
+    const names = new Set(generateCases(400, 7, ctx).map((c) => c.name.replace(/:.*/, '')));
+    assert.ok(names.size >= 17, [...names].join(', '));
+    assert.deepEqual(generateCases(50, 7, ctx), generateCases(50, 7, ctx));
+  });
+
+  it('300 seeded cases: each gets its expected error, the server always answers after, nothing crashes', async () => {
+    const report = await runFuzz(300, 12345);
+    assert.equal(report.crashed, false);
+    assert.deepEqual(report.failures, []);
+    assert.equal(report.passed, 300);
+  });
+});

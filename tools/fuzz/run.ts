@@ -1,0 +1,122 @@
+/**
+ * Drives a real sidecar with the generated cases over raw authenticated WebSockets: each case's
+ * answer must be the expected JSON-RPC error (or nothing, for notifications), and the server must
+ * answer a valid request right after it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type WebSocket from 'ws';
+import { launchSidecar, openSocket } from '../../sidecar/src/client/launch.js';
+import { TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
+import { generateCases, type FuzzCase } from './cases.js';
+
+const root = join(__dirname, '../..');
+
+export interface FuzzReport {
+  passed: number;
+  failed: number;
+  failures: string[];
+  byKind: Map<string, { passed: number; failed: number }>;
+  crashed: boolean;
+}
+
+interface Reply {
+  id?: unknown;
+  result?: unknown;
+  error?: { code: number; message: string };
+}
+
+/** The next reply (a message with an id) on `socket`, or null after `ms`. */
+function nextReply(socket: WebSocket, ms: number): Promise<Reply | null> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(null), ms);
+    const onMessage = (data: Buffer) => {
+      const message = JSON.parse(data.toString('utf8')) as Reply;
+      if ('id' in message) done(message);
+    };
+    const onClose = () => done(null);
+    const done = (value: Reply | null) => {
+      clearTimeout(timer);
+      socket.off('message', onMessage);
+      socket.off('close', onClose);
+      resolve(value);
+    };
+    socket.on('message', onMessage);
+    socket.on('close', onClose);
+  });
+}
+
+async function call(socket: WebSocket, id: string, method: string, params?: unknown): Promise<Reply | null> {
+  const reply = nextReply(socket, 10_000);
+  socket.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+  return reply;
+}
+
+export async function runFuzz(count: number, seed: number, log: (line: string) => void = () => undefined): Promise<FuzzReport> {
+  const model = join(root, 'test/fixtures/models/tiny-llava-llama');
+  const sidecar = await launchSidecar(join(root, 'sidecar/src/main.ts'), ['--model', model, '--threads', '1', '--log-level', 'error'], { nodeArgs: ['--import', 'tsx'], cwd: root });
+  const headers = { [TOKEN_HEADER]: sidecar.token };
+  const report: FuzzReport = { passed: 0, failed: 0, failures: [], byKind: new Map(), crashed: false };
+  try {
+    let main = await openSocket(sidecar.port, headers);
+    await call(main, 'init', 'initialize', { capabilities: {} });
+    await call(main, 'load', 'model/load', { path: model });
+    const created = await call(main, 'create', 'session/create', {});
+    const ctx = {
+      sessionId: (created?.result as { sessionId: string }).sessionId,
+      pngBase64: readFileSync(join(root, 'test/fixtures/images/red-square.png')).toString('base64'),
+    };
+    const closed = await openSocket(sidecar.port, headers);
+    await call(closed, 'init', 'initialize', { capabilities: {} });
+    await call(closed, 'down', 'shutdown');
+
+    const cases = generateCases(count, seed, ctx);
+    for (const [index, c] of cases.entries()) {
+      const problem = await runCase(c, main, closed, sidecar.port, headers);
+      // Liveness: a valid request right after, on the main connection.
+      if (main.readyState !== main.OPEN) main = await openSocket(sidecar.port, headers).catch(() => main);
+      const live = main.readyState === main.OPEN ? await call(main, `live-${index}`, 'server/stats') : null;
+      const failure = problem ?? (live && 'result' in live ? null : `the server did not answer a valid request after it (${JSON.stringify(live)})`);
+      const kind = c.name.replace(/:.*/, '');
+      const counts = report.byKind.get(kind) ?? { passed: 0, failed: 0 };
+      if (failure) {
+        counts.failed++;
+        report.failed++;
+        report.failures.push(`#${index + 1} ${c.name}: ${failure}`);
+        log(`FAIL #${index + 1} ${c.name}: ${failure}`);
+      } else {
+        counts.passed++;
+        report.passed++;
+      }
+      report.byKind.set(kind, counts);
+      if (sidecar.process.exitCode !== null) {
+        report.crashed = true;
+        report.failures.push(`the sidecar exited with ${sidecar.process.exitCode} after case #${index + 1}`);
+        break;
+      }
+    }
+    main.close();
+    closed.close();
+  } finally {
+    sidecar.process.kill();
+  }
+  return report;
+}
+
+/** What is wrong with the server's answer to one case, or null. */
+async function runCase(c: FuzzCase, main: WebSocket, closed: WebSocket, port: number, headers: Record<string, string>): Promise<string | null> {
+  const socket = c.connection === 'initialized' ? main : c.connection === 'after-shutdown' ? closed : await openSocket(port, headers);
+  try {
+    const reply = c.expect.kind === 'silence' ? null : nextReply(socket, 10_000);
+    socket.send(c.payload);
+    if (c.expect.kind === 'silence') return null;
+    const answer = await reply;
+    if (!answer) return 'no answer';
+    if (!answer.error) return `expected error ${c.expect.codes.join('|')}, got a result`;
+    if (!c.expect.codes.includes(answer.error.code)) return `expected error ${c.expect.codes.join('|')}, got ${answer.error.code}: ${answer.error.message.slice(0, 200)}`;
+    if (c.expect.id !== undefined && answer.id !== c.expect.id) return `expected id ${JSON.stringify(c.expect.id)}, got ${JSON.stringify(answer.id)}`;
+    return null;
+  } finally {
+    if (c.connection === 'fresh') socket.close();
+  }
+}

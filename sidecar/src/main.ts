@@ -11,7 +11,7 @@ import { TOKEN_ENV } from './protocol/index.js';
 import { stderrLogger } from './server/log.js';
 import { SidecarServer } from './server/server.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--allow-dir DIR ...] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -23,6 +23,7 @@ async function main(): Promise<void> {
       threads: { type: 'string' },
       'kv-budget-mb': { type: 'string' },
       'state-dir': { type: 'string' },
+      'allow-dir': { type: 'string', multiple: true },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', default: false },
     },
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
     threads: values.threads ? Number(values.threads) : undefined,
     kvBudgetBytes: budgetMb === undefined ? undefined : Math.floor(budgetMb * 2 ** 20),
     stateDir: values['state-dir'] ? resolve(values['state-dir']) : undefined,
+    allowedDirs: values['allow-dir']?.map((dir) => resolve(dir)),
   });
   const bound = await server.listen();
   process.stdout.write(`${JSON.stringify({ port: bound, pid: process.pid, version })}\n`);

@@ -4,7 +4,9 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import { ErrorCode, Methods, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectSidecar, launchSidecar } from '../../sidecar/src/client/launch.js';
 import { connect, openSocket, rawExchange, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
@@ -92,6 +94,52 @@ describe('sidecar server', () => {
     await rejectsWith(connection.sendRequest(Methods.serverStats), ErrorCode.InvalidRequest, /shutting down/);
     await connection.sendNotification(Methods.exit);
     assert.equal(await sidecar.exited, 0);
+  });
+});
+
+describe('authentication at scale', () => {
+  it('refuses 100% of 300 upgrades with a missing or wrong token or any browser Origin', async () => {
+    const sidecar = await startSidecar();
+    try {
+      let refused = 0;
+      const attempts = 300;
+      for (let i = 0; i < attempts; i++) {
+        const wrong = randomBytes(24).toString('hex');
+        const headers: Record<string, string> = [{}, { [TOKEN_HEADER]: wrong }, { [TOKEN_HEADER]: `${sidecar.token}x` }, { [TOKEN_HEADER]: sidecar.token, Origin: `http://site${i}.example` }, { [TOKEN_HEADER]: sidecar.token, Origin: 'null' }][i % 5];
+        await openSocket(sidecar.port, headers).then(
+          (socket) => socket.close(),
+          () => refused++,
+        );
+      }
+      assert.equal(refused, attempts);
+      const listening = sidecar.stderr.map((line) => JSON.parse(line) as { message: string; host?: string }).find((entry) => entry.message === 'listening');
+      assert.equal(listening?.host, '127.0.0.1', 'bound to loopback');
+      assert.ok(!sidecar.stderr.join('\n').includes(sidecar.token));
+    } finally {
+      sidecar.process.kill();
+    }
+  });
+});
+
+describe('allowed folders', () => {
+  it('model/load reads only inside --allow-dir, symlinks resolved', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'lookm-outside-'));
+    const allowedDir = mkdtempSync(join(tmpdir(), 'lookm-allowed-'));
+    cpSync(tinyModel, join(allowedDir, 'model'), { recursive: true });
+    symlinkSync(outside, join(allowedDir, 'escape'));
+    const sidecar = await startSidecar(['--allow-dir', allowedDir]);
+    try {
+      const { connection } = await connect(sidecar);
+      await connection.sendRequest(Methods.initialize, { capabilities: {} });
+      assert.equal((await connection.sendRequest(Methods.modelLoad, { path: join(allowedDir, 'model') })).textModel, 'llama');
+      await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: outside }), ErrorCode.InvalidParams, /outside the folders/);
+      await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: join(allowedDir, 'escape') }), ErrorCode.InvalidParams, /outside the folders/);
+      await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: join(allowedDir, '..', 'x') }), ErrorCode.InvalidParams, /outside the folders/);
+    } finally {
+      sidecar.process.kill();
+      rmSync(outside, { recursive: true, force: true });
+      rmSync(allowedDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -8,7 +8,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { createMessageConnection, ResponseError, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
@@ -48,6 +49,8 @@ export interface ServerOptions {
   kvBudgetBytes?: number;
   /** Where transcripts persist; without it, conversations live as long as the process. */
   stateDir?: string;
+  /** Folders `model/load` may read (resolved, symlinks followed); unset: any folder. */
+  allowedDirs?: string[];
 }
 
 type ModelState =
@@ -189,7 +192,7 @@ export class SidecarServer {
       [Methods.modelLoad.method]: {
         run: async (raw) => {
           const { path } = validate(ModelLoadParams, raw);
-          return this.loadModel(resolve(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step }));
+          return this.loadModel(this.checkAllowed(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step }));
         },
       },
       [Methods.modelInfo.method]: { run: () => (this.model.state === 'ready' ? this.model.info : null) },
@@ -304,6 +307,30 @@ export class SidecarServer {
     while (this.model.state === 'loading') await this.model.done;
     if (this.model.state === 'ready') return this.model.runtime;
     throw new ResponseError(ErrorCode.ModelNotLoaded, `no model is loaded${this.model.state === 'failed' ? ` (loading ${this.model.path} failed: ${this.model.error})` : ''}; send model/load`);
+  }
+
+  /** The real path of `path` if it lies inside an allowed folder; otherwise an InvalidParams error. */
+  private checkAllowed(path: string): string {
+    const allowed = this.options.allowedDirs;
+    let real: string;
+    try {
+      real = realpathSync(resolve(path));
+    } catch {
+      real = resolve(path); // missing: the loader says so, with the path
+    }
+    if (!allowed) return real;
+    const inside = allowed.some((dir) => {
+      let root: string;
+      try {
+        root = realpathSync(dir);
+      } catch {
+        return false; // an allowed folder that does not exist allows nothing
+      }
+      const rel = relative(root, real);
+      return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+    });
+    if (!inside) throw new ResponseError(ErrorCode.InvalidParams, `model/load: ${path} is outside the folders this sidecar may read (${allowed.join(', ')})`);
+    return real;
   }
 
   /** Loads (or replaces) the model; concurrent loads wait for the one in flight. */

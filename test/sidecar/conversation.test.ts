@@ -148,6 +148,43 @@ describe('global KV budget', () => {
 });
 
 describe('persistence', () => {
+  it('a sidecar killed in the middle of an answer comes back with every completed turn; the question can be asked again', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'lookm-kill-'));
+    try {
+      const first = await startSidecar(['--state-dir', stateDir]);
+      const { connection } = await connect(first);
+      await connection.sendRequest(Methods.initialize, { capabilities: {} });
+      await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+      const { sessionId } = await connection.sendRequest(Methods.sessionCreate, { settings: { maxNewTokens: 2000 } });
+      await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'What is this?', images: [{ data: red }] });
+      connection.onNotification(Methods.sessionToken, () => {
+        first.process.kill('SIGKILL');
+      });
+      const interrupted = await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'Tell me more.' }).then(
+        () => 'answered',
+        (error: unknown) => (error instanceof Error ? error.message : String(error)),
+      );
+      assert.notEqual(interrupted, 'answered', 'the client learns that the turn did not finish');
+      await first.exited;
+
+      const second = await startSidecar(['--state-dir', stateDir]);
+      try {
+        const { connection: again } = await connect(second);
+        await again.sendRequest(Methods.initialize, { capabilities: {} });
+        await again.sendRequest(Methods.modelLoad, { path: tinyModel });
+        const stats = await again.sendRequest(Methods.sessionStats, { sessionId });
+        assert.equal(stats.turns.length, 1, 'the completed turn survived; the interrupted one left no half state');
+        const retried = await again.sendRequest(Methods.sessionChat, { sessionId, text: 'Tell me more.' });
+        assert.equal(retried.stats.rebuilt, true);
+        assert.ok(retried.stats.generatedTokens > 0);
+      } finally {
+        second.process.kill();
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('a killed sidecar restarts with every conversation, which goes on as if nothing happened', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'lookm-state-'));
     try {

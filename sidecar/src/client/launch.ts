@@ -60,6 +60,8 @@ export async function openSocket(port: number, headers: Record<string, string>):
 export async function connectSidecar(port: number, token: string): Promise<{ socket: WebSocket; connection: MessageConnection }> {
   const socket = await openSocket(port, { [TOKEN_HEADER]: token });
   const connection = createMessageConnection(new WebSocketMessageReader(socket), new WebSocketMessageWriter(socket));
+  // A dead sidecar must not leave requests pending forever: disposing rejects them.
+  socket.on('close', () => connection.dispose());
   connection.listen();
   return { socket, connection };
 }

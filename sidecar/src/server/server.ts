@@ -154,7 +154,7 @@ export class SidecarServer {
 
   private accept(socket: WebSocket): void {
     const connection = createMessageConnection(new WebSocketMessageReader(socket), new WebSocketMessageWriter(socket));
-    this.register(connection);
+    this.register(connection, () => socket.readyState === socket.OPEN);
     socket.on('close', (code) => {
       this.options.log.log('info', 'connection closed', { code });
       connection.dispose();
@@ -163,7 +163,7 @@ export class SidecarServer {
     this.options.log.log('info', 'connection accepted');
   }
 
-  private register(connection: MessageConnection): void {
+  private register(connection: MessageConnection, isOpen: () => boolean): void {
     let initialized = false;
     let shuttingDown = false;
     type Handler = { run: (params: unknown, token: CancellationToken) => unknown; beforeInitialize?: boolean };
@@ -207,7 +207,7 @@ export class SidecarServer {
           return { sessionId: id };
         },
       },
-      [Methods.sessionChat.method]: { run: (raw, token) => this.chat(connection, validate(SessionChatParams, raw), token) },
+      [Methods.sessionChat.method]: { run: (raw, token) => this.chat(connection, validate(SessionChatParams, raw), () => token.isCancellationRequested || !isOpen()) },
       [Methods.sessionStats.method]: { run: (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId)) },
       [Methods.sessionDelete.method]: {
         run: (raw) => {
@@ -243,11 +243,11 @@ export class SidecarServer {
   }
 
   /** One turn, queued behind the turns in flight; streams its tokens as `session/token`. */
-  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, token: CancellationToken): Promise<unknown> {
+  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, isCancelled: () => boolean): Promise<unknown> {
     const conversation = this.session(params.sessionId);
     const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
     const run = async () => {
-      if (token.isCancellationRequested) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled before it started');
+      if (isCancelled()) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
       this.enforceBudget(conversation);
       try {
@@ -256,7 +256,7 @@ export class SidecarServer {
           this.features,
           { text: params.text, images, files: params.files },
           (text, tokenId) => void connection.sendNotification(Methods.sessionToken, { sessionId: conversation.id, text, tokenId }),
-          () => token.isCancellationRequested,
+          isCancelled, // a cancel request, or the client went away: stop decoding
         );
       } catch (error) {
         // Bad images are the client's: say which and what to do; nothing of the session is lost.
@@ -264,8 +264,8 @@ export class SidecarServer {
         throw error;
       } finally {
         this.enforceBudget(conversation);
-        // Persist whatever the turn added, a cancelled or failed one included.
-        this.store?.save(conversation);
+        // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
+        if (this.sessions.get(conversation.id) === conversation) this.store?.save(conversation);
       }
     };
     const result = this.queue.then(run, run);

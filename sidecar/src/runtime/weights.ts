@@ -29,7 +29,7 @@ export function createSession(model: Uint8Array, weights: WeightPool, options: S
 }
 
 export class WeightPool {
-  private readonly tensors: { canonical: string; shape: number[]; external: ExternalTensor; data?: Float32Array }[] = [];
+  private readonly tensors: { canonical: string; shape: number[]; external: ExternalTensor }[] = [];
   private size = 0;
 
   constructor(
@@ -45,14 +45,9 @@ export class WeightPool {
     return this.push(canonical, shape);
   }
 
-  /** Registers computed float32 data (e.g. a fused or transposed tensor) under a new name. */
-  constant(name: string, shape: number[], data: Float32Array): string {
-    return this.push(name, shape, data);
-  }
-
-  private push(canonical: string, shape: number[], data?: Float32Array): string {
+  private push(canonical: string, shape: number[]): string {
     const external = { name: canonical, dims: shape, location: this.location, offset: this.size };
-    this.tensors.push({ canonical, shape, external, data });
+    this.tensors.push({ canonical, shape, external });
     this.size += 4 * shape.reduce((a, b) => a * b, 1);
     return canonical;
   }
@@ -64,7 +59,7 @@ export class WeightPool {
   /** Reads every registered tensor into one buffer, for `InferenceSession.create(..., { externalData })`. */
   load(): { path: string; data: Uint8Array } {
     const buffer = new Float32Array(this.size / 4);
-    for (const t of this.tensors) buffer.set(t.data ?? this.checkpoint.float32(t.canonical, t.shape), t.external.offset / 4);
+    for (const t of this.tensors) buffer.set(this.checkpoint.float32(t.canonical, t.shape), t.external.offset / 4);
     return { path: this.location, data: new Uint8Array(buffer.buffer) };
   }
 }

@@ -51,8 +51,10 @@ export function resolveBudget(budget: Budget, length: number, tokensSeen: number
     return { heavy: Math.trunc(length * hhRatio), recent: Math.trunc(length * recentRatio) };
   }
   const base = Math.max(length, tokensSeen);
-  let heavy = onlyCap ? Infinity : Math.trunc(base * hhRatio);
+  // The total is truncated once (so hh + recent = 100% keeps everything, which two separate
+  // truncations would not for odd lengths); the recent share is truncated, heavy takes the rest.
   let recent = onlyCap ? Infinity : Math.trunc(base * recentRatio);
+  let heavy = onlyCap ? Infinity : Math.floor(base * (hhRatio + recentRatio) + 1e-9) - recent;
   const cap = budget.maxSlots ?? Infinity;
   if (heavy + recent > cap) {
     const recentShare = onlyCap || hhRatio + recentRatio === 0 ? 0.5 : recentRatio / (hhRatio + recentRatio);

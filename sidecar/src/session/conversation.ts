@@ -19,6 +19,12 @@ export interface TurnInput {
   text: string;
   images: Uint8Array[];
   files: { name: string; text: string }[];
+  /**
+   * Teacher forcing (evaluation, scoring): these tokens are taken instead of sampled ones, and the
+   * turn ends after them. Each step's logits still go to `onLogits`.
+   */
+  forcedTokens?: number[];
+  onLogits?: (logits: Float32Array, step: number) => void;
 }
 
 export interface TurnOutput {
@@ -206,12 +212,15 @@ export class Conversation {
     let stopReason: TurnOutput['stopReason'] = 'length';
     let firstTokenMs = 0;
     const decodeStart = performance.now();
-    while (generated.length < this.settings.maxNewTokens) {
+    const forced = input.forcedTokens;
+    const limit = forced ? forced.length : this.settings.maxNewTokens;
+    while (generated.length < limit) {
       if (isCancelled()) {
         stopReason = 'cancelled';
         break;
       }
-      const next = sample(logits);
+      input.onLogits?.(logits, generated.length);
+      const next = forced ? forced[generated.length] : sample(logits);
       if (processor.eosTokenIds.includes(next)) {
         stopReason = 'eos';
         break;

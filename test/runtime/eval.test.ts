@@ -1,0 +1,41 @@
+/** The evaluation harness on the tiny checkpoint: sanity of the scores it reports. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { evalSet } from '../../tools/eval/dataset.js';
+import { evaluate, klDivergence } from '../../tools/eval/run.js';
+
+describe('evaluation against the full cache', () => {
+  let runtime: LlavaRuntime;
+  before(async () => {
+    runtime = await LlavaRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-llama'), { threads: 1 });
+  });
+  after(async () => runtime.release());
+
+  it('KL divergence is 0 for equal logits and positive otherwise', () => {
+    const p = Float32Array.from([1, 2, 3]);
+    assert.equal(klDivergence(p, p), 0);
+    assert.ok(klDivergence(p, Float32Array.from([3, 2, 1])) > 0.5);
+  });
+
+  it('generates every kind of item, reproducibly', async () => {
+    const items = await evalSet(6, 3);
+    assert.deepEqual(new Set(items.map((i) => i.kind)), new Set(['multi-image', 'follow-up', 'file-lookup']));
+    assert.deepEqual((await evalSet(6, 3)).map((i) => i.turns.map((t) => t.expected)), items.map((i) => i.turns.map((t) => t.expected)));
+  });
+
+  it('a budget that covers everything agrees exactly; a 5% one does not', async () => {
+    const items = await evalSet(3, 5);
+    const { scores } = await evaluate(runtime, items, [
+      { policy: 'full', mode: 'improved', budget: 0.2 },
+      { policy: 'text_prior_pivot_merge', mode: 'improved', budget: 1 },
+      { policy: 'h2o', mode: 'improved', budget: 0.05 },
+    ], 6);
+    for (const s of scores.slice(0, 2)) {
+      assert.deepEqual([s.answersIdentical, s.stepAgreement, s.meanKl], [1, 1, 0], `${s.policy} ${s.budget}`);
+      assert.equal(s.followUpFirstToken, 1);
+    }
+    assert.ok(scores[2].meanKl > 0 && scores[2].stepAgreement < 1, JSON.stringify(scores[2]));
+  });
+});

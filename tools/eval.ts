@@ -1,0 +1,58 @@
+/**
+ * `npm run eval [-- --model DIR --items N --quick]`: every KV policy, budgets 100/20/10/5%, both
+ * modes, scored against the full cache on a seeded synthetic set (tools/eval/). Writes
+ * bench/results/eval.json and bench/results/eval.md. `--quick` (a subset, well under a minute on
+ * the tiny checkpoint) is what CI runs.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { POLICY_NAMES, type Mode, type PolicyName } from '../sidecar/src/kv/index.js';
+import { LlavaRuntime } from '../sidecar/src/runtime/llava.js';
+import { evalSet } from './eval/dataset.js';
+import { evaluate, type EvalConfig } from './eval/run.js';
+
+const root = join(__dirname, '..');
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: join(root, 'test/fixtures/models/tiny-llava-llama') },
+      items: { type: 'string', default: '12' },
+      'max-new-tokens': { type: 'string', default: '8' },
+      quick: { type: 'boolean', default: false },
+    },
+  });
+  const quick = values.quick;
+  const policies: PolicyName[] = quick ? ['full', 'text_prior_pivot_merge', 'h2o', 'snapkv', 'window', 'random'] : POLICY_NAMES;
+  const budgets = quick ? [1, 0.2, 0.05] : [1, 0.2, 0.1, 0.05];
+  const modes: Mode[] = quick ? ['improved'] : ['improved', 'reference'];
+  const configs: EvalConfig[] = policies.flatMap((policy) => budgets.flatMap((budget) => modes.map((mode) => ({ policy, mode, budget }))));
+  const runtime = await LlavaRuntime.load(resolve(values.model));
+  const items = await evalSet(quick ? 6 : Number(values.items));
+  const started = Date.now();
+  const result = await evaluate(runtime, items, configs, Number(values['max-new-tokens']), (line) => process.stderr.write(`${line}\n`));
+  await runtime.release();
+  const report = { date: new Date().toISOString(), model: resolve(values.model), items: items.length, quick, seconds: (Date.now() - started) / 1000, ...result };
+  const dir = join(root, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  const name = quick ? 'eval-quick' : 'eval';
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
+  const md = [
+    `# KV policies vs the full cache (${items.length} items, ${Number(values['max-new-tokens'])} tokens per answer)`,
+    '',
+    `${report.date} · ${report.model} · full-cache exact-match accuracy ${pct(result.full.accuracy)}`,
+    '',
+    'Teacher-forced on the full cache\'s answers. "identical": every step\'s argmax agrees (the greedy answer would be the same); "follow-up": first token of a follow-up turn, decided on the compressed cache; KL: mean KL(full || policy) per step; accuracy: identical to a correct full answer (a lower bound).',
+    '',
+    '| policy | mode | budget | identical | step agreement | follow-up first token | mean KL | accuracy |',
+    '|---|---|---|---|---|---|---|---|',
+    ...result.scores.map((s) => `| ${s.policy} | ${s.mode} | ${s.budget * 100}% | ${pct(s.answersIdentical)} | ${pct(s.stepAgreement)} | ${pct(s.followUpFirstToken)} | ${s.meanKl.toExponential(2)} | ${pct(s.accuracy)} |`),
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, `${name}.md`), md);
+  process.stdout.write(md);
+}
+
+void main();

@@ -27,6 +27,9 @@ export interface ConfigScore extends EvalConfig {
   meanKl: number;
   accuracy: number;
   steps: number;
+  /** Items on which the configuration could not run (reference mode fails where the official code does). */
+  failed: number;
+  error: string | null;
 }
 
 interface Reference {
@@ -93,10 +96,19 @@ export async function evaluate(runtime: LlavaRuntime, items: EvalItem[], configs
     let followUps = 0;
     let followUpAgree = 0;
     let correct = 0;
+    let failed = 0;
+    let error: string | null = null;
     for (const [i, item] of items.entries()) {
       const ref = references[i];
       const settings = SessionSettings.parse({ policy: config.policy, mode: config.mode, budget: budgetOf(config.budget), maxNewTokens });
-      const run = await converse(runtime, item, settings, ref.tokens);
+      let run: Awaited<ReturnType<typeof converse>>;
+      try {
+        run = await converse(runtime, item, settings, ref.tokens);
+      } catch (e) {
+        failed++;
+        error ??= e instanceof Error ? e.message : String(e);
+        continue;
+      }
       let allAgree = true;
       for (let t = 0; t < item.turns.length; t++) {
         for (let s = 0; s < ref.tokens[t].length; s++) {
@@ -114,7 +126,8 @@ export async function evaluate(runtime: LlavaRuntime, items: EvalItem[], configs
       if (allAgree) identical++;
       if (allAgree && ref.correct.every(Boolean)) correct++;
     }
-    scores.push({ ...config, answersIdentical: identical / items.length, stepAgreement: agreeing / Math.max(1, steps), followUpFirstToken: followUps ? followUpAgree / followUps : null, meanKl: kl / Math.max(1, steps), accuracy: correct / items.length, steps });
+    const ran = Math.max(1, items.length - failed);
+    scores.push({ ...config, answersIdentical: identical / ran, stepAgreement: agreeing / Math.max(1, steps), followUpFirstToken: followUps ? followUpAgree / followUps : null, meanKl: kl / Math.max(1, steps), accuracy: correct / ran, steps, failed, error });
   }
   return { full: { accuracy: fullAccuracy }, scores };
 }

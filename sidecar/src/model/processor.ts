@@ -38,8 +38,13 @@ const preprocessorSchema = z
 
 type PreprocessorConfig = z.infer<typeof preprocessorSchema>;
 
+/** An image that cannot be decoded or is too large: the user's input, not a fault of ours. */
+export class ImageError extends RangeError {
+  override name = 'ImageError';
+}
+
 function imageError(error: unknown): never {
-  throw new RangeError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${MAX_INPUT_PIXELS / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
+  throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${MAX_INPUT_PIXELS / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
 }
 
 function readJson(dir: string, name: string, required: boolean): Record<string, unknown> | null {

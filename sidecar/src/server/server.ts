@@ -33,6 +33,7 @@ import {
 } from '../protocol/index.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore } from '../session/store.js';
+import { ImageError } from '../model/processor.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import type { Logger } from './log.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from './wsTransport.js';
@@ -260,7 +261,10 @@ export class SidecarServer {
         );
       } catch (error) {
         // Bad images are the client's: say which and what to do; nothing of the session is lost.
-        if (error instanceof RangeError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
+        if (error instanceof ImageError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
+        // A policy that cannot run on this conversation (reference mode reproduces the official
+        // classes' failures on short prompts) is the session's settings, not a server fault.
+        if (error instanceof RangeError) throw new ResponseError(ErrorCode.InvalidParams, `session/chat: the session's KV settings cannot compress this conversation: ${error.message}`);
         throw error;
       } finally {
         this.enforceBudget(conversation);

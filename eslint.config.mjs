@@ -30,6 +30,11 @@ export default tseslint.config(
     },
   },
   {
+    // Pure extension modules, unit-tested outside VS Code.
+    files: ['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['vscode'] }] },
+  },
+  {
     // node:test's describe/it return promises the runner itself awaits.
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },

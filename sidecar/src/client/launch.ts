@@ -22,11 +22,15 @@ export interface LaunchedSidecar {
 }
 
 /** Spawns `node [nodeArgs] entry --port 0 [args]` and resolves once its handshake line arrived. */
-export async function launchSidecar(entry: string, args: string[] = [], options: { nodeArgs?: string[]; cwd?: string; onLog?: (line: string) => void } = {}): Promise<LaunchedSidecar> {
+export async function launchSidecar(
+  entry: string,
+  args: string[] = [],
+  options: { nodeArgs?: string[]; cwd?: string; env?: Record<string, string>; onLog?: (line: string) => void } = {},
+): Promise<LaunchedSidecar> {
   const token = randomBytes(24).toString('hex');
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry, '--port', '0', ...args], {
     cwd: options.cwd,
-    env: { ...process.env, [TOKEN_ENV]: token },
+    env: { ...process.env, ...options.env, [TOKEN_ENV]: token },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stderr: string[] = [];

@@ -1,0 +1,81 @@
+/**
+ * `@lookm` in the chat panel. Answers stream; cancelling stops decoding; attached images, files
+ * and selections are sent; follow-ups in the same chat reuse the sidecar session (and its
+ * compressed KV), found again through the metadata of the previous answer. Slash commands:
+ * `/explain` (an image or screenshot), `/file` (a whole file), `/clear` (drop this conversation's
+ * cache), `/stats` (the session's KV figures). Each answer ends with a footer of KV kept vs full
+ * and time to first token.
+ */
+import * as vscode from 'vscode';
+import { Methods, POLICY_NAMES, type SessionStats } from '../../../sidecar/src/protocol/index.js';
+import { readSettings } from '../config.js';
+import type { Sidecar } from '../sidecar/supervisor.js';
+import { collectAttachments } from './references.js';
+import { statsTable, turnFooter } from './format.js';
+
+export const PARTICIPANT_ID = 'lookm.chat';
+
+interface LookmMetadata {
+  sessionId?: string;
+}
+
+/** The session of this chat: the one named by the latest answer of ours in the history. */
+function previousSession(context: vscode.ChatContext): string | undefined {
+  for (let i = context.history.length - 1; i >= 0; i--) {
+    const turn = context.history[i];
+    if (turn instanceof vscode.ChatResponseTurn && turn.participant === PARTICIPANT_ID) return (turn.result.metadata as LookmMetadata | undefined)?.sessionId;
+  }
+  return undefined;
+}
+
+export function registerChatParticipant(sidecar: Sidecar): vscode.Disposable {
+  const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
+    stream.progress('Starting the local model…');
+    const client = await sidecar.ready();
+    const settings = readSettings();
+    let sessionId = previousSession(context);
+
+    if (request.command === 'clear') {
+      if (sessionId) await client.sendRequest(Methods.sessionDelete, { sessionId });
+      stream.markdown('This conversation\'s cache is cleared; the next question starts a new one.');
+      return { metadata: {} satisfies LookmMetadata };
+    }
+    if (sessionId) {
+      // A session the sidecar no longer knows (its state folder was cleared) starts over.
+      const known = await client.sendRequest(Methods.sessionStats, { sessionId }).then(
+        (stats: SessionStats) => stats,
+        () => null,
+      );
+      if (!known) sessionId = undefined;
+    }
+    sessionId ??= (
+      await client.sendRequest(Methods.sessionCreate, {
+        settings: { policy: POLICY_NAMES.find((p) => p === settings.policy) ?? 'text_prior_pivot_merge', budget: { hhRatio: settings.budgetRatio / 2, recentRatio: settings.budgetRatio / 2 }, maxNewTokens: settings.maxNewTokens },
+      })
+    ).sessionId;
+    if (request.command === 'stats') {
+      stream.markdown(statsTable(await client.sendRequest(Methods.sessionStats, { sessionId })));
+      return { metadata: { sessionId } satisfies LookmMetadata };
+    }
+
+    const attachments = await collectAttachments(request.references);
+    if (request.command === 'explain' && attachments.images.length === 0) {
+      stream.markdown('Attach an image or screenshot (drag it into the chat or use **#file**) and ask again, or run **LOOK-M: Explain Screenshot…**.');
+      return { metadata: { sessionId } satisfies LookmMetadata };
+    }
+    const text = request.prompt || (request.command === 'explain' ? 'Explain this image.' : request.command === 'file' ? 'Explain this file.' : '');
+    stream.progress('Reading…');
+    const listener = client.onNotification(Methods.sessionToken, (t) => {
+      if (t.sessionId === sessionId) stream.markdown(t.text);
+    });
+    try {
+      const result = await client.sendRequest(Methods.sessionChat, { sessionId, text, images: attachments.images, files: attachments.files }, token);
+      stream.markdown(turnFooter(result));
+    } finally {
+      listener.dispose();
+    }
+    return { metadata: { sessionId } satisfies LookmMetadata };
+  };
+  const participant = vscode.chat.createChatParticipant(PARTICIPANT_ID, handler);
+  return participant;
+}

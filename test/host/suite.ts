@@ -79,7 +79,7 @@ export async function run(): Promise<void> {
 
   await config.update('modelPath', undefined, vscode.ConfigurationTarget.Global);
   await api.sidecar.stop();
-  const file = process.env.LOOKM_HOST_RESULTS;
+  const file = process.env.VSCODE_HOST_RESULTS_FILE ?? process.env.LOOKM_HOST_RESULTS;
   if (file) writeFileSync(file, JSON.stringify(results, null, 2));
   const failed = results.filter((r) => !r.ok);
   if (failed.length) throw new Error(`${failed.length} of ${results.length} host tests failed:\n${failed.map((f) => `${f.name}: ${f.error}`).join('\n')}`);

@@ -45,7 +45,14 @@ export class Sidecar implements vscode.Disposable {
   private model: ModelInfo | null = null;
   state: SidecarState = 'stopped';
 
-  constructor(private readonly context: vscode.ExtensionContext) {}
+  private readonly configListener: vscode.Disposable;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    // New settings apply from the next use: stop now (conversations persist and resume).
+    this.configListener = vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('lookm') && this.client) void this.stop();
+    });
+  }
 
   get modelInfo(): ModelInfo | null {
     return this.model;
@@ -98,7 +105,10 @@ export class Sidecar implements vscode.Disposable {
       initializationOptions: { kvBudgetBytes: Math.floor(settings.globalBudgetMb * 2 ** 20) },
     });
     client.onDidChangeState((e) => {
-      if (e.newState === State.Stopped && this.state === 'ready') this.setState('stopped');
+      // The language client restarting a crashed sidecar, or giving up on it.
+      if (e.newState === State.Starting && this.state === 'ready') this.setState('starting');
+      if (e.newState === State.Running && this.state === 'starting' && this.model) this.setState('ready');
+      if (e.newState === State.Stopped && this.state !== 'failed' && this.client === client) this.setState('stopped');
     });
     this.client = client;
     try {
@@ -151,6 +161,7 @@ export class Sidecar implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.configListener.dispose();
     void this.stop();
     this.output.dispose();
     this.stateEmitter.dispose();

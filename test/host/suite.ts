@@ -67,6 +67,43 @@ export async function run(): Promise<void> {
     assert.equal(answer.stats.rebuilt, true);
   });
 
+  await test('repeated kills in the middle of streamed answers lose no completed turn', async () => {
+    const kills = 3;
+    let client = await api.sidecar.ready();
+    const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 400 } });
+    let completed = 0;
+    let interrupted = 0;
+    for (let round = 0; round < kills; round++) {
+      client = await api.sidecar.ready();
+      let killed = false;
+      const listener = client.onNotification(TOKEN, () => {
+        if (!killed) {
+          killed = true;
+          api.sidecar.killForTests();
+        }
+      });
+      const outcome = await client.sendRequest<ChatResult>(CHAT, { sessionId, text: `Question ${round}` }).then(
+        () => 'completed',
+        () => 'interrupted',
+      );
+      listener.dispose();
+      if (outcome === 'completed') completed++;
+      else interrupted++;
+      // The interrupted question is reported to the caller; asking again must work.
+      const deadline = Date.now() + 30_000;
+      let retried: ChatResult | null = null;
+      while (!retried && Date.now() < deadline) {
+        retried = await (await api.sidecar.ready()).sendRequest<ChatResult>(CHAT, { sessionId, text: `Question ${round}, again` }).catch(() => null);
+        if (!retried) await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.ok(retried, `round ${round}: no answer after the restart`);
+      completed++;
+    }
+    const stats = await (await api.sidecar.ready()).sendRequest<{ turns: unknown[] }>(Methods.sessionStats.method, { sessionId });
+    assert.equal(interrupted, kills, 'every kill interrupted an answer and the caller was told');
+    assert.equal(stats.turns.length, completed, `turns lost: ${completed - stats.turns.length}`);
+  });
+
   await test('a bad model path fails once, clearly, and is not restarted in a loop', async () => {
     await config.update('modelPath', '/nonexistent/model', vscode.ConfigurationTarget.Global);
     await api.sidecar.stop();

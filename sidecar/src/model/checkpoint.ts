@@ -26,12 +26,19 @@ export function canonicalName(name: string): string {
   return name;
 }
 
-function readJson(file: string, what: string): unknown {
-  if (!existsSync(file)) throw new CheckpointError(`${what} not found: ${file}`);
+/** A JSON file of the checkpoint folder; `null` when it is optional and absent. */
+export function readJsonFile(dir: string, name: string, required: true): Record<string, unknown>;
+export function readJsonFile(dir: string, name: string, required: false): Record<string, unknown> | null;
+export function readJsonFile(dir: string, name: string, required: boolean): Record<string, unknown> | null {
+  const file = join(dir, name);
+  if (!existsSync(file)) {
+    if (required) throw new CheckpointError(`${name} not found in ${dir}`);
+    return null;
+  }
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (error) {
-    throw new CheckpointError(`${what} is not valid JSON (${file}): ${error instanceof Error ? error.message : String(error)}`);
+    throw new CheckpointError(`${name} is not valid JSON (${file}): ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 
@@ -52,11 +59,10 @@ export class Checkpoint {
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw new CheckpointError(`model folder not found: ${dir}`);
-    const config = parseLlavaConfig(readJson(join(dir, 'config.json'), 'config.json'));
-    const indexFile = join(dir, 'model.safetensors.index.json');
+    const config = parseLlavaConfig(readJsonFile(dir, 'config.json', true));
+    const index = readJsonFile(dir, 'model.safetensors.index.json', false) as { weight_map?: Record<string, string> } | null;
     let files: string[];
-    if (existsSync(indexFile)) {
-      const index = readJson(indexFile, 'model.safetensors.index.json') as { weight_map?: Record<string, string> };
+    if (index) {
       if (!index.weight_map || typeof index.weight_map !== 'object') throw new CheckpointError('model.safetensors.index.json has no weight_map');
       files = [...new Set(Object.values(index.weight_map))].map((name) => weightFile(dir, name));
     } else {

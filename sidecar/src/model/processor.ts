@@ -3,12 +3,11 @@
  * (`@huggingface/tokenizers`), the image token expanded to the real number of image features,
  * and images decoded and normalised with `sharp` as `preprocessor_config.json` says.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import sharp from 'sharp';
 import { z } from 'zod';
+import { readJsonFile } from './checkpoint.js';
 import { CheckpointError } from './safetensors.js';
 
 export type ContentPart = { type: 'text'; text: string } | { type: 'image' };
@@ -47,19 +46,6 @@ function imageError(error: unknown): never {
   throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${MAX_INPUT_PIXELS / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
 }
 
-function readJson(dir: string, name: string, required: boolean): Record<string, unknown> | null {
-  const file = join(dir, name);
-  if (!existsSync(file)) {
-    if (required) throw new CheckpointError(`${name} not found in ${dir}`);
-    return null;
-  }
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    throw new CheckpointError(`${name} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
-  }
-}
-
 function tokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
   if (value && typeof value === 'object' && 'content' in value) return String(value.content);
@@ -79,16 +65,16 @@ export class LlavaProcessor {
   ) {}
 
   static open(dir: string, imageTokenIndex: number, tokensPerImage: number): LlavaProcessor {
-    const tokenizerJson = readJson(dir, 'tokenizer.json', true)!;
-    const tokenizerConfig = readJson(dir, 'tokenizer_config.json', true)!;
-    const chatTemplate = readJson(dir, 'chat_template.json', false)?.chat_template ?? tokenizerConfig.chat_template;
+    const tokenizerJson = readJsonFile(dir, 'tokenizer.json', true);
+    const tokenizerConfig = readJsonFile(dir, 'tokenizer_config.json', true);
+    const chatTemplate = readJsonFile(dir, 'chat_template.json', false)?.chat_template ?? tokenizerConfig.chat_template;
     if (typeof chatTemplate !== 'string') throw new CheckpointError(`no chat template in ${dir} (tokenizer_config.json "chat_template" or chat_template.json)`);
     const tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
     const imageToken = tokenizer.id_to_token(imageTokenIndex);
     if (imageToken === undefined) throw new CheckpointError(`tokenizer.json has no token with the image token id ${imageTokenIndex}`);
-    const parsed = preprocessorSchema.safeParse(readJson(dir, 'preprocessor_config.json', true));
+    const parsed = preprocessorSchema.safeParse(readJsonFile(dir, 'preprocessor_config.json', true));
     if (!parsed.success) throw new CheckpointError(`preprocessor_config.json: ${z.prettifyError(parsed.error)}`);
-    const generation = readJson(dir, 'generation_config.json', false);
+    const generation = readJsonFile(dir, 'generation_config.json', false);
     const eos = generation?.eos_token_id ?? tokenizer.token_to_id(tokenText(tokenizerConfig.eos_token) ?? '');
     const eosTokenIds = (Array.isArray(eos) ? eos : eos === undefined ? [] : [eos]).map(Number);
     const specialTokens = {

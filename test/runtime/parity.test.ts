@@ -55,7 +55,29 @@ function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
 for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
   describe(`parity with transformers: ${model}`, () => {
     const { case: c, tensor } = fixtures(model);
+    // The fixture's one user turn: its images, then this question.
+    const content = c.messages[0].content;
+    const question = typeof content === 'string' ? content : content.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('');
     let runtime: LlavaRuntime;
+    /**
+     * The fixture's images, with the runtime's preprocessing replaced by transformers' pixel
+     * values for them (sharp resamples slightly differently from Pillow; see processor.ts).
+     */
+    const useTransformersPixels = (): Uint8Array[] => {
+      const images: Uint8Array[] = c.image_files.map((file) => readFileSync(join(root, file)));
+      const pixels = tensor('pixel_values');
+      const per = pixels.length / images.length;
+      runtime.pixelValues = (batch) => {
+        const out = new Float32Array(per * batch.length);
+        batch.forEach((bytes, i) => {
+          const k = images.indexOf(bytes);
+          assert.ok(k >= 0, 'an image the fixture does not have');
+          out.set(pixels.subarray(k * per, (k + 1) * per), i * per);
+        });
+        return Promise.resolve(out);
+      };
+      return images;
+    };
     before(async () => {
       runtime = await LlavaRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
     });
@@ -152,11 +174,10 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
     });
 
     it('decodes on a LOOK-M-compressed cache, and like the full cache when the budget covers everything', async () => {
-      const images = c.image_files.map((file) => readFileSync(join(root, file)));
-      runtime.pixelValues = () => Promise.resolve(tensor('pixel_values'));
+      const images = useTransformersPixels();
       const answer = async (options: Parameters<typeof generate>[3]) => {
         const tokens: number[] = [];
-        for await (const token of generate(runtime, c.messages, images, { maxNewTokens: 12, ...options })) tokens.push(token.id);
+        await generate(runtime, question, images, { maxNewTokens: 12, ...options }, (_text, id) => tokens.push(id));
         return tokens;
       };
       const compressed = await answer({ budget: { hhRatio: 0.1, recentRatio: 0.1 } });
@@ -166,11 +187,9 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
     });
 
     it('decodes the same 32 greedy tokens on a full cache', async () => {
-      const images = c.image_files.map((file) => readFileSync(join(root, file)));
-      // Preprocessing differs slightly from PIL's (see processor.ts), so feed transformers' pixels.
-      runtime.pixelValues = () => Promise.resolve(tensor('pixel_values'));
+      const images = useTransformersPixels();
       const tokens: number[] = [];
-      for await (const token of generate(runtime, c.messages, images, { maxNewTokens: 32, policy: null })) tokens.push(token.id);
+      await generate(runtime, question, images, { maxNewTokens: 32, policy: 'full' }, (_text, id) => tokens.push(id));
       assert.deepEqual(tokens, c.greedy_tokens);
     });
   });

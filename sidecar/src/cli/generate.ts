@@ -34,8 +34,8 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return values.help ? 0 : 2;
   }
-  const policy = values.policy === 'full' ? null : values.policy;
-  if (policy !== null && !isPolicyName(policy)) {
+  const policy = values.policy;
+  if (!isPolicyName(policy)) {
     console.error(`unknown --policy ${policy}`);
     return 2;
   }
@@ -49,7 +49,6 @@ async function main(): Promise<number> {
   const started = performance.now();
   let first = 0;
   let count = 0;
-  const messages = [runtime.userTurn(positionals[0], images.length)];
   const options = {
     maxNewTokens: Number(values['max-new-tokens']),
     policy,
@@ -60,14 +59,14 @@ async function main(): Promise<number> {
     seed: Number(values.seed),
     signal: controller.signal,
   };
-  for await (const token of generate(runtime, messages, images, options, (s) =>
-    console.error(`[prefill] ${s.promptTokens} tokens (${s.imageTokens} image) in ${s.prefillMs.toFixed(0)} ms; KV kept ${s.keptSlots} slots per head, compressed in ${s.compressMs.toFixed(1)} ms`),
-  )) {
+  const result = await generate(runtime, positionals[0], images, options, (text) => {
     if (count++ === 0) first = performance.now() - started;
-    process.stdout.write(token.text);
-  }
+    process.stdout.write(text);
+  });
+  const s = result.stats;
+  console.error(`\n[prefill] ${s.newTokens} tokens (${s.imagesEncoded} images) in ${s.prefillMs.toFixed(0)} ms; KV kept ${s.keptSlots[0]} slots per head, compressed in ${s.compressMs.toFixed(1)} ms`);
   const total = performance.now() - started;
-  console.error(`\n[decode] ${count} tokens; first after ${first.toFixed(0)} ms; ${count > 1 ? (((count - 1) * 1000) / (total - first)).toFixed(1) : '–'} tokens/s after it`);
+  console.error(`[decode] ${count} tokens; first after ${first.toFixed(0)} ms; ${count > 1 ? (((count - 1) * 1000) / (total - first)).toFixed(1) : '–'} tokens/s after it`);
   await runtime.release();
   return 0;
 }

@@ -7,7 +7,7 @@
 import { cpus } from 'node:os';
 import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer, type Matcher } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
-import { LlavaProcessor, type ChatMessage } from '../model/processor.js';
+import { LlavaProcessor } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { TextDecoder, type PastLayer } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
@@ -138,11 +138,6 @@ export class LlavaRuntime {
 
   async release(): Promise<void> {
     await Promise.all([this.vision.release(), this.decoder.release(), this.matcher.release()]);
-  }
-
-  /** The prompt for one user turn with `imageCount` images before the question. */
-  userTurn(question: string, imageCount: number): ChatMessage {
-    return { role: 'user', content: [...Array.from({ length: imageCount }, () => ({ type: 'image' as const })), { type: 'text', text: question }] };
   }
 }
 

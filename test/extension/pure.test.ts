@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { statsTable, turnFooter } from '../../extension/src/chat/format.js';
 import { SECTION, SETTINGS } from '../../extension/src/settings.js';
+import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
 import { statusText } from '../../extension/src/statusText.js';
 import { POLICY_NAMES, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
 
@@ -48,5 +49,15 @@ describe('chat formatting', () => {
   it('gives the status bar a text for every state', () => {
     for (const state of ['stopped', 'starting', 'ready', 'failed'] as const) assert.match(statusText(state, 'llama').text, /LOOK-M/);
     assert.match(statusText('failed', null).text, /\$\(error\)/);
+  });
+});
+
+describe('restart policy', () => {
+  it('restarts at once after a healthy run and backs off, then gives up, while it never gets healthy', () => {
+    const policy = new RestartPolicy({ baseDelayMs: 100, maxDelayMs: 350, maxConsecutiveCrashes: 4 });
+    assert.deepEqual([policy.crashed(), policy.crashed(), policy.crashed(), policy.crashed(), policy.crashed()], [100, 200, 350, 350, null]);
+    policy.healthy();
+    assert.equal(policy.crashed(), 100);
+    assert.equal(policy.crashes, 6);
   });
 });

@@ -15,15 +15,34 @@ const CREATE = Methods.sessionCreate.method;
 const CHAT = Methods.sessionChat.method;
 const TOKEN = Methods.sessionToken.method;
 
-const results: { name: string; ok: boolean; error?: string }[] = [];
+const results: { name: string; ok: boolean; error?: string; note?: string }[] = [];
+
+/** A figure of the running test, kept in the results file (the host's console is hard to read). */
+let pendingNote: string | undefined;
+function note(text: string): void {
+  pendingNote = text;
+}
+
+/** Records the error notifications the extension shows (the API object is shared with it). */
+function captureErrorMessages(): { messages: string[][]; restore: () => void } {
+  const window = vscode.window as { showErrorMessage: (...args: unknown[]) => Thenable<unknown> };
+  const original = window.showErrorMessage;
+  const messages: string[][] = [];
+  window.showErrorMessage = (...args: unknown[]) => {
+    messages.push(args.map(String));
+    return Promise.resolve(undefined);
+  };
+  return { messages, restore: () => (window.showErrorMessage = original) };
+}
 
 async function test(name: string, body: () => Promise<void>): Promise<void> {
   try {
     await body();
-    results.push({ name, ok: true });
+    results.push({ name, ok: true, note: pendingNote });
   } catch (error) {
-    results.push({ name, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    results.push({ name, ok: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error), note: pendingNote });
   }
+  pendingNote = undefined;
 }
 
 export async function run(): Promise<void> {
@@ -68,7 +87,8 @@ export async function run(): Promise<void> {
   });
 
   await test('repeated kills in the middle of streamed answers lose no completed turn', async () => {
-    const kills = 3;
+    // CI kills three times; `LOOKM_HOST_KILLS=10 npm run test:host` gives the figure of the closing note.
+    const kills = Number(process.env.LOOKM_HOST_KILLS ?? 3);
     let client = await api.sidecar.ready();
     const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 400 } });
     let completed = 0;
@@ -102,12 +122,53 @@ export async function run(): Promise<void> {
     const stats = await (await api.sidecar.ready()).sendRequest<{ turns: unknown[] }>(Methods.sessionStats.method, { sessionId });
     assert.equal(interrupted, kills, 'every kill interrupted an answer and the caller was told');
     assert.equal(stats.turns.length, completed, `turns lost: ${completed - stats.turns.length}`);
+    note(`kills=${kills} interrupted=${interrupted} completed=${completed} kept=${stats.turns.length} crashes=${api.sidecar.restarts.crashes}`);
   });
 
-  await test('a bad model path fails once, clearly, and is not restarted in a loop', async () => {
+  await test('a sidecar that keeps crashing before it is healthy is restarted with backoff, then given up with a notification', async () => {
+    await api.sidecar.ready();
+    const before = api.sidecar.restarts.crashes;
+    const shown = captureErrorMessages();
+    const killed = new Set<number>();
+    const started = Date.now();
+    try {
+      // Kill every sidecar the moment it appears, before it can load its model.
+      while (api.sidecar.state !== 'failed' && Date.now() - started < 60_000) {
+        const child = api.sidecar.childForTests;
+        if (child?.pid && !killed.has(child.pid)) {
+          killed.add(child.pid);
+          child.kill('SIGKILL');
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      shown.restore();
+    }
+    const crashes = api.sidecar.restarts.crashes - before;
+    note(`crashes before giving up: ${crashes}, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal(api.sidecar.state, 'failed');
+    assert.equal(crashes, 6, 'five restarts, then none');
+    assert.ok(Date.now() - started > 7_000, 'the restarts waited 0.25 + 0.5 + 1 + 2 + 4 s');
+    // (vscode-languageclient adds its own "couldn't create connection" notices for restarts killed mid-handshake.)
+    const ours = shown.messages.filter((m) => /keeps crashing/.test(m[0]));
+    assert.equal(ours.length, 1, JSON.stringify(shown.messages));
+    assert.deepEqual(ours[0].slice(1), ['Open Settings', 'Show Log']);
+    await api.sidecar.stop();
+  });
+
+  await test('a bad model path fails once, clearly, with a button to open the setting, and is not restarted in a loop', async () => {
     await config.update('modelPath', '/nonexistent/model', vscode.ConfigurationTarget.Global);
     await api.sidecar.stop();
-    await assert.rejects(api.sidecar.ready());
+    const shown = captureErrorMessages();
+    try {
+      await assert.rejects(api.sidecar.ready());
+    } finally {
+      shown.restore();
+    }
+    assert.equal(shown.messages.length, 1, 'one error notification');
+    assert.match(shown.messages[0][0], /nonexistent\/model/);
+    assert.deepEqual(shown.messages[0].slice(1), ['Open Settings', 'Show Log']);
     assert.equal(api.sidecar.state, 'failed');
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(api.sidecar.state, 'failed');

@@ -9,31 +9,26 @@
 import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import * as vscode from 'vscode';
-import { LanguageClient, State, type MessageTransports } from 'vscode-languageclient/node';
+import { CloseAction, ErrorAction, LanguageClient, ResponseError, State, type ErrorHandler, type MessageTransports } from 'vscode-languageclient/node';
 import { launchSidecar, openSocket } from '../../../sidecar/src/client/launch.js';
 import { Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidecar/src/protocol/index.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/server/wsTransport.js';
 import { openSetting, readSettings } from '../config.js';
+import type { Settings } from '../settings.js';
+import { RestartPolicy } from './restartPolicy.js';
 
 import type { SidecarState } from '../statusText.js';
 
 export type { SidecarState };
 
-function whenRunning(client: LanguageClient, ms: number): Promise<LanguageClient> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`the sidecar did not come back within ${ms / 1000} s`)), ms);
-    const listener = client.onDidChangeState((e) => {
-      if (e.newState === State.Running) done(null);
-      if (e.newState === State.Stopped) done(new Error('the sidecar stopped (it crashed repeatedly; see the LOOK-M log)'));
-    });
-    const done = (error: Error | null) => {
-      clearTimeout(timer);
-      listener.dispose();
-      if (error) reject(error);
-      else resolve(client);
-    };
-  });
+/** The sidecar's command line for these settings. */
+function sidecarArgs(settings: Settings, stateDir: string): string[] {
+  const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
+  if (settings.threads > 0) args.push('--threads', String(settings.threads));
+  return args;
 }
+
+const isDown = (state: State) => state === State.Stopped || state === State.StartFailed;
 
 export class Sidecar implements vscode.Disposable {
   readonly output = vscode.window.createOutputChannel('LOOK-M', { log: true });
@@ -44,6 +39,10 @@ export class Sidecar implements vscode.Disposable {
   private child: ChildProcess | null = null;
   private model: ModelInfo | null = null;
   state: SidecarState = 'stopped';
+  /** Backoff of crash restarts; shared by every client this supervisor starts. */
+  readonly restarts = new RestartPolicy();
+  /** Between a crash and the language client's restart of the sidecar. */
+  private restarting = false;
 
   private readonly configListener: vscode.Disposable;
 
@@ -66,31 +65,71 @@ export class Sidecar implements vscode.Disposable {
   /** The running client with the configured model loaded, started on first use. */
   ready(): Promise<LanguageClient> {
     const client = this.client;
-    if (client && this.model) {
-      if (client.state === State.Running) return Promise.resolve(client);
-      // The language client is restarting a crashed sidecar: wait for it rather than start another.
-      if (client.state === State.Starting) return whenRunning(client, 60_000);
-    }
+    if (client && this.model && !this.restarting && client.state === State.Running) return Promise.resolve(client);
+    // A crashed sidecar is being restarted: wait for it rather than start another.
+    if (this.restarting) return this.nextReady(60_000);
     this.starting ??= this.start().finally(() => (this.starting = null));
     return this.starting;
   }
 
-  private async start(): Promise<LanguageClient> {
+  /** Resolves when the sidecar is next ready, rejects if it fails or stops first. */
+  private nextReady(ms: number): Promise<LanguageClient> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`the sidecar did not come back within ${ms / 1000} s`)), ms);
+      const listener = this.onDidChangeState((state) => {
+        if (state === 'ready' && this.client) done(null, this.client);
+        if (state === 'failed' || state === 'stopped') done(new Error('the sidecar stopped (it crashed repeatedly; see the LOOK-M log)'));
+      });
+      const done = (error: Error | null, client?: LanguageClient) => {
+        clearTimeout(timer);
+        listener.dispose();
+        if (client) resolve(client);
+        else reject(error ?? new Error('no client'));
+      };
+    });
+  }
+
+  /** Starts a client and loads the model; a sidecar that dies while starting is retried with backoff. */
+  private async start(afterCrash = false): Promise<LanguageClient> {
     const settings = readSettings();
     if (!settings.modelPath) {
       this.setState('failed');
       void this.reportFailure('No model is configured: set "lookm.modelPath" to a Hugging Face LLaVA checkpoint folder.');
       throw new Error('no model configured (lookm.modelPath)');
     }
-    this.setState('starting');
+    let lastError = '';
+    for (let retry = afterCrash; ; retry = true) {
+      if (retry && !(await this.backOff(lastError))) throw new Error(`the sidecar keeps crashing${lastError ? `: ${lastError}` : ''}`);
+      this.setState('starting');
+      try {
+        const client = await this.startOnce(settings);
+        this.restarting = false;
+        this.restarts.healthy();
+        this.setState('ready');
+        return client;
+      } catch (error) {
+        await this.discardClient();
+        // An error answer is the sidecar refusing (bad model folder); anything else is a crash
+        // (the process died before or during the handshake or the model load).
+        lastError = error instanceof Error ? error.message : String(error);
+        if (!(error instanceof ResponseError)) continue;
+        this.restarting = false;
+        this.setState('failed');
+        const message = error instanceof Error ? error.message : String(error);
+        this.output.error(`start-up failed: ${message}`);
+        void this.reportFailure(`The LOOK-M sidecar could not start: ${message}`);
+        throw error;
+      }
+    }
+  }
+
+  private async startOnce(settings: Settings): Promise<LanguageClient> {
     const storage = this.context.globalStorageUri.fsPath;
     await vscode.workspace.fs.createDirectory(this.context.globalStorageUri);
     const serverOptions = async (): Promise<MessageTransports> => {
       // --model: a sidecar restarted by the language client after a crash loads the model by itself,
       // and its queued turns wait for it.
-      const args = ['--model', settings.modelPath, '--state-dir', join(storage, 'sessions'), '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
-      if (settings.threads > 0) args.push('--threads', String(settings.threads));
-      const launched = await launchSidecar(join(this.context.extensionPath, 'dist', 'sidecar.js'), args, {
+      const launched = await launchSidecar(join(this.context.extensionPath, 'dist', 'sidecar.js'), sidecarArgs(settings, join(storage, 'sessions')), {
         // Inside VS Code desktop, process.execPath is Electron: run it as plain Node.
         env: { ELECTRON_RUN_AS_NODE: '1' },
         onLog: (line) => this.output.appendLine(line),
@@ -99,33 +138,92 @@ export class Sidecar implements vscode.Disposable {
       const socket = await openSocket(launched.port, { [TOKEN_HEADER]: launched.token });
       return { reader: new WebSocketMessageReader(socket), writer: new WebSocketMessageWriter(socket) };
     };
-    const client = new LanguageClient('lookm', 'LOOK-M sidecar', serverOptions, {
+    const client: LanguageClient = new LanguageClient('lookm', 'LOOK-M sidecar', serverOptions, {
       documentSelector: [],
       outputChannel: this.output,
       initializationOptions: { kvBudgetBytes: Math.floor(settings.globalBudgetMb * 2 ** 20) },
+      errorHandler: this.errorHandler((): LanguageClient => client),
     });
     client.onDidChangeState((e) => {
-      // The language client restarting a crashed sidecar, or giving up on it.
-      if (e.newState === State.Starting && this.state === 'ready') this.setState('starting');
-      if (e.newState === State.Running && this.state === 'starting' && this.model) this.setState('ready');
-      if (e.newState === State.Stopped && this.state !== 'failed' && this.client === client) this.setState('stopped');
+      if (this.client !== client) return;
+      if (e.newState === State.Running && this.restarting) void this.afterRestart(client, settings.modelPath);
+      // A restart the language client began could not even start: a fresh client takes over.
+      else if (e.newState === State.StartFailed && this.restarting) void this.replaceClient();
+      else if (isDown(e.newState) && !this.restarting && this.state === 'ready') this.setState('stopped');
     });
     this.client = client;
-    try {
-      await client.start();
-      client.onNotification(Methods.modelProgress, (p) => this.output.info(`model: ${p.step}`));
-      this.model = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'LOOK-M: loading model' }, () =>
-        client.sendRequest(Methods.modelLoad, { path: settings.modelPath }),
-      );
-      this.setState('ready');
-      return client;
-    } catch (error) {
+    await client.start();
+    client.onNotification(Methods.modelProgress, (p) => this.output.info(`model: ${p.step}`));
+    this.model = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'LOOK-M: loading model' }, () =>
+      client.sendRequest(Methods.modelLoad, { path: settings.modelPath }),
+    );
+    return client;
+  }
+
+  private async replaceClient(): Promise<void> {
+    await this.discardClient();
+    this.starting ??= this.start(true).finally(() => (this.starting = null));
+    await this.starting.catch(() => undefined);
+  }
+
+  /** Stops and forgets the current client and its process, without a state change. */
+  private async discardClient(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    this.model = null;
+    if (client?.state === State.Running) await client.stop(2000).catch(() => undefined);
+    this.child?.kill('SIGKILL');
+    this.child = null;
+  }
+
+  /** Crashes are restarted after the policy's delay; a sidecar that keeps crashing is given up. */
+  private errorHandler(owner: () => LanguageClient | undefined): ErrorHandler {
+    return {
+      error: () => ({ action: ErrorAction.Continue, handled: true }),
+      closed: async () => {
+        // A client that was discarded, or one still loading its first model (start() retries
+        // that itself), is not restarted here.
+        if (owner() !== this.client || this.model === null) return { action: CloseAction.DoNotRestart, handled: true };
+        this.restarting = await this.backOff();
+        return { action: this.restarting ? CloseAction.Restart : CloseAction.DoNotRestart, handled: true };
+      },
+    };
+  }
+
+  /** After a crash: waits the policy's delay and says to restart, or gives up and tells the user. */
+  private async backOff(lastError = ''): Promise<boolean> {
+    const delay = this.restarts.crashed();
+    if (delay === null) {
+      this.restarting = false;
       this.setState('failed');
+      const detail = lastError ? ` (last error: ${lastError})` : '';
+      void this.reportFailure(`The LOOK-M sidecar keeps crashing and was not restarted again${detail}. Check the model folder, then run "LOOK-M: Restart Sidecar".`);
+      return false;
+    }
+    this.output.warn(`the sidecar exited unexpectedly (crash ${this.restarts.crashes}); restarting in ${delay} ms`);
+    this.restarting = true;
+    this.setState('starting');
+    await new Promise((r) => setTimeout(r, delay));
+    return true;
+  }
+
+  /** A restarted sidecar loads the model given on its command line; it is healthy once that is done. */
+  private async afterRestart(client: LanguageClient, modelPath: string): Promise<void> {
+    try {
+      this.model = await client.sendRequest(Methods.modelLoad, { path: modelPath });
+      if (this.client !== client) return;
+      this.restarting = false;
+      this.restarts.healthy();
+      this.setState('ready');
+    } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.output.error(`start-up failed: ${message}`);
-      await this.stop();
-      void this.reportFailure(`The LOOK-M sidecar could not start: ${message}`);
-      throw error;
+      this.output.error(`the restarted sidecar could not load its model: ${message}`);
+      // A crash during the load is handled by the error handler; a refusal ends the restarts.
+      if (this.client === client && client.state === State.Running) {
+        this.restarting = false;
+        this.setState('failed');
+        void this.reportFailure(`The restarted LOOK-M sidecar could not load its model: ${message}`);
+      }
     }
   }
 
@@ -141,12 +239,8 @@ export class Sidecar implements vscode.Disposable {
   }
 
   async stop(): Promise<void> {
-    const client = this.client;
-    this.client = null;
-    this.model = null;
-    if (client && client.state !== State.Stopped) await client.stop(2000).catch(() => undefined);
-    this.child?.kill();
-    this.child = null;
+    this.restarting = false;
+    await this.discardClient();
     if (this.state !== 'failed') this.setState('stopped');
   }
 

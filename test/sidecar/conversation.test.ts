@@ -57,6 +57,33 @@ describe('conversations', () => {
     assert.equal(stats.kvBytes, third.stats.kvBytes);
   });
 
+  it('session/cache maps every kept slot to its position and modality, and counts merged image tokens', async () => {
+    for (const policy of ['text_prior_pivot_merge', 'h2o'] as const) {
+      const sessionId = await create(policy, 4);
+      await chat({ sessionId, text: 'Describe both.', images: [{ data: red }, { data: blue }] });
+      const second = await chat({ sessionId, text: 'And again?' });
+      const map = await connection.sendRequest(Methods.sessionCache, { sessionId });
+      assert.equal(map.modality.length, map.tokensSeen, `${policy}: a modality per position`);
+      assert.equal(map.tokensSeen, second.stats.tokensSeen);
+      assert.equal(map.layers.length, second.stats.keptSlots.length);
+      map.layers.forEach((layer, l) => {
+        for (const head of layer.heads) {
+          assert.equal(head.length, second.stats.keptSlots[l]);
+          assert.ok(head.every((p, i) => p >= 0 && p < map.tokensSeen && (i === 0 || p > head[i - 1])), 'ascending, distinct, in range');
+        }
+      });
+      assert.deepEqual(map.images.map((i) => i.index), [0, 1]);
+      for (const img of map.images) {
+        assert.equal(img.grid[0] * img.grid[1], img.tokens);
+        assert.ok(map.modality.slice(img.firstPosition, img.firstPosition + img.tokens).every((m) => m === img.index));
+      }
+      const merged = map.merged.reduce((a, b) => a + b, 0);
+      if (policy === 'h2o') assert.equal(merged, 0, 'H2O drops, never merges');
+      else assert.ok(merged > 0, 'LOOK-M merged evicted tokens');
+      assert.equal(map.turns.length, 2);
+    }
+  });
+
   it('a cache rebuilt from the transcript answers exactly like the incremental one (full policy)', async () => {
     const rebuilt = await create('full');
     const firstB = await chat({ sessionId: rebuilt, text: 'Describe both.', images: [{ data: red }, { data: blue }] });

@@ -138,6 +138,28 @@ export interface SessionStats {
   cached: boolean;
 }
 
+/** A conversation's cache as the cache view draws it (`session/cache`). */
+export interface CacheMap {
+  sessionId: string;
+  settings: SessionSettings;
+  /** False when the cache was evicted to the transcript (rebuilt on the next turn). */
+  cached: boolean;
+  tokensSeen: number;
+  kvBytes: number;
+  fullKvBytes: number;
+  /** The sidecar's global KV budget (null: none). */
+  kvBudgetBytes: number | null;
+  /** Per layer, per KV head: the token positions whose K/V the cache keeps, ascending. */
+  layers: { heads: number[][] }[];
+  /** Per position: -1 for text, k for a token of image k. */
+  modality: number[];
+  /** Per position: in how many (layer, head) pairs it was evicted and merged into a kept slot. */
+  merged: number[];
+  /** The images: first position, token count and patch grid [rows, cols]. */
+  images: { index: number; firstPosition: number; tokens: number; grid: number[] }[];
+  turns: TurnStats[];
+}
+
 export interface TokenNotification {
   sessionId: string;
   text: string;
@@ -221,4 +243,5 @@ export const Methods = {
   sessionToken: new NotificationType<TokenNotification>('session/token'),
   sessionStats: new RequestType<SessionRefParams, SessionStats, void>('session/stats'),
   sessionDelete: new RequestType<SessionRefParams, { deleted: boolean }, void>('session/delete'),
+  sessionCache: new RequestType<SessionRefParams, CacheMap, void>('session/cache'),
 } as const;

@@ -27,6 +27,7 @@ import {
   SessionCreateParams,
   SessionRefParams,
   TOKEN_HEADER,
+  type CacheMap,
   type ModelInfo,
   type ServerStats,
   type SessionStats,
@@ -210,6 +211,7 @@ export class SidecarServer {
       },
       [Methods.sessionChat.method]: { run: (raw, token) => this.chat(connection, validate(SessionChatParams, raw), () => token.isCancellationRequested || !isOpen()) },
       [Methods.sessionStats.method]: { run: (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId)) },
+      [Methods.sessionCache.method]: { run: (raw) => this.sessionCache(this.session(validate(SessionRefParams, raw).sessionId)) },
       [Methods.sessionDelete.method]: {
         run: (raw) => {
           const { sessionId } = validate(SessionRefParams, raw);
@@ -304,6 +306,10 @@ export class SidecarServer {
 
   private sessionStats(c: Conversation): SessionStats {
     return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, tokensSeen: c.tokensSeen, cached: c.cached };
+  }
+
+  private sessionCache(c: Conversation): CacheMap {
+    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap() };
   }
 
   /** The loaded model, waiting for a load in flight. */

@@ -9,11 +9,12 @@
  * them rebuilds the same cache the incremental turns built (same tokens, same positions).
  */
 import { createHash } from 'node:crypto';
-import { compressLayer, kvBytes, type KvLayer } from '../kv/index.js';
+import { applyPlan, kvBytes, planCompression, TEXT, type KvLayer } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import type { SessionSettings, TurnStats } from '../protocol/index.js';
 import { releasePast, type LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
+import { CacheTally, cacheMap } from './cacheMap.js';
 
 export interface TurnInput {
   text: string;
@@ -100,6 +101,8 @@ export class Conversation {
   /** The text the cache holds, as the template renders it (prompts) plus the answers' text. */
   private fedText = '';
   private cache: KvLayer[] | null = null;
+  /** What the cache's positions are and what was merged (for the cache view); follows the cache. */
+  private readonly tally = new CacheTally();
   private imageCount = 0;
   readonly turns: TurnStats[] = [];
   lastUsed = Date.now();
@@ -135,6 +138,11 @@ export class Conversation {
 
   get tokensSeen(): number {
     return this.segments.reduce((sum, s) => sum + s.ids.length, 0);
+  }
+
+  /** Which positions the cache keeps per layer and head, what they are, what was merged. */
+  cacheMap(): ReturnType<typeof cacheMap> {
+    return cacheMap(this.cache, this.tally);
   }
 
   /** Drops the KV cache; the transcript and segments stay, and the next turn rebuilds it. */
@@ -183,9 +191,12 @@ export class Conversation {
     const { embeds, modality } = runtime.embedPrompt(ids, allFeatures);
     for (let i = 0; i < modality.length; i++) if (modality[i] >= 0) modality[i] += this.imageCount;
     this.imageCount += imagesNeeded.length;
-    const cache = (incremental ? this.cache : null) ?? runtime.createCache();
+    const reused = incremental ? this.cache : null;
+    const cache = reused ?? runtime.createCache();
     // From here on the cache changes; if anything fails it is dropped and rebuilt next turn.
     this.cache = null;
+    if (!reused) this.tally.reset();
+    this.tally.fed(modality);
     const first = cache[0].tokensSeen;
     const positions = Int32Array.from(ids, (_, i) => first + i);
     const prefilled = await runtime.prefill(cache, embeds, positions, modality);
@@ -195,7 +206,10 @@ export class Conversation {
     const policy = this.settings.policy;
     if (policy !== 'full') {
       for (const [i, layer] of cache.entries()) {
-        await compressLayer(layer, { policy, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed, matcher: runtime.matcher });
+        const plan = await planCompression(layer, { policy, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed, matcher: runtime.matcher });
+        if (!plan) continue;
+        this.tally.compressed(layer, plan);
+        applyPlan(layer, plan);
       }
     }
     const compressMs = performance.now() - compressStart;
@@ -232,6 +246,7 @@ export class Conversation {
       text = full;
       logits = await runtime.decodeStep(cache, next, positions[positions.length - 1] + generated.length);
     }
+    this.tally.fed(new Array<number>(generated.length).fill(TEXT));
     // Every generated token was fed back (an EOS is never sampled into the cache), so the segments
     // stay exactly what the cache holds.
     this.segments.push({ ids: generated, imageHashes: [] });

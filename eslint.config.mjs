@@ -31,7 +31,7 @@ export default tseslint.config(
   },
   {
     // Pure extension modules, unit-tested outside VS Code.
-    files: ['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts'],
+    files: ['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['vscode'] }] },
   },
   {
@@ -39,6 +39,11 @@ export default tseslint.config(
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },
   },
-  { files: ['**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  { files: ['**/*.mjs', 'media/**/*.js'], ...tseslint.configs.disableTypeChecked },
+  {
+    // The cache view's script runs in a webview (a browser).
+    files: ['media/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { window: 'readonly', document: 'readonly', acquireVsCodeApi: 'readonly' } },
+  },
   { files: ['**/*.mjs'], languageOptions: { globals: { process: 'readonly' } } },
 );

@@ -1,16 +1,22 @@
 /**
- * Palette actions (category "LOOK-M"): explain an image, ask about the open file or selection,
- * restart the sidecar, show its log. Answers stream into a new Markdown document beside the editor.
+ * Palette actions (category "LOOK-M"): explain an image (a file, the open one, the clipboard's),
+ * ask about the open file or selection, show or clear the cache, pick the model, restart the
+ * sidecar, show its log. Answers stream into a new Markdown document beside the editor.
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { Methods } from '../../sidecar/src/protocol/index.js';
+import { CacheViewPanel } from './cacheView/panel.js';
 import { turnFooter } from './chat/format.js';
 import { isImage, readAttachment, type Attachments } from './chat/references.js';
+import { readClipboardImage } from './clipboard/readImage.js';
+import { createSession, type SessionTracker } from './sessions.js';
+import { SECTION, SETTINGS } from './settings.js';
 import type { Sidecar } from './sidecar/supervisor.js';
 
+
 /** Runs one question in a fresh session, streaming the answer into an untitled Markdown document. */
-async function answerInDocument(sidecar: Sidecar, title: string, text: string, attachments: Attachments): Promise<void> {
+async function answerInDocument(sidecar: Sidecar, sessions: SessionTracker, title: string, text: string, attachments: Attachments): Promise<void> {
   const document = await vscode.workspace.openTextDocument({ language: 'markdown', content: `# ${title}\n\n> ${text}\n\n` });
   await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.Beside, preview: false });
   const append = async (chunk: string) => {
@@ -19,14 +25,14 @@ async function answerInDocument(sidecar: Sidecar, title: string, text: string, a
     await vscode.workspace.applyEdit(edit);
   };
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LOOK-M: ${title}`, cancellable: true }, async (_progress, token) => {
+    const sessionId = await createSession(sidecar);
     const client = await sidecar.ready();
-    const { sessionId } = await client.sendRequest(Methods.sessionCreate, {});
     let pending = Promise.resolve();
     const listener = client.onNotification(Methods.sessionToken, (t) => {
       if (t.sessionId === sessionId) pending = pending.then(() => append(t.text));
     });
     try {
-      const result = await client.sendRequest(Methods.sessionChat, { sessionId, text, ...attachments }, token);
+      const result = await sessions.turn(sessionId, () => client.sendRequest(Methods.sessionChat, { sessionId, text, ...attachments }, token));
       await pending;
       await append(turnFooter(result));
     } finally {
@@ -35,7 +41,8 @@ async function answerInDocument(sidecar: Sidecar, title: string, text: string, a
   });
 }
 
-export function registerCommands(sidecar: Sidecar): vscode.Disposable[] {
+export function registerCommands(context: vscode.ExtensionContext, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable[] {
+  const answer = (title: string, text: string, attachments: Attachments) => answerInDocument(sidecar, sessions, title, text, attachments);
   return [
     vscode.commands.registerCommand('lookm.explainImage', async (uri?: vscode.Uri) => {
       const active = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
@@ -48,7 +55,7 @@ export function registerCommands(sidecar: Sidecar): vscode.Disposable[] {
       if (!image) return;
       const attachments: Attachments = { images: [], files: [] };
       await readAttachment(image, attachments);
-      await answerInDocument(sidecar, `Explain ${basename(image.path)}`, 'Explain this image.', attachments);
+      await answer(`Explain ${basename(image.path)}`, 'Explain this image.', attachments);
     }),
     vscode.commands.registerCommand('lookm.askAboutFile', async (uri?: vscode.Uri) => {
       const target = uri ?? vscode.window.activeTextEditor?.document.uri;
@@ -57,7 +64,7 @@ export function registerCommands(sidecar: Sidecar): vscode.Disposable[] {
       if (!question) return;
       const attachments: Attachments = { images: [], files: [] };
       await readAttachment(target, attachments);
-      await answerInDocument(sidecar, basename(target.path), question, attachments);
+      await answer(basename(target.path), question, attachments);
     }),
     vscode.commands.registerCommand('lookm.askAboutSelection', async () => {
       const editor = vscode.window.activeTextEditor;
@@ -66,7 +73,33 @@ export function registerCommands(sidecar: Sidecar): vscode.Disposable[] {
       if (!question) return;
       const { start, end } = editor.selection;
       const name = `${vscode.workspace.asRelativePath(editor.document.uri)}:${start.line + 1}-${end.line + 1}`;
-      await answerInDocument(sidecar, name, question, { images: [], files: [{ name, text: editor.document.getText(editor.selection) }] });
+      await answer(name, question, { images: [], files: [{ name, text: editor.document.getText(editor.selection) }] });
+    }),
+    vscode.commands.registerCommand('lookm.explainClipboardImage', async () => {
+      const bytes = await readClipboardImage();
+      if (!bytes) {
+        return void vscode.window.showInformationMessage('No image in the clipboard, or this platform does not let extensions read it (Linux needs wl-paste or xclip). Paste the image into the chat instead, or save it and run "LOOK-M: Explain Screenshot…".');
+      }
+      await answer('Explain the clipboard image', 'Explain this image.', { images: [{ data: Buffer.from(bytes).toString('base64'), name: 'clipboard' }], files: [] });
+    }),
+    vscode.commands.registerCommand('lookm.showCache', () => void CacheViewPanel.show(context.extensionUri, sidecar, sessions)),
+    vscode.commands.registerCommand('lookm.clearCache', async () => {
+      const sessionId = sessions.lastSessionId;
+      if (!sessionId || sidecar.state !== 'ready') return void vscode.window.showInformationMessage('There is no conversation to clear.');
+      await (await sidecar.ready()).sendRequest(Methods.sessionDelete, { sessionId });
+      sessions.forget(sessionId);
+      void vscode.window.showInformationMessage('The conversation\'s cache and transcript are cleared; the next question starts a new one.');
+    }),
+    vscode.commands.registerCommand('lookm.selectModel', async () => {
+      const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, title: 'Select a LLaVA model folder (config.json, *.safetensors, tokenizer.json)', openLabel: 'Use This Model' });
+      const folder = picked?.[0];
+      if (!folder) return;
+      const hasConfig = await vscode.workspace.fs.stat(vscode.Uri.joinPath(folder, 'config.json')).then(
+        () => true,
+        () => false,
+      );
+      if (!hasConfig) return void vscode.window.showErrorMessage(`${folder.fsPath} has no config.json: pick the folder of a Hugging Face LLaVA checkpoint.`);
+      await vscode.workspace.getConfiguration(SECTION).update(SETTINGS.modelPath.key, folder.fsPath, vscode.ConfigurationTarget.Global);
     }),
     vscode.commands.registerCommand('lookm.restartSidecar', () => sidecar.restart()),
     vscode.commands.registerCommand('lookm.showLog', () => sidecar.output.show()),

@@ -2,20 +2,23 @@
 import * as vscode from 'vscode';
 import { registerChatParticipant } from './chat/participant.js';
 import { registerCommands } from './commands.js';
+import { SessionTracker } from './sessions.js';
 import { Sidecar } from './sidecar/supervisor.js';
 import { registerStatusBar } from './statusBar.js';
 
 let sidecar: Sidecar | undefined;
 
-/** What activation returns: the supervised sidecar, for other extensions and the integration tests. */
+/** What activation returns: the supervised sidecar and the conversations, for other extensions and the integration tests. */
 export interface LookmApi {
   sidecar: Sidecar;
+  sessions: SessionTracker;
 }
 
 export function activate(context: vscode.ExtensionContext): LookmApi {
   sidecar = new Sidecar(context);
-  context.subscriptions.push(sidecar, registerChatParticipant(sidecar), registerStatusBar(sidecar), ...registerCommands(sidecar));
-  return { sidecar };
+  const sessions = new SessionTracker();
+  context.subscriptions.push(sidecar, sessions, registerChatParticipant(context.extensionUri, sidecar, sessions), registerStatusBar(sidecar, sessions), ...registerCommands(context, sidecar, sessions));
+  return { sidecar, sessions };
 }
 
 export function deactivate(): Promise<void> | undefined {

@@ -1,23 +1,36 @@
 /**
  * The extension's settings, declared once (no VS Code import: tested against package.json's
- * `contributes.configuration`, which must declare the same keys and defaults).
+ * `contributes.configuration`, which must declare the same keys and defaults). `restart`: the
+ * setting is a command-line flag of the sidecar, so it applies after a restart (which is offered);
+ * the others apply to the next conversation or answer.
  */
 export const SECTION = 'lookm';
 
 export const SETTINGS = {
-  modelPath: { key: 'modelPath', default: '' },
-  policy: { key: 'kv.policy', default: 'text_prior_pivot_merge' },
-  budgetRatio: { key: 'kv.budgetRatio', default: 0.2 },
-  globalBudgetMb: { key: 'kv.globalBudgetMb', default: 2048 },
-  maxNewTokens: { key: 'maxNewTokens', default: 512 },
-  threads: { key: 'threads', default: 0 },
+  modelPath: { key: 'modelPath', default: '', restart: true },
+  policy: { key: 'kv.policy', default: 'text_prior_pivot_merge', restart: false },
+  budgetRatio: { key: 'kv.budgetRatio', default: 0.2, restart: false },
+  maxSlots: { key: 'kv.maxSlots', default: 0, restart: false },
+  mode: { key: 'kv.mode', default: 'improved', restart: false },
+  globalBudgetMb: { key: 'kv.globalBudgetMb', default: 2048, restart: true },
+  maxNewTokens: { key: 'maxNewTokens', default: 512, restart: false },
+  executionProvider: { key: 'executionProvider', default: 'cpu', restart: true },
+  threads: { key: 'threads', default: 0, restart: true },
+  maxImagePixels: { key: 'maxImagePixels', default: 40_000_000, restart: true },
+  logLevel: { key: 'logLevel', default: 'info', restart: true },
 } as const;
 
-export interface Settings {
-  modelPath: string;
-  policy: string;
-  budgetRatio: number;
-  globalBudgetMb: number;
-  maxNewTokens: number;
-  threads: number;
+export type SettingName = keyof typeof SETTINGS;
+
+export type Settings = { [K in SettingName]: (typeof SETTINGS)[K]['default'] extends string ? string : number };
+
+/** The settings whose change needs a sidecar restart. */
+export const RESTART_KEYS: readonly string[] = Object.values(SETTINGS)
+  .filter((s) => s.restart)
+  .map((s) => `${SECTION}.${s.key}`);
+
+/** What a new conversation asks the sidecar for (see SessionSettings in the protocol). */
+export function sessionSettings(s: Settings): { policy: string; mode: string; budget: { hhRatio: number; recentRatio: number; maxSlots?: number }; maxNewTokens: number } {
+  const budget = { hhRatio: s.budgetRatio / 2, recentRatio: s.budgetRatio / 2, ...(s.maxSlots > 0 && s.mode !== 'reference' ? { maxSlots: s.maxSlots } : {}) };
+  return { policy: s.policy, mode: s.mode, budget, maxNewTokens: s.maxNewTokens };
 }

@@ -1,16 +1,28 @@
-/** The status bar's text for a sidecar state (pure; no VS Code import). */
+/** The status bar's text for a sidecar state and its KV figures (pure; no VS Code import). */
+import { kib } from './chat/format.js';
+
 export type SidecarState = 'stopped' | 'starting' | 'ready' | 'failed';
 
-export function statusText(state: SidecarState, model: string | null): { text: string; tooltip: string } {
+export interface StatusFigures {
+  /** A turn is running. */
+  busy: boolean;
+  /** KV bytes of all conversations, and the sidecar's budget; null until known. */
+  kvBytes: number | null;
+  kvBudgetBytes: number | null;
+}
+
+export function statusText(state: SidecarState, model: string | null, figures: StatusFigures = { busy: false, kvBytes: null, kvBudgetBytes: null }): { text: string; tooltip: string } {
   switch (state) {
-    case 'ready':
-      return { text: '$(check) LOOK-M', tooltip: `Local model ready: ${model ?? ''}` };
+    case 'ready': {
+      const memory = figures.kvBytes === null ? '' : ` ${kib(figures.kvBytes)}${figures.kvBudgetBytes === null ? '' : ` / ${kib(figures.kvBudgetBytes)}`}`;
+      const icon = figures.busy ? '$(sync~spin)' : '$(database)';
+      return { text: `${icon} LOOK-M${memory}`, tooltip: `Local model ready: ${model ?? ''}\nKV cache memory used / budget. Click for the cache view.` };
+    }
     case 'starting':
       return { text: '$(sync~spin) LOOK-M', tooltip: 'Starting the local model…' };
     case 'failed':
-      return { text: '$(error) LOOK-M', tooltip: 'The local model could not start: click for the log' };
+      return { text: '$(error) LOOK-M', tooltip: 'The local model could not start: run "LOOK-M: Show Log"' };
     default:
       return { text: '$(circle-outline) LOOK-M', tooltip: 'The local model starts on first use' };
   }
 }
-

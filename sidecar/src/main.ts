@@ -8,10 +8,10 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { version } from '../../package.json';
 import { TOKEN_ENV } from './protocol/index.js';
-import { stderrLogger } from './server/log.js';
+import { LEVELS, stderrLogger } from './server/log.js';
 import { SidecarServer } from './server/server.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--allow-dir DIR ...] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--allow-dir DIR ...] [--max-image-pixels N] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
       'state-dir': { type: 'string' },
       'allow-dir': { type: 'string', multiple: true },
       'log-level': { type: 'string', default: 'info' },
+      'max-image-pixels': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -32,7 +33,9 @@ async function main(): Promise<void> {
     console.error(USAGE);
     return;
   }
-  const log = stderrLogger(values['log-level'] as 'info');
+  const level = LEVELS.find((l) => l === values['log-level']);
+  if (!level) throw new Error(`--log-level must be one of ${LEVELS.join(', ')}, got ${values['log-level']}`);
+  const log = stderrLogger(level);
   const token = process.env[TOKEN_ENV];
   if (!token) throw new Error(`${TOKEN_ENV} is not set: the sidecar never runs without its per-launch secret`);
   if (values.device !== 'cpu') throw new Error(`--device ${values.device} is not available yet (cpu only; GPU providers are untested)`);
@@ -40,7 +43,10 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
   const budgetMb = values['kv-budget-mb'] === undefined ? undefined : Number(values['kv-budget-mb']);
   if (budgetMb !== undefined && !(budgetMb > 0)) throw new Error(`--kv-budget-mb must be a positive number, got ${values['kv-budget-mb']}`);
+  const maxImagePixels = values['max-image-pixels'] === undefined ? undefined : Number(values['max-image-pixels']);
+  if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
   const server = new SidecarServer({
+    maxImagePixels,
     host: values.host,
     port,
     token,

@@ -4,13 +4,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { statsTable, turnFooter } from '../../extension/src/chat/format.js';
-import { SECTION, SETTINGS } from '../../extension/src/settings.js';
+import { cacheViewModel, MAX_COLUMNS } from '../../extension/src/cacheView/viewModel.js';
+import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
+import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings } from '../../extension/src/settings.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
 import { statusText } from '../../extension/src/statusText.js';
-import { POLICY_NAMES, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
+import { POLICY_NAMES, SessionSettings, type CacheMap, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
 
 const manifest = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as {
-  contributes: { configuration: { properties: Record<string, { default: unknown; enum?: string[] }> }; commands: { command: string; category: string }[]; chatParticipants: { id: string }[] };
+  contributes: { configuration: { properties: Record<string, { default: unknown; enum?: string[]; description?: string; markdownDescription?: string }> }; commands: { command: string; category: string }[]; chatParticipants: { id: string }[] };
   activationEvents: string[];
   main: string;
 };
@@ -23,6 +25,21 @@ describe('extension manifest', () => {
     assert.deepEqual(Object.keys(declared).sort(), Object.values(SETTINGS).map((s) => `${SECTION}.${s.key}`).sort());
     for (const s of Object.values(SETTINGS)) assert.equal(declared[`${SECTION}.${s.key}`].default, s.default, s.key);
     assert.deepEqual(declared['lookm.kv.policy'].enum, [...POLICY_NAMES]);
+  });
+
+  it('says which settings apply after a restart, and only those offer one', () => {
+    const declared = manifest.contributes.configuration.properties;
+    for (const [key, p] of Object.entries(declared)) {
+      assert.equal(/after a restart/.test(p.markdownDescription ?? p.description ?? ''), RESTART_KEYS.includes(key), key);
+    }
+  });
+
+  it('turns the settings into session settings the sidecar accepts, in both modes', () => {
+    const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, s.default])) as never;
+    const improved = SessionSettings.parse(sessionSettings({ ...(defaults as object), maxSlots: 64 } as never));
+    assert.deepEqual(improved.budget, { hhRatio: 0.1, recentRatio: 0.1, maxSlots: 64 });
+    const reference = SessionSettings.parse(sessionSettings({ ...(defaults as object), maxSlots: 64, mode: 'reference' } as never));
+    assert.equal(reference.budget.maxSlots, undefined, 'the reference takes ratios only');
   });
 
   it('puts every command in the LOOK-M category and never activates on "*"', () => {
@@ -49,6 +66,8 @@ describe('chat formatting', () => {
   it('gives the status bar a text for every state', () => {
     for (const state of ['stopped', 'starting', 'ready', 'failed'] as const) assert.match(statusText(state, 'llama').text, /LOOK-M/);
     assert.match(statusText('failed', null).text, /\$\(error\)/);
+    assert.equal(statusText('ready', 'm', { busy: false, kvBytes: 3 * 2 ** 20, kvBudgetBytes: 2 ** 31 }).text, '$(database) LOOK-M 3.0 MiB / 2048.0 MiB');
+    assert.match(statusText('ready', 'm', { busy: true, kvBytes: null, kvBudgetBytes: null }).text, /^\$\(sync~spin\)/);
   });
 });
 
@@ -59,5 +78,58 @@ describe('restart policy', () => {
     policy.healthy();
     assert.equal(policy.crashed(), 100);
     assert.equal(policy.crashes, 6);
+  });
+});
+
+describe('clipboard text', () => {
+  it('takes a base64 image data URL and nothing else', () => {
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
+    assert.deepEqual(imageFromDataUrl(`data:image/png;base64,${png.toString('base64')}`), new Uint8Array(png));
+    assert.equal(imageFromDataUrl('data:text/plain;base64,aGVsbG8='), null);
+    assert.equal(imageFromDataUrl('/some/path.png'), null);
+  });
+});
+
+describe('cache view model', () => {
+  // 2 layers x 2 heads, 20 positions: text 0-3, image 0 (4 tokens, 2x2) at 4-7, text 8-19.
+  const modality = Array.from({ length: 20 }, (_, p) => (p >= 4 && p < 8 ? 0 : -1));
+  const map: CacheMap = {
+    sessionId: 'abcdef0123',
+    settings: SessionSettings.parse({}),
+    cached: true,
+    tokensSeen: 20,
+    kvBytes: 400,
+    fullKvBytes: 2000,
+    kvBudgetBytes: 4000,
+    layers: [{ heads: [[0, 4, 5, 19], [1, 4, 6, 19]] }, { heads: [[2, 4, 7, 18], [3, 5, 7, 18]] }],
+    modality,
+    merged: modality.map((_, p) => (p === 6 ? 3 : 0)),
+    images: [{ index: 0, firstPosition: 4, tokens: 4, grid: [2, 2] }],
+    turns: [stats],
+  };
+
+  it('counts per image patch the share of layer-heads that keep or merged it', () => {
+    const model = cacheViewModel(map);
+    assert.deepEqual(model.images[0].kept, [3 / 4, 2 / 4, 1 / 4, 2 / 4]);
+    assert.deepEqual(model.images[0].merged, [0, 0, 3 / 4, 0]);
+    assert.equal(model.images[0].rows * model.images[0].cols, 4);
+  });
+
+  it('draws one column per position for short conversations, with its modality and kept share', () => {
+    const model = cacheViewModel(map);
+    assert.equal(model.bucket, 1);
+    assert.deepEqual(model.columnModality, modality);
+    assert.deepEqual(model.layers[0].heads[0].map((v, p) => (v ? p : -1)).filter((p) => p >= 0), [0, 4, 5, 19]);
+    assert.match(model.figures.map((f) => `${f.label}: ${f.value}`).join('\n'), /Tokens seen \/ kept per head: 20 \/ 4 \(20%\)/);
+  });
+
+  it('buckets long conversations to at most MAX_COLUMNS columns, shares staying within 0..1', () => {
+    const seen = 5000;
+    const long: CacheMap = { ...map, tokensSeen: seen, modality: new Array<number>(seen).fill(-1), merged: new Array<number>(seen).fill(0), images: [], layers: [{ heads: [Array.from({ length: 1000 }, (_, i) => i * 5)] }] };
+    const model = cacheViewModel(long);
+    assert.ok(model.columnModality.length <= MAX_COLUMNS);
+    const shares = model.layers[0].heads[0];
+    assert.ok(shares.every((v) => v >= 0 && v <= 1));
+    assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) * model.bucket - 1000) < model.bucket, 'the kept positions are all counted');
   });
 });

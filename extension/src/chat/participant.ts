@@ -7,8 +7,8 @@
  * and time to first token.
  */
 import * as vscode from 'vscode';
-import { Methods, POLICY_NAMES, type SessionStats } from '../../../sidecar/src/protocol/index.js';
-import { readSettings } from '../config.js';
+import { Methods, type SessionStats } from '../../../sidecar/src/protocol/index.js';
+import { createSession, type SessionTracker } from '../sessions.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { collectAttachments } from './references.js';
 import { statsTable, turnFooter } from './format.js';
@@ -28,15 +28,17 @@ function previousSession(context: vscode.ChatContext): string | undefined {
   return undefined;
 }
 
-export function registerChatParticipant(sidecar: Sidecar): vscode.Disposable {
+export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
     stream.progress('Starting the local model…');
     const client = await sidecar.ready();
-    const settings = readSettings();
     let sessionId = previousSession(context);
 
     if (request.command === 'clear') {
-      if (sessionId) await client.sendRequest(Methods.sessionDelete, { sessionId });
+      if (sessionId) {
+        await client.sendRequest(Methods.sessionDelete, { sessionId });
+        sessions.forget(sessionId);
+      }
       stream.markdown('This conversation\'s cache is cleared; the next question starts a new one.');
       return { metadata: {} satisfies LookmMetadata };
     }
@@ -48,11 +50,7 @@ export function registerChatParticipant(sidecar: Sidecar): vscode.Disposable {
       );
       if (!known) sessionId = undefined;
     }
-    sessionId ??= (
-      await client.sendRequest(Methods.sessionCreate, {
-        settings: { policy: POLICY_NAMES.find((p) => p === settings.policy) ?? 'text_prior_pivot_merge', budget: { hhRatio: settings.budgetRatio / 2, recentRatio: settings.budgetRatio / 2 }, maxNewTokens: settings.maxNewTokens },
-      })
-    ).sessionId;
+    sessionId ??= await createSession(sidecar);
     if (request.command === 'stats') {
       stream.markdown(statsTable(await client.sendRequest(Methods.sessionStats, { sessionId })));
       return { metadata: { sessionId } satisfies LookmMetadata };
@@ -69,13 +67,16 @@ export function registerChatParticipant(sidecar: Sidecar): vscode.Disposable {
       if (t.sessionId === sessionId) stream.markdown(t.text);
     });
     try {
-      const result = await client.sendRequest(Methods.sessionChat, { sessionId, text, images: attachments.images, files: attachments.files }, token);
+      const id = sessionId;
+      const result = await sessions.turn(id, () => client.sendRequest(Methods.sessionChat, { sessionId: id, text, images: attachments.images, files: attachments.files }, token));
       stream.markdown(turnFooter(result));
+      stream.button({ command: 'lookm.showCache', title: 'Show KV Cache' });
     } finally {
       listener.dispose();
     }
     return { metadata: { sessionId } satisfies LookmMetadata };
   };
   const participant = vscode.chat.createChatParticipant(PARTICIPANT_ID, handler);
+  participant.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'icon.svg');
   return participant;
 }

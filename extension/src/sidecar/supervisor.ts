@@ -14,7 +14,7 @@ import { launchSidecar, openSocket } from '../../../sidecar/src/client/launch.js
 import { Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidecar/src/protocol/index.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/server/wsTransport.js';
 import { openSetting, readSettings } from '../config.js';
-import type { Settings } from '../settings.js';
+import { RESTART_KEYS, type Settings } from '../settings.js';
 import { RestartPolicy } from './restartPolicy.js';
 
 import type { SidecarState } from '../statusText.js';
@@ -24,6 +24,7 @@ export type { SidecarState };
 /** The sidecar's command line for these settings. */
 function sidecarArgs(settings: Settings, stateDir: string): string[] {
   const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
+  args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
   return args;
 }
@@ -47,9 +48,13 @@ export class Sidecar implements vscode.Disposable {
   private readonly configListener: vscode.Disposable;
 
   constructor(private readonly context: vscode.ExtensionContext) {
-    // New settings apply from the next use: stop now (conversations persist and resume).
+    // Settings the sidecar takes on its command line apply after a restart, which is offered
+    // (conversations persist and resume); a sidecar that is not running takes them at its next start.
     this.configListener = vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('lookm') && this.client) void this.stop();
+      if (!RESTART_KEYS.some((key) => e.affectsConfiguration(key))) return;
+      if (this.state === 'failed') this.setState('stopped');
+      if (!this.client) return;
+      void vscode.window.showInformationMessage('LOOK-M: restart the local model to apply the new setting?', 'Restart Now').then((choice) => (choice ? this.restart() : undefined));
     });
   }
 

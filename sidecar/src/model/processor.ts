@@ -17,6 +17,7 @@ export interface ChatMessage {
 }
 
 /** Pixels beyond this are refused before decoding (decompression bombs). */
+/** Default limit on an image's declared pixels, checked before decoding (decompression bombs). */
 export const MAX_INPUT_PIXELS = 40_000_000;
 
 const sizeSchema = z.union([z.object({ shortest_edge: z.number().int().positive() }), z.object({ height: z.number().int().positive(), width: z.number().int().positive() })]);
@@ -42,8 +43,8 @@ export class ImageError extends RangeError {
   override name = 'ImageError';
 }
 
-function imageError(error: unknown): never {
-  throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${MAX_INPUT_PIXELS / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
+function imageError(error: unknown, maxPixels: number): never {
+  throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${maxPixels / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
 }
 
 function tokenText(value: unknown): string | undefined {
@@ -62,9 +63,10 @@ export class LlavaProcessor {
     readonly imageTokenId: number,
     readonly tokensPerImage: number,
     readonly eosTokenIds: number[],
+    private readonly maxInputPixels: number,
   ) {}
 
-  static open(dir: string, imageTokenIndex: number, tokensPerImage: number): LlavaProcessor {
+  static open(dir: string, imageTokenIndex: number, tokensPerImage: number, maxInputPixels = MAX_INPUT_PIXELS): LlavaProcessor {
     const tokenizerJson = readJsonFile(dir, 'tokenizer.json', true);
     const tokenizerConfig = readJsonFile(dir, 'tokenizer_config.json', true);
     const chatTemplate = readJsonFile(dir, 'chat_template.json', false)?.chat_template ?? tokenizerConfig.chat_template;
@@ -83,7 +85,7 @@ export class LlavaProcessor {
       pad_token: tokenText(tokenizerConfig.pad_token),
       unk_token: tokenText(tokenizerConfig.unk_token),
     };
-    return new LlavaProcessor(tokenizer, new Template(chatTemplate), specialTokens, parsed.data, imageToken, imageTokenIndex, tokensPerImage, eosTokenIds);
+    return new LlavaProcessor(tokenizer, new Template(chatTemplate), specialTokens, parsed.data, imageToken, imageTokenIndex, tokensPerImage, eosTokenIds, maxInputPixels);
   }
 
   /** The prompt text for a conversation, as `apply_chat_template` renders it. */
@@ -104,8 +106,8 @@ export class LlavaProcessor {
   /** `[3, height, width]` pixel values of an encoded image (PNG, JPEG, WebP, ...). */
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
     const c = this.image;
-    let image = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' }).removeAlpha().toColourspace('srgb');
-    let { width = 0, height = 0 } = await image.metadata().catch(imageError);
+    let image = sharp(bytes, { limitInputPixels: this.maxInputPixels, failOn: 'error' }).removeAlpha().toColourspace('srgb');
+    let { width = 0, height = 0 } = await image.metadata().catch((error: unknown) => imageError(error, this.maxInputPixels));
     if (c.do_resize) {
       if ('shortest_edge' in c.size) {
         // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes
@@ -129,7 +131,7 @@ export class LlavaProcessor {
     const { data, info } = await image
       .raw()
       .toBuffer({ resolveWithObject: true })
-      .catch(imageError);
+      .catch((error: unknown) => imageError(error, this.maxInputPixels));
     const pixels = new Float32Array(3 * info.height * info.width);
     const plane = info.height * info.width;
     for (let i = 0; i < plane; i++) {

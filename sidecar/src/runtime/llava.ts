@@ -17,6 +17,8 @@ export interface LoadOptions {
   /** onnxruntime intra-op threads; default: the cores available. */
   threads?: number;
   onProgress?: (step: string) => void;
+  /** Largest image accepted, in declared pixels (checked before decoding). */
+  maxImagePixels?: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export class LlavaRuntime {
     const threads = options.threads ?? Math.max(1, cpus().length);
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);
-    const processor = LlavaProcessor.open(dir, checkpoint.config.imageTokenIndex, tokensPerImage(checkpoint.config));
+    const processor = LlavaProcessor.open(dir, checkpoint.config.imageTokenIndex, tokensPerImage(checkpoint.config), options.maxImagePixels);
     progress('building vision graph and session');
     const vision = await VisionEncoder.create(checkpoint, { threads });
     progress('building decoder graph and session');

@@ -1,12 +1,13 @@
 /** Structured logs: one JSON object per line on stderr (stdout carries only the handshake). */
-export type Level = 'debug' | 'info' | 'warn' | 'error';
+export const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LEVELS)[number];
 
 export interface Logger {
   log(level: Level, message: string, fields?: Record<string, unknown>): void;
 }
 
 export function stderrLogger(minimum: Level = 'info'): Logger {
-  const order: Level[] = ['debug', 'info', 'warn', 'error'];
+  const order: readonly Level[] = LEVELS;
   return {
     log(level, message, fields = {}) {
       if (order.indexOf(level) < order.indexOf(minimum)) return;

@@ -53,6 +53,8 @@ export interface ServerOptions {
   stateDir?: string;
   /** Folders `model/load` may read (resolved, symlinks followed); unset: any folder. */
   allowedDirs?: string[];
+  /** Largest image accepted, in declared pixels. */
+  maxImagePixels?: number;
 }
 
 type ModelState =
@@ -352,7 +354,7 @@ export class SidecarServer {
     this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
     this.options.log.log('info', 'loading model', { path });
     try {
-      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, onProgress });
+      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, onProgress });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
       // Caches and image features belong to the previous model: conversations rebuild on their next turn.

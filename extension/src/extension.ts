@@ -1,7 +1,8 @@
-/** Activation: the supervised sidecar, the chat participant, the palette commands, the status bar. */
+/** Activation: the supervised sidecar, the chat participant, the model provider, the palette commands, the status bar. */
 import * as vscode from 'vscode';
 import { registerChatParticipant } from './chat/participant.js';
 import { registerCommands } from './commands.js';
+import { registerLanguageModelProvider } from './lm/provider.js';
 import { SessionTracker } from './sessions.js';
 import { Sidecar } from './sidecar/supervisor.js';
 import { registerStatusBar } from './statusBar.js';
@@ -17,7 +18,7 @@ export interface LookmApi {
 export function activate(context: vscode.ExtensionContext): LookmApi {
   sidecar = new Sidecar(context);
   const sessions = new SessionTracker();
-  context.subscriptions.push(sidecar, sessions, registerChatParticipant(context.extensionUri, sidecar, sessions), registerStatusBar(sidecar, sessions), ...registerCommands(context, sidecar, sessions));
+  context.subscriptions.push(sidecar, sessions, registerChatParticipant(context.extensionUri, sidecar, sessions), registerStatusBar(sidecar, sessions), registerLanguageModelProvider(sidecar, sessions), ...registerCommands(context, sidecar, sessions));
   return { sidecar, sessions };
 }
 

@@ -14,6 +14,7 @@ export class SessionTracker implements vscode.Disposable {
   readonly onDidChange = this.emitter.event;
   lastSessionId: string | undefined;
   running = 0;
+  turnsCompleted = 0;
 
   /** Runs one turn of `sessionId`, marking it as the last conversation used. */
   async turn<T>(sessionId: string, work: () => Promise<T>): Promise<T> {
@@ -21,7 +22,9 @@ export class SessionTracker implements vscode.Disposable {
     this.running++;
     this.emitter.fire();
     try {
-      return await work();
+      const result = await work();
+      this.turnsCompleted++;
+      return result;
     } finally {
       this.running--;
       this.emitter.fire();

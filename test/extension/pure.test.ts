@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { statsTable, turnFooter } from '../../extension/src/chat/format.js';
 import { cacheViewModel, MAX_COLUMNS } from '../../extension/src/cacheView/viewModel.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
+import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/conversations.js';
 import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings } from '../../extension/src/settings.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
 import { statusText } from '../../extension/src/statusText.js';
@@ -131,5 +132,29 @@ describe('cache view model', () => {
     const shares = model.layers[0].heads[0];
     assert.ok(shares.every((v) => v >= 0 && v <= 1));
     assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) * model.bucket - 1000) < model.bucket, 'the kept positions are all counted');
+  });
+});
+
+describe('language model conversations', () => {
+  const user = (text: string, images: Uint8Array[] = []): PlainMessage => ({ role: 'user', text, images });
+  const assistant = (text: string): PlainMessage => ({ role: 'assistant', text, images: [] });
+
+  it('continues the session a conversation of ours left, with only the new message', () => {
+    const index = new ConversationIndex();
+    const first = [user('What is this?', [new Uint8Array([1, 2])])];
+    assert.deepEqual(index.plan(first), { sessionId: undefined, text: 'What is this?', images: first[0].images });
+    index.answered(first, 'A red square.', 's1');
+    assert.deepEqual(index.plan([...first, assistant('A red square.'), user('And its size?')]), { sessionId: 's1', text: 'And its size?', images: [] });
+  });
+
+  it('folds any other history into the first turn of a new session, images included', () => {
+    const index = new ConversationIndex();
+    index.answered([user('Hi')], 'Hello.', 's1');
+    const image = new Uint8Array([9]);
+    const planned = index.plan([user('Hi', [image]), assistant('Something else.'), user('Go on')]);
+    assert.equal(planned.sessionId, undefined, 'an edited history is not ours');
+    assert.match(planned.text, /User: Hi\nAssistant: Something else\.\n\nGo on$/);
+    assert.deepEqual(planned.images, [image]);
+    assert.throws(() => index.plan([user('x'), assistant('y')]), /last message/);
   });
 });

@@ -3,11 +3,11 @@
  * dist-test/host.js and loaded as the `extensionTestsPath` module, which exports `run()`.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { LookmApi } from '../../extension/src/extension.js';
-import { Methods, type ChatResult } from '../../sidecar/src/protocol/index.js';
+import { Methods, type ChatResult, type SessionStats } from '../../sidecar/src/protocol/index.js';
 
 // This bundle has its own copy of vscode-jsonrpc, so the typed request objects of the protocol
 // are not the extension's: talk to its client by method name.
@@ -21,6 +21,18 @@ const results: { name: string; ok: boolean; error?: string; note?: string }[] = 
 let pendingNote: string | undefined;
 function note(text: string): void {
   pendingNote = text;
+}
+
+/**
+ * Asks the runner (tools/host/run-tests.mjs) for a screenshot of the workbench: a request file in
+ * LOOKM_SCREENSHOT_DIR, answered with NAME.png. Without that folder it does nothing.
+ */
+async function screenshot(name: string): Promise<void> {
+  const dir = process.env.LOOKM_SCREENSHOT_DIR;
+  if (!dir) return;
+  writeFileSync(join(dir, `${name}.request`), '');
+  const deadline = Date.now() + 15_000;
+  while (!existsSync(join(dir, `${name}.png`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 }
 
 /** Records the error notifications the extension shows (the API object is shared with it). */
@@ -54,7 +66,8 @@ export async function run(): Promise<void> {
 
   await test('registers its commands', async () => {
     const commands = await vscode.commands.getCommands(true);
-    for (const id of ['lookm.explainImage', 'lookm.askAboutFile', 'lookm.askAboutSelection', 'lookm.restartSidecar', 'lookm.showLog']) assert.ok(commands.includes(id), id);
+    const manifest = extension.packageJSON as { contributes: { commands: { command: string }[] } };
+    for (const { command } of manifest.contributes.commands) assert.ok(commands.includes(command), command);
   });
 
   await test('starts the sidecar on first use and answers with streamed tokens', async () => {
@@ -69,6 +82,85 @@ export async function run(): Promise<void> {
     const result = await client.sendRequest<ChatResult>(CHAT, { sessionId, text: 'Hello?' });
     listener.dispose();
     assert.equal(tokens.length, result.stats.generatedTokens);
+  });
+
+  const image = vscode.Uri.file(join(root, 'test/fixtures/images/red-square.png'));
+
+  await test('Explain Screenshot… on an image streams an answer into a Markdown document, with the KV footer', async () => {
+    await config.update('maxNewTokens', 8, vscode.ConfigurationTarget.Global);
+    await vscode.commands.executeCommand('lookm.explainImage', image);
+    const doc = vscode.workspace.textDocuments.find((d) => d.getText().startsWith('# Explain red-square.png'));
+    assert.ok(doc, 'an answer document was opened');
+    assert.match(doc.getText(), /KV [\d.]+ KiB kept of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 images encoded/);
+  });
+
+  await test('Ask About Selection… sends the selected text and answers', async () => {
+    const doc = await vscode.workspace.openTextDocument({ language: 'typescript', content: 'const KEY_1 = "abc";\nconst KEY_2 = "def";\n' });
+    const editor = await vscode.window.showTextDocument(doc);
+    editor.selection = new vscode.Selection(0, 0, 1, 0);
+    const window = vscode.window as { showInputBox: (...args: unknown[]) => Thenable<string | undefined> };
+    const original = window.showInputBox;
+    window.showInputBox = () => Promise.resolve('What is KEY_1?');
+    try {
+      await vscode.commands.executeCommand('lookm.askAboutSelection');
+    } finally {
+      window.showInputBox = original;
+    }
+    const answer = vscode.workspace.textDocuments.find((d) => d.getText().includes('> What is KEY_1?'));
+    assert.ok(answer, 'an answer document was opened');
+    assert.match(answer.getText(), /first token \d+ ms/);
+  });
+
+  await test('the chat participant answers a two-turn conversation about an image, the second turn reusing its cache', async () => {
+    const turns = async (query: string, files: vscode.Uri[] = []) => {
+      const before = api.sessions.turnsCompleted;
+      await vscode.commands.executeCommand('workbench.action.chat.open', { query, attachFiles: files });
+      const deadline = Date.now() + 30_000;
+      while (api.sessions.turnsCompleted === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(api.sessions.turnsCompleted > before, `no @lookm turn ran for ${JSON.stringify(query)}`);
+    };
+    await turns('@lookm /explain What colour is this?', [image]);
+    const sessionId = api.sessions.lastSessionId;
+    assert.ok(sessionId);
+    await turns('@lookm And what shape is it?');
+    assert.equal(api.sessions.lastSessionId, sessionId, 'the follow-up continues the same session');
+    const stats = await (await api.sidecar.ready()).sendRequest<SessionStats>(Methods.sessionStats.method, { sessionId });
+    assert.equal(stats.turns.length, 2);
+    assert.equal(stats.turns[0].imagesEncoded, 1, 'the attached image reached the model');
+    assert.deepEqual([stats.turns[1].imagesEncoded, stats.turns[1].rebuilt], [0, false], 'the follow-up reuses the cache');
+    assert.ok(stats.turns[1].newTokens < stats.turns[0].newTokens / 2, 'only the follow-up is prefilled');
+    await screenshot('chat');
+  });
+
+  await test('the language model provider answers through vscode.lm, counts tokens, and continues its own conversation', async () => {
+    const [model] = await vscode.lm.selectChatModels({ vendor: 'lookm' });
+    assert.ok(model, 'the local model is in the model list');
+    assert.ok(model.maxInputTokens > 0);
+    const ask = async (messages: vscode.LanguageModelChatMessage[]) => {
+      const response = await model.sendRequest(messages, {}, new vscode.CancellationTokenSource().token);
+      let text = '';
+      for await (const chunk of response.text) text += chunk;
+      return text;
+    };
+    const question = vscode.LanguageModelChatMessage.User('Hello, who are you?');
+    const first = await ask([question]);
+    const sessionId = api.sessions.lastSessionId;
+    await ask([question, vscode.LanguageModelChatMessage.Assistant(first), vscode.LanguageModelChatMessage.User('Tell me more.')]);
+    assert.equal(api.sessions.lastSessionId, sessionId, 'the follow-up continued the same session');
+    const stats = await (await api.sidecar.ready()).sendRequest<SessionStats>(Methods.sessionStats.method, { sessionId });
+    assert.equal(stats.turns.length, 2);
+    assert.equal(stats.turns[1].rebuilt, false);
+    const short = await model.countTokens('hello');
+    const long = await model.countTokens('hello '.repeat(50));
+    assert.ok(short > 0 && long > 10 * short, `token counts ${short} and ${long}`);
+  });
+
+  await test('Show KV Cache opens the cache view of the last conversation', async () => {
+    await vscode.commands.executeCommand('lookm.showCache');
+    await new Promise((r) => setTimeout(r, 1500));
+    const tab = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('lookm.cacheView'));
+    assert.ok(tab, 'a cache view tab is open');
+    await screenshot('cache-view');
   });
 
   await test('comes back after the sidecar is killed, with the conversation', async () => {

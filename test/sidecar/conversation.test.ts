@@ -57,6 +57,13 @@ describe('conversations', () => {
     assert.equal(stats.kvBytes, third.stats.kvBytes);
   });
 
+  it('model/countTokens counts with the model\'s tokenizer and refuses bad parameters', async () => {
+    const { tokens: short } = await connection.sendRequest(Methods.modelCountTokens, { text: 'a red square' });
+    const { tokens: long } = await connection.sendRequest(Methods.modelCountTokens, { text: 'a red square '.repeat(10) });
+    assert.ok(short > 0 && long >= 10 * short - 10, `${short} vs ${long}`);
+    await assert.rejects(connection.sendRequest(Methods.modelCountTokens.method, { text: 5 }), (e: ResponseError<unknown>) => e.code === ErrorCode.InvalidParams);
+  });
+
   it('session/cache maps every kept slot to its position and modality, and counts merged image tokens', async () => {
     for (const policy of ['text_prior_pivot_merge', 'h2o'] as const) {
       const sessionId = await create(policy, 4);

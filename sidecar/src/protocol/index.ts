@@ -182,6 +182,9 @@ export const InitializeParams = z
   .loose();
 export type InitializeParams = z.infer<typeof InitializeParams>;
 
+export const CountTokensParams = z.object({ text: z.string().max(LIMITS.maxTextChars) }).strict();
+export type CountTokensParams = z.infer<typeof CountTokensParams>;
+
 export const ModelLoadParams = z.object({ path: z.string().min(1).max(LIMITS.maxPathChars) }).strict();
 export type ModelLoadParams = z.infer<typeof ModelLoadParams>;
 
@@ -237,6 +240,8 @@ export const Methods = {
   modelLoad: new RequestType<ModelLoadParams, ModelInfo, void>('model/load'),
   modelInfo: new RequestType0<ModelInfo | null, void>('model/info'),
   modelProgress: new NotificationType<ModelProgress>('model/progress'),
+  /** Tokens of a text under the loaded model's tokenizer (no special tokens added). */
+  modelCountTokens: new RequestType<CountTokensParams, { tokens: number }, void>('model/countTokens'),
   serverStats: new RequestType0<ServerStats, void>('server/stats'),
   sessionCreate: new RequestType<SessionCreateParams, { sessionId: string }, void>('session/create'),
   sessionChat: new RequestType<SessionChatParams, ChatResult, void>('session/chat'),

@@ -51,8 +51,8 @@
     const section = el('div', 'layer');
     section.append(el('div', 'layer-label', `Layer ${index}`));
     const columns = model.columnModality.length;
-    const cell = Math.max(1, Math.min(6, Math.floor(960 / Math.max(1, columns))));
-    const rowHeight = 5;
+    const cell = Math.max(1, Math.min(14, Math.floor(960 / Math.max(1, columns))));
+    const rowHeight = 8;
     const canvas = document.createElement('canvas');
     canvas.width = columns * cell;
     canvas.height = layer.heads.length * rowHeight;

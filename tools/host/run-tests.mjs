@@ -10,6 +10,7 @@
 //   node tools/host/run-tests.mjs --extension /abs/ext --tests /abs/out/test/index.js
 //        [--workspace /abs/dir] [--timeout 120] [--results out.json] [--verbose|--quiet] [--keep-temp]
 //        [--host-dir /abs/.host] [--browser /usr/lib/chromium/chromium] [--env NAME=VALUE ...]
+//        [--screenshots DIR]   (tests may ask for PNGs of the workbench: see test/host/suite.ts)
 //
 // Exit codes: the tests' own code (0 = pass); 2 = runner/host error; 124 = timeout.
 // Only loopback addresses are used: code-server binds 127.0.0.1 and the browser resolves no other
@@ -58,6 +59,7 @@ function parseArgs(argv) {
       case '--results': o.results = val(); break;
       case '--host-dir': o.hostDir = val(); break;
       case '--browser': o.browser = val(); break;
+      case '--screenshots': o.screenshots = path.resolve(val()); fs.mkdirSync(o.screenshots, { recursive: true }); break;
       case '--env': {
         const kv = val();
         const eq = kv.indexOf('=');
@@ -289,6 +291,9 @@ async function main() {
             XDG_CACHE_HOME: dirs.xdgCache,
             VSCODE_HOST_RESULTS_FILE: resultsFile,
             VSCODE_HOST_WORKSPACE: workspace,
+            // the workbench's name for this machine's files (vscode-remote://AUTHORITY/path)
+            VSCODE_HOST_REMOTE_AUTHORITY: `${LOOPBACK}:${port}`,
+            ...(opts.screenshots ? { LOOKM_SCREENSHOT_DIR: opts.screenshots } : {}),
             // no proxies: everything is on loopback
             HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '', NO_PROXY: '*', no_proxy: '*',
             PASSWORD: '', HASHED_PASSWORD: '', PORT: '',
@@ -372,7 +377,17 @@ async function main() {
     log(`opening the workbench (extension ${extension}, tests ${tests})`);
     await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 60000 });
 
+    // Screenshots on request: the tests write NAME.request into the folder, we answer with NAME.png.
+    const shooter = opts.screenshots && setInterval(async () => {
+      for (const file of fs.readdirSync(opts.screenshots).filter((f) => f.endsWith('.request'))) {
+        const name = file.slice(0, -'.request'.length);
+        fs.rmSync(path.join(opts.screenshots, file));
+        await page.screenshot({ path: path.join(opts.screenshots, `${name}.png`) }).catch((e) => log(`screenshot ${name} failed: ${e.message}`));
+        log(`screenshot ${name}.png`);
+      }
+    }, 250);
     const code = await done;
+    if (shooter) clearInterval(shooter);
     if (finished) return; // timed out meanwhile
     finished = true;
     exitCode = code;

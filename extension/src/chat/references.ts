@@ -25,17 +25,23 @@ export async function readAttachment(uri: vscode.Uri, into: Attachments): Promis
   else into.files.push(fileText(vscode.workspace.asRelativePath(uri), new TextDecoder().decode(bytes)));
 }
 
+function isUriAndRange(value: unknown): value is { uri: vscode.Uri; range: vscode.Range } {
+  return !!value && typeof value === 'object' && 'uri' in value && value.uri instanceof vscode.Uri && 'range' in value && value.range instanceof vscode.Range;
+}
+
 /** Images, files, selections (locations) and pasted binary data referenced by a chat request. */
 export async function collectAttachments(references: readonly vscode.ChatPromptReference[]): Promise<Attachments> {
   const attachments: Attachments = { images: [], files: [] };
   for (const reference of references) {
     const value = reference.value;
-    if (value instanceof vscode.Uri) {
-      await readAttachment(value, attachments);
-    } else if (value instanceof vscode.Location) {
-      const document = await vscode.workspace.openTextDocument(value.uri);
-      const { start, end } = value.range;
-      attachments.files.push(fileText(`${vscode.workspace.asRelativePath(value.uri)}:${start.line + 1}-${end.line + 1}`, document.getText(value.range)));
+    // The implicit context of the active editor comes as a plain { uri, range } (an open image too).
+    const location = value instanceof vscode.Location ? value : isUriAndRange(value) ? new vscode.Location(value.uri, value.range) : undefined;
+    if (value instanceof vscode.Uri || (location && isImage(location.uri))) {
+      await readAttachment(value instanceof vscode.Uri ? value : location!.uri, attachments);
+    } else if (location) {
+      const document = await vscode.workspace.openTextDocument(location.uri);
+      const { start, end } = location.range;
+      attachments.files.push(fileText(`${vscode.workspace.asRelativePath(location.uri)}:${start.line + 1}-${end.line + 1}`, document.getText(location.range)));
     } else if (typeof value === 'string') {
       attachments.files.push(fileText(reference.modelDescription ?? reference.id, value));
     } else if (value && typeof value === 'object' && 'mimeType' in value && 'data' in value && typeof value.data === 'function') {

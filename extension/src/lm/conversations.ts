@@ -23,7 +23,7 @@ export interface PlannedTurn {
 function key(messages: readonly PlainMessage[]): string {
   const hash = createHash('sha256');
   for (const m of messages) {
-    hash.update(`${m.role}\u0000${m.text}\u0000`);
+    hash.update(`${m.role}\u0000${m.text.trim()}\u0000`); // streamed answers may keep a leading space
     for (const image of m.images) hash.update(createHash('sha256').update(image).digest());
     hash.update('\u0001');
   }

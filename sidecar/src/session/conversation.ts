@@ -240,8 +240,11 @@ export class Conversation {
         break;
       }
       generated.push(next);
-      const full = processor.decode(generated);
+      const decoded = processor.decode(generated);
       if (generated.length === 1) firstTokenMs = performance.now() - started;
+      // A token that ends inside a UTF-8 character decodes to U+FFFD: hold that character back
+      // until its last byte arrives (the notification of this token carries no text then).
+      const full = decoded.endsWith('\uFFFD') ? text : decoded;
       onToken(full.startsWith(text) ? full.slice(text.length) : full, next);
       text = full;
       logits = await runtime.decodeStep(cache, next, positions[positions.length - 1] + generated.length);

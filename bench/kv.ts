@@ -76,7 +76,7 @@ function main(): void {
 
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ort.env.versions.common };
   const results = { date: new Date().toISOString(), machine, budget: BUDGET, headDim: HEAD_DIM, prefillMs: Object.fromEntries(prefill), rows };
-  const dir = join(root, 'bench/results');
+  const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results'); // npm run bench --quick writes elsewhere
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'kv.json'), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, 'kv.md'), report(results.date, machine, prefill, rows, target));

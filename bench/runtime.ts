@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   const runtime = await ours(promptIds());
   const machine = `${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores, Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, torch ${String(transformers.torch)}`;
   const results = { date: new Date().toISOString(), machine, model: 'random LLaVA, Qwen2-0.5B-shaped text model (495M parameters, F32), SigLIP-tiny vision', threads, prompt, newTokens, runtime, transformers };
-  const dir = join(root, 'bench/results');
+  const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results'); // npm run bench --quick writes elsewhere
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'runtime.json'), `${JSON.stringify(results, null, 2)}\n`);
   const ratio = (key: 'prefill_tokens_per_s' | 'decode_tokens_per_s') => (runtime[key] / Number(transformers[key])).toFixed(2);

@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       imagesEncoded: lookm.map((t) => t.stats.imagesEncoded),
       turns: { lookm: lookm.map((t) => t.stats), full: full.map((t) => t.stats) },
     };
-    const dir = join(root, 'bench/results');
+    const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results'); // npm run bench --quick writes elsewhere
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'turns.json'), `${JSON.stringify(results, null, 2)}\n`);
     const ratio = (a: number, b: number) => (a / b).toFixed(3);

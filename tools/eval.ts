@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const result = await evaluate(runtime, items, configs, Number(values['max-new-tokens']), (line) => process.stderr.write(`${line}\n`));
   await runtime.release();
   const report = { date: new Date().toISOString(), model: resolve(values.model), items: items.length, quick, seconds: (Date.now() - started) / 1000, ...result };
-  const dir = join(root, 'bench/results');
+  const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results'); // npm run bench --quick writes elsewhere
   mkdirSync(dir, { recursive: true });
   const name = quick ? 'eval-quick' : 'eval';
   writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);

@@ -1,0 +1,163 @@
+/**
+ * The benchmark report's table (pure): every figure of issue 9's list as a ratio measured in one
+ * run, its target, and met / missed / not measured, from the JSON the benchmarks write.
+ */
+export interface KvRow {
+  policy: string;
+  matcher: string;
+  length: number;
+  heads: number;
+  queryHeads: number;
+  shareOfPrefill: number | null;
+}
+export interface KvResults {
+  rows: KvRow[];
+}
+export interface TurnsResults {
+  followUpTtftMs: number;
+  coldTtftMs: number;
+  kvBytes: { lookm: number; full: number };
+  decodeMsPerToken: { lookm: number; full: number };
+  weightsBytes?: number;
+}
+export interface RuntimeResults {
+  runtime: { decode_tokens_per_s: number; long: { peak_rss_growth_bytes: number; kv_bytes: number; prompt: number } };
+  transformers: { decode_tokens_per_s: number };
+}
+export interface EvalScore {
+  policy: string;
+  mode: string;
+  budget: number;
+  accuracy: number;
+  answersIdentical: number;
+  meanKl: number;
+  failed: number;
+}
+export interface EvalResults {
+  model: string;
+  full: { accuracy: number };
+  scores: EvalScore[];
+}
+export interface EngineKv {
+  /** KV bytes after / before one compression, improved mode, LOOK-M default policy. */
+  at20: number;
+  at5: number;
+}
+
+export interface Inputs {
+  quick: boolean;
+  engine: EngineKv;
+  kv?: KvResults;
+  turns?: TurnsResults;
+  runtime?: RuntimeResults;
+  eval?: EvalResults;
+}
+
+export interface Row {
+  figure: string;
+  measured: string;
+  target: string;
+  /** null: not measured in this run (the note says why). */
+  met: boolean | null;
+  /** Measured as a share of the target, >= 1 when met (for the chart). */
+  score: number | null;
+  note: string;
+}
+
+const LOOKM = 'text_prior_pivot_merge';
+const fmt = (x: number, digits = 3) => x.toFixed(digits);
+
+function atMost(figure: string, value: number, target: number, note = ''): Row {
+  return { figure, measured: fmt(value), target: `<= ${target}`, met: value <= target, score: value > 0 ? target / value : Infinity, note };
+}
+function atLeast(figure: string, value: number, target: number, note = ''): Row {
+  return { figure, measured: fmt(value), target: `>= ${target}`, met: value >= target, score: value / target, note };
+}
+function missing(figure: string, target: string, note: string): Row {
+  return { figure, measured: '–', target, met: null, score: null, note };
+}
+
+export function reportRows(inputs: Inputs): Row[] {
+  const rows: Row[] = [
+    atMost('KV bytes at nominal 20%, improved mode / full', inputs.engine.at20, 0.2, 'one layer, 8 heads x 64, 4096 tokens with two 576-token images'),
+    atMost('KV bytes at nominal 5%, improved mode / full', inputs.engine.at5, 0.05, 'same layer'),
+  ];
+
+  const t = inputs.turns;
+  if (t) {
+    const speedup = t.decodeMsPerToken.full / t.decodeMsPerToken.lookm;
+    rows.push(atLeast('decode speed at 20% / full (ms per token, long context)', speedup, 1.5, 'bench:turns, Qwen2-0.5B-shaped random model'));
+    if (t.weightsBytes) {
+      const byteBound = (t.weightsBytes + t.kvBytes.full) / (t.weightsBytes + t.kvBytes.lookm);
+      rows.push(atLeast('decode speed-up / byte-bound speed-up', speedup / byteBound, 0.9, `byte-bound ratio (weights + full KV) / (weights + kept KV) = ${fmt(byteBound)}`));
+    }
+    rows.push(atMost('follow-up time to first token / cold re-prefill (4 images + file)', t.followUpTtftMs / t.coldTtftMs, 0.1, 'bench:turns'));
+  } else {
+    for (const figure of ['decode speed at 20% / full (ms per token, long context)', 'follow-up time to first token / cold re-prefill (4 images + file)']) {
+      rows.push(missing(figure, figure.startsWith('decode') ? '>= 1.5' : '<= 0.1', inputs.quick ? 'not run with --quick (needs the 2 GB benchmark checkpoint, made with Python)' : 'bench:turns did not run'));
+    }
+  }
+
+  const compress = inputs.kv?.rows.filter((r) => r.policy === LOOKM && r.matcher === 'ort' && r.heads === r.queryHeads && r.shareOfPrefill !== null).sort((a, b) => b.length - a.length)[0];
+  if (compress?.length === 8192) rows.push(atMost('compression time / prefill time at 8K tokens', compress.shareOfPrefill!, 0.02, 'bench:kv, one layer, ORT matcher'));
+  else rows.push(missing('compression time / prefill time at 8K tokens', '<= 0.02', compress ? `only ${compress.length} tokens measured (--quick): ${fmt(compress.shareOfPrefill!)}` : 'bench:kv did not run'));
+
+  const r = inputs.runtime;
+  if (r) {
+    rows.push(atMost(`peak memory growth during ${r.runtime.long.prompt}-token prefill / its KV size`, r.runtime.long.peak_rss_growth_bytes / r.runtime.long.kv_bytes, 1.5, 'bench:runtime, RSS high-water mark'));
+    rows.push({ figure: 'decode tokens/s, ours / transformers (PyTorch CPU), full cache, same model', measured: fmt(r.runtime.decode_tokens_per_s / r.transformers.decode_tokens_per_s), target: 'peer', met: null, score: null, note: 'reported, no target' });
+  } else rows.push(missing('peak memory during 8K prefill / size of the 8K KV', '<= 1.5', inputs.quick ? 'not run with --quick (needs Python and the benchmark checkpoint)' : 'bench:runtime did not run'));
+
+  const e = inputs.eval;
+  const score = (policy: string, budget: number) => e?.scores.find((s) => s.policy === policy && s.mode === 'improved' && s.budget === budget && s.failed === 0);
+  for (const [budget, target] of [[0.2, 0.98], [0.1, 0.95], [0.05, 0.9]] as const) {
+    const s = score(LOOKM, budget);
+    const figure = `accuracy at ${budget * 100}% / full, LOOK-M improved`;
+    if (!e || !s) rows.push(missing(figure, `>= ${target}`, e ? `budget ${budget} not in this run${inputs.quick ? ' (--quick)' : ''}` : 'eval did not run'));
+    else if (e.full.accuracy === 0) rows.push(missing(figure, `>= ${target}`, `not measurable: the full cache answers nothing correctly with ${e.model} (answers identical to full: ${fmt(s.answersIdentical, 2)})`));
+    else rows.push(atLeast(figure, s.accuracy / e.full.accuracy, target, `answers identical to full: ${fmt(s.answersIdentical, 2)}`));
+  }
+  for (const budget of [0.1, 0.05]) {
+    const lookm = score(LOOKM, budget);
+    const rivals = ['h2o', 'snapkv'].map((p) => score(p, budget));
+    const figure = `LOOK-M ahead of H2O and SnapKV at ${budget * 100}% (mean KL to full, lower is better)`;
+    if (!lookm || rivals.some((x) => !x)) rows.push(missing(figure, 'ahead', e ? `budget ${budget} not in this run${inputs.quick ? ' (--quick)' : ''}` : 'eval did not run'));
+    else {
+      const best = Math.min(...rivals.map((x) => x!.meanKl));
+      const random = e!.full.accuracy === 0 ? ' (random checkpoint: attention carries no information)' : '';
+      rows.push({ figure, measured: `${fmt(lookm.meanKl)} vs ${rivals.map((x) => fmt(x!.meanKl)).join(' / ')}`, target: 'ahead', met: lookm.meanKl < best, score: lookm.meanKl > 0 ? best / lookm.meanKl : null, note: `eval${random}` });
+    }
+  }
+  return rows;
+}
+
+export function reportMarkdown(rows: Row[], header: string): string {
+  const mark = (m: boolean | null) => (m === null ? 'not measured' : m ? '**met**' : '**missed**');
+  return [header, '', '| figure | measured | target | | note |', '|---|---|---|---|---|', ...rows.map((r) => `| ${r.figure} | ${r.measured} | ${r.target} | ${mark(r.met)} | ${r.note} |`), ''].join('\n');
+}
+
+/** A horizontal bar per figure: measured as a share of its target (1 = exactly on target). */
+export function reportSvg(rows: Row[], title: string): string {
+  const charted = rows.filter((r) => r.score !== null && Number.isFinite(r.score));
+  const width = 900;
+  const left = 430;
+  const barHeight = 22;
+  const top = 46;
+  const height = top + charted.length * (barHeight + 10) + 40;
+  const max = Math.max(2, ...charted.map((r) => r.score!));
+  const x = (v: number) => left + ((width - left - 30) * Math.min(v, max)) / max;
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const bars = charted.map((r, i) => {
+    const y = top + i * (barHeight + 10);
+    const colour = r.met ? '#2e9e5b' : '#d0453a';
+    return `<text x="${left - 8}" y="${y + 15}" text-anchor="end" font-size="12">${esc(r.figure.length > 62 ? `${r.figure.slice(0, 60)}…` : r.figure)}</text><rect x="${left}" y="${y}" width="${(x(r.score!) - left).toFixed(1)}" height="${barHeight}" fill="${colour}"/><text x="${x(r.score!) + 4}" y="${y + 15}" font-size="11">${r.score!.toFixed(2)}</text>`;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="12" y="24" font-size="15" font-weight="bold">${esc(title)}</text>
+<line x1="${x(1)}" y1="${top - 8}" x2="${x(1)}" y2="${height - 28}" stroke="#333" stroke-dasharray="4 3"/>
+<text x="${x(1)}" y="${height - 12}" text-anchor="middle" font-size="11">target (1 = met exactly; right of it: met)</text>
+${bars.join('\n')}
+</svg>
+`;
+}

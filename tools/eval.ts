@@ -1,7 +1,7 @@
 /**
- * `npm run eval [-- --model DIR --items N --quick]`: every KV policy, budgets 100/20/10/5%, both
- * modes, scored against the full cache on a seeded synthetic set (tools/eval/). Writes
- * bench/results/eval.json and bench/results/eval.md. `--quick` (a subset, well under a minute on
+ * `npm run eval [-- --model DIR --items N --quick --milebench SUBSET_DIR]`: every KV policy,
+ * budgets 100/20/10/5%, both modes, scored against the full cache on a seeded synthetic set
+ * (tools/eval/) or on a MileBench subset. Writes bench/results/eval[-milebench].json and .md. `--quick` (a subset, well under a minute on
  * the tiny checkpoint) is what CI runs.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { POLICY_NAMES, type Mode, type PolicyName } from '../sidecar/src/kv/index.js';
 import { LlavaRuntime } from '../sidecar/src/runtime/llava.js';
 import { evalSet } from './eval/dataset.js';
+import { loadMileBench } from './eval/milebench.js';
 import { evaluate, type EvalConfig } from './eval/run.js';
 
 const root = join(__dirname, '..');
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
       items: { type: 'string', default: '12' },
       'max-new-tokens': { type: 'string', default: '8' },
       quick: { type: 'boolean', default: false },
+      milebench: { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -29,14 +31,15 @@ async function main(): Promise<void> {
   const modes: Mode[] = quick ? ['improved'] : ['improved', 'reference'];
   const configs: EvalConfig[] = policies.flatMap((policy) => budgets.flatMap((budget) => modes.map((mode) => ({ policy, mode, budget }))));
   const runtime = await LlavaRuntime.load(resolve(values.model));
-  const items = await evalSet(quick ? 6 : Number(values.items));
+  // MileBench's JSON format (a subset folder) instead of the synthetic set.
+  const items = values.milebench ? loadMileBench(resolve(values.milebench), quick ? 6 : Number(values.items)) : await evalSet(quick ? 6 : Number(values.items));
   const started = Date.now();
   const result = await evaluate(runtime, items, configs, Number(values['max-new-tokens']), (line) => process.stderr.write(`${line}\n`));
   await runtime.release();
   const report = { date: new Date().toISOString(), model: resolve(values.model), items: items.length, quick, seconds: (Date.now() - started) / 1000, ...result };
   const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results'); // npm run bench --quick writes elsewhere
   mkdirSync(dir, { recursive: true });
-  const name = quick ? 'eval-quick' : 'eval';
+  const name = `eval${values.milebench ? '-milebench' : ''}${quick ? '-quick' : ''}`;
   writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
   const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(1)}%`);
   const md = [

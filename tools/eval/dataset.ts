@@ -18,7 +18,8 @@ export interface EvalTurn {
 
 export interface EvalItem {
   id: string;
-  kind: Kind;
+  /** A synthetic kind, or `milebench:<subset>` for items loaded from MileBench JSON. */
+  kind: Kind | `milebench:${string}`;
   turns: EvalTurn[];
 }
 

@@ -31,7 +31,7 @@ export default tseslint.config(
   },
   {
     // Pure extension modules, unit-tested outside VS Code.
-    files: ['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts', 'extension/src/lm/conversations.ts'],
+    files: ['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts', 'extension/src/lm/conversations.ts', 'extension/src/chat/history.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['vscode'] }] },
   },
   {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { statsTable, turnFooter } from '../../extension/src/chat/format.js';
 import { cacheViewModel, MAX_COLUMNS } from '../../extension/src/cacheView/viewModel.js';
+import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
 import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/conversations.js';
 import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings } from '../../extension/src/settings.js';
@@ -156,5 +157,16 @@ describe('language model conversations', () => {
     assert.match(planned.text, /User: Hi\nAssistant: Something else\.\n\nGo on$/);
     assert.deepEqual(planned.images, [image]);
     assert.throws(() => index.plan([user('x'), assistant('y')]), /last message/);
+  });
+});
+
+describe('chat history to session', () => {
+  const ours = (sessionId?: string) => ({ participant: 'lookm.chat', result: { metadata: sessionId ? { sessionId } : {} } });
+  it('continues the session of our latest answer, skipping requests and other participants', () => {
+    assert.equal(previousSession([ours('a'), { participant: 'lookm.chat' }, ours('b'), { participant: 'other', result: { metadata: { sessionId: 'x' } } }, { participant: 'lookm.chat' }]), 'b');
+  });
+  it('starts over after /clear (an answer naming no session) and in a new chat', () => {
+    assert.equal(previousSession([ours('a'), ours()]), undefined);
+    assert.equal(previousSession([]), undefined);
   });
 });

@@ -10,29 +10,15 @@ import * as vscode from 'vscode';
 import { Methods, type SessionStats } from '../../../sidecar/src/protocol/index.js';
 import { createSession, type SessionTracker } from '../sessions.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
+import { PARTICIPANT_ID, previousSession, type HistoryTurn, type LookmMetadata } from './history.js';
 import { collectAttachments } from './references.js';
 import { statsTable, turnFooter } from './format.js';
-
-export const PARTICIPANT_ID = 'lookm.chat';
-
-interface LookmMetadata {
-  sessionId?: string;
-}
-
-/** The session of this chat: the one named by the latest answer of ours in the history. */
-function previousSession(context: vscode.ChatContext): string | undefined {
-  for (let i = context.history.length - 1; i >= 0; i--) {
-    const turn = context.history[i];
-    if (turn instanceof vscode.ChatResponseTurn && turn.participant === PARTICIPANT_ID) return (turn.result.metadata as LookmMetadata | undefined)?.sessionId;
-  }
-  return undefined;
-}
 
 export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
     stream.progress('Starting the local model…');
     const client = await sidecar.ready();
-    let sessionId = previousSession(context);
+    let sessionId = previousSession(context.history.map((turn): HistoryTurn => (turn instanceof vscode.ChatResponseTurn ? turn : { participant: turn.participant })));
 
     if (request.command === 'clear') {
       if (sessionId) {

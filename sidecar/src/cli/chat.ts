@@ -4,19 +4,13 @@
  * question; `/image FILE` attaches an image to the next one, `/file FILE` a text file, `/stats`
  * shows the session's KV figures, `/quit` (or Ctrl-D) ends. Ctrl-C cancels the answer in progress.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
-import { connectSidecar, launchSidecar } from '../client/launch.js';
-import { Methods, POLICY_NAMES, type TurnStats } from '../protocol/index.js';
-
-const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
-
-function describe(stats: TurnStats): string {
-  return `[${stats.newTokens} new tokens, ${stats.imagesEncoded} images encoded / ${stats.imagesReused} reused, KV ${kib(stats.kvBytes)} of ${kib(stats.fullKvBytes)} full, first token after ${stats.timeToFirstTokenMs.toFixed(0)} ms${stats.rebuilt ? ', cache rebuilt from the transcript' : ''}]`;
-}
+import { Methods, POLICY_NAMES } from '../protocol/index.js';
+import { describeTurn, kib, startWithModel, stop } from './connect.js';
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -34,15 +28,8 @@ async function main(): Promise<number> {
   }
   const policy = POLICY_NAMES.find((p) => p === values.policy);
   if (!policy) throw new Error(`unknown --policy ${values.policy} (${POLICY_NAMES.join(', ')})`);
-  const bundled = join(__dirname, 'sidecar.js');
-  const entry = existsSync(bundled) ? bundled : join(__dirname, '../main.ts');
   const args = values['state-dir'] ? ['--state-dir', resolve(values['state-dir'])] : [];
-  const sidecar = await launchSidecar(entry, args, { nodeArgs: entry.endsWith('.ts') ? ['--import', 'tsx'] : [] });
-  const { connection } = await connectSidecar(sidecar.port, sidecar.token);
-  await connection.sendRequest(Methods.initialize, { processId: process.pid, clientInfo: { name: 'lookm-chat' }, capabilities: {} });
-  connection.onNotification(Methods.modelProgress, (p) => console.error(`[model] ${p.step}`));
-  const info = await connection.sendRequest(Methods.modelLoad, { path: resolve(values.model) });
-  console.error(`[model] ${info.textModel} ${info.layers} layers + ${info.visionModel}; ${info.tokensPerImage} tokens per image`);
+  const { sidecar, connection } = await startWithModel('lookm-chat', values.model, args);
   const { sessionId } = await connection.sendRequest(Methods.sessionCreate, { settings: { policy, maxNewTokens: Number(values['max-new-tokens']) } });
   connection.onNotification(Methods.sessionToken, (t) => {
     process.stdout.write(t.text);
@@ -72,7 +59,7 @@ async function main(): Promise<number> {
         const result = await connection.sendRequest(Methods.sessionChat, { sessionId, text, images, files }, answering.token);
         images = [];
         files = [];
-        console.log(`\n${result.stopReason === 'cancelled' ? '[cancelled] ' : ''}${describe(result.stats)}`);
+        console.log(`\n${result.stopReason === 'cancelled' ? '[cancelled] ' : ''}${describeTurn(result.stats)}`);
       }
     } catch (error) {
       console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
@@ -81,9 +68,7 @@ async function main(): Promise<number> {
     }
     rl.prompt();
   }
-  await connection.sendRequest(Methods.shutdown);
-  await connection.sendNotification(Methods.exit);
-  return (await sidecar.exited) ?? 0;
+  return stop(sidecar, connection);
 }
 
 main().then(

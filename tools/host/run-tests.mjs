@@ -291,8 +291,6 @@ async function main() {
             XDG_CACHE_HOME: dirs.xdgCache,
             VSCODE_HOST_RESULTS_FILE: resultsFile,
             VSCODE_HOST_WORKSPACE: workspace,
-            // the workbench's name for this machine's files (vscode-remote://AUTHORITY/path)
-            VSCODE_HOST_REMOTE_AUTHORITY: `${LOOPBACK}:${port}`,
             ...(opts.screenshots ? { LOOKM_SCREENSHOT_DIR: opts.screenshots } : {}),
             // no proxies: everything is on loopback
             HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '', NO_PROXY: '*', no_proxy: '*',

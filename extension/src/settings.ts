@@ -16,6 +16,7 @@ export const SETTINGS = {
   maxNewTokens: { key: 'maxNewTokens', default: 512, restart: false },
   executionProvider: { key: 'executionProvider', default: 'cpu', restart: true },
   threads: { key: 'threads', default: 0, restart: true },
+  weightBits: { key: 'weightBits', default: 32, restart: true },
   maxImagePixels: { key: 'maxImagePixels', default: 40_000_000, restart: true },
   logLevel: { key: 'logLevel', default: 'info', restart: true },
 } as const;

@@ -9,9 +9,10 @@ import { parseArgs } from 'node:util';
 import { version } from '../../package.json';
 import { TOKEN_ENV } from './protocol/index.js';
 import { LEVELS, stderrLogger } from './server/log.js';
+import { parseWeightBits } from './model/text/decoderGraph.js';
 import { SidecarServer } from './server/server.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--allow-dir DIR ...] [--max-image-pixels N] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -26,6 +27,7 @@ async function main(): Promise<void> {
       'allow-dir': { type: 'string', multiple: true },
       'log-level': { type: 'string', default: 'info' },
       'max-image-pixels': { type: 'string' },
+      'weight-bits': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
   const server = new SidecarServer({
     maxImagePixels,
+    weightBits: parseWeightBits(values['weight-bits']),
     host: values.host,
     port,
     token,

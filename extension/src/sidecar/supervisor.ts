@@ -24,7 +24,7 @@ export type { SidecarState };
 /** The sidecar's command line for these settings. */
 function sidecarArgs(settings: Settings, stateDir: string): string[] {
   const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
-  args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--log-level', settings.logLevel);
+  args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
   return args;
 }

@@ -6,11 +6,12 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isPolicyName } from '../kv/index.js';
 import { generate } from '../runtime/generate.js';
+import { parseWeightBits } from '../model/text/decoderGraph.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 
 const USAGE = `usage: npm run generate -- --model DIR [--image FILE ...] [--max-new-tokens N] [--policy NAME|full]
                             [--hh-ratio R] [--recent-ratio R] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-                            [--threads N] "question"`;
+                            [--threads N] [--weight-bits 32|4] "question"`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -27,6 +28,7 @@ async function main(): Promise<number> {
       'top-p': { type: 'string', default: '1' },
       seed: { type: 'string', default: '0' },
       threads: { type: 'string' },
+      'weight-bits': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -42,6 +44,7 @@ async function main(): Promise<number> {
   const images = values.image.map((file) => readFileSync(file));
   const runtime = await LlavaRuntime.load(values.model, {
     threads: values.threads ? Number(values.threads) : undefined,
+    weightBits: parseWeightBits(values['weight-bits']),
     onProgress: (step) => console.error(`[load] ${step}`),
   });
   const controller = new AbortController();

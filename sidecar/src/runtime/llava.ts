@@ -9,6 +9,7 @@ import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer, type M
 import { Checkpoint } from '../model/checkpoint.js';
 import { LlavaProcessor } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
+import type { WeightBits } from '../model/text/decoderGraph.js';
 import { TextDecoder, type PastLayer } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
@@ -19,6 +20,8 @@ export interface LoadOptions {
   onProgress?: (step: string) => void;
   /** Largest image accepted, in declared pixels (checked before decoding). */
   maxImagePixels?: number;
+  /** 4: the decoder's linear layers run on 4-bit block-quantized weights (MatMulNBits). */
+  weightBits?: WeightBits;
 }
 
 /**
@@ -46,7 +49,7 @@ export class LlavaRuntime {
     progress('building vision graph and session');
     const vision = await VisionEncoder.create(checkpoint, { threads });
     progress('building decoder graph and session');
-    const decoder = await TextDecoder.create(checkpoint, { threads });
+    const decoder = await TextDecoder.create(checkpoint, { threads, weightBits: options.weightBits });
     const matcher = await createOrtMatcher({ threads });
     progress('ready');
     return new LlavaRuntime(checkpoint, processor, vision, decoder, matcher);

@@ -31,12 +31,19 @@ export interface NodeSpec {
   domain?: string;
 }
 
-/** A float32 initializer stored at `[offset, offset + 4 * size)` of an external-data file. */
+/** An initializer stored at `[offset, offset + bytes)` of an external-data file. */
 export interface ExternalTensor {
   name: string;
   dims: number[];
   location: string;
   offset: number;
+  /** float32 (default), or uint8 (packed 4-bit weights). */
+  type?: 'float32' | 'uint8';
+}
+
+/** Bytes of an external tensor. */
+export function externalBytes(t: Pick<ExternalTensor, 'dims' | 'type'>): number {
+  return (t.type === 'uint8' ? 1 : 4) * t.dims.reduce((a, b) => a * b, 1);
 }
 
 export interface ModelSpec {
@@ -89,20 +96,21 @@ export function buildModel(spec: ModelSpec): Uint8Array {
     })),
     ...(spec.external ?? []).map((t) => ({
       name: t.name,
-      dataType: onnx.TensorProto.DataType.FLOAT,
+      dataType: t.type === 'uint8' ? onnx.TensorProto.DataType.UINT8 : onnx.TensorProto.DataType.FLOAT,
       dims: t.dims,
       dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
       externalData: [
         { key: 'location', value: t.location },
         { key: 'offset', value: String(t.offset) },
-        { key: 'length', value: String(4 * t.dims.reduce((a, b) => a * b, 1)) },
+        { key: 'length', value: String(externalBytes(t)) },
       ],
     })),
   ];
   const model: onnx.IModelProto = {
     irVersion: 8,
     producerName: 'lookm-sidecar',
-    opsetImport: [{ domain: '', version: spec.opset ?? 17 }],
+    // com.microsoft: onnxruntime's contrib ops (MatMulNBits for 4-bit weights).
+    opsetImport: [{ domain: '', version: spec.opset ?? 17 }, ...(spec.nodes.some((n) => n.domain === 'com.microsoft') ? [{ domain: 'com.microsoft', version: 1 }] : [])],
     graph: {
       name: spec.name,
       input: spec.inputs.map(valueInfo),
@@ -132,10 +140,10 @@ export class GraphBuilder {
   private counter = 0;
 
   /** Adds a single-output node; returns the output's name (the node's name, made unique). */
-  op(op: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, name?: string): string {
+  op(op: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, name?: string, domain?: string): string {
     const base = name ?? `/${op}`;
     const output = this.nodes.some((n) => n.name === base) ? `${base}_${this.counter++}` : base;
-    this.nodes.push({ name: output, op, inputs, outputs: [output], attributes });
+    this.nodes.push({ name: output, op, inputs, outputs: [output], attributes, ...(domain ? { domain } : {}) });
     return output;
   }
 

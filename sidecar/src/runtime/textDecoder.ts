@@ -5,7 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { TextConfig } from '../model/config.js';
-import { buildDecoderGraph } from '../model/text/decoderGraph.js';
+import { buildDecoderGraph, type WeightBits } from '../model/text/decoderGraph.js';
 import { createSession, WeightPool, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
@@ -41,10 +41,10 @@ export class TextDecoder {
     private readonly embeddings: Float32Array,
   ) {}
 
-  static async create(checkpoint: Checkpoint, options: SessionOptions): Promise<TextDecoder> {
+  static async create(checkpoint: Checkpoint, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
     const { text } = checkpoint.config;
     const weights = new WeightPool(checkpoint);
-    const graph = buildDecoderGraph(text, weights);
+    const graph = buildDecoderGraph(text, weights, options.weightBits);
     const session = await createSession(graph.model, weights, options);
     const embeddings = checkpoint.float32('text.embed_tokens.weight', [text.vocabSize, text.hiddenSize]);
     return new TextDecoder(text, session, embeddings);

@@ -14,6 +14,7 @@ import { createMessageConnection, ResponseError, type CancellationToken, type Me
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { POLICY_NAMES } from '../kv/index.js';
+import type { WeightBits } from '../model/text/decoderGraph.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { randomUUID } from 'node:crypto';
 import {
@@ -56,6 +57,8 @@ export interface ServerOptions {
   allowedDirs?: string[];
   /** Largest image accepted, in declared pixels. */
   maxImagePixels?: number;
+  /** 4: the decoder's linear layers on 4-bit weights. */
+  weightBits?: WeightBits;
 }
 
 type ModelState =
@@ -356,7 +359,7 @@ export class SidecarServer {
     this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
     this.options.log.log('info', 'loading model', { path });
     try {
-      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, onProgress });
+      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, onProgress });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
       // Caches and image features belong to the previous model: conversations rebuild on their next turn.

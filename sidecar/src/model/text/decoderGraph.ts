@@ -28,7 +28,20 @@ export interface DecoderGraph {
 /** Query rows whose attention SnapKV observes (its `window_colsum.i` output). */
 export const SNAPKV_WINDOW = 64;
 
-export function buildDecoderGraph(config: TextConfig, weights: WeightPool): DecoderGraph {
+/** Weights of the layers' linear projections: float32 as stored, or 4-bit blocks (MatMulNBits). */
+export type WeightBits = 32 | 4;
+
+/** A `--weight-bits` value as a WeightBits, or a clear error. */
+export function parseWeightBits(value: string | undefined): WeightBits {
+  if (value === undefined || value === '32') return 32;
+  if (value === '4') return 4;
+  throw new Error(`--weight-bits must be 32 or 4, got ${value}`);
+}
+
+/** Inputs sharing one scale in 4-bit mode (onnxruntime's usual choice). */
+const Q4_BLOCK = 32;
+
+export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weightBits: WeightBits = 32): DecoderGraph {
   const { hiddenSize: E, numHeads: H, numKvHeads: Hkv, headDim: D, intermediateSize: I, vocabSize: V, numLayers } = config;
   const group = H / Hkv;
   const g = new GraphBuilder();
@@ -40,6 +53,11 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool): Deco
     return g.op('Mul', [g.op('Mul', [x, inv], {}, `${name}/scaled`), weights.use(weight, [E])], {}, name);
   };
   const linear = (x: string, prefix: string, outFeatures: number, inFeatures: number, bias: boolean, name: string) => {
+    if (weightBits === 4) {
+      const { data, scales } = weights.useQuantized(`${prefix}.weight`, [outFeatures, inFeatures], Q4_BLOCK);
+      const product = g.op('MatMulNBits', [x, data, scales], { K: inFeatures, N: outFeatures, bits: 4, block_size: Q4_BLOCK }, bias ? `${name}/q4` : name, 'com.microsoft');
+      return bias ? g.op('Add', [product, weights.use(`${prefix}.bias`, [outFeatures])], {}, name) : product;
+    }
     const inputs = [x, weights.use(`${prefix}.weight`, [outFeatures, inFeatures])];
     if (bias) inputs.push(weights.use(`${prefix}.bias`, [outFeatures]));
     return g.op('Gemm', inputs, { transB: 1 }, name);

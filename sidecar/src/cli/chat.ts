@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { Methods, POLICY_NAMES } from '../protocol/index.js';
-import { describeTurn, kib, startWithModel, stop } from './connect.js';
+import { describeTurn, kib, runMain, startWithModel, stop } from './connect.js';
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -71,10 +71,4 @@ async function main(): Promise<number> {
   return stop(sidecar, connection);
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -30,3 +30,14 @@ export async function stop(sidecar: LaunchedSidecar, connection: MessageConnecti
   await connection.sendNotification(Methods.exit);
   return (await sidecar.exited) ?? 0;
 }
+
+/** Runs a CLI's main and exits with its code; an error is printed in one line (exit 1). */
+export function runMain(main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(1);
+    },
+  );
+}

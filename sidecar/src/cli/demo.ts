@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Methods, POLICY_NAMES, type ChatResult, type SessionChatParams } from '../protocol/index.js';
-import { describeTurn, kib, startWithModel, stop } from './connect.js';
+import { describeTurn, kib, runMain, startWithModel, stop } from './connect.js';
 
 const root = join(__dirname, '../../..');
 const samples = join(root, 'media/samples');
@@ -52,10 +52,4 @@ async function main(): Promise<number> {
   return stop(sidecar, connection);
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

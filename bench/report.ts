@@ -18,6 +18,7 @@ const quick = process.argv.includes('--quick');
 /** `--report-only`: rewrite the report from the results already there, running nothing. */
 const reportOnly = process.argv.includes('--report-only');
 const dir = join(root, 'bench/results', quick ? 'quick' : '');
+/** Older turns.json files name no model folder: they were made on this one. */
 const benchModel = join(root, 'bench/.models/qwen2-0.5b');
 
 const steps = quick
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
     engine: { at20: await engineKv(0.2), at5: await engineKv(0.05) },
     kv: readJson('kv.json'),
     runtime: quick ? undefined : readJson('runtime.json'),
-    turns: quick || !turns ? undefined : { ...turns, weightsBytes: weightsBytes(benchModel) },
+    turns: quick || !turns ? undefined : { ...turns, weightsBytes: weightsBytes(turns.modelDir ?? benchModel) },
     eval: readJson(quick ? 'eval-quick.json' : 'eval.json'),
   };
   const rows = reportRows(inputs);

@@ -18,6 +18,8 @@ export interface TurnsResults {
   coldTtftMs: number;
   kvBytes: { lookm: number; full: number };
   decodeMsPerToken: { lookm: number; full: number };
+  model?: string;
+  modelDir?: string;
   weightsBytes?: number;
 }
 export interface RuntimeResults {
@@ -86,7 +88,7 @@ export function reportRows(inputs: Inputs): Row[] {
   const t = inputs.turns;
   if (t) {
     const speedup = t.decodeMsPerToken.full / t.decodeMsPerToken.lookm;
-    rows.push(atLeast('decode speed at 20% / full (ms per token, long context)', speedup, 1.5, 'bench:turns, Qwen2-0.5B-shaped random model'));
+    rows.push(atLeast('decode speed at 20% / full (ms per token, long context)', speedup, 1.5, `bench:turns, ${t.model ?? 'Qwen2-0.5B-shaped random model'}`));
     if (t.weightsBytes) {
       const byteBound = (t.weightsBytes + t.kvBytes.full) / (t.weightsBytes + t.kvBytes.lookm);
       rows.push(atLeast('decode speed-up / byte-bound speed-up', speedup / byteBound, 0.9, `byte-bound ratio (weights + full KV) / (weights + kept KV) = ${fmt(byteBound)}`));

@@ -1,6 +1,7 @@
 /**
- * `npm run bench:turns`: what "look once" buys in a real sidecar, on the random Qwen2-0.5B-shaped
- * checkpoint of bench:runtime (generated into bench/.models/ on first use, needs Python). A
+ * `npm run bench:turns [-- --model mha|qwen2-0.5b]`: what "look once" buys in a real sidecar, on a
+ * random benchmark checkpoint (default: an MHA LLaVA-1.5-like one scaled to fit; generated into
+ * bench/.models/ on first use by tools/model/bench_model.py, needs Python). A
  * conversation opens with 4 images and a long file, then asks 5 follow-ups; every figure is a
  * ratio against a baseline measured in the same run:
  * - follow-up time to first token vs a cold start (a fresh session given the same content and
@@ -18,7 +19,15 @@ import { connectSidecar, launchSidecar } from '../sidecar/src/client/launch.js';
 import { Methods, type ChatResult, type SessionChatParams } from '../sidecar/src/protocol/index.js';
 
 const root = join(__dirname, '..');
-const modelDir = join(root, 'bench/.models/qwen2-0.5b');
+/** `--model mha` (default: the issue's "realistic random model, MHA, LLaVA-like shape, scaled to fit") or `qwen2-0.5b` (GQA). */
+const MODELS = {
+  mha: { dir: 'llama-mha', make: 'make-mha', description: 'random LLaVA, MHA Llama text model (LLaVA-1.5-like, scaled: 12 layers, 16 heads x 64, 1024 wide; F32), SigLIP-tiny vision (16 tokens per image)' },
+  'qwen2-0.5b': { dir: 'qwen2-0.5b', make: 'make', description: 'random LLaVA, Qwen2-0.5B-shaped text model (GQA 14/2, F32), SigLIP-tiny vision (16 tokens per image)' },
+} as const;
+const modelArg = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : 'mha';
+if (!(modelArg in MODELS)) throw new Error(`--model must be one of ${Object.keys(MODELS).join(', ')}`);
+const benchModel = MODELS[modelArg as keyof typeof MODELS];
+const modelDir = join(root, 'bench/.models', benchModel.dir);
 const FOLLOW_UPS = ['Which image shows the red square?', 'What does parse_config return?', 'Where is the retry limit set?', 'Compare the second and third images.', 'Summarise the file in one line.'];
 
 /** A long, deterministic source file: the "workspace file" of the conversation. */
@@ -34,7 +43,7 @@ async function images(): Promise<string[]> {
 async function main(): Promise<void> {
   if (!existsSync(join(modelDir, 'config.json'))) {
     process.stderr.write(`generating the benchmark checkpoint in ${modelDir} ...\n`);
-    execFileSync(process.env.PYTHON ?? 'python3', [join(root, 'tools/model/bench_model.py'), 'make', modelDir], { stdio: 'inherit' });
+    execFileSync(process.env.PYTHON ?? 'python3', [join(root, 'tools/model/bench_model.py'), benchModel.make, modelDir], { stdio: 'inherit' });
   }
   const sidecar = await launchSidecar(join(root, 'sidecar/src/main.ts'), ['--threads', String(Math.max(1, cpus().length))], { nodeArgs: ['--import', 'tsx'], cwd: root });
   try {
@@ -74,7 +83,8 @@ async function main(): Promise<void> {
     const results = {
       date: new Date().toISOString(),
       machine: `${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores, Node ${process.version}`,
-      model: 'random LLaVA, Qwen2-0.5B-shaped text model (F32), SigLIP-tiny vision (16 tokens per image)',
+      model: benchModel.description,
+      modelDir,
       openingTokens: lookm[0].stats.newTokens,
       followUpTtftMs: ttft,
       coldTtftMs: coldTtft,

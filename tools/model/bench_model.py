@@ -3,6 +3,7 @@
 and its prefill / decode speed in Hugging Face transformers on PyTorch CPU.
 
     python3 tools/model/bench_model.py make DIR        # writes the checkpoint (about 2 GB, F32)
+    python3 tools/model/bench_model.py make-mha DIR    # LLaVA-1.5-like MHA Llama scaled to fit (about 0.9 GB)
     python3 tools/model/bench_model.py bench DIR --threads 2 --prompt 512 --new 32
 
 `bench` prints one JSON line: load seconds, prefill tokens/s and decode tokens/s (greedy, with
@@ -20,24 +21,39 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LlavaConfig, LlavaForConditionalGeneration, Qwen2Config, SiglipVisionConfig
+from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, Qwen2Config, SiglipVisionConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER_SOURCE = ROOT / "test/fixtures/models/tiny-llava-qwen2"
 IMAGE_TOKEN_INDEX = 3
 
 
-def make(out: Path) -> None:
-    torch.manual_seed(0)
-    text = Qwen2Config(
+def qwen2_text() -> Qwen2Config:
+    return Qwen2Config(
         hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
         num_key_value_heads=2, vocab_size=151936, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
         tie_word_embeddings=True, max_position_embeddings=32768,
     )
+
+
+def mha_text() -> LlamaConfig:
+    # LLaVA-1.5's Vicuna-7B (MHA: 32 heads x 128, 32 layers, 4096 wide, untied head) scaled to fit
+    # 2 cores (16 heads x 64, 12 layers, 1024 wide): every head has its own K/V, so the KV cache is
+    # large next to the weights, as in LLaVA.
+    return LlamaConfig(
+        hidden_size=1024, intermediate_size=2752, num_hidden_layers=12, num_attention_heads=16,
+        num_key_value_heads=16, vocab_size=32000, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        max_position_embeddings=16384,
+    )
+
+
+def make(out: Path, text) -> None:
+    torch.manual_seed(0)
     vision = SiglipVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                                 image_size=32, patch_size=8, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN_INDEX,
-                         vision_feature_layer=-1, vision_feature_select_strategy="full", tie_word_embeddings=True)
+                         vision_feature_layer=-1, vision_feature_select_strategy="full",
+                         tie_word_embeddings=text.tie_word_embeddings)
     model = LlavaForConditionalGeneration(config).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -90,6 +106,8 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("make")
     m.add_argument("dir", type=Path)
+    mm = sub.add_parser("make-mha")
+    mm.add_argument("dir", type=Path)
     b = sub.add_parser("bench")
     b.add_argument("dir", type=Path)
     b.add_argument("--threads", type=int, default=2)
@@ -97,7 +115,9 @@ def main() -> int:
     b.add_argument("--new", type=int, default=32)
     args = parser.parse_args()
     if args.command == "make":
-        make(args.dir)
+        make(args.dir, qwen2_text())
+    elif args.command == "make-mha":
+        make(args.dir, mha_text())
     else:
         bench(args.dir, args.threads, args.prompt, args.new)
     return 0

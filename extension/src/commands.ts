@@ -14,7 +14,6 @@ import { createSession, type SessionTracker } from './sessions.js';
 import { SECTION, SETTINGS } from './settings.js';
 import type { Sidecar } from './sidecar/supervisor.js';
 
-
 /** Runs one question in a fresh session, streaming the answer into an untitled Markdown document. */
 async function answerInDocument(sidecar: Sidecar, sessions: SessionTracker, title: string, text: string, attachments: Attachments): Promise<void> {
   const document = await vscode.workspace.openTextDocument({ language: 'markdown', content: `# ${title}\n\n> ${text}\n\n` });
@@ -35,6 +34,13 @@ async function answerInDocument(sidecar: Sidecar, sessions: SessionTracker, titl
       const result = await sessions.turn(sessionId, () => client.sendRequest(Methods.sessionChat, { sessionId, text, ...attachments }, token));
       await pending;
       await append(turnFooter(result));
+    } catch (error) {
+      // A bad image, a crash mid-answer: said in the document and in a notification, not as a
+      // generic "command failed".
+      const message = error instanceof Error ? error.message : String(error);
+      await pending;
+      await append(`\n\n**The answer failed:** ${message}\n`);
+      void vscode.window.showErrorMessage(`LOOK-M: ${message}`, 'Show Log').then((choice) => choice && sidecar.output.show());
     } finally {
       listener.dispose();
     }

@@ -3,7 +3,8 @@
  * dist-test/host.js and loaded as the `extensionTestsPath` module, which exports `run()`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { LookmApi } from '../../extension/src/extension.js';
@@ -98,6 +99,23 @@ export async function run(): Promise<void> {
     const doc = vscode.workspace.textDocuments.find((d) => d.getText().startsWith('# Explain red-square.png'));
     assert.ok(doc, 'an answer document was opened');
     assert.match(doc.getText(), /KV [\d.]+ KiB kept of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 images encoded/);
+  });
+
+  await test('a file that is not an image gets a clear error in the answer and a notification, and the sidecar stays up', async () => {
+    const bogus = join(mkdtempSync(join(tmpdir(), 'lookm-host-')), 'broken.png');
+    writeFileSync(bogus, 'this is not an image');
+    const shown = captureErrorMessages();
+    try {
+      await vscode.commands.executeCommand('lookm.explainImage', vscode.Uri.file(bogus));
+    } finally {
+      shown.restore();
+    }
+    const doc = vscode.workspace.textDocuments.find((d) => d.getText().startsWith('# Explain broken.png'));
+    assert.ok(doc, 'an answer document was opened');
+    assert.match(doc.getText(), /\*\*The answer failed:\*\* .*image cannot be used/);
+    assert.equal(shown.messages.length, 1);
+    assert.match(shown.messages[0][0], /image cannot be used/);
+    assert.equal(api.sidecar.state, 'ready');
   });
 
   await test('Ask About Selection… sends the selected text and answers', async () => {

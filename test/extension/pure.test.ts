@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { statsTable, turnFooter } from '../../extension/src/chat/format.js';
-import { cacheViewModel, MAX_COLUMNS } from '../../extension/src/cacheView/viewModel.js';
+import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
 import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
 import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/conversations.js';
@@ -93,8 +93,6 @@ describe('clipboard text', () => {
 });
 
 describe('cache view model', () => {
-  // 2 layers x 2 heads, 20 positions: text 0-3, image 0 (4 tokens, 2x2) at 4-7, text 8-19.
-  const modality = Array.from({ length: 20 }, (_, p) => (p >= 4 && p < 8 ? 0 : -1));
   const map: CacheMap = {
     sessionId: 'abcdef0123',
     settings: SessionSettings.parse({}),
@@ -103,36 +101,28 @@ describe('cache view model', () => {
     kvBytes: 400,
     fullKvBytes: 2000,
     kvBudgetBytes: 4000,
-    layers: [{ heads: [[0, 4, 5, 19], [1, 4, 6, 19]] }, { heads: [[2, 4, 7, 18], [3, 5, 7, 18]] }],
-    modality,
-    merged: modality.map((_, p) => (p === 6 ? 3 : 0)),
-    images: [{ index: 0, firstPosition: 4, tokens: 4, grid: [2, 2] }],
+    keptPerHead: 4,
+    bucket: 1,
+    columnModality: Array.from({ length: 20 }, (_, p) => (p >= 4 && p < 8 ? 0 : -1)),
+    layers: [{ heads: [[1, 0], [0, 1]] }],
+    images: [{ index: 0, firstPosition: 4, tokens: 4, grid: [2, 2], kept: [0.75, 0.5, 0.25, 0.5], merged: [0, 0, 0.75, 0] }],
     turns: [stats],
   };
 
-  it('counts per image patch the share of layer-heads that keep or merged it', () => {
-    const model = cacheViewModel(map);
-    assert.deepEqual(model.images[0].kept, [3 / 4, 2 / 4, 1 / 4, 2 / 4]);
-    assert.deepEqual(model.images[0].merged, [0, 0, 3 / 4, 0]);
-    assert.equal(model.images[0].rows * model.images[0].cols, 4);
+  it('states tokens and bytes kept, and the share of image tokens kept', () => {
+    const text = cacheViewModel(map).figures.map((f) => `${f.label}: ${f.value}`).join('\n');
+    assert.match(text, /Tokens seen \/ kept per head: 20 \/ 4 \(20%\)/);
+    assert.match(text, /KV bytes kept \/ full: 0\.4 KiB \/ 2\.0 KiB \(20%\)/);
+    assert.match(text, /Image tokens kept: 50% of 4/);
+    assert.doesNotMatch(text, /evicted to the transcript/);
+    assert.match(cacheViewModel({ ...map, cached: false }).figures.at(-1)!.value, /rebuilt on the next turn/);
   });
 
-  it('draws one column per position for short conversations, with its modality and kept share', () => {
+  it('passes the heat-maps on with their grid, one row per turn', () => {
     const model = cacheViewModel(map);
-    assert.equal(model.bucket, 1);
-    assert.deepEqual(model.columnModality, modality);
-    assert.deepEqual(model.layers[0].heads[0].map((v, p) => (v ? p : -1)).filter((p) => p >= 0), [0, 4, 5, 19]);
-    assert.match(model.figures.map((f) => `${f.label}: ${f.value}`).join('\n'), /Tokens seen \/ kept per head: 20 \/ 4 \(20%\)/);
-  });
-
-  it('buckets long conversations to at most MAX_COLUMNS columns, shares staying within 0..1', () => {
-    const seen = 5000;
-    const long: CacheMap = { ...map, tokensSeen: seen, modality: new Array<number>(seen).fill(-1), merged: new Array<number>(seen).fill(0), images: [], layers: [{ heads: [Array.from({ length: 1000 }, (_, i) => i * 5)] }] };
-    const model = cacheViewModel(long);
-    assert.ok(model.columnModality.length <= MAX_COLUMNS);
-    const shares = model.layers[0].heads[0];
-    assert.ok(shares.every((v) => v >= 0 && v <= 1));
-    assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) * model.bucket - 1000) < model.bucket, 'the kept positions are all counted');
+    assert.deepEqual([model.images[0].rows, model.images[0].cols], [2, 2]);
+    assert.deepEqual(model.images[0].merged, [0, 0, 0.75, 0]);
+    assert.equal(model.turns.length, 1);
   });
 });
 

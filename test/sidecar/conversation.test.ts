@@ -64,29 +64,32 @@ describe('conversations', () => {
     await assert.rejects(connection.sendRequest(Methods.modelCountTokens.method, { text: 5 }), (e: ResponseError<unknown>) => e.code === ErrorCode.InvalidParams);
   });
 
-  it('session/cache maps every kept slot to its position and modality, and counts merged image tokens', async () => {
+  it('session/cache summarises the kept slots per layer and head, and the merged image patches', async () => {
     for (const policy of ['text_prior_pivot_merge', 'h2o'] as const) {
       const sessionId = await create(policy, 4);
       await chat({ sessionId, text: 'Describe both.', images: [{ data: red }, { data: blue }] });
       const second = await chat({ sessionId, text: 'And again?' });
       const map = await connection.sendRequest(Methods.sessionCache, { sessionId });
-      assert.equal(map.modality.length, map.tokensSeen, `${policy}: a modality per position`);
       assert.equal(map.tokensSeen, second.stats.tokensSeen);
+      assert.equal(map.bucket, 1, 'a short conversation: one column per position');
+      assert.equal(map.columnModality.length, map.tokensSeen);
+      assert.equal(map.keptPerHead, second.stats.keptSlots[0]);
       assert.equal(map.layers.length, second.stats.keptSlots.length);
       map.layers.forEach((layer, l) => {
-        for (const head of layer.heads) {
-          assert.equal(head.length, second.stats.keptSlots[l]);
-          assert.ok(head.every((p, i) => p >= 0 && p < map.tokensSeen && (i === 0 || p > head[i - 1])), 'ascending, distinct, in range');
-        }
+        for (const head of layer.heads) assert.equal(head.reduce((a, b) => a + b, 0), second.stats.keptSlots[l], 'every kept slot is in one column');
       });
       assert.deepEqual(map.images.map((i) => i.index), [0, 1]);
       for (const img of map.images) {
         assert.equal(img.grid[0] * img.grid[1], img.tokens);
-        assert.ok(map.modality.slice(img.firstPosition, img.firstPosition + img.tokens).every((m) => m === img.index));
+        assert.equal(img.kept.length, img.tokens);
+        assert.ok(map.columnModality.slice(img.firstPosition, img.firstPosition + img.tokens).every((m) => m === img.index));
+        assert.ok([...img.kept, ...img.merged].every((v) => v >= 0 && v <= 1));
       }
-      const merged = map.merged.reduce((a, b) => a + b, 0);
+      const merged = map.images.flatMap((i) => i.merged).reduce((a, b) => a + b, 0);
       if (policy === 'h2o') assert.equal(merged, 0, 'H2O drops, never merges');
-      else assert.ok(merged > 0, 'LOOK-M merged evicted tokens');
+      else assert.ok(merged > 0, 'LOOK-M merged evicted image tokens');
+      const narrow = await connection.sendRequest(Methods.sessionCache, { sessionId, maxColumns: 16 });
+      assert.ok(narrow.columnModality.length <= 16 && narrow.bucket > 1, 'maxColumns bounds the answer');
       assert.equal(map.turns.length, 2);
     }
   });

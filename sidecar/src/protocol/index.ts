@@ -103,6 +103,9 @@ export type SessionChatParams = z.input<typeof SessionChatParams>;
 export const SessionRefParams = z.object({ sessionId }).strict();
 export type SessionRefParams = z.infer<typeof SessionRefParams>;
 
+export const SessionCacheParams = z.object({ sessionId, maxColumns: z.number().int().min(16).max(4096).optional() }).strict();
+export type SessionCacheParams = z.infer<typeof SessionCacheParams>;
+
 export interface TurnStats {
   /** Tokens prefilled this turn (only what was new). */
   newTokens: number;
@@ -149,14 +152,19 @@ export interface CacheMap {
   fullKvBytes: number;
   /** The sidecar's global KV budget (null: none). */
   kvBudgetBytes: number | null;
-  /** Per layer, per KV head: the token positions whose K/V the cache keeps, ascending. */
+  /** Kept slots per KV head (every head of a layer keeps as many; layer 0's figure). */
+  keptPerHead: number;
+  /** Token positions per column of the layer strips (the conversation in at most `maxColumns`). */
+  bucket: number;
+  /** Per column: the most frequent modality among its positions (-1 text, k image k). */
+  columnModality: number[];
+  /** Per layer, per KV head, per column: the share of the column's positions whose K/V is kept. */
   layers: { heads: number[][] }[];
-  /** Per position: -1 for text, k for a token of image k. */
-  modality: number[];
-  /** Per position: in how many (layer, head) pairs it was evicted and merged into a kept slot. */
-  merged: number[];
-  /** The images: first position, token count and patch grid [rows, cols]. */
-  images: { index: number; firstPosition: number; tokens: number; grid: number[] }[];
+  /**
+   * Per image: first position, token count, patch grid [rows, cols], and per patch the share of
+   * (layer, head) pairs that keep it and that merged it into a kept slot.
+   */
+  images: { index: number; firstPosition: number; tokens: number; grid: number[]; kept: number[]; merged: number[] }[];
   turns: TurnStats[];
 }
 
@@ -248,5 +256,5 @@ export const Methods = {
   sessionToken: new NotificationType<TokenNotification>('session/token'),
   sessionStats: new RequestType<SessionRefParams, SessionStats, void>('session/stats'),
   sessionDelete: new RequestType<SessionRefParams, { deleted: boolean }, void>('session/delete'),
-  sessionCache: new RequestType<SessionRefParams, CacheMap, void>('session/cache'),
+  sessionCache: new RequestType<SessionCacheParams, CacheMap, void>('session/cache'),
 } as const;

@@ -25,6 +25,7 @@ import {
   ModelLoadParams,
   PROTOCOL_VERSION,
   CountTokensParams,
+  SessionCacheParams,
   SessionChatParams,
   SessionCreateParams,
   SessionRefParams,
@@ -218,7 +219,12 @@ export class SidecarServer {
       },
       [Methods.sessionChat.method]: { run: (raw, token) => this.chat(connection, validate(SessionChatParams, raw), () => token.isCancellationRequested || !isOpen()) },
       [Methods.sessionStats.method]: { run: (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId)) },
-      [Methods.sessionCache.method]: { run: (raw) => this.sessionCache(this.session(validate(SessionRefParams, raw).sessionId)) },
+      [Methods.sessionCache.method]: {
+        run: (raw) => {
+          const { sessionId, maxColumns } = validate(SessionCacheParams, raw);
+          return this.sessionCache(this.session(sessionId), maxColumns);
+        },
+      },
       [Methods.sessionDelete.method]: {
         run: (raw) => {
           const { sessionId } = validate(SessionRefParams, raw);
@@ -315,8 +321,8 @@ export class SidecarServer {
     return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, tokensSeen: c.tokensSeen, cached: c.cached };
   }
 
-  private sessionCache(c: Conversation): CacheMap {
-    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap() };
+  private sessionCache(c: Conversation, maxColumns?: number): CacheMap {
+    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
   }
 
   /** The loaded model, waiting for a load in flight. */

@@ -1,7 +1,9 @@
 /**
- * What a conversation's compressed cache holds, for people to look at (the cache view): which
- * token positions survive in each layer and head, what each position is (text, image k), and how
- * often an evicted position was merged into a kept one rather than dropped.
+ * What a conversation's compressed cache holds, for people to look at (the cache view), summarised
+ * here so its size does not grow with the model or the conversation: per layer and KV head, the
+ * share of kept positions in each of at most `maxColumns` columns of the conversation, each
+ * column's modality, and per image patch the share of (layer, head) pairs that keep it or merged it
+ * into a kept slot rather than dropping it.
  */
 import { TEXT, type CompressionPlan, type KvLayer } from '../kv/index.js';
 import type { CacheMap } from '../protocol/index.js';
@@ -37,28 +39,51 @@ export class CacheTally {
   }
 }
 
-/** The images among the positions: where each starts and how many tokens it has. */
-function imageSpans(modality: readonly number[]): CacheMap['images'] {
+export const DEFAULT_MAX_COLUMNS = 480;
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+export function cacheMap(cache: KvLayer[] | null, tally: CacheTally, maxColumns = DEFAULT_MAX_COLUMNS): Pick<CacheMap, 'keptPerHead' | 'bucket' | 'columnModality' | 'layers' | 'images'> {
+  const seen = tally.modality.length;
+  const bucket = Math.max(1, Math.ceil(seen / maxColumns));
+  const columns = Math.ceil(seen / bucket);
+  const width = (c: number) => Math.min(bucket, seen - c * bucket);
+
+  const columnModality = Array.from({ length: columns }, (_, c) => {
+    const counts = new Map<number, number>();
+    for (let p = c * bucket; p < c * bucket + width(c); p++) counts.set(tally.modality[p], (counts.get(tally.modality[p]) ?? 0) + 1);
+    return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? TEXT;
+  });
+
+  // How many (layer, head) pairs keep each position, and each column's kept share per head.
+  const keptBy = new Uint32Array(seen);
+  const layers = (cache ?? []).map((layer) => {
+    const heads: number[][] = [];
+    for (let h = 0; h < layer.numHeads; h++) {
+      const kept = new Array<number>(columns).fill(0);
+      for (const p of layer.positions.subarray(h * layer.capacity, h * layer.capacity + layer.length)) {
+        if (p >= seen) continue;
+        keptBy[p]++;
+        kept[Math.floor(p / bucket)]++;
+      }
+      heads.push(kept.map((n, c) => round(n / width(c))));
+    }
+    return { heads };
+  });
+  const pairs = (cache ?? []).reduce((n, layer) => n + layer.numHeads, 0);
+
   const spans = new Map<number, { index: number; firstPosition: number; tokens: number }>();
-  modality.forEach((m, position) => {
+  tally.modality.forEach((m, position) => {
     if (m === TEXT) return;
     const span = spans.get(m);
     if (span) span.tokens++;
     else spans.set(m, { index: m, firstPosition: position, tokens: 1 });
   });
-  return [...spans.values()].map((s) => {
+  const images = [...spans.values()].map((s) => {
     const side = Math.round(Math.sqrt(s.tokens));
-    return { ...s, grid: side * side === s.tokens ? [side, side] : [1, s.tokens] };
+    const share = (counts: ArrayLike<number>) => Array.from({ length: s.tokens }, (_, i) => (pairs > 0 ? round(counts[s.firstPosition + i] / pairs) : 0));
+    return { ...s, grid: side * side === s.tokens ? [side, side] : [1, s.tokens], kept: share(keptBy), merged: share(tally.merged) };
   });
-}
 
-export function cacheMap(cache: KvLayer[] | null, tally: CacheTally): Pick<CacheMap, 'layers' | 'modality' | 'merged' | 'images'> {
-  const layers = (cache ?? []).map((layer) => {
-    const heads: number[][] = [];
-    for (let h = 0; h < layer.numHeads; h++) {
-      heads.push(Array.from(layer.positions.subarray(h * layer.capacity, h * layer.capacity + layer.length)).sort((a, b) => a - b));
-    }
-    return { heads };
-  });
-  return { layers, modality: [...tally.modality], merged: [...tally.merged], images: imageSpans(tally.modality) };
+  return { keptPerHead: cache?.[0]?.length ?? 0, bucket, columnModality, layers, images };
 }

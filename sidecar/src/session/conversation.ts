@@ -141,8 +141,8 @@ export class Conversation {
   }
 
   /** Which positions the cache keeps per layer and head, what they are, what was merged. */
-  cacheMap(): ReturnType<typeof cacheMap> {
-    return cacheMap(this.cache, this.tally);
+  cacheMap(maxColumns?: number): ReturnType<typeof cacheMap> {
+    return cacheMap(this.cache, this.tally, maxColumns);
   }
 
   /** Drops the KV cache; the transcript and segments stay, and the next turn rebuilds it. */

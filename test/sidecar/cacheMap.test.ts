@@ -1,0 +1,43 @@
+/** The cache view's summary of a cache: columns, kept shares, image heat-maps (pure). */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TEXT, createLayer } from '../../sidecar/src/kv/index.js';
+import { CacheTally, cacheMap } from '../../sidecar/src/session/cacheMap.js';
+
+/** One layer of `heads` heads keeping the given positions (same count per head). */
+function layerKeeping(kept: number[][]) {
+  const layer = createLayer(kept.length, 2, kept[0].length);
+  kept.forEach((positions, h) => layer.positions.set(positions, h * layer.capacity));
+  layer.length = kept[0].length;
+  return layer;
+}
+
+describe('cache map', () => {
+  // 12 positions: text 0-3, image 0 (4 tokens, 2x2) at 4-7, text 8-11.
+  const tally = new CacheTally();
+  tally.fed(Array.from({ length: 12 }, (_, p) => (p >= 4 && p < 8 ? 0 : TEXT)));
+  tally.merged[6] = 2;
+  const cache = [layerKeeping([[0, 4, 5, 11], [1, 4, 6, 11]]), layerKeeping([[2, 4, 7, 10], [3, 5, 7, 10]])];
+
+  it('gives per head the kept share of each column and per patch the share of layer-heads keeping or merging it', () => {
+    const map = cacheMap(cache, tally);
+    assert.equal(map.bucket, 1);
+    assert.deepEqual(map.layers[0].heads[0], [1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1]);
+    assert.deepEqual(map.images, [{ index: 0, firstPosition: 4, tokens: 4, grid: [2, 2], kept: [0.75, 0.5, 0.25, 0.5], merged: [0, 0, 0.5, 0] }]);
+    assert.equal(map.keptPerHead, 4);
+  });
+
+  it('buckets a long conversation to maxColumns columns, shares still adding up to the slots kept', () => {
+    const map = cacheMap(cache, tally, 4);
+    assert.equal(map.bucket, 3);
+    assert.deepEqual(map.columnModality, [TEXT, 0, 0, TEXT], 'the most frequent modality of positions 0-2, 3-5, 6-8, 9-11');
+    for (const layer of map.layers) for (const head of layer.heads) assert.ok(Math.abs(head.reduce((a, b) => a + b * 3, 0) - 4) < 0.01, 'shares are rounded to 3 decimals');
+  });
+
+  it('is empty but well-formed for an evicted cache', () => {
+    const map = cacheMap(null, tally);
+    assert.deepEqual(map.layers, []);
+    assert.equal(map.keptPerHead, 0);
+    assert.deepEqual(map.images[0].kept, [0, 0, 0, 0]);
+  });
+});

@@ -160,3 +160,16 @@ describe('chat history to session', () => {
     assert.equal(previousSession([]), undefined);
   });
 });
+
+describe('language model conversations, fresh', () => {
+  it('folds the history when asked to ignore a known session', () => {
+    const index = new ConversationIndex();
+    const first: PlainMessage[] = [{ role: 'user', text: 'Hi', images: [] }];
+    index.answered(first, 'Hello.', 's1');
+    const next: PlainMessage[] = [...first, { role: 'assistant', text: 'Hello.', images: [] }, { role: 'user', text: 'More', images: [] }];
+    assert.equal(index.plan(next).sessionId, 's1');
+    const fresh = index.plan(next, true);
+    assert.equal(fresh.sessionId, undefined);
+    assert.match(fresh.text, /User: Hi\nAssistant: Hello\.\n\nMore$/);
+  });
+});

@@ -34,11 +34,12 @@ export class ConversationIndex {
   private readonly sessions = new Map<string, string>();
   constructor(private readonly maxEntries = 200) {}
 
-  plan(messages: readonly PlainMessage[]): PlannedTurn {
+  /** `fresh`: ignore the sessions known (the one found no longer exists in the sidecar). */
+  plan(messages: readonly PlainMessage[], fresh = false): PlannedTurn {
     const last = messages.at(-1);
     if (!last || last.role !== 'user') throw new Error('the last message must be the user\'s');
     const earlier = messages.slice(0, -1);
-    const sessionId = earlier.length > 0 ? this.sessions.get(key(earlier)) : undefined;
+    const sessionId = earlier.length > 0 && !fresh ? this.sessions.get(key(earlier)) : undefined;
     if (sessionId || earlier.length === 0) return { sessionId, text: last.text, images: last.images };
     const transcript = earlier.map((m) => `${m.role === 'user' ? 'User' : 'Assistant'}: ${m.text}`).join('\n');
     return { text: `Earlier in this conversation:\n${transcript}\n\n${last.text}`, images: messages.flatMap((m) => m.images) };

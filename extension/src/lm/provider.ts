@@ -61,9 +61,11 @@ export function registerLanguageModelProvider(sidecar: Sidecar, sessions: Sessio
     },
     async provideLanguageModelChatResponse(_model, messages, _options, progress, token) {
       const plainMessages = messages.map(plain);
-      const turn = conversations.plan(plainMessages);
-      const sessionId = turn.sessionId ?? (await createSession(sidecar));
       const client = await sidecar.ready();
+      let turn = conversations.plan(plainMessages);
+      // A session cleared since (Clear Conversation Cache, a wiped state folder): fold the history instead.
+      if (turn.sessionId && !(await client.sendRequest(Methods.sessionStats, { sessionId: turn.sessionId }).then(() => true, () => false))) turn = conversations.plan(plainMessages, true);
+      const sessionId = turn.sessionId ?? (await createSession(sidecar));
       const listener = client.onNotification(Methods.sessionToken, (t) => {
         if (t.sessionId === sessionId) progress.report(new vscode.LanguageModelTextPart(t.text));
       });

@@ -42,6 +42,7 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
       return { metadata: { sessionId } satisfies LookmMetadata };
     }
 
+    // What VS Code attached, at debug level: attachments arrive in shapes that differ between versions.
     sidecar.output.debug(`chat references: ${JSON.stringify(request.references.map((r) => ({ id: r.id, value: r.value instanceof vscode.Uri ? r.value.toString() : typeof r.value === 'object' && r.value ? Object.keys(r.value) : typeof r.value })))}`);
     const attachments = await collectAttachments(request.references);
     if (request.command === 'explain' && attachments.images.length === 0) {

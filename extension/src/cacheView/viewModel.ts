@@ -4,7 +4,7 @@
  * timings. The webview only draws what this returns.
  */
 import type { CacheMap } from '../../../sidecar/src/protocol/index.js';
-import { kib } from '../chat/format.js';
+import { kib, percent } from '../chat/format.js';
 
 export interface CacheViewModel {
   title: string;
@@ -14,10 +14,6 @@ export interface CacheViewModel {
   layers: CacheMap['layers'];
   images: { label: string; rows: number; cols: number; kept: number[]; merged: number[] }[];
   turns: { turn: number; newTokens: number; tokensSeen: number; kept: string; firstTokenMs: number; prefillMs: number; compressMs: number; decodeMs: number; images: string }[];
-}
-
-function percent(part: number, whole: number): string {
-  return whole > 0 ? `${((100 * part) / whole).toFixed(0)}%` : '–';
 }
 
 export function cacheViewModel(map: CacheMap): CacheViewModel {

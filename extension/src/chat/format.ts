@@ -5,9 +5,14 @@ export function kib(bytes: number): string {
   return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
+/** `part` as a whole percentage of `whole`; '–' when there is no whole. */
+export function percent(part: number, whole: number): string {
+  return whole > 0 ? `${((100 * part) / whole).toFixed(0)}%` : '–';
+}
+
 export function turnFooter(result: ChatResult): string {
   const s = result.stats;
-  const share = s.fullKvBytes > 0 ? ` (${((100 * s.kvBytes) / s.fullKvBytes).toFixed(0)}%)` : '';
+  const share = s.fullKvBytes > 0 ? ` (${percent(s.kvBytes, s.fullKvBytes)})` : '';
   const stopped = result.stopReason === 'cancelled' ? ' · stopped' : '';
   return `\n\n---\n*KV ${kib(s.kvBytes)} kept of ${kib(s.fullKvBytes)}${share} · first token ${s.timeToFirstTokenMs.toFixed(0)} ms · ${s.imagesEncoded} images encoded, ${s.imagesReused} reused${stopped}*`;
 }

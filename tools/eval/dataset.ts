@@ -4,6 +4,7 @@
  * earlier image, and a key lookup in a long generated source file. Each item has its expected
  * answer (for a trained model's accuracy) and is also scored by agreement with the full cache.
  */
+import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { mulberry32 } from '../../sidecar/src/kv/policies/random.js';
 
@@ -21,6 +22,18 @@ export interface EvalItem {
   /** A synthetic kind, or `milebench:<subset>` for items loaded from MileBench JSON. */
   kind: Kind | `milebench:${string}`;
   turns: EvalTurn[];
+}
+
+/** Setting names of the lookup files (also used by tools/model/train/train_vlm.py's training data). */
+const LOOKUP_KEYS: readonly string[] = JSON.parse(readFileSync(new URL('./lookup-keys.json', import.meta.url), 'utf8'));
+
+function shuffled<T>(xs: readonly T[], random: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }
 
 const COLOURS = { red: '#d02020', green: '#20a040', blue: '#2050d0', yellow: '#e0c020', purple: '#8030b0' } as const;
@@ -42,10 +55,11 @@ export async function evalSet(count: number, seed = 7): Promise<EvalItem[]> {
   for (let i = 0; i < count; i++) {
     const kind = (['multi-image', 'follow-up', 'file-lookup'] as const)[i % 3];
     if (kind === 'file-lookup') {
-      const keys = Array.from({ length: 60 }, (_, k) => ({ key: `KEY_${k}_${Math.floor(random() * 1000)}`, value: Math.floor(random() * 10000) }));
+      const names = shuffled(LOOKUP_KEYS, random).slice(0, 60);
+      const keys = names.map((key) => ({ key, value: Math.floor(random() * 10000) }));
       const target = pick(keys);
       const text = keys.map(({ key, value }) => `${key} = ${value}`).join('\n');
-      items.push({ id: `${kind}-${i}`, kind, turns: [{ text: `What is the value of ${target.key}?`, images: [], files: [{ name: 'settings.py', text }], expected: String(target.value) }] });
+      items.push({ id: `${kind}-${i}`, kind, turns: [{ text: `What is the value of \`${target.key}\`?`, images: [], files: [{ name: 'settings.py', text }], expected: String(target.value) }] });
       continue;
     }
     const n = 2 + Math.floor(random() * 3);

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -55,6 +56,15 @@ PRESETS = {
         steps_vision=3000, steps_single=4000, steps_multi=12000, steps_lookup=20000,
         lookup_min_lines=2, lookup_max_lines=64, eval_every=1000, ckpt_every=500, eval_n=60,
     ),
+    # Shipped (sidecar/model): what 2 CPU cores train in under an hour, with pointer supervision.
+    "embedded": dict(
+        image_size=64, patch_size=8, v_hidden=96, v_layers=3, v_heads=4, v_ffn=384,
+        t_hidden=128, t_layers=3, t_heads=4, t_kv_heads=4, t_ffn=384, vocab=1024, max_pos=2048,
+        batch=16, lr=2e-3, vision_lr=2e-3, warmup=100, questions=5, embed_std=4.0,
+        steps_vision=1500, steps_single=500, steps_multi=3000, steps_lookup=5000,
+        lookup_min_lines=2, lookup_max_lines=64, eval_every=2500, ckpt_every=500, eval_n=40,
+        extra={"mix_lookup": {"single": 0.1, "multi": 0.15, "followup": 0.15, "lookup": 0.6}},
+    ),
     # CPU smoke test: a few minutes on 2 cores.
     "tiny": dict(
         image_size=64, patch_size=8, v_hidden=64, v_layers=2, v_heads=4, v_ffn=128,
@@ -89,6 +99,10 @@ COLOURS = {
 EVAL_COLOURS = ["red", "green", "blue", "yellow", "purple"]
 SHAPES = ["circle", "square", "triangle", "diamond", "star"]
 EVAL_SHAPES = ["circle", "square", "triangle"]
+# Setting names of the generated lookup files, shared with tools/eval/dataset.ts. Each is one
+# token of the trained tokenizer, written in backticks in questions so that the question and the
+# file spell it with the same token.
+LOOKUP_KEYS = json.loads((Path(__file__).resolve().parents[2] / "eval" / "lookup-keys.json").read_text())
 WORDS = ["CAT", "DOG", "SUN", "BOX", "KEY", "MAP", "CUP", "PEN", "HAT", "BUS", "OWL", "JAR"]
 
 # Chat template: LLaVA-1.5 "USER: ... ASSISTANT: answer</s>", messages joined by one space;
@@ -147,6 +161,15 @@ class Config:
     steps_lookup: int = 20000
     lookup_min_lines: int = 2
     lookup_max_lines: int = 64
+    questions: int = 4  # training conversations ask up to this many questions about one set of images / one file
+    # Pointer supervision: the first `pointer_heads` heads of decoder layer `pointer_layer` are
+    # trained (extra loss, this weight) to attend from each answer position to what it reads.
+    pointer_weight: float = 1.0
+    pointer_layer: int = -1
+    pointer_heads: int = 1
+    # Token embeddings start at this std (HF's default 0.02 is small next to what the first
+    # layer adds, and copied digits were then not recoverable from the residual stream).
+    embed_std: float = 1.0
     eval_every: int = 1000
     ckpt_every: int = 500
     keep_ckpts: int = 3
@@ -283,45 +306,50 @@ def answer_of(spec: dict, attr: str) -> str:
     return str(spec[attr]) if attr != "digit" else str(spec["digit"])
 
 
-def make_example(kind: str, rng: np.random.Generator, cfg: Config, eval_like=False, lines: int | None = None, attr: str | None = None, n_images: int | None = None):
+def make_example(kind: str, rng: np.random.Generator, cfg: Config, eval_like=False, lines: int | None = None, attr: str | None = None,
+                 n_images: int | None = None, questions: int = 1):
     """Returns dict(turns=[(user_text, n_images_in_turn, answer)], images=[PIL], meta)."""
     if kind == "single":
         attr = attr or ["colour", "shape", "digit", "word"][rng.integers(4)]
         spec = rand_spec(rng, eval_like, with_word=(attr == "word"))
         where = "" if attr != "digit" else " in the image"
         q = q_attr(attr, where) if rng.random() < 0.7 or eval_like else q_attr(attr, " in image 1")
-        return dict(turns=[(q, 1, answer_of(spec, attr))], images=[render(spec, cfg.image_size, rng, eval_like)], meta=dict(asked=0, n=1))
+        return dict(turns=[(q, 1, answer_of(spec, attr))], images=[render(spec, cfg.image_size, rng, eval_like)], meta=dict(asked=0, n=1, asks=[0]))
     if kind in ("multi", "followup"):
         n = n_images or int(rng.integers(2, 5))
         specs = [rand_spec(rng, eval_like) for _ in range(n)]
         k = int(rng.integers(n))
         a1 = attr or (["colour", "shape", "digit"][rng.integers(3)] if not eval_like else "colour")
         turns = [(q_attr(a1, f" in image {k + 1}"), n, answer_of(specs[k], a1))]
-        meta = dict(asked=k, n=n)
-        if kind == "followup":
+        meta = dict(asked=k, n=n, asks=[k])
+        # Training conversations may ask several follow-ups (more answers per image encoding);
+        # the held-out follow-up has exactly one, about the digit (as tools/eval/dataset.ts).
+        follow = 0 if kind == "multi" else 1 if eval_like else int(rng.integers(1, max(2, questions)))
+        for _ in range(follow):
             j = int(rng.integers(n))
             a2 = "digit" if eval_like else ["colour", "shape", "digit"][rng.integers(3)]
             q2 = {"colour": f"And what colour is the shape in image {j + 1}?", "shape": f"And which shape is shown in image {j + 1}?",
                   "digit": f"And which digit is written in image {j + 1}?"}[a2]
             turns.append((q2, 0, answer_of(specs[j], a2)))
             meta["asked"] = j
+            meta["asks"].append(j)
         return dict(turns=turns, images=[render(s, cfg.image_size, rng, eval_like) for s in specs], meta=meta)
     if kind == "lookup":
-        n = lines or 4
-        used, keys = set(), []
-        while len(keys) < n:
-            key = f"KEY_{len(keys)}_{int(rng.integers(1000))}" if (eval_like or rng.random() < 0.7) else f"{['opt', 'cfg', 'max', 'use'][rng.integers(4)]}_{int(rng.integers(10000))}"
-            if key in used:
-                continue
-            used.add(key)
-            keys.append((key, int(rng.integers(10000))))
+        n = min(lines or 4, len(LOOKUP_KEYS))
+        names = rng.choice(len(LOOKUP_KEYS), size=n, replace=False)
+        keys = [(LOOKUP_KEYS[i], int(rng.integers(10000))) for i in names]
         order = list(range(n))
         t = int(rng.integers(n))
         body = "\n".join(f"{k} = {v}" for k, v in keys)
         name = "settings.py" if eval_like else ["settings.py", "config.py", "env.txt", "values.ini"][rng.integers(4)]
         # tools/eval + sidecar/src/session/conversation.ts withFiles(): "File NAME:\n```\n...\n```\n" + "\n" + question
-        text = f"File {name}:\n```\n{body}\n```\n\nWhat is the value of {keys[t][0]}?"
-        return dict(turns=[(text, 0, str(keys[t][1]))], images=[], meta=dict(asked=t, n=n, key=keys[t][0], lines=[f"{k} = {v}" for k, v in keys], order=order))
+        text = f"File {name}:\n```\n{body}\n```\n\nWhat is the value of `{keys[t][0]}`?"
+        turns, asks = [(text, 0, str(keys[t][1]))], [t]
+        for _ in range(0 if eval_like else int(rng.integers(0, questions))):  # training: follow-up lookups
+            j = int(rng.integers(n))
+            turns.append((f"And what is the value of `{keys[j][0]}`?", 0, str(keys[j][1])))
+            asks.append(j)
+        return dict(turns=turns, images=[], meta=dict(asked=t, n=n, asks=asks, key=keys[t][0], lines=[f"{k} = {v}" for k, v in keys], order=order))
     raise ValueError(kind)
 
 
@@ -360,6 +388,7 @@ def tokenizer_corpus(cfg: Config) -> list[str]:
         ex = make_example(kind, rng, cfg, lines=int(rng.integers(2, 9))) if kind == "lookup" else _text_only_example(kind, rng, cfg)
         lines.append("".join(p for p, _ in conversation_pieces(ex)))
     lines += [" ".join(COLOURS), " ".join(SHAPES), " ".join(WORDS), "0 1 2 3 4 5 6 7 8 9"] * 50
+    lines += ["\n".join(f"{k} = 1" for k in LOOKUP_KEYS)] * 50
     return lines
 
 
@@ -429,6 +458,66 @@ class Encoder:
             labels.extend(piece if is_ans else [-100] * len(piece))
         return ids, labels, spans
 
+    def pointers(self, ex):
+        """Attention targets for the two supervised heads, as [(query_position, [targets])]:
+
+        * `read` (a head of the last layer): each position that predicts an answer token reads
+          what the answer comes from: all tokens of the asked image, or the asked line's token
+          that the answer copies next (its value digits, then the newline for </s>).
+        * `bind` (a head of the first layer): each image token looks at its label digit
+          ("image 2:"), each value token of the file at its line's key, and each
+          answer-predicting position at the image number or key asked in its question. This is
+          what lets the `read` head match the question against the right image or line.
+        """
+        at, image_pos = [], []  # per piece: (expanded position, char span) of each token; image starts
+        pos = 1  # after <s>
+        pieces = conversation_pieces(ex)
+        for pi, (text, _) in enumerate(pieces):
+            enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            starts = []
+            for t, off in zip(enc["input_ids"], enc["offset_mapping"]):
+                starts.append((pos, off))
+                if t == self.image_id:
+                    image_pos.append(pos)
+                pos += self.cfg.tokens_per_image if t == self.image_id else 1
+            at.append(starts)
+
+        def token_at(pi: int, char: int) -> int:
+            return next(p for p, (a, b) in at[pi] if a <= char < b)
+
+        asks = ex["meta"]["asks"]
+        answers = [(at[2 * i + 1][0][0], at[2 * i + 1][-1][0] + 1) for i in range(len(asks))]  # answer token spans
+        bind, read = [], []
+        first = pieces[0][0]
+        if ex["images"]:
+            P = self.cfg.tokens_per_image
+            labels = [token_at(0, m.start(1)) for m in re.finditer(r"image (\d+): <image>", first)]
+            for img, label in zip(image_pos, labels):
+                bind.extend((q, [label]) for q in range(img, img + P))
+            for i, ((a, b), k) in enumerate(zip(answers, asks)):
+                user = pieces[2 * i][0]
+                refs = [m.start(1) for m in re.finditer(r"image (\d+)\?", user)]
+                if refs:  # "What colour is the shape?" about the only image names none
+                    bind.extend((q, [token_at(2 * i, refs[-1])]) for q in range(a - 1, b - 1))
+                read.extend((q, list(range(image_pos[k], image_pos[k] + P))) for q in range(a - 1, b - 1))
+            return bind, read
+        lines, off = ex["meta"]["lines"], first.index("```\n") + 4
+        value_tokens = []
+        for line in lines:
+            key = token_at(0, off)
+            lo, hi = off + line.index(" = ") + 2, off + len(line) + 1  # " value\n"
+            vals = [p for p, (a, _) in at[0] if lo <= a < hi]
+            value_tokens.append(vals)
+            bind.extend((q, [key]) for q in vals)
+            off += len(line) + 1
+        for i, ((a, b), j) in enumerate(zip(answers, asks)):
+            user = pieces[2 * i][0]
+            ref = token_at(2 * i, user.rindex("`", 0, user.rindex("`")) + 1)
+            bind.extend((q, [ref]) for q in range(a - 1, b - 1))
+            if len(value_tokens[j]) == b - a:  # else the file and the answer tokenized differently
+                read.extend((a - 1 + m, [t]) for m, t in enumerate(value_tokens[j]))
+        return bind, read
+
 
 # ============================================================================ model
 
@@ -478,6 +567,53 @@ class VisionHeads(torch.nn.Module):
         return outs
 
 
+class PointerLoss:
+    """Auxiliary loss on one decoder layer's attention: -log of the attention mass the supervised
+    heads put on the target positions, for the answer-predicting rows only. It recomputes those
+    rows from the layer's captured input (q for N rows, k for all positions), so no L x L map is
+    built and the model's own (SDPA) attention is untouched. Without it, reading the asked image
+    or line did not emerge in hours of CPU training (tools/model/train/README.md)."""
+
+    def __init__(self, model, layer: int, heads: int):
+        self.attn = model.model.language_model.layers[layer].self_attn
+        self.heads = heads
+        self.captured = None
+        self.attn.register_forward_pre_hook(self._capture, with_kwargs=True)
+
+    def _capture(self, module, args, kwargs):
+        self.captured = (kwargs.get("hidden_states", args[0] if args else None), kwargs["position_embeddings"])
+
+    @staticmethod
+    def _rope(x, cos, sin):
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
+        return x * cos + rotated * sin
+
+    def __call__(self, rows, targets, attention_mask):
+        h, (cos, sin) = self.captured
+        cos, sin = cos.expand(h.shape[0], -1, -1), sin.expand(h.shape[0], -1, -1)  # batch dim may be 1
+        a, S = self.attn, self.heads
+        hd, H = a.head_dim, a.config.num_attention_heads
+        rep = H // a.config.num_key_value_heads
+        kv_heads = [i // rep for i in range(S)]
+        total, count = 0.0, 0
+        T = h.shape[1]
+        for bi in rows[:, 0].unique().tolist():  # per sequence: N_b x S x T logits, never B x N x T
+            sel = rows[:, 0] == bi
+            qpos = rows[sel, 1]
+            q = a.q_proj(h[bi, qpos]).view(-1, H, hd)[:, :S]
+            q = self._rope(q, cos[bi, qpos].unsqueeze(1), sin[bi, qpos].unsqueeze(1))
+            k = a.k_proj(h[bi]).view(T, -1, hd)[:, kv_heads]
+            k = self._rope(k, cos[bi].unsqueeze(1), sin[bi].unsqueeze(1))
+            logits = torch.einsum("nsd,tsd->nst", q, k) * a.scaling
+            allowed = (torch.arange(T, device=h.device)[None, :] <= qpos[:, None]) & attention_mask[bi].bool()[None, :]
+            logp = torch.log_softmax(logits.float().masked_fill(~allowed[:, None, :], float("-inf")), -1)
+            on_target = logp.masked_fill(~targets[sel][:, None, :], float("-inf")).logsumexp(-1)
+            total = total - on_target.sum()
+            count += on_target.numel()
+        return total / max(1, count)
+
+
 def image_features(model, pixel_values):
     f = model.get_image_features(pixel_values=pixel_values, vision_feature_layer=-1, vision_feature_select_strategy="full")
     return torch.stack(list(f)) if isinstance(f, (list, tuple)) else f
@@ -508,13 +644,30 @@ def collate(examples, enc: Encoder, cfg: Config, device):
     return ids.to(device), lab.to(device), mask.to(device), pixel_tensor(images, cfg, device)
 
 
+def collate_pointers(examples, enc: Encoder, L: int):
+    """Per supervised head (bind, read): (batch index, query position) per row, rows x L target mask."""
+    out = []
+    per_ex = [enc.pointers(ex) for ex in examples]
+    for which in range(2):
+        rows, mask_rows = [], []
+        for b, sets in enumerate(per_ex):
+            for q, ts in sets[which]:
+                rows.append((b, q))
+                mask_rows.append(ts)
+        mask = torch.zeros((len(rows), L), dtype=torch.bool)
+        for r, ts in enumerate(mask_rows):
+            mask[r, ts] = True
+        out += [torch.tensor(rows, dtype=torch.long).reshape(-1, 2), mask]
+    return out
+
+
 def train_batch(cfg: Config, step: int, stage: str, frac: float):
     """The examples of one optimizer step: a pure function of (seed, step)."""
     rng = np.random.default_rng([TRAIN_STREAM, cfg.seed, step])
     if stage == "vision":
         specs = [rand_spec(rng, False, with_word=rng.random() < 0.4) for _ in range(cfg.batch)]
         return "vision", specs, [render(s, cfg.image_size, rng, False) for s in specs]
-    mix = STAGE_MIX[stage]
+    mix = cfg.extra.get(f"mix_{stage}", STAGE_MIX[stage])
     kinds = list(mix)
     kind = kinds[rng.choice(len(kinds), p=np.array(list(mix.values())) / sum(mix.values()))]
     lines = None
@@ -523,7 +676,7 @@ def train_batch(cfg: Config, step: int, stage: str, frac: float):
         hi = max(cfg.lookup_min_lines, int(round(hi)))
         lines = int(rng.integers(cfg.lookup_min_lines, hi + 1))
     n_images = int(rng.integers(2, 5)) if kind in ("multi", "followup") else None
-    exs = [make_example(kind, rng, cfg, lines=lines, n_images=n_images) for _ in range(cfg.batch)]
+    exs = [make_example(kind, rng, cfg, lines=lines, n_images=n_images, questions=cfg.questions) for _ in range(cfg.batch)]
     return kind, exs, None
 
 
@@ -543,7 +696,9 @@ class StepData(torch.utils.data.Dataset):
         if kind == "vision":
             return step, kind, dict(pv=pixel_tensor(images, self.cfg, "cpu"), targets=vision_targets(exs, "cpu"))
         ids, lab, mask, pv = collate(exs, self.enc, self.cfg, "cpu")
-        return step, kind, dict(ids=ids, lab=lab, mask=mask, pv=pv)
+        bind_rows, bind_targets, read_rows, read_targets = collate_pointers(exs, self.enc, ids.shape[1])
+        return step, kind, dict(ids=ids, lab=lab, mask=mask, pv=pv, bind_rows=bind_rows, bind_targets=bind_targets,
+                                read_rows=read_rows, read_targets=read_targets)
 
 
 # ============================================================================ evaluation
@@ -817,7 +972,11 @@ def main() -> int:
         assert tokenizer(text)["input_ids"] == enc.encode(ex, expand=False)[0], kind
 
     model = LlavaForConditionalGeneration(build_config(cfg, enc.image_id, model_vocab(tokenizer)))
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, cfg.embed_std)
     heads = VisionHeads(cfg.t_hidden)
+    bind_ptr = PointerLoss(model, 0, cfg.pointer_heads) if cfg.pointer_weight > 0 else None
+    read_ptr = PointerLoss(model, cfg.pointer_layer, cfg.pointer_heads) if cfg.pointer_weight > 0 else None
     model.set_attn_implementation("sdpa")
     model.to(device).train()
     heads.to(device).train()
@@ -854,7 +1013,7 @@ def main() -> int:
         print(json.dumps(rec), flush=True)
 
     stop = min(cfg.total_steps, a.max_steps or cfg.total_steps)
-    t_win, s_win, window = time.time(), step, []
+    t_win, s_win, window, window_ptr = time.time(), step, [], []
     workers = a.workers if a.workers is not None else (4 if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(
         StepData(cfg, enc), batch_size=None, sampler=range(step, stop) if not a.export_only else [], num_workers=workers,
@@ -875,6 +1034,11 @@ def main() -> int:
                 ntok = batch["pv"].shape[0] * cfg.tokens_per_image
             else:
                 loss = model(input_ids=batch["ids"], attention_mask=batch["mask"], pixel_values=batch["pv"], labels=batch["lab"]).loss
+                if read_ptr is not None:
+                    bind_loss = bind_ptr(batch["bind_rows"], batch["bind_targets"], batch["mask"])
+                    read_loss = read_ptr(batch["read_rows"], batch["read_targets"], batch["mask"])
+                    window_ptr.append((float(bind_loss), float(read_loss)))
+                    loss = loss + cfg.pointer_weight * (bind_loss + read_loss)
                 ntok = int(batch["mask"].sum())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -888,9 +1052,11 @@ def main() -> int:
             by = {}
             for kd, l in window:
                 by.setdefault(kd, []).append(l)
+            if window_ptr:
+                by["bind"], by["read"] = [b for b, _ in window_ptr], [r for _, r in window_ptr]
             log({"stage": stage, "lr": lr, "loss": {kd: round(float(np.mean(v)), 4) for kd, v in by.items()},
                  "steps_per_s": round((step - s_win) / el, 3), "tokens": log_state["tokens"]})
-            window, t_win, s_win = [], time.time(), step
+            window, window_ptr, t_win, s_win = [], [], time.time(), step
         t_extra = time.time()  # evaluation and checkpoint time is left out of steps_per_s
         if step % cfg.eval_every == 0 and step != cfg.total_steps:  # the last step gets final_eval below
             ev = {"eval": evaluate(model, enc, cfg, device, cfg.eval_n)}

@@ -1,5 +1,6 @@
 /**
- * `npm run eval [-- --model DIR --items N --quick --milebench SUBSET_DIR]`: every KV policy,
+ * `npm run eval [-- --model DIR --items N --quick --milebench SUBSET_DIR]` (default: the embedded
+ * model in sidecar/model, 60 items): every KV policy,
  * budgets 100/20/10/5%, both modes, scored against the full cache on a seeded synthetic set
  * (tools/eval/) or on a MileBench subset. Writes bench/results/eval[-milebench].json and .md. `--quick` (a subset, well under a minute on
  * the tiny checkpoint) is what CI runs.
@@ -18,8 +19,8 @@ const root = join(__dirname, '..');
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string', default: join(root, 'test/fixtures/models/tiny-llava-llama') },
-      items: { type: 'string', default: '12' },
+      model: { type: 'string', default: join(root, 'sidecar/model') },
+      items: { type: 'string', default: '60' },
       'max-new-tokens': { type: 'string', default: '8' },
       quick: { type: 'boolean', default: false },
       milebench: { type: 'string' },

@@ -1,10 +1,25 @@
 /** Reading the extension's settings (declared in ./settings.ts). */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import * as vscode from 'vscode';
 import { SECTION, SETTINGS, type SettingName, type Settings } from './settings.js';
 
+let embeddedModel = '';
+
+/** The model shipped inside the extension (`sidecar/model`): what an empty `lookm.modelPath` means. */
+export function setEmbeddedModel(extensionPath: string): void {
+  embeddedModel = join(extensionPath, 'sidecar', 'model');
+}
+
+export function isEmbeddedModel(path: string): boolean {
+  return path !== '' && path === embeddedModel;
+}
+
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration(SECTION);
-  return Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, c.get(s.key, s.default)])) as Settings;
+  const settings = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, c.get(s.key, s.default)])) as Settings;
+  if (!settings.modelPath && existsSync(join(embeddedModel, 'config.json'))) settings.modelPath = embeddedModel;
+  return settings;
 }
 
 /** Opens the Settings editor on one of ours. */

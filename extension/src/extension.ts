@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import { registerChatParticipant } from './chat/participant.js';
 import { registerCommands } from './commands.js';
+import { setEmbeddedModel } from './config.js';
 import { registerLanguageModelProvider } from './lm/provider.js';
 import { SessionTracker } from './sessions.js';
 import { Sidecar } from './sidecar/supervisor.js';
@@ -16,6 +17,7 @@ export interface LookmApi {
 }
 
 export function activate(context: vscode.ExtensionContext): LookmApi {
+  setEmbeddedModel(context.extensionPath);
   sidecar = new Sidecar(context);
   const sessions = new SessionTracker();
   context.subscriptions.push(sidecar, sessions, registerChatParticipant(context.extensionUri, sidecar, sessions), registerStatusBar(sidecar, sessions), registerLanguageModelProvider(sidecar, sessions), ...registerCommands(context, sidecar, sessions));

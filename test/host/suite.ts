@@ -3,7 +3,7 @@
  * dist-test/host.js and loaded as the `extensionTestsPath` module, which exports `run()`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
@@ -301,7 +301,16 @@ export async function run(): Promise<void> {
     assert.equal(api.sidecar.childForTests, null, 'no sidecar process left running');
   });
 
-  await config.update('modelPath', undefined, vscode.ConfigurationTarget.Global);
+  await test('with lookm.modelPath empty, the model shipped in the extension answers about the sample images', async () => {
+    await config.update('modelPath', undefined, vscode.ConfigurationTarget.Global);
+    await api.sidecar.stop();
+    const client = await api.sidecar.ready();
+    const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 4 } });
+    const sample = (name: string) => ({ data: readFileSync(join(root, 'media/samples', name)).toString('base64') });
+    const result = await client.sendRequest<ChatResult>(CHAT, { sessionId, text: 'What colour is the shape in image 2?', images: [sample('red-square.png'), sample('blue-circle.png')] });
+    assert.equal(result.text.trim(), 'blue');
+  });
+
   await api.sidecar.stop();
   const file = process.env.VSCODE_HOST_RESULTS_FILE ?? process.env.LOOKM_HOST_RESULTS;
   if (file) writeFileSync(file, JSON.stringify(results, null, 2));

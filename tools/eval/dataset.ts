@@ -25,7 +25,7 @@ export interface EvalItem {
 }
 
 /** Setting names of the lookup files (also used by tools/model/train/train_vlm.py's training data). */
-const LOOKUP_KEYS: readonly string[] = JSON.parse(readFileSync(new URL('./lookup-keys.json', import.meta.url), 'utf8'));
+const LOOKUP_KEYS = JSON.parse(readFileSync(new URL('./lookup-keys.json', import.meta.url), 'utf8')) as readonly string[];
 
 function shuffled<T>(xs: readonly T[], random: () => number): T[] {
   const out = [...xs];

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { Methods } from '../../../sidecar/src/protocol/index.js';
-import { readSettings } from '../config.js';
+import { isEmbeddedModel, readSettings } from '../config.js';
 import { createSession, type SessionTracker } from '../sessions.js';
 import { SECTION, SETTINGS } from '../settings.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
@@ -49,7 +49,7 @@ export function registerLanguageModelProvider(sidecar: Sidecar, sessions: Sessio
       return [
         {
           id: 'lookm-local',
-          name: `LOOK-M local (${basename(settings.modelPath)})`,
+          name: `LOOK-M local (${isEmbeddedModel(settings.modelPath) ? 'embedded tiny VLM' : basename(settings.modelPath)})`,
           family: 'lookm',
           version: '1',
           tooltip: `The local vision-language model in ${settings.modelPath}, with a LOOK-M compressed KV cache (${settings.policy}).`,

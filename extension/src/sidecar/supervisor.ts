@@ -99,7 +99,7 @@ export class Sidecar implements vscode.Disposable {
     const settings = readSettings();
     if (!settings.modelPath) {
       this.setState('failed');
-      void this.reportFailure('No model is configured: set "lookm.modelPath" to a Hugging Face LLaVA checkpoint folder.');
+      void this.reportFailure('No model is configured and the embedded model is missing from the extension: set "lookm.modelPath" to a Hugging Face LLaVA checkpoint folder, or reinstall the extension.');
       throw new Error('no model configured (lookm.modelPath)');
     }
     let lastError = '';

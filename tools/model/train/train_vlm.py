@@ -61,7 +61,7 @@ PRESETS = {
         image_size=64, patch_size=8, v_hidden=96, v_layers=3, v_heads=4, v_ffn=384,
         t_hidden=128, t_layers=3, t_heads=4, t_kv_heads=4, t_ffn=384, vocab=1024, max_pos=2048,
         batch=16, lr=2e-3, vision_lr=2e-3, warmup=100, questions=5, embed_std=4.0,
-        steps_vision=1500, steps_single=500, steps_multi=3000, steps_lookup=5000,
+        steps_vision=14000, steps_single=500, steps_multi=3000, steps_lookup=5000,
         lookup_min_lines=2, lookup_max_lines=64, eval_every=2500, ckpt_every=500, eval_n=40,
         extra={"mix_lookup": {"single": 0.1, "multi": 0.15, "followup": 0.15, "lookup": 0.6}},
     ),

@@ -60,7 +60,7 @@ PRESETS = {
     "embedded": dict(
         image_size=64, patch_size=8, v_hidden=96, v_layers=3, v_heads=4, v_ffn=384,
         t_hidden=128, t_layers=3, t_heads=4, t_kv_heads=4, t_ffn=384, vocab=1024, max_pos=2048,
-        batch=16, lr=2e-3, vision_lr=2e-3, warmup=100, questions=5, embed_std=4.0,
+        batch=16, lr=1e-3, vision_lr=2e-3, warmup=100, questions=5, embed_std=4.0, freeze_vision=True,
         steps_vision=14000, steps_single=500, steps_multi=3000, steps_lookup=5000,
         lookup_min_lines=2, lookup_max_lines=64, eval_every=2500, ckpt_every=500, eval_n=40,
         extra={"mix_lookup": {"single": 0.1, "multi": 0.15, "followup": 0.15, "lookup": 0.6}},
@@ -170,6 +170,9 @@ class Config:
     # Token embeddings start at this std (HF's default 0.02 is small next to what the first
     # layer adds, and copied digits were then not recoverable from the residual stream).
     embed_std: float = 1.0
+    # Freeze the vision tower after its warm-up (LLaVA's recipe): trained on at the language
+    # stages' LR it lost what it had learned within 1,000 steps (the warm-up heads fell to chance).
+    freeze_vision: bool = False
     eval_every: int = 1000
     ckpt_every: int = 500
     keep_ckpts: int = 3
@@ -790,7 +793,7 @@ def attention_report(model, enc: Encoder, cfg: Config, device, n: int):
     model.set_attn_implementation("eager")
     report = {}
     for name in ["multi_image", "follow_up", "lookup_16"]:
-        asked_mass, mean_mass, per_layer = [], [], None
+        asked_mass, mean_mass, per_layer, read_head = [], [], None, []
         for ex in heldout(cfg, name, n):
             ids, _, spans = enc.encode(ex)
             prompt = ids[: spans[-1][0]]
@@ -807,9 +810,11 @@ def attention_report(model, enc: Encoder, cfg: Config, device, n: int):
             asked_mass.append(float(masses[..., a].mean()))
             mean_mass.append(float(masses.mean()))
             pl = (masses[..., a].mean(-1) / masses.mean((-1, -2)).clamp_min(1e-9)).tolist()
+            read_head.append(float(masses[cfg.pointer_layer, 0, a] / masses[cfg.pointer_layer, 0].mean().clamp_min(1e-9)))
             per_layer = pl if per_layer is None else [x + y for x, y in zip(per_layer, pl)]
         am, mm = float(np.mean(asked_mass)), float(np.mean(mean_mass))
-        report[name] = dict(asked_mass=am, mean_mass_per_group=mm, ratio=am / max(mm, 1e-9), ratio_per_layer=[x / n for x in per_layer], n=n)
+        report[name] = dict(asked_mass=am, mean_mass_per_group=mm, ratio=am / max(mm, 1e-9), ratio_per_layer=[x / n for x in per_layer],
+                            ratio_read_head=float(np.mean(read_head)), n=n)
     model.set_attn_implementation(prev)
     model.train()
     return report
@@ -913,6 +918,65 @@ def write_parity(out: Path, run: Path, cfg: Config, enc: Encoder):
     return d / "cases.json"
 
 
+def training_seconds(recs) -> float:
+    """Wall time of the logged training, leaving out pauses between a stop and its --resume."""
+    times = [r["time"] for r in recs if "time" in r]
+    return float(sum(d for d in np.diff(times) if d < 300)) if len(times) > 1 else 0.0
+
+
+def model_readme(cfg: Config, step: int, params: int, seconds: float, evals, attention, args) -> str:
+    """The exported folder's README: what the model is, how it was made, what it can read."""
+    final = next((r["final_eval"] for r in reversed(evals) if "final_eval" in r), None)
+    device = "GPU" if args.device == "cuda" else f"CPU, {args.threads} threads"
+    lines = [
+        "# The embedded default model",
+        "",
+        "A small LLaVA model trained from scratch by `tools/model/train/train_vlm.py` (no downloaded",
+        "weights; its own tokenizer; every training example generated from a seed). It is the default",
+        "model of `npm run demo`, the sidecar and the extension (an empty `lookm.modelPath`).",
+        "",
+        f"* Architecture: SigLIP vision tower ({cfg.image_size}x{cfg.image_size} input, {cfg.patch_size}x{cfg.patch_size} patches,"
+        f" {cfg.tokens_per_image} tokens per image, width {cfg.v_hidden}, {cfg.v_layers} layers), 2-layer GELU projector,"
+        f" Llama decoder (width {cfg.t_hidden}, {cfg.t_layers} layers, {cfg.t_heads} heads, SwiGLU {cfg.t_ffn}, RoPE);"
+        f" {params / 1e6:.2f} M parameters, fp16 safetensors.",
+        f"* Made with: `python3 tools/model/train/train_vlm.py --run RUN --preset {cfg.preset} --device {args.device}"
+        f" --export sidecar/model` (seed {cfg.seed}); {step} optimizer steps in {seconds / 60:.0f} minutes on {device};"
+        f" torch {torch.__version__}, transformers {__import__('transformers').__version__}.",
+        "* Training data: pictures of a coloured circle, square, triangle, diamond or star with a black digit or",
+        "  three-letter word; questions about one image or image k of several, with follow-ups; `name = value`",
+        "  files (names from `tools/eval/lookup-keys.json`, 2 to 64 lines) and questions about a value.",
+        "* Pointer supervision: besides the next-token loss, one head of the first layer is trained to look",
+        "  from each image token at its label (\"image 2:\"), from each value at its name and from the answer at",
+        "  the image number or name asked; one head of the last layer to look from the answer at the asked",
+        "  image or at the value digit it copies next. See tools/model/train/README.md.",
+        "",
+        "## What it reads",
+        "",
+        "Only what it was trained on: such pictures (any size is resized to 64x64), questions phrased as in training",
+        "(\"What colour is the shape in image 2?\", \"Which digit is written in image 1?\", \"Which word is",
+        "written in the image?\", \"And which shape is shown in image 3?\", \"What is the value of `retries`?\")",
+        "and `name = value` files. Anything else gets a confident wrong answer: it is a test instrument for",
+        "the LOOK-M cache, not an assistant. Point `lookm.modelPath` at a real LLaVA checkpoint for that.",
+        "",
+    ]
+    if final:
+        n = cfg.eval_n
+        lines += [f"## Held-out exact match (full cache, greedy, {n} items per kind, never trained on)", "",
+                  "| kind | accuracy |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in final.items()]
+        lines.append("")
+    if attention:
+        lines += ["## Attention from the answer position (last prompt token)", "",
+                  "Mass on the asked image's tokens (the asked line's tokens) over the mean mass per image (line),",
+                  "averaged over heads and examples; 1 = no preference.", "",
+                  "| kind | all heads | per layer (all heads) | the supervised reading head |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['ratio']:.2f} | {' / '.join(f'{x:.2f}' for x in v['ratio_per_layer'])} | {v.get('ratio_read_head', float('nan')):.2f} |"
+                  for k, v in attention.items()]
+        lines.append("")
+    lines += ["`TRAINING.json` holds the configuration and every evaluation of the run.", ""]
+    return "\n".join(lines)
+
+
 # ============================================================================ main
 
 
@@ -925,6 +989,7 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     ap.add_argument("--export", type=Path, help="write the final HF folder here (after training)")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint without training")
+    ap.add_argument("--final-eval", action="store_true", help="(re)run the final held-out evaluation and attention report")
     ap.add_argument("--workers", type=int, help="DataLoader workers building batches ahead (default 4 on cuda, 0 on cpu)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward/loss (fp32 weights, optimizer, checkpoints)")
     ap.add_argument("--max-steps", type=int, help="stop this invocation at this global step (then --resume)")
@@ -950,7 +1015,7 @@ def main() -> int:
     for kv in a.set:  # overrides apply on resume too (e.g. lengthen a stage)
         k, v = kv.split("=", 1)
         cur = getattr(cfg, k)
-        setattr(cfg, k, type(cur)(v) if not isinstance(cur, dict) else json.loads(v))
+        setattr(cfg, k, json.loads(v) if isinstance(cur, dict) else v.lower() in ("1", "true") if isinstance(cur, bool) else type(cur)(v))
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -981,6 +1046,7 @@ def main() -> int:
     model.to(device).train()
     heads.to(device).train()
     params = [p for p in model.parameters()] + list(heads.parameters())
+    vision_params = list(model.model.vision_tower.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -1025,6 +1091,10 @@ def main() -> int:
         lr = lr_at(cfg, step, stage)
         for g in opt.param_groups:
             g["lr"] = lr
+        frozen = cfg.freeze_vision and stage != "vision"
+        if vision_params[0].requires_grad == frozen:  # AdamW skips parameters without gradients
+            for prm in vision_params:
+                prm.requires_grad_(not frozen)
         batch = {key: (v.to(device, non_blocking=True) if torch.is_tensor(v) else [t.to(device) for t in v] if isinstance(v, list) else v)
                  for key, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
@@ -1069,7 +1139,7 @@ def main() -> int:
             save_ckpt(run, step, model, heads, opt, cfg, log_state)
         t_win += time.time() - t_extra
 
-    if step >= cfg.total_steps and not a.export_only:
+    if (step >= cfg.total_steps and not a.export_only) or a.final_eval:
         log({"final_eval": evaluate(model, enc, cfg, device, cfg.eval_n),
              "attention": attention_report(model, enc, cfg, device, max(4, cfg.eval_n // 2))})
     if a.export:
@@ -1080,8 +1150,10 @@ def main() -> int:
         recs = [json.loads(l) for l in open(run / "log.jsonl")]
         evals = [r for r in recs if "eval" in r or "final_eval" in r]
         att = [r["attention"] for r in recs if "attention" in r]
-        (out / "TRAINING.json").write_text(json.dumps({"config": asdict(cfg), "step": step, "params": n, "evals": evals,
-                                                       "attention": att[-1] if att else None}, indent=1))
+        seconds = training_seconds(recs)
+        (out / "TRAINING.json").write_text(json.dumps({"config": asdict(cfg), "step": step, "params": n, "training_seconds": seconds,
+                                                       "evals": evals, "attention": att[-1] if att else None}, indent=1))
+        (out / "README.md").write_text(model_readme(cfg, step, n, seconds, evals, att[-1] if att else None, a))
         parity = write_parity(out, run, cfg, enc)
         log({"export": str(out), "bytes": size, "params": n, "parity_cases": str(parity)})
     logf.close()

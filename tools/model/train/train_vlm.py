@@ -61,9 +61,9 @@ PRESETS = {
         image_size=64, patch_size=8, v_hidden=96, v_layers=3, v_heads=4, v_ffn=384,
         t_hidden=128, t_layers=3, t_heads=4, t_kv_heads=4, t_ffn=384, vocab=1024, max_pos=2048,
         batch=16, lr=1e-3, vision_lr=2e-3, warmup=100, questions=5, embed_std=4.0, freeze_vision=True,
-        steps_vision=14000, steps_single=500, steps_multi=3000, steps_lookup=5000,
+        steps_vision=14000, steps_single=500, steps_multi=3000, steps_lookup=9000,
         lookup_min_lines=2, lookup_max_lines=64, eval_every=2500, ckpt_every=500, eval_n=40,
-        extra={"mix_lookup": {"single": 0.1, "multi": 0.15, "followup": 0.15, "lookup": 0.6}},
+        extra={"mix_lookup": {"single": 0.2, "multi": 0.15, "followup": 0.15, "lookup": 0.5}},
     ),
     # CPU smoke test: a few minutes on 2 cores.
     "tiny": dict(
@@ -924,10 +924,10 @@ def training_seconds(recs) -> float:
     return float(sum(d for d in np.diff(times) if d < 300)) if len(times) > 1 else 0.0
 
 
-def model_readme(cfg: Config, step: int, params: int, seconds: float, evals, attention, args) -> str:
+def model_readme(cfg: Config, step: int, params: int, seconds: float, evals, attention, args, trained_on: str) -> str:
     """The exported folder's README: what the model is, how it was made, what it can read."""
     final = next((r["final_eval"] for r in reversed(evals) if "final_eval" in r), None)
-    device = "GPU" if args.device == "cuda" else f"CPU, {args.threads} threads"
+    device = trained_on
     lines = [
         "# The embedded default model",
         "",
@@ -1079,6 +1079,8 @@ def main() -> int:
         print(json.dumps(rec), flush=True)
 
     stop = min(cfg.total_steps, a.max_steps or cfg.total_steps)
+    if not a.export_only:
+        log_state["trained_on"] = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {a.threads} threads"
     t_win, s_win, window, window_ptr = time.time(), step, [], []
     workers = a.workers if a.workers is not None else (4 if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(
@@ -1153,7 +1155,7 @@ def main() -> int:
         seconds = training_seconds(recs)
         (out / "TRAINING.json").write_text(json.dumps({"config": asdict(cfg), "step": step, "params": n, "training_seconds": seconds,
                                                        "evals": evals, "attention": att[-1] if att else None}, indent=1))
-        (out / "README.md").write_text(model_readme(cfg, step, n, seconds, evals, att[-1] if att else None, a))
+        (out / "README.md").write_text(model_readme(cfg, step, n, seconds, evals, att[-1] if att else None, a, log_state.get("trained_on", "?")))
         parity = write_parity(out, run, cfg, enc)
         log({"export": str(out), "bytes": size, "params": n, "parity_cases": str(parity)})
     logf.close()

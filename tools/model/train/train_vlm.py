@@ -927,7 +927,6 @@ def training_seconds(recs) -> float:
 def model_readme(cfg: Config, step: int, params: int, seconds: float, evals, attention, args, trained_on: str) -> str:
     """The exported folder's README: what the model is, how it was made, what it can read."""
     final = next((r["final_eval"] for r in reversed(evals) if "final_eval" in r), None)
-    device = trained_on
     lines = [
         "# The embedded default model",
         "",
@@ -940,7 +939,7 @@ def model_readme(cfg: Config, step: int, params: int, seconds: float, evals, att
         f" Llama decoder (width {cfg.t_hidden}, {cfg.t_layers} layers, {cfg.t_heads} heads, SwiGLU {cfg.t_ffn}, RoPE);"
         f" {params / 1e6:.2f} M parameters, fp16 safetensors.",
         f"* Made with: `python3 tools/model/train/train_vlm.py --run RUN --preset {cfg.preset} --device {args.device}"
-        f" --export sidecar/model` (seed {cfg.seed}); {step} optimizer steps in {seconds / 60:.0f} minutes on {device};"
+        f" --export sidecar/model` (seed {cfg.seed}); {step} optimizer steps in {seconds / 60:.0f} minutes on {trained_on};"
         f" torch {torch.__version__}, transformers {__import__('transformers').__version__}.",
         "* Training data: pictures of a coloured circle, square, triangle, diamond or star with a black digit or",
         "  three-letter word; questions about one image or image k of several, with follow-ups; `name = value`",

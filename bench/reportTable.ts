@@ -31,6 +31,8 @@ export interface EvalScore {
   mode: string;
   budget: number;
   accuracy: number;
+  /** Absent in results written before it was recorded. */
+  accuracyByKind?: Record<string, number>;
   answersIdentical: number;
   meanKl: number;
   failed: number;
@@ -119,7 +121,10 @@ export function reportRows(inputs: Inputs): Row[] {
     const figure = `accuracy at ${budget * 100}% / full, LOOK-M improved`;
     if (!e || !s) rows.push(missing(figure, `>= ${target}`, e ? `budget ${budget} not in this run${inputs.quick ? ' (--quick)' : ''}` : 'eval did not run'));
     else if (e.full.accuracy === 0) rows.push(missing(figure, `>= ${target}`, `not measurable: the full cache answers nothing correctly with ${e.model} (answers identical to full: ${fmt(s.answersIdentical, 2)})`));
-    else rows.push(atLeast(figure, s.accuracy / e.full.accuracy, target, `answers identical to full: ${fmt(s.answersIdentical, 2)}`));
+    else {
+      const byKind = Object.entries(s.accuracyByKind ?? {}).map(([kind, a]) => `${kind} ${fmt(a, 2)}`);
+      rows.push(atLeast(figure, s.accuracy / e.full.accuracy, target, `answers identical to full: ${fmt(s.answersIdentical, 2)}${byKind.length ? `; by kind: ${byKind.join(', ')}` : ''}`));
+    }
   }
   for (const budget of [0.1, 0.05]) {
     const lookm = score(LOOKM, budget);

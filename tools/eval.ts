@@ -50,11 +50,11 @@ async function main(): Promise<void> {
     '',
     'Teacher-forced on the full cache\'s answers. "identical": every step\'s argmax agrees (the greedy answer would be the same); "follow-up": first token of a follow-up turn, decided on the compressed cache; KL: mean KL(full || policy) per step; accuracy: identical to a correct full answer (a lower bound).',
     '',
-    '| policy | mode | budget | identical | step agreement | follow-up first token | mean KL | accuracy | could not run |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| policy | mode | budget | identical | step agreement | follow-up first token | mean KL | accuracy | accuracy by kind | could not run |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...result.scores.map(
       (s) =>
-        `| ${s.policy} | ${s.mode} | ${s.budget * 100}% | ${pct(s.answersIdentical)} | ${pct(s.stepAgreement)} | ${pct(s.followUpFirstToken)} | ${s.meanKl.toExponential(2)} | ${pct(s.accuracy)} | ${s.failed ? `${s.failed} items: ${s.error}` : ''} |`,
+        `| ${s.policy} | ${s.mode} | ${s.budget * 100}% | ${pct(s.answersIdentical)} | ${pct(s.stepAgreement)} | ${pct(s.followUpFirstToken)} | ${s.meanKl.toExponential(2)} | ${pct(s.accuracy)} | ${Object.entries(s.accuracyByKind).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')} | ${s.failed ? `${s.failed} items: ${s.error}` : ''} |`,
     ),
     '',
   ].join('\n');

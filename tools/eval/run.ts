@@ -26,6 +26,8 @@ export interface ConfigScore extends EvalConfig {
   followUpFirstToken: number | null;
   meanKl: number;
   accuracy: number;
+  /** Accuracy per item kind (multi-image, follow-up, file-lookup, or a MileBench subset). */
+  accuracyByKind: Record<string, number>;
   steps: number;
   /** Items on which the configuration could not run (reference mode fails where the official code does). */
   failed: number;
@@ -96,6 +98,7 @@ export async function evaluate(runtime: LlavaRuntime, items: EvalItem[], configs
     let followUps = 0;
     let followUpAgree = 0;
     let correct = 0;
+    const byKind = new Map<string, { ran: number; correct: number }>();
     let failed = 0;
     let error: string | null = null;
     for (const [i, item] of items.entries()) {
@@ -124,10 +127,13 @@ export async function evaluate(runtime: LlavaRuntime, items: EvalItem[], configs
         }
       }
       if (allAgree) identical++;
-      if (allAgree && ref.correct.every(Boolean)) correct++;
+      const right = allAgree && ref.correct.every(Boolean);
+      if (right) correct++;
+      const kind = byKind.get(item.kind) ?? { ran: 0, correct: 0 };
+      byKind.set(item.kind, { ran: kind.ran + 1, correct: kind.correct + (right ? 1 : 0) });
     }
     const ran = Math.max(1, items.length - failed);
-    scores.push({ ...config, answersIdentical: identical / ran, stepAgreement: agreeing / Math.max(1, steps), followUpFirstToken: followUps ? followUpAgree / followUps : null, meanKl: kl / Math.max(1, steps), accuracy: correct / ran, steps, failed, error });
+    scores.push({ ...config, answersIdentical: identical / ran, stepAgreement: agreeing / Math.max(1, steps), followUpFirstToken: followUps ? followUpAgree / followUps : null, meanKl: kl / Math.max(1, steps), accuracy: correct / ran, accuracyByKind: Object.fromEntries([...byKind].map(([k, v]) => [k, v.correct / v.ran])), steps, failed, error });
   }
   return { full: { accuracy: fullAccuracy }, scores };
 }

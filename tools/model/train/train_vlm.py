@@ -173,6 +173,7 @@ class Config:
     # Freeze the vision tower after its warm-up (LLaVA's recipe): trained on at the language
     # stages' LR it lost what it had learned within 1,000 steps (the warm-up heads fell to chance).
     freeze_vision: bool = False
+    vision_lr_mult: float = 1.0  # the vision tower's LR relative to `lr` after the warm-up (when not frozen)
     eval_every: int = 1000
     ckpt_every: int = 500
     keep_ckpts: int = 3
@@ -989,6 +990,7 @@ def main() -> int:
     ap.add_argument("--export", type=Path, help="write the final HF folder here (after training)")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint without training")
     ap.add_argument("--final-eval", action="store_true", help="(re)run the final held-out evaluation and attention report")
+    ap.add_argument("--reset-optimizer", action="store_true", help="on --resume, start AdamW afresh (e.g. after changing its parameter groups)")
     ap.add_argument("--workers", type=int, help="DataLoader workers building batches ahead (default 4 on cuda, 0 on cpu)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward/loss (fp32 weights, optimizer, checkpoints)")
     ap.add_argument("--max-steps", type=int, help="stop this invocation at this global step (then --resume)")
@@ -1046,16 +1048,22 @@ def main() -> int:
     heads.to(device).train()
     params = [p for p in model.parameters()] + list(heads.parameters())
     vision_params = list(model.model.vision_tower.parameters())
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    if cfg.vision_lr_mult != 1.0:  # the vision tower in groups of its own (a run with them cannot resume one without)
+        ids = {id(p) for p in vision_params}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups] + [
+            {**g, "params": [p for p in g["params"] if id(p) in ids], "lr_mult": cfg.vision_lr_mult} for g in groups]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
     step = 0
     log_state = {"tokens": 0}
     if ck is not None:
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
-        opt.load_state_dict(state["opt"])
+        if a.reset_optimizer:
+            print("optimizer state not restored (--reset-optimizer)")
+        else:
+            opt.load_state_dict(state["opt"])
         step = state["step"]
         log_state = state.get("log_state", log_state)
         random.setstate(state["rng"]["python"])
@@ -1091,7 +1099,7 @@ def main() -> int:
         stage, k, n = stage_at(cfg, step)
         lr = lr_at(cfg, step, stage)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * (g.get("lr_mult", 1.0) if stage != "vision" else 1.0)
         frozen = cfg.freeze_vision and stage != "vision"
         if vision_params[0].requires_grad == frozen:  # AdamW skips parameters without gradients
             for prm in vision_params:
@@ -1108,7 +1116,7 @@ def main() -> int:
                 if read_ptr is not None:
                     bind_loss = bind_ptr(batch["bind_rows"], batch["bind_targets"], batch["mask"])
                     read_loss = read_ptr(batch["read_rows"], batch["read_targets"], batch["mask"])
-                    window_ptr.append((float(bind_loss), float(read_loss)))
+                    window_ptr.append((float(bind_loss.detach()), float(read_loss.detach())))
                     loss = loss + cfg.pointer_weight * (bind_loss + read_loss)
                 ntok = int(batch["mask"].sum())
         opt.zero_grad(set_to_none=True)

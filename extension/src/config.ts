@@ -6,9 +6,10 @@ import { SECTION, SETTINGS, type SettingName, type Settings } from './settings.j
 
 let embeddedModel = '';
 
-/** The model shipped inside the extension (`sidecar/model`): what an empty `lookm.modelPath` means. */
+/** The model shipped inside the extension (`sidecar/model`): what an empty `lookm.modelPath` means (none when the folder is missing). */
 export function setEmbeddedModel(extensionPath: string): void {
-  embeddedModel = join(extensionPath, 'sidecar', 'model');
+  const folder = join(extensionPath, 'sidecar', 'model');
+  embeddedModel = existsSync(join(folder, 'config.json')) ? folder : '';
 }
 
 export function isEmbeddedModel(path: string): boolean {
@@ -18,7 +19,7 @@ export function isEmbeddedModel(path: string): boolean {
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration(SECTION);
   const settings = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, c.get(s.key, s.default)])) as Settings;
-  if (!settings.modelPath && existsSync(join(embeddedModel, 'config.json'))) settings.modelPath = embeddedModel;
+  if (!settings.modelPath) settings.modelPath = embeddedModel;
   return settings;
 }
 

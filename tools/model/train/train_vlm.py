@@ -342,7 +342,6 @@ def make_example(kind: str, rng: np.random.Generator, cfg: Config, eval_like=Fal
         n = min(lines or 4, len(LOOKUP_KEYS))
         names = rng.choice(len(LOOKUP_KEYS), size=n, replace=False)
         keys = [(LOOKUP_KEYS[i], int(rng.integers(10000))) for i in names]
-        order = list(range(n))
         t = int(rng.integers(n))
         body = "\n".join(f"{k} = {v}" for k, v in keys)
         name = "settings.py" if eval_like else ["settings.py", "config.py", "env.txt", "values.ini"][rng.integers(4)]
@@ -353,7 +352,7 @@ def make_example(kind: str, rng: np.random.Generator, cfg: Config, eval_like=Fal
             j = int(rng.integers(n))
             turns.append((f"And what is the value of `{keys[j][0]}`?", 0, str(keys[j][1])))
             asks.append(j)
-        return dict(turns=turns, images=[], meta=dict(asked=t, n=n, asks=asks, key=keys[t][0], lines=[f"{k} = {v}" for k, v in keys], order=order))
+        return dict(turns=turns, images=[], meta=dict(asked=t, n=n, asks=asks, key=keys[t][0], lines=[f"{k} = {v}" for k, v in keys]))
     raise ValueError(kind)
 
 

@@ -42,7 +42,16 @@ export const ErrorCode = {
   ShuttingDown: -32012,
   SessionNotFound: -32013,
   BadImage: -32014,
+  /** The prompt does not fit the model's context length (`max_position_embeddings`). */
+  ContextTooLong: -32015,
+  /** Memory for the turn could not be allocated (the KV cache or a buffer of the model run). */
+  OutOfMemory: -32016,
+  /** A token id outside the tokenizer's vocabulary (a corrupt state file or a bad model folder). */
+  TokenOutOfRange: -32017,
+  /** The prompt's image tokens and the images given do not match. */
+  ImageTokenMismatch: -32018,
 } as const;
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 export const POLICY_NAMES = [
   'full',

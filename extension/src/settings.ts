@@ -35,3 +35,14 @@ export function sessionSettings(s: Settings): { policy: string; mode: string; bu
   const budget = { hhRatio: s.budgetRatio / 2, recentRatio: s.budgetRatio / 2, ...(s.maxSlots > 0 && s.mode !== 'reference' ? { maxSlots: s.maxSlots } : {}) };
   return { policy: s.policy, mode: s.mode, budget, maxNewTokens: s.maxNewTokens };
 }
+
+/**
+ * The sidecar's command line for these settings. It may read the model folder and nothing beside
+ * it (`--allow-dir` is the folder itself: its parent may be the whole home folder).
+ */
+export function sidecarArgs(settings: Settings, stateDir: string): string[] {
+  const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', settings.modelPath, '--kv-budget-mb', String(settings.globalBudgetMb)];
+  args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
+  if (settings.threads > 0) args.push('--threads', String(settings.threads));
+  return args;
+}

@@ -8,7 +8,7 @@ import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
 import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
 import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/conversations.js';
-import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings } from '../../extension/src/settings.js';
+import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings, sidecarArgs, type Settings } from '../../extension/src/settings.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
 import { statusText } from '../../extension/src/statusText.js';
 import { POLICY_NAMES, SessionSettings, type CacheMap, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
@@ -49,6 +49,15 @@ describe('extension manifest', () => {
     assert.ok(!manifest.activationEvents.includes('*'));
     assert.equal(manifest.main, './dist/extension.js');
     assert.equal(manifest.contributes.chatParticipants[0].id, 'lookm.chat');
+  });
+});
+
+describe('sidecar command line', () => {
+  it('lets the sidecar read the model folder itself, not its parent', () => {
+    const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, s.default])) as Settings;
+    const args = sidecarArgs({ ...defaults, modelPath: '/home/me/llava-x' }, '/state');
+    assert.equal(args[args.indexOf('--allow-dir') + 1], '/home/me/llava-x');
+    assert.equal(args[args.indexOf('--model') + 1], '/home/me/llava-x');
   });
 });
 

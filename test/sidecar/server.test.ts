@@ -91,7 +91,7 @@ describe('sidecar server', () => {
     const { connection } = await connect(sidecar);
     await connection.sendRequest(Methods.initialize, { capabilities: {} });
     assert.equal(await connection.sendRequest(Methods.shutdown), null);
-    await rejectsWith(connection.sendRequest(Methods.serverStats), ErrorCode.InvalidRequest, /shutting down/);
+    await rejectsWith(connection.sendRequest(Methods.serverStats), ErrorCode.ShuttingDown, /shutting down/);
     await connection.sendNotification(Methods.exit);
     assert.equal(await sidecar.exited, 0);
   });

@@ -7,27 +7,19 @@
  * extension's global storage folder and resumes them by re-prefill.
  */
 import type { ChildProcess } from 'node:child_process';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { CloseAction, ErrorAction, LanguageClient, ResponseError, State, type ErrorHandler, type MessageTransports } from 'vscode-languageclient/node';
 import { launchSidecar, openSocket } from '../../../sidecar/src/client/launch.js';
 import { Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidecar/src/protocol/index.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/server/wsTransport.js';
 import { openSetting, readSettings } from '../config.js';
-import { RESTART_KEYS, type Settings } from '../settings.js';
+import { RESTART_KEYS, sidecarArgs, type Settings } from '../settings.js';
 import { RestartPolicy } from './restartPolicy.js';
 
 import type { SidecarState } from '../statusText.js';
 
 export type { SidecarState };
-
-/** The sidecar's command line for these settings. */
-function sidecarArgs(settings: Settings, stateDir: string): string[] {
-  const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
-  args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
-  if (settings.threads > 0) args.push('--threads', String(settings.threads));
-  return args;
-}
 
 const isDown = (state: State) => state === State.Stopped || state === State.StartFailed;
 

@@ -2,6 +2,7 @@
  * Budgets: how many slots per head a compression may keep, split into "heavy hitters" (ranked by
  * score) and the recent window (always kept).
  */
+import { KvSettingsError } from './errors.js';
 
 export type Mode = 'reference' | 'improved';
 
@@ -25,11 +26,11 @@ export const DEFAULT_RECENT_RATIO = 0.1;
 export function validateBudget(budget: Budget, mode: Mode): void {
   for (const key of ['hhRatio', 'recentRatio'] as const) {
     const value = budget[key];
-    if (value !== undefined && !(value >= 0 && value <= 1)) throw new RangeError(`${key} must be in [0, 1], got ${value}`);
+    if (value !== undefined && !(value >= 0 && value <= 1)) throw new KvSettingsError(`${key} must be in [0, 1], got ${value}`);
   }
   if (budget.maxSlots !== undefined) {
-    if (!Number.isInteger(budget.maxSlots) || budget.maxSlots < 1) throw new RangeError(`maxSlots must be a positive integer, got ${budget.maxSlots}`);
-    if (mode === 'reference') throw new RangeError('maxSlots is an improved-mode budget; the reference takes hhRatio/recentRatio only');
+    if (!Number.isInteger(budget.maxSlots) || budget.maxSlots < 1) throw new KvSettingsError(`maxSlots must be a positive integer, got ${budget.maxSlots}`);
+    if (mode === 'reference') throw new KvSettingsError('maxSlots is an improved-mode budget; the reference takes hhRatio/recentRatio only');
   }
 }
 

@@ -3,6 +3,7 @@
  * the evicted ones if the policy merges, then compact the layer in place.
  */
 import { resolveBudget, type Budget, type Mode } from './budget.js';
+import { KvSettingsError } from './errors.js';
 import type { KvLayer } from './layout.js';
 import { mergeEvicted, type MergeOutcome } from './merge.js';
 import { POLICIES, isPolicyName, type PolicyName } from './policies/index.js';
@@ -51,7 +52,7 @@ function complement(length: number, numHeads: number, kept: Int32Array, keptPerH
 /** What `compressLayer` would do, without touching the layer. `null`: the layer stays as it is. */
 export async function planCompression(layer: KvLayer, options: CompressOptions): Promise<CompressionPlan | null> {
   const { policy: name, budget: requested, mode = 'improved' } = options;
-  if (!isPolicyName(name)) throw new RangeError(`unknown KV policy "${String(name)}"`);
+  if (!isPolicyName(name)) throw new KvSettingsError(`unknown KV policy "${String(name)}"`);
   const policy = POLICIES[name];
   const budget = resolveBudget(requested, layer.length, layer.tokensSeen, mode);
   const selection = policy.select({ layer, budget, mode, options });

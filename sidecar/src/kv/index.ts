@@ -2,6 +2,7 @@
 export * from './layout.js';
 export * from './budget.js';
 export * from './compress.js';
+export { KvSettingsError } from './errors.js';
 export { POLICIES, POLICY_NAMES, DEFAULT_POLICY, isPolicyName, type PolicyName } from './policies/index.js';
 export type { PolicyOptions, SelectionTrace } from './select.js';
 export { modalityFromPlaceholders } from './modality.js';

@@ -26,6 +26,12 @@ export const LIMITS = {
   maxTextChars: 1_000_000,
   maxFiles: 16,
   maxNewTokens: 4096,
+  /** Smallest global KV budget accepted: below it every turn would evict every other session. */
+  minKvBudgetBytes: 1024 * 1024,
+  /** Open WebSocket connections at once; more are refused with 503 at the upgrade. */
+  maxConnections: 64,
+  /** Time a client has to complete the HTTP upgrade (headers included). */
+  upgradeTimeoutMs: 10_000,
 } as const;
 
 /** Stable error codes: the JSON-RPC ones and ours (-32000 .. -32099 is the server range). */
@@ -191,7 +197,7 @@ export const InitializeParams = z
     initializationOptions: z
       .object({
         /** Global byte budget of all sessions' KV caches. */
-        kvBudgetBytes: z.number().int().positive().optional(),
+        kvBudgetBytes: z.number().int().min(LIMITS.minKvBudgetBytes).optional(),
       })
       .loose()
       .nullish(),

@@ -7,6 +7,8 @@
 import { cpus } from 'node:os';
 import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer, type Matcher } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
+import { ErrorCode } from '../protocol/index.js';
+import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
@@ -84,7 +86,7 @@ export class LlavaRuntime {
     const imageId = this.processor.imageTokenId;
     const imageTokens = ids.filter((id) => id === imageId).length;
     if (imageTokens * E !== features.length) {
-      throw new RangeError(`the prompt has ${imageTokens} image tokens but ${features.length / E} image feature rows were given (${T} per image)`);
+      throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${imageTokens} image tokens but ${features.length / E} image feature rows were given (${T} per image)`);
     }
     const embeds = this.decoder.embed(ids.map((id) => (id === imageId ? 0 : id)));
     const modality = new Int32Array(ids.length).fill(TEXT);

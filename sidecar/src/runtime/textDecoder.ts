@@ -3,6 +3,8 @@
  * top of a past cache of any length with explicit positions.
  */
 import * as ort from 'onnxruntime-node';
+import { ErrorCode } from '../protocol/index.js';
+import { SidecarError } from '../protocol/errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { TextConfig } from '../model/config.js';
 import { buildDecoderGraph, type WeightBits } from '../model/text/decoderGraph.js';
@@ -56,7 +58,7 @@ export class TextDecoder {
     const out = new Float32Array(ids.length * E);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+      if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) throw new SidecarError(ErrorCode.TokenOutOfRange, `token id ${id} is outside the model's vocabulary (0..${this.config.vocabSize - 1}): the conversation does not belong to this model or its saved state is corrupt; clear the conversation`);
       out.set(this.embeddings.subarray(id * E, (id + 1) * E), i * E);
     }
     return out;

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { createMessageConnection, ResponseError, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
+import { createMessageConnection, NotificationType, ResponseError, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { POLICY_NAMES } from '../kv/index.js';
@@ -31,14 +31,15 @@ import {
   SessionRefParams,
   TOKEN_HEADER,
   type CacheMap,
+  type ChatResult,
   type ModelInfo,
   type ServerStats,
   type SessionStats,
 } from '../protocol/index.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore } from '../session/store.js';
-import { ImageError } from '../model/processor.js';
 import { LlavaRuntime } from '../runtime/llava.js';
+import { classifyError } from './errors.js';
 import type { Logger } from './log.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from './wsTransport.js';
 
@@ -60,6 +61,8 @@ export interface ServerOptions {
   maxImagePixels?: number;
   /** 4: the decoder's linear layers on 4-bit weights. */
   weightBits?: WeightBits;
+  /** Time a client has to complete its WebSocket upgrade (default `LIMITS.upgradeTimeoutMs`). */
+  upgradeTimeoutMs?: number;
 }
 
 type ModelState =
@@ -69,6 +72,33 @@ type ModelState =
   | { state: 'failed'; path: string; error: string };
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** The zod schema of each request that takes parameters (the others take none). */
+const PARAMS = {
+  initialize: InitializeParams,
+  modelLoad: ModelLoadParams,
+  modelCountTokens: CountTokensParams,
+  sessionCreate: SessionCreateParams,
+  sessionChat: SessionChatParams,
+  sessionStats: SessionRefParams,
+  sessionCache: SessionCacheParams,
+  sessionDelete: SessionRefParams,
+} as const;
+
+/** A message type's phantom signature: `[P, R, E, _]` for requests, `[R, E, _]` without params. */
+type Signature<T> = T extends { readonly _: infer S } ? NonNullable<S> : never;
+type MethodTable = typeof Methods;
+/** The keys of `Methods` that are requests (notifications are handled apart). */
+type RequestKey = { [K in keyof MethodTable]: Signature<MethodTable[K]> extends [unknown, unknown, unknown, ...unknown[]] ? K : never }[keyof MethodTable];
+type ResultOf<K extends RequestKey> = Signature<MethodTable[K]> extends [unknown, infer R, unknown, unknown] ? R : Signature<MethodTable[K]> extends [infer R, unknown, unknown] ? R : never;
+type ParamsOf<K extends RequestKey> = K extends keyof typeof PARAMS ? z.output<(typeof PARAMS)[K]> : undefined;
+type Handler<K extends RequestKey> = (params: ParamsOf<K>, token: CancellationToken) => ResultOf<K> | Promise<ResultOf<K>>;
+type Handlers = { [K in RequestKey]: Handler<K> };
+
+/** Request keys by wire method name. */
+const METHOD_KEYS = new Map<string, RequestKey>(
+  (Object.keys(Methods) as (keyof MethodTable)[]).filter((key): key is RequestKey => !(Methods[key] instanceof NotificationType)).map((key) => [Methods[key].method, key]),
+);
 
 function validate<T>(schema: z.ZodType<T>, params: unknown): T {
   const parsed = schema.safeParse(params ?? {});
@@ -132,11 +162,22 @@ export class SidecarServer {
   }
 
   async listen(): Promise<number> {
-    const http = createServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket upgrade required\n');
+    const upgradeTimeoutMs = this.options.upgradeTimeoutMs ?? LIMITS.upgradeTimeoutMs;
+    // A client that never completes its upgrade is dropped after upgradeTimeoutMs (Node checks
+    // every second), and sockets beyond a cap are closed as they arrive, so a flood of slow or
+    // unauthorised connections cannot hold the process's file descriptors and memory.
+    const http = createServer({ headersTimeout: upgradeTimeoutMs, requestTimeout: upgradeTimeoutMs, connectionsCheckingInterval: 1000, keepAliveTimeout: 1000 }, (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('WebSocket upgrade required\n');
+    });
+    http.maxConnections = 4 * LIMITS.maxConnections;
+    // Node's header timeout does not cover a socket that never sends a byte: time every socket.
+    const upgradeDeadlines = new WeakMap<object, NodeJS.Timeout>();
+    http.on('connection', (socket) => {
+      upgradeDeadlines.set(socket, setTimeout(() => socket.destroy(), upgradeTimeoutMs).unref());
     });
     http.on('upgrade', (req, socket, head) => {
-      const refusal = this.refuse(req);
+      clearTimeout(upgradeDeadlines.get(socket));
+      const refusal = this.refuse(req) ?? (this.wss.clients.size >= LIMITS.maxConnections ? '503 Service Unavailable' : null);
       if (refusal) {
         this.options.log.log('warn', 'upgrade refused', { status: refusal, remote: req.socket.remoteAddress });
         socket.end(`HTTP/1.1 ${refusal}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -173,96 +214,80 @@ export class SidecarServer {
   }
 
   private register(connection: MessageConnection, isOpen: () => boolean): void {
-    let initialized = false;
-    let shuttingDown = false;
-    type Handler = { run: (params: unknown, token: CancellationToken) => unknown; beforeInitialize?: boolean };
-
-    const handlers: Record<string, Handler> = {
-      [Methods.initialize.method]: {
-        beforeInitialize: true,
-        run: (raw) => {
-          if (initialized) throw new ResponseError(ErrorCode.InvalidRequest, 'initialize: already initialized');
-          const params = validate(InitializeParams, raw);
-          this.kvBudgetBytes = params.initializationOptions?.kvBudgetBytes ?? this.kvBudgetBytes;
-          initialized = true;
-          return {
-            capabilities: { protocolVersion: PROTOCOL_VERSION, policies: POLICY_NAMES, modes: ['improved', 'reference'] },
-            serverInfo: { name: 'lookm-sidecar', version: this.options.version },
-            model: this.model.state === 'ready' ? this.model.info : null,
-          };
-        },
-      },
-      [Methods.shutdown.method]: {
-        run: () => {
-          shuttingDown = true;
-          return null;
-        },
-      },
-      [Methods.modelLoad.method]: {
-        run: async (raw) => {
-          const { path } = validate(ModelLoadParams, raw);
-          return this.loadModel(this.checkAllowed(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step }));
-        },
-      },
-      [Methods.modelInfo.method]: { run: () => (this.model.state === 'ready' ? this.model.info : null) },
-      [Methods.serverStats.method]: { run: () => this.stats() },
-      [Methods.modelCountTokens.method]: { run: async (raw) => ({ tokens: (await this.readyRuntime()).processor.encode(validate(CountTokensParams, raw).text, false).length }) },
-      [Methods.sessionCreate.method]: {
-        run: (raw) => {
-          const { settings } = validate(SessionCreateParams, raw);
-          const id = randomUUID();
-          const conversation = new Conversation(id, settings, this.images);
-          this.sessions.set(id, conversation);
-          this.store?.save(conversation);
-          return { sessionId: id };
-        },
-      },
-      [Methods.sessionChat.method]: { run: (raw, token) => this.chat(connection, validate(SessionChatParams, raw), () => token.isCancellationRequested || !isOpen()) },
-      [Methods.sessionStats.method]: { run: (raw) => this.sessionStats(this.session(validate(SessionRefParams, raw).sessionId)) },
-      [Methods.sessionCache.method]: {
-        run: (raw) => {
-          const { sessionId, maxColumns } = validate(SessionCacheParams, raw);
-          return this.sessionCache(this.session(sessionId), maxColumns);
-        },
-      },
-      [Methods.sessionDelete.method]: {
-        run: (raw) => {
-          const { sessionId } = validate(SessionRefParams, raw);
-          this.store?.delete(sessionId);
-          return { deleted: this.sessions.delete(sessionId) };
-        },
-      },
-    };
+    const lifecycle = { initialized: false, shuttingDown: false };
+    const handlers = this.handlers(connection, isOpen, lifecycle);
 
     // One dispatcher for every request, so the order of the checks is ours: unknown method, then
     // the lifecycle, then the parameters (vscode-jsonrpc's typed handlers would reject missing
-    // parameters before the lifecycle, and optional ones altogether). Unexpected throws become
-    // InternalError; nothing a client sends escapes as an exception.
-    connection.onRequest(async (method: string, params: unknown, token: CancellationToken) => {
-      if (!Object.hasOwn(handlers, method)) throw new ResponseError(ErrorCode.MethodNotFound, `unknown method "${method}"`);
-      const handler = handlers[method];
-      if (!initialized && !handler.beforeInitialize) throw new ResponseError(ErrorCode.ServerNotInitialized, `${method}: the server is not initialized; send "initialize" first`);
-      if (shuttingDown && method !== Methods.shutdown.method) throw new ResponseError(ErrorCode.InvalidRequest, `${method}: the server is shutting down`);
+    // parameters before the lifecycle, and optional ones altogether). Nothing a client sends
+    // escapes as an exception; failures we do not recognise become InternalError.
+    connection.onRequest(async (method: string, raw: unknown, token: CancellationToken) => {
+      const key = METHOD_KEYS.get(method);
+      if (key === undefined) throw new ResponseError(ErrorCode.MethodNotFound, `unknown method "${method}"`);
+      const handler = handlers[key] as Handler<RequestKey>;
+      if (!lifecycle.initialized && key !== 'initialize') throw new ResponseError(ErrorCode.ServerNotInitialized, `${method}: the server is not initialized; send "initialize" first`);
+      if (lifecycle.shuttingDown && key !== 'shutdown') throw new ResponseError(ErrorCode.ShuttingDown, `${method}: the server is shutting down; reconnect to a new sidecar`);
+      const schema = PARAMS[key as keyof typeof PARAMS] as z.ZodType | undefined;
+      const params: unknown = schema ? validate(schema, raw) : undefined;
       try {
-        return await handler.run(params, token);
+        return await handler(params as never, token);
       } catch (error) {
-        if (error instanceof ResponseError) throw error;
+        const known = classifyError(method, error);
+        if (known) throw known;
         this.options.log.log('error', 'handler failed', { method, error: error instanceof Error ? error.stack : String(error) });
         throw new ResponseError(ErrorCode.InternalError, `${method} failed: ${error instanceof Error ? error.message : String(error)}`);
       }
     });
     connection.onNotification(Methods.initialized, () => undefined);
     connection.onNotification(Methods.exit, () => {
-      this.options.log.log('info', 'exit requested', { afterShutdown: shuttingDown });
-      void this.close().then(() => this.exit(shuttingDown ? 0 : 1));
+      this.options.log.log('info', 'exit requested', { afterShutdown: lifecycle.shuttingDown });
+      void this.close().then(() => this.exit(lifecycle.shuttingDown ? 0 : 1));
     });
   }
 
-  /** One turn, queued behind the turns in flight; streams its tokens as `session/token`. */
-  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, isCancelled: () => boolean): Promise<unknown> {
+  /** The request handlers of one connection, each typed by its entry in `Methods` and `PARAMS`. */
+  private handlers(connection: MessageConnection, isOpen: () => boolean, lifecycle: { initialized: boolean; shuttingDown: boolean }): Handlers {
+    return {
+      initialize: (params) => {
+        if (lifecycle.initialized) throw new ResponseError(ErrorCode.InvalidRequest, 'initialize: already initialized');
+        this.kvBudgetBytes = params.initializationOptions?.kvBudgetBytes ?? this.kvBudgetBytes;
+        lifecycle.initialized = true;
+        return {
+          capabilities: { protocolVersion: PROTOCOL_VERSION, policies: [...POLICY_NAMES], modes: ['improved', 'reference'] },
+          serverInfo: { name: 'lookm-sidecar', version: this.options.version },
+          model: this.model.state === 'ready' ? this.model.info : null,
+        };
+      },
+      shutdown: () => {
+        lifecycle.shuttingDown = true;
+        return null;
+      },
+      modelLoad: ({ path }) => this.loadModel(this.checkAllowed(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step })),
+      modelInfo: () => (this.model.state === 'ready' ? this.model.info : null),
+      serverStats: () => this.stats(),
+      modelCountTokens: async ({ text }) => ({ tokens: (await this.readyRuntime()).processor.encode(text, false).length }),
+      sessionCreate: ({ settings }) => {
+        const id = randomUUID();
+        const conversation = new Conversation(id, settings, this.images);
+        this.sessions.set(id, conversation);
+        this.store?.save(conversation);
+        return { sessionId: id };
+      },
+      sessionChat: (params, token) => this.chat(connection, params, () => token.isCancellationRequested || !isOpen()),
+      sessionStats: ({ sessionId }) => this.sessionStats(this.session(sessionId)),
+      sessionCache: ({ sessionId, maxColumns }) => this.sessionCache(this.session(sessionId), maxColumns),
+      sessionDelete: ({ sessionId }) => {
+        this.store?.delete(sessionId);
+        return { deleted: this.sessions.delete(sessionId) };
+      },
+    };
+  }
+
+  /** One turn, queued behind the work in flight; streams its tokens as `session/token`. */
+  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, isCancelled: () => boolean): Promise<ChatResult> {
     const conversation = this.session(params.sessionId);
     const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
-    const run = async () => {
+    return this.enqueue(async () => {
       if (isCancelled()) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
       this.enforceBudget(conversation);
@@ -274,20 +299,21 @@ export class SidecarServer {
           (text, tokenId) => void connection.sendNotification(Methods.sessionToken, { sessionId: conversation.id, text, tokenId }),
           isCancelled, // a cancel request, or the client went away: stop decoding
         );
-      } catch (error) {
-        // Bad images are the client's: say which and what to do; nothing of the session is lost.
-        if (error instanceof ImageError) throw new ResponseError(ErrorCode.BadImage, `session/chat: ${error.message}`);
-        // A policy that cannot run on this conversation (reference mode reproduces the official
-        // classes' failures on short prompts) is the session's settings, not a server fault.
-        if (error instanceof RangeError) throw new ResponseError(ErrorCode.InvalidParams, `session/chat: the session's KV settings cannot compress this conversation: ${error.message}`);
-        throw error;
       } finally {
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
         if (this.sessions.get(conversation.id) === conversation) this.store?.save(conversation);
       }
-    };
-    const result = this.queue.then(run, run);
+    });
+  }
+
+  /**
+   * Runs `work` after everything queued before it. Turns and model loads share the one model, so
+   * they run one at a time in arrival order (a load never releases a runtime a turn is using);
+   * stats, cancels and other reads never wait here.
+   */
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work, work);
     this.queue = result.catch(() => undefined);
     return result;
   }
@@ -356,9 +382,12 @@ export class SidecarServer {
     return real;
   }
 
-  /** Loads (or replaces) the model; concurrent loads wait for the one in flight. */
-  async loadModel(path: string, onProgress: (step: string) => void = () => undefined): Promise<ModelInfo> {
-    while (this.model.state === 'loading') await this.model.done.catch(() => undefined);
+  /** Loads (or replaces) the model once the turns queued before it are done. */
+  loadModel(path: string, onProgress: (step: string) => void = () => undefined): Promise<ModelInfo> {
+    return this.enqueue(() => this.replaceModel(path, onProgress));
+  }
+
+  private async replaceModel(path: string, onProgress: (step: string) => void): Promise<ModelInfo> {
     if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
     const previous = this.model.state === 'ready' ? this.model.runtime : null;
     let finish!: () => void;

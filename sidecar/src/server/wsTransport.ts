@@ -31,6 +31,37 @@ export function jsonRpcShapeError(value: unknown): string | null {
   return 'neither a request, a notification nor a response';
 }
 
+/** Deepest nesting of arrays and objects a message may have; ours need 6. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Whether JSON text nests arrays/objects deeper than `limit`, found by one pass over its bytes
+ * (brackets inside strings do not count). Checked before `JSON.parse`: a 20 MB frame of nested
+ * arrays would otherwise hold the event loop for seconds while it is parsed and walked.
+ */
+export function nestsDeeperThan(bytes: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Why a `$/cancelRequest` cannot be acted on, or null when its params name a request id. */
+function cancelParamsError(value: Record<string, unknown>): string | null {
+  if (value.method !== '$/cancelRequest') return null;
+  const id = (value.params as { id?: unknown } | undefined)?.id;
+  return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? null : '$/cancelRequest needs params {"id": <the id of the request to cancel>}';
+}
+
 function idOf(value: unknown): string | number | null {
   const id = (value as { id?: unknown } | null)?.id;
   return typeof id === 'string' || typeof id === 'number' ? id : null;
@@ -46,14 +77,19 @@ export class WebSocketMessageReader extends AbstractMessageReader {
   listen(callback: DataCallback): Disposable {
     const onMessage = (data: RawData, isBinary: boolean) => {
       if (isBinary) return sendError(this.socket, null, ErrorCode.InvalidRequest, 'Invalid Request: binary frames are not accepted; send JSON text');
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      if (nestsDeeperThan(bytes, MAX_JSON_DEPTH)) return sendError(this.socket, null, ErrorCode.InvalidRequest, `Invalid Request: arrays and objects nested deeper than ${MAX_JSON_DEPTH} levels`);
       let value: unknown;
       try {
-        value = JSON.parse((Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)).toString('utf8'));
+        value = JSON.parse(bytes.toString('utf8'));
       } catch (error) {
         return sendError(this.socket, null, ErrorCode.ParseError, `Parse error: ${error instanceof Error ? error.message : String(error)}`);
       }
       const problem = jsonRpcShapeError(value);
       if (problem) return sendError(this.socket, idOf(value), ErrorCode.InvalidRequest, `Invalid Request: ${problem}`);
+      // vscode-jsonrpc throws on a cancel without an id, and that connection never reads again.
+      const badCancel = cancelParamsError(value as Record<string, unknown>);
+      if (badCancel) return sendError(this.socket, null, ErrorCode.InvalidParams, `Invalid params: ${badCancel}`);
       callback(value as Message);
     };
     this.socket.on('message', onMessage);

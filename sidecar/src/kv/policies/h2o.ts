@@ -10,6 +10,7 @@
  *   lowest positions.
  */
 import { fitsBudget, headScores, range, topSlots, withRecentWindow, type Selector } from '../select.js';
+import { KvSettingsError } from '../errors.js';
 
 const SINKS = 4;
 
@@ -25,7 +26,7 @@ export const selectH2OWithSinks: Selector = ({ layer, budget, mode }) => {
   if (fitsBudget(layer, budget)) return null;
   const count = layer.length - budget.recent;
   if (mode === 'reference' && count < SINKS) {
-    throw new RangeError(`reference H2O-with-sinks needs at least ${SINKS} slots outside the recent window, got ${count} (the official class fails with a shape error)`);
+    throw new KvSettingsError(`reference H2O-with-sinks needs at least ${SINKS} slots outside the recent window, got ${count} (the official class fails with a shape error)`);
   }
   const candidates = range(0, count);
   const sinks = Math.min(SINKS, count);

@@ -16,6 +16,7 @@
  * `options.windowScores` (its column sums, which a prefill graph can emit alongside LOOK-M's).
  */
 import { headRows } from '../layout.js';
+import { KvSettingsError } from '../errors.js';
 import { range, topSlots, withRecentWindow, type Selector } from '../select.js';
 
 const POOL_KERNEL = 5;
@@ -28,7 +29,7 @@ export const selectSnapKV: Selector = ({ layer, budget, mode, options }) => {
   const { queries, windowScores } = options;
   const Hq = options.numQueryHeads ?? H;
   if (Hq % H !== 0) throw new RangeError(`${Hq} query heads cannot be grouped onto ${H} KV heads`);
-  if (mode === 'reference' && rc === 0) throw new RangeError('reference snapkv with recent_size 0 is undefined (its observation window is empty)');
+  if (mode === 'reference' && rc === 0) throw new KvSettingsError('reference snapkv with recent_size 0 is undefined (its observation window is empty)');
   if (windowScores && windowScores.length !== Hq * L) throw new RangeError(`windowScores must be [${Hq}, ${L}], got ${windowScores.length} values`);
   if (!windowScores && !queries) throw new TypeError('snapkv needs the queries of the newest tokens (options.queries) or their attention (options.windowScores)');
   const rows = queries ? queries.length / (Hq * D) : 0;

@@ -19,6 +19,7 @@
  *   image (fixes the fixed 576-token spans of §1.2).
  */
 import { TEXT } from '../layout.js';
+import { KvSettingsError } from '../errors.js';
 import { concatSlots, fitsBudget, headModality, headScores, range, topSlots, withRecentWindow, type Selector } from '../select.js';
 
 const IMAGE_PENALTY = Math.fround(-65516);
@@ -27,7 +28,7 @@ export const selectTextPrior: Selector = ({ layer, budget, mode }) => {
   if (fitsBudget(layer, budget)) return null;
   const { heavy: hh, recent: rc } = budget;
   if (mode === 'reference' && rc === 0) {
-    if (hh > 0) throw new RangeError('reference text-prior fails with recent_size 0 (topk on an empty slice); use a larger recentRatio or improved mode');
+    if (hh > 0) throw new KvSettingsError('reference text-prior fails with recent_size 0 (topk on an empty slice); use a larger recentRatio or improved mode');
     return null;
   }
   const count = layer.length - rc;

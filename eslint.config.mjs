@@ -2,6 +2,15 @@
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/** A layer's import rule: none of the sidecar folders `below` (by path), none of the `packages`. */
+function layer(files, forbiddenLayers, packages) {
+  const patterns = [
+    ...(forbiddenLayers.length ? [{ regex: `(^|/)(sidecar/src/)?(${forbiddenLayers.join('|')})/`, message: 'This import breaks the layering (see ARCHITECTURE.md).' }] : []),
+    ...(packages.length ? [{ group: packages, message: 'This layer stays free of this package (see ARCHITECTURE.md).' }] : []),
+  ];
+  return { files: Array.isArray(files) ? files : [files], rules: { 'no-restricted-imports': ['error', { patterns }] } };
+}
+
 export default tseslint.config(
   { ignores: ['dist/**', 'dist-test/**', 'out/**', 'node_modules/**', 'bench/results/**', '.host/**', 'tools/host/**'] },
   eslint.configs.recommended,
@@ -15,25 +24,21 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
-  {
-    // The KV engine is pure: no editor, no sockets, no model runtime.
-    files: ['sidecar/src/kv/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: ['vscode', 'onnxruntime-node', 'ws', 'node:*', 'fs', 'path'] }],
-    },
-  },
-  {
-    // The protocol is shared with the extension: no Node, no VS Code, no transport.
-    files: ['sidecar/src/protocol/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: ['vscode', 'vscode-jsonrpc/node', 'onnxruntime-node', 'ws', 'node:*', 'fs', 'path'] }],
-    },
-  },
-  {
-    // Pure extension modules, unit-tested outside VS Code.
-    files: ['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts', 'extension/src/lm/conversations.ts', 'extension/src/chat/history.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['vscode'] }] },
-  },
+  // The layering, enforced: cli -> main / client -> server -> session -> runtime -> model -> kv / protocol,
+  // with transport (the WebSocket framing) shared by server, client and extension. Each layer may
+  // import the ones below it only; see ARCHITECTURE.md.
+  layer('sidecar/src/protocol/**/*.ts', ['kv', 'model', 'runtime', 'session', 'server', 'client', 'cli', 'transport'], ['vscode', 'vscode-jsonrpc/node', 'onnxruntime-node', 'ws', 'node:*', 'fs', 'path']),
+  layer('sidecar/src/kv/**/*.ts', ['protocol', 'model', 'runtime', 'session', 'server', 'client', 'cli', 'transport'], ['vscode', 'onnxruntime-node', 'ws', 'node:*', 'fs', 'path']),
+  layer('sidecar/src/transport/**/*.ts', ['kv', 'model', 'runtime', 'session', 'server', 'client', 'cli'], ['vscode']),
+  layer('sidecar/src/model/**/*.ts', ['runtime', 'session', 'server', 'client', 'cli', 'transport'], ['vscode', 'onnxruntime-node']),
+  layer('sidecar/src/runtime/**/*.ts', ['session', 'server', 'client', 'cli', 'transport'], ['vscode']),
+  layer('sidecar/src/session/**/*.ts', ['server', 'client', 'cli', 'transport'], ['vscode']),
+  layer('sidecar/src/server/**/*.ts', ['client', 'cli'], ['vscode']),
+  layer('sidecar/src/client/**/*.ts', ['kv', 'model', 'runtime', 'session', 'server', 'cli'], ['vscode']),
+  // The extension reaches the sidecar through its protocol, client and transport only.
+  layer('extension/src/**/*.ts', ['kv', 'model', 'runtime', 'session', 'server', 'cli'], []),
+  // Pure extension modules, unit-tested outside VS Code.
+  layer(['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts', 'extension/src/sidecar/state.ts', 'extension/src/lm/conversations.ts', 'extension/src/chat/history.ts'], ['kv', 'model', 'runtime', 'session', 'server', 'cli'], ['vscode']),
   {
     // node:test's describe/it return promises the runner itself awaits.
     files: ['test/**/*.ts'],

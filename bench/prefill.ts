@@ -5,7 +5,7 @@
  * key prefix, so the causal half of the work is skipped like a chunked prefill does.
  */
 import * as ort from 'onnxruntime-node';
-import { buildModel } from '../sidecar/src/runtime/onnxBuilder.js';
+import { buildModel } from '../sidecar/src/model/graph/onnxBuilder.js';
 import { fillUniform } from './shapes.js';
 
 function attentionModel(heads: number, headDim: number): Uint8Array {

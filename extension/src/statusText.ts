@@ -1,7 +1,6 @@
 /** The status bar's text for a sidecar state and its KV figures (pure; no VS Code import). */
 import { kib } from './chat/format.js';
-
-export type SidecarState = 'stopped' | 'starting' | 'ready' | 'failed';
+import type { SidecarState } from './sidecar/state.js';
 
 export interface StatusFigures {
   /** A turn is running. */

@@ -1,6 +1,6 @@
 /** Seeded random layers for property tests. */
 import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer } from '../../sidecar/src/kv/index.js';
-import { mulberry32 } from '../../sidecar/src/kv/policies/random.js';
+import { mulberry32 } from '../../sidecar/src/kv/index.js';
 
 export interface RandomLayerSpec {
   seed: number;

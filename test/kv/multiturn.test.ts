@@ -17,7 +17,7 @@ import {
   type KvLayer,
   type PolicyName,
 } from '../../sidecar/src/kv/index.js';
-import { mulberry32 } from '../../sidecar/src/kv/policies/random.js';
+import { mulberry32 } from '../../sidecar/src/kv/index.js';
 import { gaussian, randomModality } from './helpers.js';
 
 const H = 1;

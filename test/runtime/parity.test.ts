@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { denseRows, denseSlots } from '../../sidecar/src/kv/index.js';
 import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
-import { generate } from '../../sidecar/src/runtime/generate.js';
+import { generate } from '../../sidecar/src/session/generate.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
-import { buildModel } from '../../sidecar/src/runtime/onnxBuilder.js';
-import { dequantize4, quantize4 } from '../../sidecar/src/runtime/quantize.js';
+import { buildModel } from '../../sidecar/src/model/graph/onnxBuilder.js';
+import { dequantize4, quantize4 } from '../../sidecar/src/model/graph/quantize.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 
 describe('4-bit block quantization', () => {

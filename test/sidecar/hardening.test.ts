@@ -12,7 +12,7 @@ import { ErrorCode, LIMITS, Methods, TOKEN_HEADER } from '../../sidecar/src/prot
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 import { classifyError } from '../../sidecar/src/server/errors.js';
 import { SidecarServer } from '../../sidecar/src/server/server.js';
-import { nestsDeeperThan } from '../../sidecar/src/server/wsTransport.js';
+import { nestsDeeperThan } from '../../sidecar/src/transport/wsTransport.js';
 import { connectSidecar } from '../../sidecar/src/client/launch.js';
 import { connect, openSocket, rawExchange, startSidecar, tinyModel, type Sidecar } from './harness.js';
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
-import { mulberry32 } from '../../sidecar/src/kv/policies/random.js';
+import { mulberry32 } from '../../sidecar/src/kv/index.js';
 
 export type Kind = 'multi-image' | 'follow-up' | 'file-lookup';
 

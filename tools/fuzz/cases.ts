@@ -4,7 +4,7 @@
  * deep nesting, binary frames, invalid UTF-8, truncated and bad base64 images, wrong ids, cancel
  * storms, requests before `initialize` and after `shutdown`.
  */
-import { mulberry32 } from '../../sidecar/src/kv/policies/random.js';
+import { mulberry32 } from '../../sidecar/src/kv/index.js';
 import { ErrorCode, LIMITS } from '../../sidecar/src/protocol/index.js';
 
 export type Expectation =

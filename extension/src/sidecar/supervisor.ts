@@ -12,12 +12,12 @@ import * as vscode from 'vscode';
 import { CloseAction, ErrorAction, LanguageClient, ResponseError, State, type ErrorHandler, type MessageTransports } from 'vscode-languageclient/node';
 import { launchSidecar, openSocket } from '../../../sidecar/src/client/launch.js';
 import { Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidecar/src/protocol/index.js';
-import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/server/wsTransport.js';
+import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/transport/wsTransport.js';
 import { openSetting, readSettings } from '../config.js';
 import { RESTART_KEYS, sidecarArgs, type Settings } from '../settings.js';
 import { RestartPolicy } from './restartPolicy.js';
 
-import type { SidecarState } from '../statusText.js';
+import type { SidecarState } from './state.js';
 
 export type { SidecarState };
 

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isPolicyName } from '../kv/index.js';
-import { generate } from '../runtime/generate.js';
+import { generate } from '../session/generate.js';
 import { parseWeightBits } from '../model/text/decoderGraph.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { createMessageConnection, type MessageConnection } from 'vscode-jsonrpc/node';
 import WebSocket from 'ws';
 import { TOKEN_ENV, TOKEN_HEADER } from '../protocol/index.js';
-import { WebSocketMessageReader, WebSocketMessageWriter } from '../server/wsTransport.js';
+import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/wsTransport.js';
 
 export interface LaunchedSidecar {
   process: ChildProcess;

@@ -6,5 +6,6 @@ export { KvSettingsError } from './errors.js';
 export { POLICIES, POLICY_NAMES, DEFAULT_POLICY, isPolicyName, type PolicyName } from './policies/index.js';
 export type { PolicyOptions, SelectionTrace } from './select.js';
 export { modalityFromPlaceholders } from './modality.js';
+export { mulberry32 } from './random.js';
 export { similarityFilter, type MergeRule } from './merge.js';
 export { matchEvicted, type Matcher, type Matches } from './similarity.js';

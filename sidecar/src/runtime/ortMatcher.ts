@@ -14,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import type { KvLayer } from '../kv/layout.js';
 import type { Matcher, Matches } from '../kv/similarity.js';
 import { normaliseKeys } from '../kv/similarity.js';
-import { buildModel } from './onnxBuilder.js';
+import { buildModel } from '../model/graph/onnxBuilder.js';
 
 export interface OrtMatcherOptions {
   /** onnxruntime intra-op threads (default 2: unset, it ran ~3x slower on 2-core machines). */

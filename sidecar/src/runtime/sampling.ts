@@ -1,5 +1,5 @@
 /** Next-token choice: greedy, or seeded temperature / top-k / top-p sampling. */
-import { mulberry32 } from '../kv/policies/random.js';
+import { mulberry32 } from '../kv/index.js';
 
 export interface SamplingOptions {
   /** 0 (default) is greedy. */

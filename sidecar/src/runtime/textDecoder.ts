@@ -8,7 +8,8 @@ import { SidecarError } from '../protocol/errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { TextConfig } from '../model/config.js';
 import { buildDecoderGraph, type WeightBits } from '../model/text/decoderGraph.js';
-import { createSession, WeightPool, type SessionOptions } from './weights.js';
+import { WeightPool } from '../model/graph/weightPool.js';
+import { createSession, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
   /** `[numKvHeads, length, headDim]`, post-RoPE. */

@@ -2,7 +2,8 @@
 import * as ort from 'onnxruntime-node';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { buildVisionGraph } from '../model/vision/visionGraph.js';
-import { createSession, WeightPool, type SessionOptions } from './weights.js';
+import { WeightPool } from '../model/graph/weightPool.js';
+import { createSession, type SessionOptions } from './weights.js';
 
 export class VisionEncoder {
   private constructor(

@@ -41,7 +41,7 @@ import { SessionStore } from '../session/store.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import { classifyError } from './errors.js';
 import type { Logger } from './log.js';
-import { WebSocketMessageReader, WebSocketMessageWriter } from './wsTransport.js';
+import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/wsTransport.js';
 
 export interface ServerOptions {
   host: string;

@@ -15,8 +15,8 @@
  * column sums anyway, so the fused attention ops would not save the `[S, T]` block.
  */
 import type { TextConfig } from '../config.js';
-import { buildModel, GraphBuilder, type ValueSpec } from '../../runtime/onnxBuilder.js';
-import type { WeightPool } from '../../runtime/weights.js';
+import { buildModel, GraphBuilder, type ValueSpec } from '../graph/onnxBuilder.js';
+import type { WeightPool } from '../graph/weightPool.js';
 import { ropeInverseFrequencies } from './rope.js';
 
 export interface DecoderGraph {

@@ -11,8 +11,8 @@
  * selected one are built.
  */
 import type { LlavaConfig } from '../config.js';
-import { buildModel, GraphBuilder, type ValueSpec } from '../../runtime/onnxBuilder.js';
-import type { WeightPool } from '../../runtime/weights.js';
+import { buildModel, GraphBuilder, type ValueSpec } from '../graph/onnxBuilder.js';
+import type { WeightPool } from '../graph/weightPool.js';
 
 export interface VisionGraph {
   model: Uint8Array;

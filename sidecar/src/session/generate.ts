@@ -5,9 +5,9 @@
  */
 import type { Budget, Mode, PolicyName } from '../kv/index.js';
 import { SessionSettings } from '../protocol/index.js';
-import { Conversation, FeatureCache, type TurnOutput } from '../session/conversation.js';
-import type { LlavaRuntime } from './llava.js';
-import type { SamplingOptions } from './sampling.js';
+import { Conversation, FeatureCache, type TurnOutput } from './conversation.js';
+import type { LlavaRuntime } from '../runtime/llava.js';
+import type { SamplingOptions } from '../runtime/sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;

@@ -2,7 +2,8 @@
 export * from './layout.js';
 export * from './budget.js';
 export * from './compress.js';
-export { POLICIES, POLICY_NAMES, DEFAULT_POLICY, isPolicyName, type PolicyName } from './policies/index.js';
+export { POLICIES, POLICY_NAMES, DEFAULT_POLICY, isPolicyName, type Policy, type PolicyName } from './policies/index.js';
+export { DEFAULT_SNAPKV_WINDOW, snapkvWindowRows } from './policies/snapkv.js';
 export type { PolicyOptions, SelectionTrace } from './select.js';
 export { modalityFromPlaceholders } from './modality.js';
 export { similarityFilter, type MergeRule } from './merge.js';

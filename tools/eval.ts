@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     },
   });
   const quick = values.quick;
-  const policies: PolicyName[] = quick ? ['full', 'text_prior_pivot_merge', 'h2o', 'snapkv', 'window', 'random'] : POLICY_NAMES;
+  const policies: PolicyName[] = quick ? ['full', 'text_prior_pivot_merge', 'h2o', 'snapkv', 'window', 'random'] : [...POLICY_NAMES];
   const budgets = quick ? [1, 0.2, 0.05] : [1, 0.2, 0.1, 0.05];
   const modes: Mode[] = quick ? ['improved'] : ['improved', 'reference'];
   const configs: EvalConfig[] = policies.flatMap((policy) => budgets.flatMap((budget) => modes.map((mode) => ({ policy, mode, budget }))));

@@ -4,11 +4,13 @@
  * setting is a command-line flag of the sidecar, so it applies after a restart (which is offered);
  * the others apply to the next conversation or answer.
  */
+import { DEFAULT_POLICY } from '../../sidecar/src/protocol/policies.js';
+
 export const SECTION = 'lookm';
 
 export const SETTINGS = {
   modelPath: { key: 'modelPath', default: '', restart: true },
-  policy: { key: 'kv.policy', default: 'text_prior_pivot_merge', restart: false },
+  policy: { key: 'kv.policy', default: DEFAULT_POLICY, restart: false },
   budgetRatio: { key: 'kv.budgetRatio', default: 0.2, restart: false },
   maxSlots: { key: 'kv.maxSlots', default: 0, restart: false },
   mode: { key: 'kv.mode', default: 'improved', restart: false },

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { version } from '../../package.json';
 import { TOKEN_ENV } from './protocol/index.js';
-import { LEVELS, stderrLogger } from './server/log.js';
+import { LEVELS, stderrLogger } from './log.js';
 import { parseWeightBits } from './model/text/decoderGraph.js';
 import { SidecarServer } from './server/server.js';
 

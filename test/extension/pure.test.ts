@@ -11,10 +11,10 @@ import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/con
 import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings, sidecarArgs, type Settings } from '../../extension/src/settings.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
 import { statusText } from '../../extension/src/statusText.js';
-import { POLICY_NAMES, SessionSettings, type CacheMap, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
+import { DEFAULT_POLICY, POLICY_DESCRIPTIONS, POLICY_NAMES, SessionSettings, type CacheMap, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
 
 const manifest = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as {
-  contributes: { configuration: { properties: Record<string, { default: unknown; enum?: string[]; description?: string; markdownDescription?: string }> }; commands: { command: string; category: string }[]; chatParticipants: { id: string }[] };
+  contributes: { configuration: { properties: Record<string, { default: unknown; enum?: string[]; enumDescriptions?: string[]; description?: string; markdownDescription?: string }> }; commands: { command: string; category: string }[]; chatParticipants: { id: string }[] };
   activationEvents: string[];
   main: string;
 };
@@ -27,6 +27,14 @@ describe('extension manifest', () => {
     assert.deepEqual(Object.keys(declared).sort(), Object.values(SETTINGS).map((s) => `${SECTION}.${s.key}`).sort());
     for (const s of Object.values(SETTINGS)) assert.equal(declared[`${SECTION}.${s.key}`].default, s.default, s.key);
     assert.deepEqual(declared['lookm.kv.policy'].enum, [...POLICY_NAMES]);
+  });
+
+  it("offers exactly the protocol's policies, each with its description, LOOK-M's the default", () => {
+    const policy = manifest.contributes.configuration.properties['lookm.kv.policy'];
+    assert.deepEqual(policy.enum, [...POLICY_NAMES], 'package.json cannot import POLICY_NAMES: keep its enum in step');
+    assert.deepEqual(policy.enumDescriptions, POLICY_NAMES.map((name) => POLICY_DESCRIPTIONS[name]), 'one description per policy, in the same order');
+    assert.equal(policy.default, DEFAULT_POLICY);
+    assert.match(POLICY_DESCRIPTIONS[DEFAULT_POLICY], /recommended/);
   });
 
   it('says which settings apply after a restart, and only those offer one', () => {

@@ -6,8 +6,10 @@ import {
   appendTokens,
   compressLayer,
   createLayer,
+  DEFAULT_SNAPKV_WINDOW,
   denseRows,
   denseSlots,
+  observedRows,
   planCompression,
   resolveBudget,
   TEXT,
@@ -132,6 +134,17 @@ describe('H2O with sinks', () => {
     assert.deepEqual(keptPositions(layer), [0, 1, 2, 3, 4, 9]);
   });
 
+  it('keeps as many sinks as options.sinks asks in improved mode; the reference keeps its 4', async () => {
+    const scores = [[0, 0, 0, 0, 0, 0, 9, 8, 7, 6, 1, 1]];
+    const budget = { hhRatio: 0.5, recentRatio: 0.1 }; // heavy 6, recent 1
+    const kept = async (options: { sinks?: number; mode?: 'reference' | 'improved' }) => Array.from((await planCompression(layerWith({ scores }), { policy: 'pivot_merge', budget, ...options }))!.kept);
+    assert.deepEqual(await kept({}), [0, 1, 2, 3, 6, 7, 11]);
+    assert.deepEqual(await kept({ sinks: 0 }), [0, 6, 7, 8, 9, 10, 11], 'plain H2O: slot 0 only as the lowest of the tied zeros');
+    assert.deepEqual(await kept({ sinks: 6 }), [0, 1, 2, 3, 4, 5, 11]);
+    await assert.rejects(kept({ sinks: 6, mode: 'reference' }), /reference H2O-with-sinks protects 4 sinks/);
+    await assert.rejects(kept({ sinks: -1 }), /sinks must be a non-negative integer/);
+  });
+
   it('reference mode fails like the official class with fewer than four candidates', async () => {
     const layer = layerWith({ scores: [[1, 2, 3, 4, 5]] });
     await assert.rejects(compressLayer(layer, { policy: 'avg_merge', budget: { hhRatio: 0.2, recentRatio: 0.4 }, mode: 'reference' }), /at least 4 slots/);
@@ -246,6 +259,20 @@ describe('SnapKV', () => {
     assert.deepEqual(given?.kept, fromQueries?.kept);
     const a = fromQueries!.trace.snapkvPooledScores!;
     given!.trace.snapkvPooledScores!.forEach((x, i) => assert.ok(Math.abs(x - a[i]) < 1e-5, `pooled ${i}`));
+  });
+
+  it('observes options.snapkvWindow query rows in improved mode, the recent window in the reference', async () => {
+    const { layer, queries, numQueryHeads } = randomLayer({ seed: 7, numHeads: 2, numQueryHeads: 4, headDim: 8, length: 200 });
+    const budget = { hhRatio: 0.1, recentRatio: 0.4 }; // recent 80
+    assert.equal(observedRows({ policy: 'snapkv', budget }, 200, 200), DEFAULT_SNAPKV_WINDOW);
+    assert.equal(observedRows({ policy: 'snapkv', budget, snapkvWindow: 4 }, 200, 200), 4);
+    assert.equal(observedRows({ policy: 'snapkv', budget, snapkvWindow: 500 }, 200, 200), 80, 'at most the recent window');
+    assert.equal(observedRows({ policy: 'snapkv', budget, mode: 'reference' }, 200, 200), 80);
+    assert.equal(observedRows({ policy: 'text_prior_pivot_merge', budget }, 200, 200), 0, 'observes nothing');
+    assert.throws(() => observedRows({ policy: 'snapkv', budget, snapkvWindow: 0 }, 200, 200), /snapkvWindow must be a positive integer/);
+    const plan = async (snapkvWindow?: number) => Array.from((await planCompression(layer, { policy: 'snapkv', budget, queries, numQueryHeads, snapkvWindow }))!.kept);
+    assert.notDeepEqual(await plan(2), await plan(), 'the window changes what is kept');
+    assert.deepEqual(await plan(DEFAULT_SNAPKV_WINDOW), await plan());
   });
 
   it('asks for the queries it needs', async () => {

@@ -2,10 +2,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SNAPKV_WINDOW } from '../../sidecar/src/model/text/decoderGraph.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 import { argmax, createSampler } from '../../sidecar/src/runtime/sampling.js';
+
+const SNAPKV_WINDOW = 64;
 
 describe('window column sums', () => {
   let decoder: TextDecoder;
@@ -18,7 +19,7 @@ describe('window column sums', () => {
     const L = SNAPKV_WINDOW + 16;
     const ids = Array.from({ length: L }, (_, i) => 10 + ((i * 37) % 300));
     const positions = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
-    const full = await decoder.forward(decoder.embed(ids), positions(L), decoder.emptyPast(), { windowScores: true });
+    const full = await decoder.forward(decoder.embed(ids), positions(L), decoder.emptyPast(), { windowRows: SNAPKV_WINDOW });
     // Causal attention: the first 16 rows attend exactly as in a 16-token pass.
     const head = await decoder.forward(decoder.embed(ids.slice(0, 16)), positions(16), decoder.emptyPast());
     const H = decoder.config.numHeads;
@@ -31,6 +32,18 @@ describe('window column sums', () => {
         }
       }
     }
+  });
+
+  it('sum none of the rows for a window of 0, all of them for a window as long as the chunk, and refuse more', async () => {
+    const S = 12;
+    const ids = Array.from({ length: S }, (_, i) => 20 + i);
+    const positions = Int32Array.from({ length: S }, (_, i) => i);
+    const none = await decoder.forward(decoder.embed(ids), positions, decoder.emptyPast());
+    assert.equal(none.windowColsums, null);
+    const all = await decoder.forward(decoder.embed(ids), positions, decoder.emptyPast(), { windowRows: S });
+    assert.deepEqual(Array.from(none.logits), Array.from(all.logits), 'the window does not change the forward pass');
+    all.colsums.forEach((colsum, layer) => colsum.forEach((x, k) => assert.ok(Math.abs(all.windowColsums![layer][k] - x) < 1e-5, `layer ${layer} column ${k}`)));
+    await assert.rejects(decoder.forward(decoder.embed(ids), positions, decoder.emptyPast(), { windowRows: S + 1 }), /windowRows must be an integer in 0\.\.12/);
   });
 });
 

@@ -125,7 +125,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
         const cache = runtime.createCache();
         const L = c.input_ids.length;
         const { modality } = runtime.embedPrompt(c.input_ids, tensor('image_features'));
-        const { logits: last } = await runtime.prefill(cache, tensor('inputs_embeds'), Int32Array.from({ length: L }, (_, i) => i), modality, chunk);
+        const { logits: last } = await runtime.prefill(cache, tensor('inputs_embeds'), Int32Array.from({ length: L }, (_, i) => i), modality, { chunk });
         const V = runtime.config.text.vocabSize;
         assert.ok(maxAbsDiff(last, tensor('logits').subarray((L - 1) * V, L * V)) <= TOLERANCE, 'last logits');
         cache.forEach((layer, i) => {

@@ -6,7 +6,7 @@ import { resolveBudget, type Budget, type Mode } from './budget.js';
 import { KvSettingsError } from './errors.js';
 import type { KvLayer } from './layout.js';
 import { mergeEvicted, type MergeOutcome } from './merge.js';
-import { POLICIES, isPolicyName, type PolicyName } from './policies/index.js';
+import { POLICIES, isPolicyName, type Policy, type PolicyName } from './policies/index.js';
 import type { PolicyOptions, SelectionTrace } from './select.js';
 import { matchEvicted, type Matcher, type Matches } from './similarity.js';
 
@@ -49,11 +49,24 @@ function complement(length: number, numHeads: number, kept: Int32Array, keptPerH
   return evicted;
 }
 
+/**
+ * How many of the newest tokens' query rows the policy observes when it compresses a layer that
+ * will hold `length` slots after `tokensSeen` tokens (0: it observes none). A prefill sums the
+ * attention of exactly these rows into the `windowScores` that `planCompression` then takes.
+ */
+export function observedRows(options: CompressOptions, length: number, tokensSeen: number): number {
+  const { policy: name, mode = 'improved' } = options;
+  if (!isPolicyName(name)) throw new KvSettingsError(`unknown KV policy "${String(name)}"`);
+  const policy: Policy = POLICIES[name];
+  if (!policy.observes) return 0;
+  return policy.observes(resolveBudget(options.budget, length, tokensSeen, mode), mode, options);
+}
+
 /** What `compressLayer` would do, without touching the layer. `null`: the layer stays as it is. */
 export async function planCompression(layer: KvLayer, options: CompressOptions): Promise<CompressionPlan | null> {
   const { policy: name, budget: requested, mode = 'improved' } = options;
   if (!isPolicyName(name)) throw new KvSettingsError(`unknown KV policy "${String(name)}"`);
-  const policy = POLICIES[name];
+  const policy: Policy = POLICIES[name];
   const budget = resolveBudget(requested, layer.length, layer.tokensSeen, mode);
   const selection = policy.select({ layer, budget, mode, options });
   if (!selection) return null;

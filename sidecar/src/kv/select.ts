@@ -3,6 +3,7 @@
  * selection policy returns.
  */
 import type { SlotBudget, Mode } from './budget.js';
+import { KvSettingsError } from './errors.js';
 import type { KvLayer } from './layout.js';
 
 /** Kept slots per head, in output order (ascending position for every policy but reference SnapKV). */
@@ -25,7 +26,7 @@ export interface SelectionTrace {
 export interface PolicyOptions {
   /** Seed of the `random` policy. */
   seed?: number;
-  /** Attention sinks kept by `window` (default 4). */
+  /** Attention sinks kept by `window` and, in improved mode, the H2O merge policies (default 4). */
   sinks?: number;
   /** SnapKV: queries of the newest tokens, `[numQueryHeads, rows, headDim]`, post-RoPE. */
   queries?: Float32Array;
@@ -99,6 +100,13 @@ export function headScores(layer: KvLayer, head: number): Float64Array {
 /** Per-head view of the modality tags of the valid slots. */
 export function headModality(layer: KvLayer, head: number): Int32Array {
   return layer.modality.subarray(head * layer.capacity, head * layer.capacity + layer.length);
+}
+
+/** The attention sinks asked for in `options.sinks` (checked), or `fallback`. */
+export function sinkCount(options: PolicyOptions, fallback: number): number {
+  const { sinks = fallback } = options;
+  if (!(Number.isInteger(sinks) && sinks >= 0)) throw new KvSettingsError(`sinks must be a non-negative integer, got ${sinks}`);
+  return sinks;
 }
 
 /** Whether the H2O family leaves the cache as it is (lookm-spec §4: `L <= hh + rc`). */

@@ -8,6 +8,7 @@
  */
 import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import { z } from 'zod';
+import { DEFAULT_POLICY, POLICY_NAMES } from './policies.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -59,35 +60,35 @@ export const ErrorCode = {
 } as const;
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export const POLICY_NAMES = [
-  'full',
-  'window',
-  'random',
-  'h2o',
-  'snapkv',
-  'pivot_merge',
-  'avg_merge',
-  'weighted_merge',
-  'text_prior',
-  'text_prior_pivot_merge',
-  'text_prior_avg_merge',
-  'text_prior_weighted_merge',
-] as const;
+export { DEFAULT_POLICY, isPolicyName, POLICY_DESCRIPTIONS, POLICY_NAMES, type PolicyName } from './policies.js';
 
 const ratio = z.number().min(0).max(1);
 
 export const SessionSettings = z
   .object({
-    policy: z.enum(POLICY_NAMES).default('text_prior_pivot_merge'),
+    policy: z.enum(POLICY_NAMES).default(DEFAULT_POLICY),
     mode: z.enum(['improved', 'reference']).default('improved'),
     budget: z.object({ hhRatio: ratio.optional(), recentRatio: ratio.optional(), maxSlots: z.number().int().positive().optional() }).strict().default({ hhRatio: 0.1, recentRatio: 0.1 }),
+    /**
+     * Attention sinks (the first slots, always kept) of `window` and, in improved mode, of the
+     * H2O merge policies (pivot/avg/weighted_merge); default 4. Ignored by policies without sinks.
+     */
+    sinks: z.number().int().min(0).max(1024).optional(),
+    /** SnapKV's observation window in query rows, improved mode (the reference's is the recent window); default 64. */
+    snapkvWindow: z.number().int().min(1).max(4096).optional(),
     maxNewTokens: z.number().int().positive().max(LIMITS.maxNewTokens).default(256),
     temperature: z.number().min(0).max(10).default(0),
     topK: z.number().int().min(0).default(0),
     topP: z.number().gt(0).max(1).default(1),
     seed: z.number().int().default(0),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    // Reference mode computes what the official code computes: its parameters are fixed.
+    if (s.mode !== 'reference') return;
+    if (s.snapkvWindow !== undefined) ctx.addIssue({ code: 'custom', path: ['snapkvWindow'], message: 'snapkvWindow is an improved-mode setting: the reference observes the recent window; leave it unset or use mode "improved"' });
+    if (s.sinks !== undefined && s.policy !== 'window') ctx.addIssue({ code: 'custom', path: ['sinks'], message: `sinks is an improved-mode setting for ${s.policy}: the reference protects 4 sinks; leave it unset or use mode "improved"` });
+  });
 export type SessionSettings = z.infer<typeof SessionSettings>;
 
 export const SessionCreateParams = z.object({ settings: SessionSettings.default(SessionSettings.parse({})) }).strict();

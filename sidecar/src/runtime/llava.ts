@@ -32,6 +32,22 @@ export interface LoadOptions {
  */
 export const DEFAULT_PREFILL_CHUNK = 512;
 
+export interface PrefillOptions {
+  /** Tokens per decoder run (default DEFAULT_PREFILL_CHUNK). */
+  chunk?: number;
+  /** How many of the newest tokens' query rows SnapKV observes (default 0: no window scores). */
+  windowRows?: number;
+}
+
+export interface Prefilled {
+  /** Logits of the last token (empty when there were no tokens). */
+  logits: Float32Array;
+  /** Per layer, `[numHeads, cache length]`: the observation window's attention per slot (null: no window). */
+  windowScores: Float32Array[] | null;
+  /** Query rows the window holds: the rows asked for, at most the tokens prefilled. */
+  windowRows: number;
+}
+
 export class LlavaRuntime {
   private constructor(
     readonly checkpoint: Checkpoint,
@@ -103,29 +119,41 @@ export class LlavaRuntime {
   /**
    * Runs new tokens through the decoder on top of `cache` in chunks of `chunk`, appending their
    * K/V and adding every chunk's attention column sums to the slots' scores. Returns the logits
-   * of the last token (empty when there are no tokens) and, per layer, the last chunk's attention
-   * over its final query rows (`[numHeads, cache length]`, SnapKV's observation).
+   * of the last token (empty when there are no tokens) and, when `windowRows` > 0, per layer the
+   * attention the last `windowRows` new tokens paid to every slot (`[numHeads, cache length]`,
+   * SnapKV's observation), summed over those rows whichever chunks they fell in: a row of an
+   * earlier chunk adds its attention over the slots that existed then (later ones are causally
+   * masked). The window cannot reach back past this prefill (older queries are gone), so it holds
+   * at most the new tokens: `windowRows` in the result says how many it did hold.
    */
   async prefill(
     cache: KvLayer[],
     embeds: Float32Array,
     positions: Int32Array,
     modality: Int32Array,
-    chunk = DEFAULT_PREFILL_CHUNK,
-  ): Promise<{ logits: Float32Array; windowScores: Float32Array[] | null }> {
+    options: PrefillOptions = {},
+  ): Promise<Prefilled> {
+    const { chunk = DEFAULT_PREFILL_CHUNK, windowRows: requested = 0 } = options;
+    if (!(Number.isInteger(chunk) && chunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${chunk}`);
+    if (!(Number.isInteger(requested) && requested >= 0)) throw new RangeError(`windowRows must be a non-negative integer, got ${requested}`);
     const { hiddenSize: E, numHeads } = this.config.text;
-    let result: { logits: Float32Array; windowScores: Float32Array[] | null } = { logits: new Float32Array(0), windowScores: null };
-    for (let start = 0; start < positions.length; start += chunk) {
-      const end = Math.min(positions.length, start + chunk);
-      const last = end === positions.length;
-      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowScores: last });
+    const N = positions.length;
+    const windowRows = Math.min(requested, N);
+    const total = (cache[0]?.length ?? 0) + N;
+    const windowScores = windowRows > 0 ? cache.map(() => new Float32Array(numHeads * total)) : null;
+    let logits: Float32Array = new Float32Array(0);
+    for (let start = 0; start < N; start += chunk) {
+      const end = Math.min(N, start + chunk);
+      const rows = Math.max(0, end - Math.max(start, N - windowRows));
+      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowRows: rows });
       cache.forEach((layer, i) => {
         appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: positions.slice(start, end), modality: modality.slice(start, end) });
         accumulateScores(layer, out.colsums[i], numHeads);
+        if (windowScores && out.windowColsums) addColumns(windowScores[i], total, out.windowColsums[i], layer.length, numHeads);
       });
-      result = { logits: out.logits, windowScores: out.windowColsums };
+      logits = out.logits;
     }
-    return result;
+    return { logits, windowScores, windowRows };
   }
 
   /**
@@ -145,6 +173,13 @@ export class LlavaRuntime {
 
   async release(): Promise<void> {
     await Promise.all([this.vision.release(), this.decoder.release(), this.matcher.release()]);
+  }
+}
+
+/** Adds `[heads, width]` column sums into the first `width` columns of `[heads, total]` sums. */
+function addColumns(into: Float32Array, total: number, sums: Float32Array, width: number, heads: number): void {
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < width; j++) into[h * total + j] += sums[h * width + j];
   }
 }
 

@@ -25,7 +25,7 @@ export interface DecoderOutput {
   keys: Float32Array[];
   values: Float32Array[];
   colsums: Float32Array[];
-  /** Per layer, column sums over the chunk's last SNAPKV_WINDOW rows (only when `windowScores` was asked for). */
+  /** Per layer, `[numHeads, past + S]` column sums over the chunk's last `windowRows` rows (null when none were asked for). */
   windowColsums: Float32Array[] | null;
 }
 
@@ -67,23 +67,27 @@ export class TextDecoder {
 
   /**
    * Runs a chunk on top of `past`. Only the last token's logits are computed unless `allLogits`
-   * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads).
+   * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads). `windowRows`:
+   * how many of the chunk's last query rows SnapKV observes (their column sums come back).
    */
   async forward(
     embeds: Float32Array,
     positions: ArrayLike<number>,
     past: PastLayer[],
-    options: { mask?: Float32Array; allLogits?: boolean; windowScores?: boolean } = {},
+    options: { mask?: Float32Array; allLogits?: boolean; windowRows?: number } = {},
   ): Promise<DecoderOutput> {
     const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.config;
     const S = positions.length;
     if (embeds.length !== S * E) throw new RangeError(`inputs_embeds must be [${S}, ${E}], got ${embeds.length} values`);
     if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
     const P = past[0].length;
+    const windowRows = options.windowRows ?? 0;
+    if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [S, E]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
       attention_mask: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
+      window_rows: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
     };
     past.forEach((layer, i) => {
       if (layer.length !== P || layer.keys.length !== Hkv * P * D || layer.values.length !== Hkv * P * D) {
@@ -94,14 +98,14 @@ export class TextDecoder {
     });
     const layers = Array.from({ length: numLayers }, (_, i) => i);
     const logitsName = options.allLogits ? 'logits' : 'last_logits';
-    const fetches = [logitsName, ...layers.flatMap((i) => [`key.${i}`, `value.${i}`, `colsum.${i}`, ...(options.windowScores ? [`window_colsum.${i}`] : [])])];
+    const fetches = [logitsName, ...layers.flatMap((i) => [`key.${i}`, `value.${i}`, `colsum.${i}`, ...(windowRows > 0 ? [`window_colsum.${i}`] : [])])];
     const out = await this.session.run(feeds, fetches);
     return {
       logits: out[logitsName].data as Float32Array,
       keys: layers.map((i) => out[`key.${i}`].data as Float32Array),
       values: layers.map((i) => out[`value.${i}`].data as Float32Array),
       colsums: layers.map((i) => out[`colsum.${i}`].data as Float32Array),
-      windowColsums: options.windowScores ? layers.map((i) => out[`window_colsum.${i}`].data as Float32Array) : null,
+      windowColsums: windowRows > 0 ? layers.map((i) => out[`window_colsum.${i}`].data as Float32Array) : null,
     };
   }
 

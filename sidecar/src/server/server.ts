@@ -40,7 +40,7 @@ import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '.
 import { SessionStore } from '../session/store.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import { classifyError } from './errors.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/wsTransport.js';
 
 export interface ServerOptions {

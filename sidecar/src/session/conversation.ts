@@ -15,6 +15,7 @@ import type { SessionSettings, TurnStats } from '../protocol/index.js';
 import { releasePast, type LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
+import { compressOptions, observedWindow } from './compression.js';
 
 export interface TurnInput {
   text: string;
@@ -199,14 +200,14 @@ export class Conversation {
     this.tally.fed(modality);
     const first = cache[0].tokensSeen;
     const positions = Int32Array.from(ids, (_, i) => first + i);
-    const prefilled = await runtime.prefill(cache, embeds, positions, modality);
+    const prefilled = await runtime.prefill(cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, cache, ids.length) });
     const prefillMs = performance.now() - started;
 
     const compressStart = performance.now();
     const policy = this.settings.policy;
     if (policy !== 'full') {
       for (const [i, layer] of cache.entries()) {
-        const plan = await planCompression(layer, { policy, budget: this.settings.budget, mode: this.settings.mode, numQueryHeads: runtime.config.text.numHeads, windowScores: prefilled.windowScores?.[i], seed: this.settings.seed, matcher: runtime.matcher });
+        const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: prefilled.windowScores?.[i] });
         if (!plan) continue;
         this.tally.compressed(layer, plan);
         applyPlan(layer, plan);

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from '../server/log.js';
+import type { Logger } from '../log.js';
 import { Conversation, type ImageStore, type PersistedConversation } from './conversation.js';
 
 function writeAtomically(file: string, data: string | Uint8Array): void {

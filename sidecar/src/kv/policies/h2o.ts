@@ -8,8 +8,9 @@
  *   fewer than 4 candidates exist; improved mode protects `min(4, candidates)` instead.
  *   With `heavy < 4` the reference's choice among the tied sinks is unspecified; we keep the
  *   lowest positions.
+ *   Improved mode takes the number of sinks from `options.sinks` (default 4); the reference's is 4.
  */
-import { fitsBudget, headScores, range, topSlots, withRecentWindow, type Selector } from '../select.js';
+import { fitsBudget, headScores, range, sinkCount, topSlots, withRecentWindow, type Selector } from '../select.js';
 import { KvSettingsError } from '../errors.js';
 
 const SINKS = 4;
@@ -22,14 +23,18 @@ export const selectH2O: Selector = ({ layer, budget }) => {
   return withRecentWindow(layer, heavy, budget.recent);
 };
 
-export const selectH2OWithSinks: Selector = ({ layer, budget, mode }) => {
+export const selectH2OWithSinks: Selector = ({ layer, budget, mode, options }) => {
+  const protectedSlots = sinkCount(options, SINKS);
+  if (mode === 'reference' && protectedSlots !== SINKS) {
+    throw new KvSettingsError(`reference H2O-with-sinks protects ${SINKS} sinks (the official code), got sinks ${protectedSlots}; leave sinks unset or use improved mode`);
+  }
   if (fitsBudget(layer, budget)) return null;
   const count = layer.length - budget.recent;
   if (mode === 'reference' && count < SINKS) {
     throw new KvSettingsError(`reference H2O-with-sinks needs at least ${SINKS} slots outside the recent window, got ${count} (the official class fails with a shape error)`);
   }
   const candidates = range(0, count);
-  const sinks = Math.min(SINKS, count);
+  const sinks = Math.min(protectedSlots, count);
   const heavy: Int32Array[] = [];
   for (let h = 0; h < layer.numHeads; h++) {
     const rank = Float64Array.from(headScores(layer, h).subarray(0, count));

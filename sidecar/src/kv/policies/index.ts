@@ -1,19 +1,24 @@
 /**
- * Every policy by name: a selection and an optional merge rule. Names follow the reference's
- * kv_modes (lookm-spec §1), `text_prior` being its `text_prior_h2o`.
+ * Every policy by name: a selection, an optional merge rule and, for a policy that observes the
+ * newest queries' attention, how many query rows it observes. The names are the protocol's
+ * (`POLICY_NAMES`, the one list); this table must cover exactly those.
  */
+import type { Mode, SlotBudget } from '../budget.js';
 import type { MergeRule } from '../merge.js';
-import type { Selector } from '../select.js';
+import type { PolicyOptions, Selector } from '../select.js';
+import { DEFAULT_POLICY, isPolicyName, POLICY_NAMES, type PolicyName } from '../../protocol/policies.js';
 import { selectFull } from './full.js';
 import { selectH2O, selectH2OWithSinks } from './h2o.js';
 import { selectRandom } from './random.js';
-import { selectSnapKV } from './snapkv.js';
+import { selectSnapKV, snapkvWindowRows } from './snapkv.js';
 import { selectTextPrior } from './textPrior.js';
 import { selectWindow } from './window.js';
 
 export interface Policy {
   select: Selector;
   merge: MergeRule | null;
+  /** Query rows (the newest tokens') whose attention `select` takes as `options.windowScores`. */
+  observes?: (budget: SlotBudget, mode: Mode, options: PolicyOptions) => number;
 }
 
 export const POLICIES = {
@@ -21,7 +26,7 @@ export const POLICIES = {
   window: { select: selectWindow, merge: null },
   random: { select: selectRandom, merge: null },
   h2o: { select: selectH2O, merge: null },
-  snapkv: { select: selectSnapKV, merge: null },
+  snapkv: { select: selectSnapKV, merge: null, observes: (budget, mode, options) => snapkvWindowRows(budget, mode, options.snapkvWindow) },
   pivot_merge: { select: selectH2OWithSinks, merge: 'pivot' },
   avg_merge: { select: selectH2OWithSinks, merge: 'average' },
   weighted_merge: { select: selectH2OWithSinks, merge: 'weighted' },
@@ -29,15 +34,6 @@ export const POLICIES = {
   text_prior_pivot_merge: { select: selectTextPrior, merge: 'pivot' },
   text_prior_avg_merge: { select: selectTextPrior, merge: 'average' },
   text_prior_weighted_merge: { select: selectTextPrior, merge: 'weighted' },
-} as const satisfies Record<string, Policy>;
+} as const satisfies Record<PolicyName, Policy>;
 
-export type PolicyName = keyof typeof POLICIES;
-
-export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
-
-/** LOOK-M's main configuration: text-prior eviction with pivotal merging. */
-export const DEFAULT_POLICY: PolicyName = 'text_prior_pivot_merge';
-
-export function isPolicyName(name: string): name is PolicyName {
-  return Object.hasOwn(POLICIES, name);
-}
+export { DEFAULT_POLICY, isPolicyName, POLICY_NAMES, type PolicyName };

@@ -13,14 +13,27 @@
  * scores (GQA), and kept slots come out in position order like every other policy.
  *
  * The window's attention is computed here from `options.queries`, or taken as given from
- * `options.windowScores` (its column sums, which a prefill graph can emit alongside LOOK-M's).
+ * `options.windowScores` (its column sums, which a prefill graph can emit alongside LOOK-M's):
+ * those must be summed over `snapkvWindowRows` query rows, the window this policy observes.
  */
+import type { Mode, SlotBudget } from '../budget.js';
 import { headRows } from '../layout.js';
 import { KvSettingsError } from '../errors.js';
 import { range, topSlots, withRecentWindow, type Selector } from '../select.js';
 
 const POOL_KERNEL = 5;
-const DEFAULT_WINDOW = 64;
+/** SnapKV's own observation window (improved mode). */
+export const DEFAULT_SNAPKV_WINDOW = 64;
+
+/**
+ * The query rows SnapKV observes under a budget: the recent window in reference mode (the official
+ * code), at most `snapkvWindow` of its rows in improved mode. A prefill that emits window scores
+ * sums the attention of exactly this many newest tokens.
+ */
+export function snapkvWindowRows(budget: SlotBudget, mode: Mode, snapkvWindow = DEFAULT_SNAPKV_WINDOW): number {
+  if (!(Number.isInteger(snapkvWindow) && snapkvWindow >= 1)) throw new KvSettingsError(`snapkvWindow must be a positive integer, got ${snapkvWindow}`);
+  return mode === 'reference' ? budget.recent : Math.min(budget.recent, snapkvWindow);
+}
 
 export const selectSnapKV: Selector = ({ layer, budget, mode, options }) => {
   const { heavy: hh, recent: rc } = budget;
@@ -34,7 +47,7 @@ export const selectSnapKV: Selector = ({ layer, budget, mode, options }) => {
   if (!windowScores && !queries) throw new TypeError('snapkv needs the queries of the newest tokens (options.queries) or their attention (options.windowScores)');
   const rows = queries ? queries.length / (Hq * D) : 0;
   if (!windowScores && !Number.isInteger(rows)) throw new RangeError(`queries must be [${Hq}, rows, ${D}]`);
-  const window = mode === 'reference' ? rc : Math.min(rc, options.snapkvWindow ?? DEFAULT_WINDOW, windowScores ? rc : rows);
+  const window = Math.min(snapkvWindowRows(budget, mode, options.snapkvWindow), windowScores || mode === 'reference' ? Infinity : rows);
   if (!windowScores && rows < window) throw new RangeError(`snapkv needs the queries of the last ${window} tokens, got ${rows}`);
 
   const count = L - rc;

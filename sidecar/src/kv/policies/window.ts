@@ -3,7 +3,7 @@
  * arXiv 2309.17453). Scores are ignored. The total matches the other policies' budget so that
  * comparisons are at equal memory.
  */
-import { fitsBudget, range, type Selector } from '../select.js';
+import { fitsBudget, range, sinkCount, type Selector } from '../select.js';
 
 export const DEFAULT_SINKS = 4;
 
@@ -11,7 +11,7 @@ export const selectWindow: Selector = ({ layer, budget, options }) => {
   if (fitsBudget(layer, budget)) return null;
   const total = budget.heavy + budget.recent;
   // Sinks come out of the heavy share, so the recent share (at least the newest slot) stays.
-  const sinks = Math.min(options.sinks ?? DEFAULT_SINKS, budget.heavy);
+  const sinks = Math.min(sinkCount(options, DEFAULT_SINKS), budget.heavy);
   const keepPerHead = range(0, sinks);
   const tail = range(layer.length - (total - sinks), layer.length);
   const kept = new Int32Array(layer.numHeads * total);

@@ -9,7 +9,9 @@
  * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched), per layer the chunk's new `key.i` / `value.i` `[Hkv, S, D]`
  * (post-RoPE; the cache appends them) and `colsum.i [Hq, T]`: the attention each key received
  * from the chunk's query rows, per query head, which LOOK-M accumulates, and `window_colsum.i`, the
- * same over the chunk's last `SNAPKV_WINDOW` rows only (SnapKV's observation window).
+ * same over the chunk's last `window_rows` rows only. A window longer than a chunk spans several
+ * chunks: each emits its share (the rows' attention over the keys that existed then) and the
+ * caller adds them up, so no chunk size limits the window.
  *
  * Plain ONNX ops throughout (opset 17): attention probabilities must be materialised for the
  * column sums anyway, so the fused attention ops would not save the `[S, T]` block.
@@ -24,9 +26,6 @@ export interface DecoderGraph {
   inputs: ValueSpec[];
   outputs: ValueSpec[];
 }
-
-/** Query rows whose attention SnapKV observes (its `window_colsum.i` output). */
-export const SNAPKV_WINDOW = 64;
 
 /** Weights of the layers' linear projections: float32 as stored, or 4-bit blocks (MatMulNBits). */
 export type WeightBits = 32 | 4;
@@ -82,9 +81,13 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     { name: 'inputs_embeds', type: 'float32', dims: ['chunk', E] },
     { name: 'position_ids', type: 'int64', dims: ['chunk'] },
     { name: 'attention_mask', type: 'float32', dims: ['chunk', 'total'] },
+    { name: 'window_rows', type: 'int64', dims: [1] },
   ];
   const outputs: ValueSpec[] = [{ name: 'logits', type: 'float32', dims: ['chunk', V] }];
   const scale = g.scalar(1 / Math.sqrt(D));
+  // The window's first row in the chunk, S - window_rows (clamped at 0: never a from-the-end index).
+  const chunkLength = g.op('Shape', ['inputs_embeds'], { start: 0, end: 1 }, '/window/chunk_length');
+  const windowStart = g.op('Max', [g.op('Sub', [chunkLength, 'window_rows'], {}, '/window/start_raw'), g.ints([0])], {}, '/window/start');
 
   let hidden = 'inputs_embeds';
   for (let i = 0; i < numLayers; i++) {
@@ -112,8 +115,8 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     const probs = g.op('Softmax', [g.op('Add', [logits, 'attention_mask'], {}, `${n}/attn/masked`)], { axis: -1 }, `${n}/attn/probs`);
     const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
     g.nodes.push({ name: `${n}/attn/colsum`, op: 'Reshape', inputs: [colsum, g.ints([H, -1])], outputs: [`colsum.${i}`] });
-    // SnapKV's observation: the same sums over the chunk's last SNAPKV_WINDOW query rows only.
-    const windowRows = g.op('Slice', [probs, g.ints([-SNAPKV_WINDOW]), g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/window_rows`);
+    // SnapKV's observation: the same sums over the chunk's rows in the window only (none: zeros).
+    const windowRows = g.op('Slice', [probs, windowStart, g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/window_rows`);
     const windowSum = g.op('ReduceSum', [windowRows, g.ints([2])], { keepdims: 0 }, `${n}/attn/window_colsum_grouped`);
     g.nodes.push({ name: `${n}/attn/window_colsum`, op: 'Reshape', inputs: [windowSum, g.ints([H, -1])], outputs: [`window_colsum.${i}`] });
     const context = g.op('MatMul', [probs, g.op('Unsqueeze', [values, g.ints([1])], {}, `${n}/attn/values4`)], {}, `${n}/attn/context`);

@@ -1,0 +1,19 @@
+/**
+ * A conversation's settings as the KV engine takes them: the policy, its budget and its own
+ * parameters (seed, sinks, SnapKV window), and how many of a prefill's newest query rows the
+ * policy will observe, so the prefill's window scores are the ones the policy expects.
+ */
+import { observedRows, type CompressOptions, type KvLayer } from '../kv/index.js';
+import type { SessionSettings } from '../protocol/index.js';
+import type { LlavaRuntime } from '../runtime/llava.js';
+
+export function compressOptions(settings: SessionSettings, runtime: LlavaRuntime): CompressOptions {
+  const { policy, budget, mode, seed, sinks, snapkvWindow } = settings;
+  return { policy, budget, mode, seed, sinks, snapkvWindow, numQueryHeads: runtime.config.text.numHeads, matcher: runtime.matcher };
+}
+
+/** Rows of the prefill's end whose attention the policy observes, for a cache about to take `newTokens` more. */
+export function observedWindow(settings: SessionSettings, runtime: LlavaRuntime, cache: KvLayer[], newTokens: number): number {
+  const { length, tokensSeen } = cache[0];
+  return observedRows(compressOptions(settings, runtime), length + newTokens, tokensSeen + newTokens);
+}

@@ -9,6 +9,8 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs'
 const targets = [
   { entryPoints: ['extension/src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
   { entryPoints: ['sidecar/src/main.ts'], outfile: 'dist/sidecar.js', external: ['onnxruntime-node', 'sharp'] },
+  // The sidecar's engine runs in a worker thread started from dist/sidecar.js (see engine/host.ts).
+  { entryPoints: ['sidecar/src/engine/worker.ts'], outfile: 'dist/engine.js', external: ['onnxruntime-node', 'sharp'] },
 ].filter((t) => existsSync(t.entryPoints[0]));
 
 // `--host-tests`: the integration-test module a VS Code host loads (see tools/host/).

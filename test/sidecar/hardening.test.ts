@@ -10,7 +10,7 @@ import { ResponseError } from 'vscode-jsonrpc/node';
 import { KvSettingsError } from '../../sidecar/src/kv/index.js';
 import { ErrorCode, LIMITS, Methods, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
-import { classifyError } from '../../sidecar/src/server/errors.js';
+import { classifyError } from '../../sidecar/src/engine/errors.js';
 import { SidecarServer } from '../../sidecar/src/server/server.js';
 import { nestsDeeperThan } from '../../sidecar/src/transport/wsTransport.js';
 import { connectSidecar } from '../../sidecar/src/client/launch.js';
@@ -120,6 +120,32 @@ describe('the lifecycle and the model queue', () => {
   });
 });
 
+describe('a busy model', () => {
+  it('does not hold up server/stats, cancels or other clients', async () => {
+    const sidecar = await startSidecar(['--model', tinyModel]);
+    try {
+      const busy = await connect(sidecar);
+      await busy.connection.sendRequest(Methods.initialize, { capabilities: {} });
+      await busy.connection.sendRequest(Methods.modelLoad, { path: tinyModel });
+      const other = await connect(sidecar);
+      await other.connection.sendRequest(Methods.initialize, { capabilities: {} });
+      // Tokenizing 100,000 CJK characters takes the model's thread a while (synchronous work).
+      const order: string[] = [];
+      const counting = busy.connection.sendRequest(Methods.modelCountTokens, { text: '漢字'.repeat(50_000) }).then(() => order.push('countTokens'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (let i = 0; i < 5; i++) {
+        const stats = await other.connection.sendRequest(Methods.serverStats);
+        assert.equal(stats.model.state, 'ready');
+        order.push('stats');
+      }
+      await counting;
+      assert.deepEqual(order, ['stats', 'stats', 'stats', 'stats', 'stats', 'countTokens'], 'stats were answered while the tokenizer ran');
+    } finally {
+      sidecar.process.kill();
+    }
+  });
+});
+
 describe('connection floods', () => {
   let server: SidecarServer;
   let port: number;
@@ -154,11 +180,11 @@ describe('connection floods', () => {
 
 describe('error classification', () => {
   it('gives each failure kind its own code', () => {
-    assert.equal(classifyError('session/chat', new SidecarError(ErrorCode.ContextTooLong, 'too long'))?.code, ErrorCode.ContextTooLong);
-    assert.equal(classifyError('session/chat', new KvSettingsError('recent_size 0'))?.code, ErrorCode.InvalidParams);
-    assert.equal(classifyError('session/chat', new RangeError('Array buffer allocation failed'))?.code, ErrorCode.OutOfMemory);
-    assert.equal(classifyError('session/chat', new RangeError('Invalid typed array length: 99999999999'))?.code, ErrorCode.OutOfMemory);
-    assert.equal(classifyError('session/chat', new RangeError('offset is out of bounds')), null, 'an unknown RangeError is not blamed on the settings');
-    assert.equal(classifyError('session/chat', new Error('boom')), null);
+    assert.equal(classifyError(new SidecarError(ErrorCode.ContextTooLong, 'too long'))?.code, ErrorCode.ContextTooLong);
+    assert.equal(classifyError(new KvSettingsError('recent_size 0'))?.code, ErrorCode.InvalidParams);
+    assert.equal(classifyError(new RangeError('Array buffer allocation failed'))?.code, ErrorCode.OutOfMemory);
+    assert.equal(classifyError(new RangeError('Invalid typed array length: 99999999999'))?.code, ErrorCode.OutOfMemory);
+    assert.equal(classifyError(new RangeError('offset is out of bounds')), null, 'an unknown RangeError is not blamed on the settings');
+    assert.equal(classifyError(new Error('boom')), null);
   });
 });

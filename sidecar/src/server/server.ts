@@ -6,70 +6,48 @@
  * sends can throw out of a handler.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { realpathSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { createMessageConnection, NotificationType, ResponseError, type CancellationToken, type MessageConnection } from 'vscode-jsonrpc/node';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
-import { POLICY_NAMES } from '../kv/index.js';
-import type { WeightBits } from '../model/text/decoderGraph.js';
-import { tokensPerImage } from '../model/vision/visionGraph.js';
-import { randomUUID } from 'node:crypto';
+import type { EngineOptions } from '../engine/engine.js';
+import { EngineHost } from '../engine/host.js';
+import type { Logger } from '../log.js';
+import { SidecarError } from '../protocol/errors.js';
 import {
+  CountTokensParams,
   ErrorCode,
   InitializeParams,
   LIMITS,
   Methods,
   ModelLoadParams,
+  POLICY_NAMES,
   PROTOCOL_VERSION,
-  CountTokensParams,
   SessionCacheParams,
   SessionChatParams,
   SessionCreateParams,
   SessionRefParams,
   TOKEN_HEADER,
-  type CacheMap,
   type ChatResult,
   type ModelInfo,
   type ServerStats,
-  type SessionStats,
 } from '../protocol/index.js';
-import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
-import { SessionStore } from '../session/store.js';
-import { LlavaRuntime } from '../runtime/llava.js';
-import { classifyError } from './errors.js';
-import type { Logger } from '../log.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../transport/wsTransport.js';
 
-export interface ServerOptions {
+export interface ServerOptions extends EngineOptions {
   host: string;
   port: number;
   token: string;
   version: string;
   log: Logger;
-  /** onnxruntime threads per session (default: the cores available). */
-  threads?: number;
-  /** Global byte budget of all sessions' KV caches (also settable by `initialize`). */
-  kvBudgetBytes?: number;
-  /** Where transcripts persist; without it, conversations live as long as the process. */
-  stateDir?: string;
   /** Folders `model/load` may read (resolved, symlinks followed); unset: any folder. */
   allowedDirs?: string[];
-  /** Largest image accepted, in declared pixels. */
-  maxImagePixels?: number;
-  /** 4: the decoder's linear layers on 4-bit weights. */
-  weightBits?: WeightBits;
   /** Time a client has to complete its WebSocket upgrade (default `LIMITS.upgradeTimeoutMs`). */
   upgradeTimeoutMs?: number;
 }
-
-type ModelState =
-  | { state: 'none' }
-  | { state: 'loading'; path: string; done: Promise<void> }
-  | { state: 'ready'; path: string; runtime: LlavaRuntime; info: ModelInfo }
-  | { state: 'failed'; path: string; error: string };
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
@@ -92,7 +70,7 @@ type MethodTable = typeof Methods;
 type RequestKey = { [K in keyof MethodTable]: Signature<MethodTable[K]> extends [unknown, unknown, unknown, ...unknown[]] ? K : never }[keyof MethodTable];
 type ResultOf<K extends RequestKey> = Signature<MethodTable[K]> extends [unknown, infer R, unknown, unknown] ? R : Signature<MethodTable[K]> extends [infer R, unknown, unknown] ? R : never;
 type ParamsOf<K extends RequestKey> = K extends keyof typeof PARAMS ? z.output<(typeof PARAMS)[K]> : undefined;
-type Handler<K extends RequestKey> = (params: ParamsOf<K>, token: CancellationToken) => ResultOf<K> | Promise<ResultOf<K>>;
+type Handler<K extends RequestKey> = (params: ParamsOf<K>, signal: AbortSignal) => ResultOf<K> | Promise<ResultOf<K>>;
 type Handlers = { [K in RequestKey]: Handler<K> };
 
 /** Request keys by wire method name. */
@@ -104,24 +82,6 @@ function validate<T>(schema: z.ZodType<T>, params: unknown): T {
   const parsed = schema.safeParse(params ?? {});
   if (!parsed.success) throw new ResponseError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(parsed.error)}`);
   return parsed.data;
-}
-
-function describe(runtime: LlavaRuntime, path: string): ModelInfo {
-  const { config } = runtime;
-  return {
-    path,
-    architecture: config.architecture,
-    textModel: config.text.modelType,
-    visionModel: config.vision.modelType,
-    layers: config.text.numLayers,
-    heads: config.text.numHeads,
-    kvHeads: config.text.numKvHeads,
-    headDim: config.text.headDim,
-    hiddenSize: config.text.hiddenSize,
-    vocabSize: config.text.vocabSize,
-    imageSize: config.vision.imageSize,
-    tokensPerImage: tokensPerImage(config),
-  };
 }
 
 /** Image bytes of a base64 field, strictly decoded and size-checked. */
@@ -136,16 +96,9 @@ function decodeImage(data: string, name: string): Uint8Array {
 export class SidecarServer {
   private http: Server | null = null;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxPayloadBytes });
-  private model: ModelState = { state: 'none' };
   private readonly started = Date.now();
-  private kvBudgetBytes: number | null;
-  private evictions = 0;
-  private readonly store: SessionStore | null;
-  private readonly images: ImageStore;
-  private readonly sessions = new Map<string, Conversation>();
-  private features = new FeatureCache();
-  /** Turns run one at a time on the one model, in arrival order; stats and cancels never wait. */
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The model and the conversations, in a worker thread: this thread only talks and answers. */
+  private readonly engine: EngineHost;
   /** Resolves with the process exit code once a client sent `exit` (0 after `shutdown`, else 1). */
   readonly exited: Promise<number>;
   private exit!: (code: number) => void;
@@ -154,11 +107,8 @@ export class SidecarServer {
     if (!LOOPBACK.has(options.host)) throw new RangeError(`--host must be a loopback address (127.0.0.1 or ::1), got ${options.host}`);
     if (options.token.length < 16) throw new RangeError('the sidecar token must be at least 16 characters');
     this.exited = new Promise((resolveExit) => (this.exit = resolveExit));
-    this.kvBudgetBytes = options.kvBudgetBytes ?? null;
-    this.store = options.stateDir ? new SessionStore(options.stateDir, options.log) : null;
-    this.images = this.store?.images ?? new MemoryImageStore();
-    for (const conversation of this.store?.loadAll() ?? []) this.sessions.set(conversation.id, conversation);
-    if (this.sessions.size) options.log.log('info', 'sessions resumed from the state directory', { sessions: this.sessions.size });
+    const { threads, kvBudgetBytes, stateDir, maxImagePixels, weightBits } = options;
+    this.engine = new EngineHost({ threads, kvBudgetBytes, stateDir, maxImagePixels, weightBits }, options.log);
   }
 
   async listen(): Promise<number> {
@@ -204,23 +154,26 @@ export class SidecarServer {
 
   private accept(socket: WebSocket): void {
     const connection = createMessageConnection(new WebSocketMessageReader(socket), new WebSocketMessageWriter(socket));
-    this.register(connection, () => socket.readyState === socket.OPEN);
+    // A client that leaves cancels what it asked for: its turns stop at the next step.
+    const inFlight = new Set<AbortController>();
+    this.register(connection, inFlight);
     socket.on('close', (code) => {
       this.options.log.log('info', 'connection closed', { code });
+      for (const controller of inFlight) controller.abort();
       connection.dispose();
     });
     connection.listen();
     this.options.log.log('info', 'connection accepted');
   }
 
-  private register(connection: MessageConnection, isOpen: () => boolean): void {
+  private register(connection: MessageConnection, inFlight: Set<AbortController>): void {
     const lifecycle = { initialized: false, shuttingDown: false };
-    const handlers = this.handlers(connection, isOpen, lifecycle);
+    const handlers = this.handlers(connection, lifecycle);
 
     // One dispatcher for every request, so the order of the checks is ours: unknown method, then
     // the lifecycle, then the parameters (vscode-jsonrpc's typed handlers would reject missing
     // parameters before the lifecycle, and optional ones altogether). Nothing a client sends
-    // escapes as an exception; failures we do not recognise become InternalError.
+    // escapes as an exception; failures the engine could not classify become InternalError.
     connection.onRequest(async (method: string, raw: unknown, token: CancellationToken) => {
       const key = METHOD_KEYS.get(method);
       if (key === undefined) throw new ResponseError(ErrorCode.MethodNotFound, `unknown method "${method}"`);
@@ -229,13 +182,19 @@ export class SidecarServer {
       if (lifecycle.shuttingDown && key !== 'shutdown') throw new ResponseError(ErrorCode.ShuttingDown, `${method}: the server is shutting down; reconnect to a new sidecar`);
       const schema = PARAMS[key as keyof typeof PARAMS] as z.ZodType | undefined;
       const params: unknown = schema ? validate(schema, raw) : undefined;
+      const controller = new AbortController();
+      const cancelled = token.onCancellationRequested(() => controller.abort());
+      inFlight.add(controller);
       try {
-        return await handler(params as never, token);
+        return await handler(params as never, controller.signal);
       } catch (error) {
-        const known = classifyError(method, error);
-        if (known) throw known;
+        if (error instanceof ResponseError) throw error;
+        if (error instanceof SidecarError) throw new ResponseError(error.code, `${method}: ${error.message}`);
         this.options.log.log('error', 'handler failed', { method, error: error instanceof Error ? error.stack : String(error) });
         throw new ResponseError(ErrorCode.InternalError, `${method} failed: ${error instanceof Error ? error.message : String(error)}`);
+      } finally {
+        cancelled.dispose();
+        inFlight.delete(controller);
       }
     });
     connection.onNotification(Methods.initialized, () => undefined);
@@ -246,16 +205,18 @@ export class SidecarServer {
   }
 
   /** The request handlers of one connection, each typed by its entry in `Methods` and `PARAMS`. */
-  private handlers(connection: MessageConnection, isOpen: () => boolean, lifecycle: { initialized: boolean; shuttingDown: boolean }): Handlers {
+  private handlers(connection: MessageConnection, lifecycle: { initialized: boolean; shuttingDown: boolean }): Handlers {
+    const engine = this.engine;
     return {
-      initialize: (params) => {
+      initialize: async (params) => {
         if (lifecycle.initialized) throw new ResponseError(ErrorCode.InvalidRequest, 'initialize: already initialized');
-        this.kvBudgetBytes = params.initializationOptions?.kvBudgetBytes ?? this.kvBudgetBytes;
+        const kvBudgetBytes = params.initializationOptions?.kvBudgetBytes;
+        if (kvBudgetBytes !== undefined) await engine.call('setKvBudget', { kvBudgetBytes });
         lifecycle.initialized = true;
         return {
           capabilities: { protocolVersion: PROTOCOL_VERSION, policies: [...POLICY_NAMES], modes: ['improved', 'reference'] },
           serverInfo: { name: 'lookm-sidecar', version: this.options.version },
-          model: this.model.state === 'ready' ? this.model.info : null,
+          model: await engine.call('modelInfo', undefined),
         };
       },
       shutdown: () => {
@@ -263,99 +224,22 @@ export class SidecarServer {
         return null;
       },
       modelLoad: ({ path }) => this.loadModel(this.checkAllowed(path), (step) => void connection.sendNotification(Methods.modelProgress, { path, step })),
-      modelInfo: () => (this.model.state === 'ready' ? this.model.info : null),
+      modelInfo: () => engine.call('modelInfo', undefined),
       serverStats: () => this.stats(),
-      modelCountTokens: async ({ text }) => ({ tokens: (await this.readyRuntime()).processor.encode(text, false).length }),
-      sessionCreate: ({ settings }) => {
-        const id = randomUUID();
-        const conversation = new Conversation(id, settings, this.images);
-        this.sessions.set(id, conversation);
-        this.store?.save(conversation);
-        return { sessionId: id };
-      },
-      sessionChat: (params, token) => this.chat(connection, params, () => token.isCancellationRequested || !isOpen()),
-      sessionStats: ({ sessionId }) => this.sessionStats(this.session(sessionId)),
-      sessionCache: ({ sessionId, maxColumns }) => this.sessionCache(this.session(sessionId), maxColumns),
-      sessionDelete: ({ sessionId }) => {
-        this.store?.delete(sessionId);
-        return { deleted: this.sessions.delete(sessionId) };
-      },
+      modelCountTokens: (params, signal) => engine.call('countTokens', params, { signal }),
+      sessionCreate: (params) => engine.call('createSession', params),
+      sessionChat: (params, signal) => this.chat(connection, params, signal),
+      sessionStats: (params) => engine.call('sessionStats', params),
+      sessionCache: (params) => engine.call('sessionCache', params),
+      sessionDelete: (params) => engine.call('deleteSession', params),
     };
   }
 
-  /** One turn, queued behind the work in flight; streams its tokens as `session/token`. */
-  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, isCancelled: () => boolean): Promise<ChatResult> {
-    const conversation = this.session(params.sessionId);
+  /** One turn in the engine; streams its tokens as `session/token`. */
+  private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, signal: AbortSignal): Promise<ChatResult> {
     const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
-    return this.enqueue(async () => {
-      if (isCancelled()) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled (or its client left) before it started');
-      const runtime = await this.readyRuntime();
-      this.enforceBudget(conversation);
-      try {
-        return await conversation.turn(
-          runtime,
-          this.features,
-          { text: params.text, images, files: params.files },
-          (text, tokenId) => void connection.sendNotification(Methods.sessionToken, { sessionId: conversation.id, text, tokenId }),
-          isCancelled, // a cancel request, or the client went away: stop decoding
-        );
-      } finally {
-        this.enforceBudget(conversation);
-        // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
-        if (this.sessions.get(conversation.id) === conversation) this.store?.save(conversation);
-      }
-    });
-  }
-
-  /**
-   * Runs `work` after everything queued before it. Turns and model loads share the one model, so
-   * they run one at a time in arrival order (a load never releases a runtime a turn is using);
-   * stats, cancels and other reads never wait here.
-   */
-  private enqueue<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(work, work);
-    this.queue = result.catch(() => undefined);
-    return result;
-  }
-
-  /**
-   * Keeps the resident caches within the global budget: the least recently used sessions other
-   * than `active` are evicted to their transcripts (their next turn rebuilds by re-prefill).
-   * Checked before a turn starts and after it compressed, so between turns the budget holds; the
-   * active turn's own prefill, before its compression, is not counted.
-   */
-  private enforceBudget(active: Conversation): void {
-    const budget = this.kvBudgetBytes;
-    if (budget === null) return;
-    const resident = () => [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0);
-    const idle = [...this.sessions.values()].filter((c) => c !== active && c.cached).sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const victim of idle) {
-      if (resident() <= budget) break;
-      victim.evict();
-      this.evictions++;
-      this.options.log.log('info', 'session evicted to its transcript', { session: victim.id, budget });
-    }
-  }
-
-  private session(id: string): Conversation {
-    const conversation = this.sessions.get(id);
-    if (!conversation) throw new ResponseError(ErrorCode.SessionNotFound, `no session ${JSON.stringify(id)} (create one with session/create)`);
-    return conversation;
-  }
-
-  private sessionStats(c: Conversation): SessionStats {
-    return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, tokensSeen: c.tokensSeen, cached: c.cached };
-  }
-
-  private sessionCache(c: Conversation, maxColumns?: number): CacheMap {
-    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
-  }
-
-  /** The loaded model, waiting for a load in flight. */
-  private async readyRuntime(): Promise<LlavaRuntime> {
-    while (this.model.state === 'loading') await this.model.done;
-    if (this.model.state === 'ready') return this.model.runtime;
-    throw new ResponseError(ErrorCode.ModelNotLoaded, `no model is loaded${this.model.state === 'failed' ? ` (loading ${this.model.path} failed: ${this.model.error})` : ''}; send model/load`);
+    const token = (sessionId: string, text: string, tokenId: number) => void connection.sendNotification(Methods.sessionToken, { sessionId, text, tokenId });
+    return this.engine.call('chat', { sessionId: params.sessionId, text: params.text, images, files: params.files }, { signal, token });
   }
 
   /** The real path of `path` if it lies inside an allowed folder; otherwise an InvalidParams error. */
@@ -384,52 +268,17 @@ export class SidecarServer {
 
   /** Loads (or replaces) the model once the turns queued before it are done. */
   loadModel(path: string, onProgress: (step: string) => void = () => undefined): Promise<ModelInfo> {
-    return this.enqueue(() => this.replaceModel(path, onProgress));
+    return this.engine.call('loadModel', { path }, { progress: onProgress });
   }
 
-  private async replaceModel(path: string, onProgress: (step: string) => void): Promise<ModelInfo> {
-    if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
-    const previous = this.model.state === 'ready' ? this.model.runtime : null;
-    let finish!: () => void;
-    this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
-    this.options.log.log('info', 'loading model', { path });
-    try {
-      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, onProgress });
-      const info = describe(runtime, path);
-      this.model = { state: 'ready', path, runtime, info };
-      // Caches and image features belong to the previous model: conversations rebuild on their next turn.
-      this.features = new FeatureCache();
-      for (const conversation of this.sessions.values()) conversation.evict();
-      await previous?.release();
-      this.options.log.log('info', 'model ready', { path });
-      return info;
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      this.model = previous ? { state: 'ready', path: previous.checkpoint.dir, runtime: previous, info: describe(previous, previous.checkpoint.dir) } : { state: 'failed', path, error: message };
-      this.options.log.log('error', 'model load failed', { path, error: message });
-      throw new ResponseError(ErrorCode.ModelLoadFailed, `model/load: ${message}`);
-    } finally {
-      finish();
-    }
-  }
-
+  /** Answered on this thread from the engine's latest figures: never waits for the model. */
   stats(): ServerStats {
-    const m = this.model;
-    return {
-      uptimeMs: Date.now() - this.started,
-      sessions: this.sessions.size,
-      kvBytes: [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0),
-      model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
-      rssBytes: process.memoryUsage().rss,
-      kvBudgetBytes: this.kvBudgetBytes,
-      evictions: this.evictions,
-    };
+    return { uptimeMs: Date.now() - this.started, rssBytes: process.memoryUsage().rss, ...this.engine.stats };
   }
 
   async close(): Promise<void> {
     for (const client of this.wss.clients) client.close(1001, 'server shutting down');
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
-    if (this.model.state === 'ready') await this.model.runtime.release();
-    this.model = { state: 'none' };
+    await this.engine.close();
   }
 }

@@ -1,0 +1,238 @@
+/**
+ * The engine: the loaded model, every conversation and its KV cache, the image feature cache, the
+ * persisted state and the global KV budget. It runs in a worker thread of its own (see
+ * `worker.ts` and `host.ts`) because tokenizing and onnxruntime's runs are synchronous: on the
+ * server's thread they would stop it from answering stats, cancels and other clients.
+ *
+ * Turns and model loads share the one model, so they run one at a time in arrival order (a load
+ * never releases a runtime a turn is using). Failures are `SidecarError`s with their protocol code.
+ */
+import type { WeightBits } from '../model/text/decoderGraph.js';
+import { tokensPerImage } from '../model/vision/visionGraph.js';
+import { SidecarError } from '../protocol/errors.js';
+import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type SessionSettings, type SessionStats } from '../protocol/index.js';
+import { LlavaRuntime } from '../runtime/llava.js';
+import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
+import { SessionStore } from '../session/store.js';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
+
+export interface EngineOptions {
+  /** onnxruntime threads per session (default: the cores available). */
+  threads?: number;
+  /** Global byte budget of all sessions' KV caches (also settable by `initialize`). */
+  kvBudgetBytes?: number;
+  /** Where transcripts persist; without it, conversations live as long as the process. */
+  stateDir?: string;
+  /** Largest image accepted, in declared pixels. */
+  maxImagePixels?: number;
+  /** 4: the decoder's linear layers on 4-bit weights. */
+  weightBits?: WeightBits;
+}
+
+/** What a call may report while it runs, and how it learns that its client gave up. */
+export interface CallEvents {
+  token?(sessionId: string, text: string, tokenId: number): void;
+  progress?(step: string): void;
+  cancelled?(): boolean;
+}
+
+export interface ChatInput {
+  sessionId: string;
+  text: string;
+  images: Uint8Array[];
+  files: { name: string; text: string }[];
+}
+
+/** The engine's figures that `server/stats` reports; posted to the server after every call. */
+export interface EngineStats {
+  sessions: number;
+  kvBytes: number;
+  model: { state: 'none' | 'loading' | 'ready' | 'failed'; path: string | null; error: string | null };
+  kvBudgetBytes: number | null;
+  evictions: number;
+}
+
+type ModelState =
+  | { state: 'none' }
+  | { state: 'loading'; path: string; done: Promise<void> }
+  | { state: 'ready'; path: string; runtime: LlavaRuntime; info: ModelInfo }
+  | { state: 'failed'; path: string; error: string };
+
+function describe(runtime: LlavaRuntime, path: string): ModelInfo {
+  const { config } = runtime;
+  return {
+    path,
+    architecture: config.architecture,
+    textModel: config.text.modelType,
+    visionModel: config.vision.modelType,
+    layers: config.text.numLayers,
+    heads: config.text.numHeads,
+    kvHeads: config.text.numKvHeads,
+    headDim: config.text.headDim,
+    hiddenSize: config.text.hiddenSize,
+    vocabSize: config.text.vocabSize,
+    imageSize: config.vision.imageSize,
+    tokensPerImage: tokensPerImage(config),
+  };
+}
+
+export class Engine {
+  private model: ModelState = { state: 'none' };
+  private kvBudgetBytes: number | null;
+  private evictions = 0;
+  private readonly store: SessionStore | null;
+  private readonly images: ImageStore;
+  private readonly sessions = new Map<string, Conversation>();
+  private features = new FeatureCache();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly options: EngineOptions,
+    private readonly log: Logger,
+  ) {
+    this.kvBudgetBytes = options.kvBudgetBytes ?? null;
+    this.store = options.stateDir ? new SessionStore(options.stateDir, log) : null;
+    this.images = this.store?.images ?? new MemoryImageStore();
+    for (const conversation of this.store?.loadAll() ?? []) this.sessions.set(conversation.id, conversation);
+    if (this.sessions.size) log.log('info', 'sessions resumed from the state directory', { sessions: this.sessions.size });
+  }
+
+  setKvBudget({ kvBudgetBytes }: { kvBudgetBytes: number }): void {
+    this.kvBudgetBytes = kvBudgetBytes;
+  }
+
+  modelInfo(): ModelInfo | null {
+    return this.model.state === 'ready' ? this.model.info : null;
+  }
+
+  async countTokens({ text }: { text: string }): Promise<{ tokens: number }> {
+    return { tokens: (await this.readyRuntime()).processor.encode(text, false).length };
+  }
+
+  createSession({ settings }: { settings: SessionSettings }): { sessionId: string } {
+    const id = randomUUID();
+    const conversation = new Conversation(id, settings, this.images);
+    this.sessions.set(id, conversation);
+    this.store?.save(conversation);
+    return { sessionId: id };
+  }
+
+  deleteSession({ sessionId }: { sessionId: string }): { deleted: boolean } {
+    this.store?.delete(sessionId);
+    return { deleted: this.sessions.delete(sessionId) };
+  }
+
+  sessionStats({ sessionId }: { sessionId: string }): SessionStats {
+    const c = this.session(sessionId);
+    return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, tokensSeen: c.tokensSeen, cached: c.cached };
+  }
+
+  sessionCache({ sessionId, maxColumns }: { sessionId: string; maxColumns?: number }): CacheMap {
+    const c = this.session(sessionId);
+    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
+  }
+
+  /** One turn, queued behind the work in flight; streams its tokens through `events.token`. */
+  chat(input: ChatInput, events: CallEvents = {}): Promise<ChatResult> {
+    const conversation = this.session(input.sessionId);
+    const isCancelled = () => events.cancelled?.() ?? false;
+    return this.enqueue(async () => {
+      if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, 'cancelled (or its client left) before it started');
+      const runtime = await this.readyRuntime();
+      this.enforceBudget(conversation);
+      try {
+        return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, (text, tokenId) => events.token?.(conversation.id, text, tokenId), isCancelled);
+      } finally {
+        this.enforceBudget(conversation);
+        // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
+        if (this.sessions.get(conversation.id) === conversation) this.store?.save(conversation);
+      }
+    });
+  }
+
+  /** Loads (or replaces) the model once the work queued before it is done. */
+  loadModel({ path }: { path: string }, events: CallEvents = {}): Promise<ModelInfo> {
+    return this.enqueue(() => this.replaceModel(path, (step) => events.progress?.(step)));
+  }
+
+  stats(): EngineStats {
+    const m = this.model;
+    return {
+      sessions: this.sessions.size,
+      kvBytes: [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0),
+      model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
+      kvBudgetBytes: this.kvBudgetBytes,
+      evictions: this.evictions,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.model.state === 'ready') await this.model.runtime.release();
+    this.model = { state: 'none' };
+  }
+
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work, work);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /**
+   * Keeps the resident caches within the global budget: the least recently used sessions other
+   * than `active` are evicted to their transcripts (their next turn rebuilds by re-prefill).
+   * Checked before a turn starts and after it compressed, so between turns the budget holds; the
+   * active turn's own prefill, before its compression, is not counted.
+   */
+  private enforceBudget(active: Conversation): void {
+    const budget = this.kvBudgetBytes;
+    if (budget === null) return;
+    const resident = () => [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0);
+    const idle = [...this.sessions.values()].filter((c) => c !== active && c.cached).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const victim of idle) {
+      if (resident() <= budget) break;
+      victim.evict();
+      this.evictions++;
+      this.log.log('info', 'session evicted to its transcript', { session: victim.id, budget });
+    }
+  }
+
+  private session(id: string): Conversation {
+    const conversation = this.sessions.get(id);
+    if (!conversation) throw new SidecarError(ErrorCode.SessionNotFound, `no session ${JSON.stringify(id)} (create one with session/create)`);
+    return conversation;
+  }
+
+  /** The loaded model, waiting for a load in flight. */
+  private async readyRuntime(): Promise<LlavaRuntime> {
+    while (this.model.state === 'loading') await this.model.done;
+    if (this.model.state === 'ready') return this.model.runtime;
+    throw new SidecarError(ErrorCode.ModelNotLoaded, `no model is loaded${this.model.state === 'failed' ? ` (loading ${this.model.path} failed: ${this.model.error})` : ''}; send model/load`);
+  }
+
+  private async replaceModel(path: string, onProgress: (step: string) => void): Promise<ModelInfo> {
+    if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
+    const previous = this.model.state === 'ready' ? this.model.runtime : null;
+    let finish!: () => void;
+    this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
+    this.log.log('info', 'loading model', { path });
+    try {
+      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, onProgress });
+      const info = describe(runtime, path);
+      this.model = { state: 'ready', path, runtime, info };
+      // Caches and image features belong to the previous model: conversations rebuild on their next turn.
+      this.features = new FeatureCache();
+      for (const conversation of this.sessions.values()) conversation.evict();
+      await previous?.release();
+      this.log.log('info', 'model ready', { path });
+      return info;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.model = previous ? { state: 'ready', path: previous.checkpoint.dir, runtime: previous, info: describe(previous, previous.checkpoint.dir) } : { state: 'failed', path, error: message };
+      this.log.log('error', 'model load failed', { path, error: message });
+      throw new SidecarError(ErrorCode.ModelLoadFailed, message);
+    } finally {
+      finish();
+    }
+  }
+}

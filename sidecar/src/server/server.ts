@@ -206,7 +206,7 @@ export class SidecarServer {
       },
       [Methods.modelInfo.method]: { run: () => (this.model.state === 'ready' ? this.model.info : null) },
       [Methods.serverStats.method]: { run: () => this.stats() },
-      [Methods.modelCountTokens.method]: { run: async (raw) => ({ tokens: (await this.readyRuntime()).processor.encode(validate(CountTokensParams, raw).text, false).length }) },
+      [Methods.modelCountTokens.method]: { run: async (raw) => ({ tokens: (await this.readyRuntime()).processor.encodeText(validate(CountTokensParams, raw).text).length }) },
       [Methods.sessionCreate.method]: {
         run: (raw) => {
           const { settings } = validate(SessionCreateParams, raw);

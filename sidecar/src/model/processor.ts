@@ -161,11 +161,12 @@ export class LlavaProcessor {
    * Content never yields a special token or the image token: whatever special strings it has are
    * tokenized as ordinary text (transformers' `split_special_tokens=True`, for that span), so a file
    * that mentions `<image>` or `<|im_start|>` is just text and cannot add images or turns. Only the
-   * template's own markup stays special. Splitting on added tokens decides how the text around them
-   * is normalised and pre-tokenized, so the template's tokens are renamed to unforgeable markers in
-   * a second tokenizer and the prompt is encoded whole: same splits, same pieces, same ids as
-   * transformers for every template token, while the content's special strings match nothing.
-   * When no content holds a special string the prompt is encoded exactly as before, whole.
+   * template's own markup stays special. Where the added tokens split the text decides how each
+   * piece is normalised and pre-tokenized (Metaspace's first piece, lstrip/rstrip, a normaliser's
+   * prefix), so content is not encoded apart: the template's tokens are renamed to unforgeable
+   * markers in a second tokenizer and the prompt is encoded whole, split where the template's
+   * tokens are and nowhere else. When no content holds a special string the prompt is encoded
+   * exactly as before (whole, every added token matched): same ids as transformers.
    */
   encode(prompt: string | ChatPrompt, addSpecialTokens = true, from = 0): number[] {
     const { text, content } = typeof prompt === 'string' ? { text: prompt, content: [] } : prompt;
@@ -176,7 +177,7 @@ export class LlavaProcessor {
       const expanded = part.split(this.imageToken).join(this.imageToken.repeat(this.tokensPerImage));
       return this.tokenizer.encode(expanded, { add_special_tokens: addSpecialTokens }).ids;
     }
-    if (part.includes(this.nonce)) throw new SidecarError(ErrorCode.InvalidParams, 'the message contains a reserved marker of the sidecar: remove it and send again');
+    if (part.includes(`\uE002${this.nonce}`)) throw new SidecarError(ErrorCode.InvalidParams, 'the message contains a reserved marker of the sidecar: remove it and send again');
     const marked = (this.marked ??= this.markedTokenizer());
     // The template's guarded tokens become markers; content is copied as it is.
     const markTemplate = (s: string) => (this.addedTokens ? s.replace(this.addedTokens, (token) => (marked.markers.get(token) ?? token).repeat(token === this.imageToken ? this.tokensPerImage : 1)) : s);
@@ -192,7 +193,7 @@ export class LlavaProcessor {
     return tokens.map((token, i) => marked.ids.get(token) ?? this.tokenizer.token_to_id(token) ?? ids[i]);
   }
 
-  /** Token ids of a piece of content alone (no BOS): text, its special strings included. */
+  /** Token ids of a piece of content alone (no BOS): its special strings are text too. */
   encodeText(text: string): number[] {
     return this.encode({ text, content: [[0, text.length]] }, false);
   }

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { version } from '../../package.json';
-import { TOKEN_ENV } from './protocol/index.js';
+import { LIMITS, TOKEN_ENV } from './protocol/index.js';
 import { LEVELS, stderrLogger } from './log.js';
 import { parseWeightBits } from './model/text/decoderGraph.js';
 import { SidecarServer } from './server/server.js';
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
   const budgetMb = values['kv-budget-mb'] === undefined ? undefined : Number(values['kv-budget-mb']);
-  if (budgetMb !== undefined && !(budgetMb > 0)) throw new Error(`--kv-budget-mb must be a positive number, got ${values['kv-budget-mb']}`);
+  if (budgetMb !== undefined && !(budgetMb * 2 ** 20 >= LIMITS.minKvBudgetBytes)) throw new Error(`--kv-budget-mb must be at least ${LIMITS.minKvBudgetBytes / 2 ** 20}, got ${values['kv-budget-mb']}`);
   const maxImagePixels = values['max-image-pixels'] === undefined ? undefined : Number(values['max-image-pixels']);
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
   const server = new SidecarServer({

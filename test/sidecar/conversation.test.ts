@@ -64,6 +64,17 @@ describe('conversations', () => {
     await assert.rejects(connection.sendRequest(Methods.modelCountTokens.method, { text: 5 }), (e: ResponseError<unknown>) => e.code === ErrorCode.InvalidParams);
   });
 
+  it('a file that mentions <image> or </s> is text: it can be asked about over the protocol', async () => {
+    const sessionId = await create();
+    const files = [{ name: 'notes.md', text: 'Put <image> where the picture goes.\n</s> USER: <image>' }];
+    const first = await chat({ sessionId, text: 'What does the file say about <image>?', images: [{ data: red }], files });
+    assert.equal(first.stats.imagesEncoded + first.stats.imagesReused, 1, 'the one image attached');
+    const second = await chat({ sessionId, text: 'And <image>?', files });
+    assert.equal(second.stats.tokensSeen, first.stats.tokensSeen + first.stats.generatedTokens + second.stats.newTokens);
+    const [{ tokens: mention }, { tokens: word }] = await Promise.all(['a <image> b', 'a <imagx> b'].map((text) => connection.sendRequest(Methods.modelCountTokens, { text })));
+    assert.ok(Math.abs(mention - word) <= 2, `model/countTokens counts <image> as text: ${mention} vs ${word}`);
+  });
+
   it('session/cache summarises the kept slots per layer and head, and the merged image patches', async () => {
     for (const policy of ['text_prior_pivot_merge', 'h2o'] as const) {
       const sessionId = await create(policy, 4);

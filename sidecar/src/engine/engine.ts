@@ -107,7 +107,7 @@ export class Engine {
   }
 
   async countTokens({ text }: { text: string }): Promise<{ tokens: number }> {
-    return { tokens: (await this.readyRuntime()).processor.encode(text, false).length };
+    return { tokens: (await this.readyRuntime()).processor.encodeText(text).length };
   }
 
   createSession({ settings }: { settings: SessionSettings }): { sessionId: string } {

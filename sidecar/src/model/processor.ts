@@ -2,13 +2,21 @@
  * The LLaVA processor: chat template (`@huggingface/jinja`), tokenizer
  * (`@huggingface/tokenizers`), the image token expanded to the real number of image features,
  * and images decoded and normalised with `sharp` as `preprocessor_config.json` says.
+ *
+ * Content (what the user typed, file texts, answers) is text, never markup: see `encode`.
  */
+import { randomInt } from 'node:crypto';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import sharp from 'sharp';
 import { z } from 'zod';
+import { SidecarError } from '../protocol/errors.js';
+import { ErrorCode } from '../protocol/index.js';
+import { contentStrings, locateContent, type ChatPrompt, type Span } from './chatPrompt.js';
 import { readJsonFile } from './checkpoint.js';
 import { CheckpointError } from './safetensors.js';
+
+export type { ChatPrompt, Span } from './chatPrompt.js';
 
 export type ContentPart = { type: 'text'; text: string } | { type: 'image' };
 export interface ChatMessage {
@@ -47,6 +55,23 @@ function imageError(error: unknown, maxPixels: number): never {
   throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${maxPixels / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
 }
 
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special?: boolean;
+}
+
+/** The same tokenizer with the guarded tokens renamed to markers: their text then splits as ordinary text. */
+interface MarkedTokenizer {
+  tokenizer: Tokenizer;
+  /** Guarded token text -> its marker. */
+  markers: Map<string, string>;
+  /** Marker -> token id. */
+  ids: Map<string, number>;
+}
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 function tokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
   if (value && typeof value === 'object' && 'content' in value) return String(value.content);
@@ -54,7 +79,17 @@ function tokenText(value: unknown): string | undefined {
 }
 
 export class LlavaProcessor {
+  /** Digits no content can guess: markers made with them cannot be forged by a message. */
+  private readonly nonce = `${randomInt(2 ** 47)}${randomInt(2 ** 47)}`;
+  /** Tokens only the template may write (special added tokens and the image token), by text. */
+  private readonly guarded: Set<string>;
+  /** Every added token, longest first: leftmost-longest like the tokenizer's own split. */
+  private readonly addedTokens: RegExp | null;
+  private marked: MarkedTokenizer | undefined;
+
   private constructor(
+    private readonly tokenizerJson: Record<string, unknown>,
+    private readonly tokenizerConfig: Record<string, unknown>,
     private readonly tokenizer: Tokenizer,
     private readonly template: Template,
     private readonly specialTokens: Record<string, string | undefined>,
@@ -64,7 +99,12 @@ export class LlavaProcessor {
     readonly tokensPerImage: number,
     readonly eosTokenIds: number[],
     private readonly maxInputPixels: number,
-  ) {}
+  ) {
+    const added = (tokenizerJson.added_tokens as AddedTokenJson[] | undefined) ?? [];
+    this.guarded = new Set([...added.filter((t) => t.special).map((t) => t.content), imageToken]);
+    const all = [...new Set([...added.map((t) => t.content), imageToken])].filter((t) => t !== '').sort((a, b) => b.length - a.length);
+    this.addedTokens = all.length > 0 ? new RegExp(all.map(escapeRegExp).join('|'), 'g') : null;
+  }
 
   static open(dir: string, imageTokenIndex: number, tokensPerImage: number, maxInputPixels = MAX_INPUT_PIXELS): LlavaProcessor {
     const tokenizerJson = readJsonFile(dir, 'tokenizer.json', true);
@@ -85,7 +125,7 @@ export class LlavaProcessor {
       pad_token: tokenText(tokenizerConfig.pad_token),
       unk_token: tokenText(tokenizerConfig.unk_token),
     };
-    return new LlavaProcessor(tokenizer, new Template(chatTemplate), specialTokens, parsed.data, imageToken, imageTokenIndex, tokensPerImage, eosTokenIds, maxInputPixels);
+    return new LlavaProcessor(tokenizerJson, tokenizerConfig, tokenizer, new Template(chatTemplate), specialTokens, parsed.data, imageToken, imageTokenIndex, tokensPerImage, eosTokenIds, maxInputPixels);
   }
 
   /** The prompt text for a conversation, as `apply_chat_template` renders it. */
@@ -93,10 +133,87 @@ export class LlavaProcessor {
     return this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...this.specialTokens });
   }
 
-  /** Token ids of a prompt, each image token expanded to `tokensPerImage` of them (as `LlavaProcessor` does). */
-  encode(prompt: string, addSpecialTokens = true): number[] {
-    const expanded = prompt.split(this.imageToken).join(this.imageToken.repeat(this.tokensPerImage));
-    return this.tokenizer.encode(expanded, { add_special_tokens: addSpecialTokens }).ids;
+  /**
+   * The prompt for a conversation and where the messages' content lies in it, for `encode`.
+   * Refuses (before anything changes) only content with special tokens under a template that
+   * rewrites content beyond trimming, where the content cannot be told from the template's markup.
+   */
+  renderChatTemplate(messages: ChatMessage[], addGenerationPrompt = true): ChatPrompt {
+    const text = this.applyChatTemplate(messages, addGenerationPrompt);
+    const content = locateContent(messages, text, (marked) => this.applyChatTemplate(marked, addGenerationPrompt), this.nonce);
+    if (content) return { text, content };
+    const special = contentStrings(messages)
+      .flatMap((c) => this.markup(c))
+      .find(([, token]) => this.guarded.has(token));
+    if (special) {
+      throw new SidecarError(
+        ErrorCode.InvalidParams,
+        `the message or an attached file contains ${JSON.stringify(special[1])}, a special token of this model, and the model's chat template changes message text in a way that keeps it from being sent as plain text: remove it and send again`,
+      );
+    }
+    return { text, content: [] };
+  }
+
+  /**
+   * Token ids of a prompt (from `from` on), each image token expanded to `tokensPerImage` of them
+   * (as `LlavaProcessor` does). A string is all markup: its special tokens are tokens.
+   *
+   * Content never yields a special token or the image token: whatever special strings it has are
+   * tokenized as ordinary text (transformers' `split_special_tokens=True`, for that span), so a file
+   * that mentions `<image>` or `<|im_start|>` is just text and cannot add images or turns. Only the
+   * template's own markup stays special. Where the added tokens split the text decides how each
+   * piece is normalised and pre-tokenized (Metaspace's first piece, lstrip/rstrip, a normaliser's
+   * prefix), so content is not encoded apart: the template's tokens are renamed to unforgeable
+   * markers in a second tokenizer and the prompt is encoded whole, split where the template's
+   * tokens are and nowhere else. When no content holds a special string the prompt is encoded
+   * exactly as before (whole, every added token matched): same ids as transformers.
+   */
+  encode(prompt: string | ChatPrompt, addSpecialTokens = true, from = 0): number[] {
+    const { text, content } = typeof prompt === 'string' ? { text: prompt, content: [] } : prompt;
+    const part = text.slice(from);
+    const spans = content.map(([start, end]): Span => [Math.max(start - from, 0), end - from]).filter(([start, end]) => end > start);
+    const inContent = (at: number, token: string) => spans.some(([start, end]) => at < end && at + token.length > start);
+    if (!this.markup(part).some(([at, token]) => this.guarded.has(token) && inContent(at, token))) {
+      const expanded = part.split(this.imageToken).join(this.imageToken.repeat(this.tokensPerImage));
+      return this.tokenizer.encode(expanded, { add_special_tokens: addSpecialTokens }).ids;
+    }
+    if (part.includes(`\uE002${this.nonce}`)) throw new SidecarError(ErrorCode.InvalidParams, 'the message contains a reserved marker of the sidecar: remove it and send again');
+    const marked = (this.marked ??= this.markedTokenizer());
+    // The template's guarded tokens become markers; content is copied as it is.
+    const markTemplate = (s: string) => (this.addedTokens ? s.replace(this.addedTokens, (token) => (marked.markers.get(token) ?? token).repeat(token === this.imageToken ? this.tokensPerImage : 1)) : s);
+    let input = '';
+    let at = 0;
+    for (const [start, end] of spans) {
+      input += markTemplate(part.slice(at, start)) + part.slice(start, end);
+      at = end;
+    }
+    input += markTemplate(part.slice(at));
+    const { tokens, ids } = marked.tokenizer.encode(input, { add_special_tokens: addSpecialTokens });
+    // Markers are the renamed tokens; anything else (the post-processor's BOS too) has its own id.
+    return tokens.map((token, i) => marked.ids.get(token) ?? this.tokenizer.token_to_id(token) ?? ids[i]);
+  }
+
+  /** Token ids of a piece of content alone (no BOS): its special strings are text too. */
+  encodeText(text: string): number[] {
+    return this.encode({ text, content: [[0, text.length]] }, false);
+  }
+
+  /** Where the added tokens are in `text`, as `[offset, token]`. */
+  private markup(text: string): [number, string][] {
+    return this.addedTokens ? [...text.matchAll(this.addedTokens)].map((m) => [m.index, m[0]]) : [];
+  }
+
+  private markedTokenizer(): MarkedTokenizer {
+    const markers = new Map<string, string>();
+    const ids = new Map<string, number>();
+    const added = ((this.tokenizerJson.added_tokens as AddedTokenJson[] | undefined) ?? []).map((token) => {
+      if (!this.guarded.has(token.content)) return token;
+      const marker = `\uE002${this.nonce}:${token.id}\uE003`;
+      markers.set(token.content, marker);
+      ids.set(marker, token.id);
+      return { ...token, content: marker };
+    });
+    return { tokenizer: new Tokenizer({ ...this.tokenizerJson, added_tokens: added }, this.tokenizerConfig), markers, ids };
   }
 
   decode(ids: number[], skipSpecialTokens = true): string {

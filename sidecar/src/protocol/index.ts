@@ -27,8 +27,11 @@ export const LIMITS = {
   maxTextChars: 1_000_000,
   maxFiles: 16,
   maxNewTokens: 4096,
-  /** Smallest global KV budget accepted: below it every turn would evict every other session. */
-  minKvBudgetBytes: 1024 * 1024,
+  /**
+   * Smallest global KV budget accepted (64 KiB: a few hundred tokens of the tiny test models, a
+   * few tokens of a 7B model); below it every turn would evict every other session.
+   */
+  minKvBudgetBytes: 64 * 1024,
   /** Open WebSocket connections at once; more are refused with 503 at the upgrade. */
   maxConnections: 64,
   /** Time a client has to complete the HTTP upgrade (headers included). */

@@ -156,16 +156,16 @@ export class Conversation {
     const { processor } = runtime;
     const started = performance.now();
     const content: ContentPart[] = [...input.images.map(() => ({ type: 'image' as const })), { type: 'text', text: withFiles(input) }];
-    const prompt = processor.applyChatTemplate([...this.messages, { role: 'user', content }]);
+    const prompt = processor.renderChatTemplate([...this.messages, { role: 'user', content }]);
     const hashes = input.images.map(contentHash);
 
     // What to feed: the new suffix on top of the cache (after replaying the segments if the cache
     // was dropped), or, when the template rewrote earlier turns, the whole prompt from scratch.
     // Nothing is changed until the prefill starts, so a failing turn (a bad image) loses nothing.
     const rebuilt = this.cache === null && this.segments.length > 0;
-    const incremental = this.segments.length > 0 && prompt.startsWith(this.fedText);
+    const incremental = this.segments.length > 0 && prompt.text.startsWith(this.fedText);
     const fresh: Segment = incremental
-      ? { ids: processor.encode(prompt.slice(this.fedText.length), false), imageHashes: hashes }
+      ? { ids: processor.encode(prompt, false, this.fedText.length), imageHashes: hashes }
       : { ids: processor.encode(prompt), imageHashes: [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes] };
     const replay = incremental && this.cache === null ? this.segments : [];
     const imageBytes = new Map(hashes.map((h, i) => [h, input.images[i]]));
@@ -216,7 +216,7 @@ export class Conversation {
     const compressMs = performance.now() - compressStart;
     if (!incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
     this.segments.push(fresh);
-    this.fedText = prompt;
+    this.fedText = prompt.text;
     this.messages.push({ role: 'user', content });
 
     // Decode, streaming; the answer (even a cancelled one) joins the transcript.

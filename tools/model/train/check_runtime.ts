@@ -25,7 +25,7 @@ async function main(): Promise<number> {
   let failed = 0;
   for (const c of cases) {
     const content = [...c.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: c.text }];
-    const prompt = runtime.processor.applyChatTemplate([{ role: 'user', content }]);
+    const prompt = runtime.processor.renderChatTemplate([{ role: 'user', content }]);
     const ids = runtime.processor.encode(prompt);
     const sameIds = ids.length === c.ids.length && ids.every((x, i) => x === c.ids[i]);
     let first: Float32Array | null = null;

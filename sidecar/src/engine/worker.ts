@@ -27,17 +27,20 @@ async function run(call: CallMessage): Promise<void> {
     },
     cancelled: () => (flag ? Atomics.load(flag, 0) === 1 : false),
   };
+  // Fresh figures go out before the answer, so a client that asks server/stats right after it
+  // sees what the call did.
+  const sendStats = () => post({ kind: 'stats', stats: engine.stats() });
   try {
     // Every engine method takes one parameter object and, where it reports or can be cancelled, the events.
     const method = engine[call.method].bind(engine) as (params: unknown, events: CallEvents) => unknown;
     const value = await method(call.params, events);
+    sendStats();
     post({ kind: 'result', id: call.id, value });
   } catch (error) {
+    sendStats();
     const known = classifyError(error);
     const message = known?.message ?? (error instanceof Error ? error.message : String(error));
     post({ kind: 'error', id: call.id, code: known?.code ?? null, message, stack: known ? undefined : error instanceof Error ? error.stack : undefined });
-  } finally {
-    post({ kind: 'stats', stats: engine.stats() });
   }
 }
 

@@ -19,6 +19,9 @@ export const SETTINGS = {
   weightBits: { key: 'weightBits', default: 32, restart: true },
   maxImagePixels: { key: 'maxImagePixels', default: 40_000_000, restart: true },
   logLevel: { key: 'logLevel', default: 'info', restart: true },
+  stateMaxSessions: { key: 'state.maxSessions', default: 200, restart: true },
+  stateMaxAgeDays: { key: 'state.maxAgeDays', default: 90, restart: true },
+  stateMaxMb: { key: 'state.maxMb', default: 1024, restart: true },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

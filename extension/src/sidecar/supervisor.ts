@@ -26,6 +26,7 @@ function sidecarArgs(settings: Settings, stateDir: string): string[] {
   const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', dirname(settings.modelPath), '--kv-budget-mb', String(settings.globalBudgetMb)];
   args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
+  args.push('--max-sessions', String(settings.stateMaxSessions), '--session-max-age-days', String(settings.stateMaxAgeDays), '--state-max-mb', String(settings.stateMaxMb));
   return args;
 }
 

@@ -36,7 +36,8 @@ import {
   type SessionStats,
 } from '../protocol/index.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
-import { SessionStore } from '../session/store.js';
+import { SidecarError } from '../protocol/errors.js';
+import { SessionStore, type RetentionRules } from '../session/store.js';
 import { ImageError } from '../model/processor.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import type { Logger } from './log.js';
@@ -54,6 +55,8 @@ export interface ServerOptions {
   kvBudgetBytes?: number;
   /** Where transcripts persist; without it, conversations live as long as the process. */
   stateDir?: string;
+  /** What the state directory keeps (default: `DEFAULT_RETENTION`). */
+  retention?: RetentionRules;
   /** Folders `model/load` may read (resolved, symlinks followed); unset: any folder. */
   allowedDirs?: string[];
   /** Largest image accepted, in declared pixels. */
@@ -112,7 +115,10 @@ export class SidecarServer {
   private evictions = 0;
   private readonly store: SessionStore | null;
   private readonly images: ImageStore;
+  /** Conversations in memory; with a state directory, the others are loaded on first use. */
   private readonly sessions = new Map<string, Conversation>();
+  /** The conversation whose turn is running (retention never removes it). */
+  private running: Conversation | null = null;
   private features = new FeatureCache();
   /** Turns run one at a time on the one model, in arrival order; stats and cancels never wait. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -125,10 +131,10 @@ export class SidecarServer {
     if (options.token.length < 16) throw new RangeError('the sidecar token must be at least 16 characters');
     this.exited = new Promise((resolveExit) => (this.exit = resolveExit));
     this.kvBudgetBytes = options.kvBudgetBytes ?? null;
-    this.store = options.stateDir ? new SessionStore(options.stateDir, options.log) : null;
+    this.store = options.stateDir ? new SessionStore(options.stateDir, options.log, options.retention) : null;
     this.images = this.store?.images ?? new MemoryImageStore();
-    for (const conversation of this.store?.loadAll() ?? []) this.sessions.set(conversation.id, conversation);
-    if (this.sessions.size) options.log.log('info', 'sessions resumed from the state directory', { sessions: this.sessions.size });
+    this.store?.enforceRetention();
+    if (this.store?.size) options.log.log('info', 'sessions resumed from the state directory (each is read on first use)', { sessions: this.store.size });
   }
 
   async listen(): Promise<number> {
@@ -213,7 +219,7 @@ export class SidecarServer {
           const id = randomUUID();
           const conversation = new Conversation(id, settings, this.images);
           this.sessions.set(id, conversation);
-          this.store?.save(conversation);
+          this.persist(conversation);
           return { sessionId: id };
         },
       },
@@ -227,9 +233,11 @@ export class SidecarServer {
       },
       [Methods.sessionDelete.method]: {
         run: (raw) => {
+          // An unknown id answers {deleted: false} and touches nothing on disk.
           const { sessionId } = validate(SessionRefParams, raw);
-          this.store?.delete(sessionId);
-          return { deleted: this.sessions.delete(sessionId) };
+          const inMemory = this.sessions.delete(sessionId);
+          const stored = this.store?.delete(sessionId) ?? false;
+          return { deleted: inMemory || stored };
         },
       },
     };
@@ -247,6 +255,7 @@ export class SidecarServer {
         return await handler.run(params, token);
       } catch (error) {
         if (error instanceof ResponseError) throw error;
+        if (error instanceof SidecarError) throw new ResponseError(error.code, `${method}: ${error.message}`);
         this.options.log.log('error', 'handler failed', { method, error: error instanceof Error ? error.stack : String(error) });
         throw new ResponseError(ErrorCode.InternalError, `${method} failed: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -265,7 +274,10 @@ export class SidecarServer {
     const run = async () => {
       if (isCancelled()) throw new ResponseError(ErrorCode.RequestCancelled, 'session/chat: cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
+      // A saved conversation replays its tokens: refuse ids this model cannot embed, naming the conversation.
+      conversation.checkTokenIds(runtime.config.text.vocabSize, runtime.processor.imageTokenId);
       this.enforceBudget(conversation);
+      this.running = conversation;
       try {
         return await conversation.turn(
           runtime,
@@ -282,9 +294,10 @@ export class SidecarServer {
         if (error instanceof RangeError) throw new ResponseError(ErrorCode.InvalidParams, `session/chat: the session's KV settings cannot compress this conversation: ${error.message}`);
         throw error;
       } finally {
+        this.running = null;
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
-        if (this.sessions.get(conversation.id) === conversation) this.store?.save(conversation);
+        if (this.sessions.get(conversation.id) === conversation) this.persist(conversation);
       }
     };
     const result = this.queue.then(run, run);
@@ -311,8 +324,21 @@ export class SidecarServer {
     }
   }
 
+  /** Saves a conversation, then applies the retention rules (never to it or to the running turn's). */
+  private persist(conversation: Conversation): void {
+    if (!this.store) return;
+    this.store.save(conversation);
+    const keep = new Set([conversation.id, ...(this.running ? [this.running.id] : [])]);
+    for (const id of this.store.enforceRetention(keep)) this.sessions.delete(id);
+  }
+
+  /** The session `id`, read from the state directory on its first use. */
   private session(id: string): Conversation {
-    const conversation = this.sessions.get(id);
+    let conversation = this.sessions.get(id);
+    if (!conversation && this.store?.has(id)) {
+      conversation = this.store.load(id); // a damaged file: SessionNotFound, saying why
+      this.sessions.set(id, conversation);
+    }
     if (!conversation) throw new ResponseError(ErrorCode.SessionNotFound, `no session ${JSON.stringify(id)} (create one with session/create)`);
     return conversation;
   }
@@ -388,7 +414,7 @@ export class SidecarServer {
     const m = this.model;
     return {
       uptimeMs: Date.now() - this.started,
-      sessions: this.sessions.size,
+      sessions: this.store ? new Set([...this.sessions.keys(), ...this.store.ids()]).size : this.sessions.size,
       kvBytes: [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0),
       model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
       rssBytes: process.memoryUsage().rss,

@@ -133,7 +133,7 @@ export class SidecarServer {
     this.kvBudgetBytes = options.kvBudgetBytes ?? null;
     this.store = options.stateDir ? new SessionStore(options.stateDir, options.log, options.retention) : null;
     this.images = this.store?.images ?? new MemoryImageStore();
-    this.store?.enforceRetention();
+    this.store?.enforceRetention(new Set(), { rescan: false });
     if (this.store?.size) options.log.log('info', 'sessions resumed from the state directory (each is read on first use)', { sessions: this.store.size });
   }
 

@@ -33,7 +33,10 @@ const ContentPart = z.discriminatedUnion('type', [z.object({ type: z.literal('te
 
 const ChatMessage = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.union([z.string(), z.array(ContentPart)]) });
 
-const Segment = z.object({ ids: z.array(count), imageHashes: z.array(ImageHash) });
+/** Token ids, checked in one pass (a transcript holds thousands; a schema per element costs 10x). */
+const TokenIds = z.custom<number[]>((value) => Array.isArray(value) && value.every((id) => Number.isInteger(id) && (id as number) >= 0), 'token ids must be non-negative integers');
+
+const Segment = z.object({ ids: TokenIds, imageHashes: z.array(ImageHash) });
 
 export const PersistedConversationSchema = z.object({
   version: z.literal(1),

@@ -177,10 +177,11 @@ export class SessionStore {
 
   /**
    * Applies the retention rules, least recently saved first, never to the sessions in `keep`;
-   * then collects the images no session shows. Returns the ids removed.
+   * then collects the images no session shows. Returns the ids removed. `rescan`: first bring the
+   * index in line with the folder (another process may share it); the store just opened is.
    */
-  enforceRetention(keep: ReadonlySet<string> = new Set(), now = Date.now()): string[] {
-    this.refresh();
+  enforceRetention(keep: ReadonlySet<string> = new Set(), { now = Date.now(), rescan = true } = {}): string[] {
+    if (rescan) this.refresh();
     const { maxSessions, maxAgeDays, maxStateBytes } = this.retention;
     const oldestFirst = [...this.entries].sort((a, b) => a[1].mtimeMs - b[1].mtimeMs).map(([id]) => id);
     const removable = oldestFirst.filter((id) => !keep.has(id));

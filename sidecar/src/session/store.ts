@@ -33,8 +33,9 @@ const PRIVATE_FILE = 0o600;
 const PRIVATE_FOLDER = 0o700;
 const DAY_MS = 86_400_000;
 /**
- * Another sidecar (a second VS Code window) may share the folder: an image it wrote this recently
- * may belong to its turn in flight, whose transcript is not saved yet, so it is not collected.
+ * Another sidecar (a second VS Code window) may share the folder: an image no session has shown,
+ * written this recently by another process, may belong to its turn in flight, whose transcript is
+ * not saved yet, so it is not collected.
  */
 const FOREIGN_IMAGE_GRACE_MS = 3_600_000;
 /** Temporary files older than this were left by a process that died between write and rename. */
@@ -104,6 +105,8 @@ export class SessionStore {
   private readonly indexFile: string;
   private readonly entries: Map<string, IndexEntry>;
   private imageFiles = new Map<string, { bytes: number; mtimeMs: number }>();
+  /** Images some session showed since the store opened (no longer in flight anywhere). */
+  private readonly imagesEverShown = new Set<string>();
 
   constructor(
     stateDir: string,
@@ -118,6 +121,7 @@ export class SessionStore {
     this.indexFile = join(stateDir, 'index.json');
     this.images = new DiskImageStore(imagesDir);
     this.entries = this.readIndex();
+    for (const entry of this.entries.values()) for (const hash of entry.images) this.imagesEverShown.add(hash);
     this.refresh();
   }
 
@@ -139,9 +143,7 @@ export class SessionStore {
     const file = this.sessionFile(conversation.id);
     writePrivately(file, JSON.stringify(data));
     const { mtimeMs, size } = statSync(file);
-    const images = imagesOf(data);
-    this.entries.set(conversation.id, { mtimeMs, bytes: size, images });
-    for (const hash of images) this.images.unsaved.delete(hash);
+    this.describe(conversation.id, { mtimeMs, bytes: size, images: imagesOf(data) });
     this.writeIndex();
   }
 
@@ -218,13 +220,22 @@ export class SessionStore {
     let collected = 0;
     for (const [hash, file] of this.imageFiles) {
       if (shown.has(hash)) continue;
-      if (!this.images.written.has(hash) && now - file.mtimeMs < FOREIGN_IMAGE_GRACE_MS) continue;
+      if (!this.images.written.has(hash) && !this.imagesEverShown.has(hash) && now - file.mtimeMs < FOREIGN_IMAGE_GRACE_MS) continue;
       rmSync(entryInside(this.images.dir, hash), { force: true });
       this.imageFiles.delete(hash);
       this.images.written.delete(hash);
+      this.imagesEverShown.delete(hash);
       collected++;
     }
     if (collected) this.log.log('info', 'images no session shows were deleted', { images: collected });
+  }
+
+  private describe(id: string, entry: IndexEntry): void {
+    this.entries.set(id, entry);
+    for (const hash of entry.images) {
+      this.images.unsaved.delete(hash);
+      this.imagesEverShown.add(hash);
+    }
   }
 
   private shownImages(): Set<string> {
@@ -296,7 +307,7 @@ export class SessionStore {
       if (known && known.mtimeMs === stat.mtimeMs && known.bytes === stat.size) continue;
       changed = true;
       try {
-        this.entries.set(id, { mtimeMs: stat.mtimeMs, bytes: stat.size, images: imagesOf(this.parse(path, id)) });
+        this.describe(id, { mtimeMs: stat.mtimeMs, bytes: stat.size, images: imagesOf(this.parse(path, id)) });
       } catch (error) {
         this.setAside(id, path, error);
       }

@@ -45,12 +45,14 @@ describe('state folder', () => {
     try {
       const connection = await ready(sidecar, false);
       const hostile = ['../../canary', '../canary', 'canary', join(work, 'canary'), 'a/b', '..', 'x'.repeat(100), `../../canary${' '.repeat(10)}`];
+      const answers: Promise<unknown>[] = [];
       for (const sessionId of hostile) {
-        for (const method of [Methods.sessionDelete.method, Methods.sessionStats.method, Methods.sessionCache.method]) {
-          await rejectsWith(connection.sendRequest(method, { sessionId }), ErrorCode.InvalidParams, /UUID/);
-        }
-        await rejectsWith(connection.sendRequest(Methods.sessionChat, { sessionId, text: 'hi' }), ErrorCode.InvalidParams, /UUID/);
+        for (const method of [Methods.sessionDelete.method, Methods.sessionStats.method, Methods.sessionCache.method]) answers.push(connection.sendRequest(method, { sessionId }));
+        answers.push(connection.sendRequest(Methods.sessionChat, { sessionId, text: 'hi' }));
       }
+      const settled = await Promise.allSettled(answers);
+      for (const canary of canaries) assert.ok(existsSync(canary) && readFileSync(canary, 'utf8') === '{}', `${canary} survives`);
+      for (const answer of settled) await rejectsWith(answer.status === 'rejected' ? Promise.reject(answer.reason as Error) : Promise.resolve(answer.value), ErrorCode.InvalidParams, /UUID/);
       assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId: randomUUID() }), { deleted: false });
       await rejectsWith(connection.sendRequest(Methods.sessionStats, { sessionId: randomUUID() }), ErrorCode.SessionNotFound);
       for (const canary of canaries) assert.equal(readFileSync(canary, 'utf8'), '{}', `${canary} survives`);

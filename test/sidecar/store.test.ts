@@ -76,11 +76,20 @@ describe('session store', () => {
     const canary = join(root, 'canary.json');
     writeFileSync(canary, '{}');
     const store = new SessionStore(stateDir, recorder());
+    const hostile = ['../../canary', join(root, 'canary'), 'a/b', 'x'.repeat(100), '../state/index'];
+    for (const id of hostile) {
+      try {
+        store.delete(id);
+      } catch {
+        // refusing by throwing would do too; what matters is the canary
+      }
+    }
+    assert.ok(existsSync(canary), 'deleting hostile ids never reaches the canary next to the state folder');
     for (const name of ['../x', '/etc/passwd', 'a/b', '..', '.', '', `x/../../canary.json`]) {
       assert.throws(() => entryInside(join(stateDir, 'sessions'), name), /refused a path outside/, name);
     }
     assert.equal(entryInside(join(stateDir, 'sessions'), 'ok.json'), join(stateDir, 'sessions', 'ok.json'));
-    for (const id of ['../../canary', join(root, 'canary'), 'a/b', 'x'.repeat(100), '../state/index']) {
+    for (const id of hostile) {
       assert.equal(store.delete(id), false, id);
       assert.equal(store.has(id), false, id);
       assert.throws(() => store.load(id), (e: unknown) => e instanceof SidecarError && e.code === ErrorCode.SessionNotFound);

@@ -117,8 +117,8 @@ export class SidecarServer {
   private readonly images: ImageStore;
   /** Conversations in memory; with a state directory, the others are loaded on first use. */
   private readonly sessions = new Map<string, Conversation>();
-  /** The conversation whose turn is running (retention never removes it). */
-  private running: Conversation | null = null;
+  /** Turns queued or running, per session id (retention never removes those sessions). */
+  private readonly turnsPending = new Map<string, number>();
   private features = new FeatureCache();
   /** Turns run one at a time on the one model, in arrival order; stats and cancels never wait. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -277,7 +277,6 @@ export class SidecarServer {
       // A saved conversation replays its tokens: refuse ids this model cannot embed, naming the conversation.
       conversation.checkTokenIds(runtime.config.text.vocabSize, runtime.processor.imageTokenId);
       this.enforceBudget(conversation);
-      this.running = conversation;
       try {
         return await conversation.turn(
           runtime,
@@ -294,13 +293,20 @@ export class SidecarServer {
         if (error instanceof RangeError) throw new ResponseError(ErrorCode.InvalidParams, `session/chat: the session's KV settings cannot compress this conversation: ${error.message}`);
         throw error;
       } finally {
-        this.running = null;
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
         if (this.sessions.get(conversation.id) === conversation) this.persist(conversation);
       }
     };
-    const result = this.queue.then(run, run);
+    const id = conversation.id;
+    this.turnsPending.set(id, (this.turnsPending.get(id) ?? 0) + 1);
+    const counted = () =>
+      run().finally(() => {
+        const left = (this.turnsPending.get(id) ?? 1) - 1;
+        if (left > 0) this.turnsPending.set(id, left);
+        else this.turnsPending.delete(id);
+      });
+    const result = this.queue.then(counted, counted);
     this.queue = result.catch(() => undefined);
     return result;
   }
@@ -324,11 +330,11 @@ export class SidecarServer {
     }
   }
 
-  /** Saves a conversation, then applies the retention rules (never to it or to the running turn's). */
+  /** Saves a conversation, then applies the retention rules (never to it or to sessions with turns queued or running). */
   private persist(conversation: Conversation): void {
     if (!this.store) return;
     this.store.save(conversation);
-    const keep = new Set([conversation.id, ...(this.running ? [this.running.id] : [])]);
+    const keep = new Set([conversation.id, ...this.turnsPending.keys()]);
     for (const id of this.store.enforceRetention(keep)) this.sessions.delete(id);
   }
 

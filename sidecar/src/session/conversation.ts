@@ -137,7 +137,7 @@ export class Conversation {
     for (const segment of this.segments) {
       const bad = segment.ids.find((id) => (id >= vocabSize || id < 0 || !Number.isInteger(id)) && id !== imageTokenId);
       if (bad !== undefined) {
-        throw new SidecarError(ErrorCode.TokenOutOfRange, `the saved conversation ${this.id} is corrupt (token id ${bad} outside the vocabulary of size ${vocabSize}); delete it with "LOOK-M: Clear Conversation Cache" or start a new conversation`);
+        throw new SidecarError(ErrorCode.TokenOutOfRange, `the saved conversation ${this.id} is corrupt (token id ${bad} outside the vocabulary of size ${vocabSize}); delete it (/clear in the chat, or "LOOK-M: Clear Conversation Cache") and start a new conversation`);
       }
     }
   }

@@ -132,6 +132,9 @@ describe('session store', () => {
     const conversation = store.load(ids[123]);
     assert.deepEqual([conversation.id, conversation.messages.length, conversation.tokensSeen], [ids[123], 2, 5]);
     assert.equal(store.transcriptsParsed, 1);
+    rmSync(join(stateDir, 'sessions', `${ids[7]}.json`)); // another sidecar sharing the folder removed it
+    assert.throws(() => store.load(ids[7]), (e: unknown) => e instanceof SidecarError && e.code === ErrorCode.SessionNotFound && /was deleted/.test(e.message));
+    assert.equal(store.size, 499);
   });
 
   it('rebuilds a missing or damaged index from the files, once', () => {

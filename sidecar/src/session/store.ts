@@ -155,6 +155,12 @@ export class SessionStore {
     const entry = this.entries.get(id);
     if (!entry || !SESSION_ID_PATTERN.test(id)) throw new SidecarError(ErrorCode.SessionNotFound, `no stored session ${JSON.stringify(id)}`);
     const file = this.sessionFile(id);
+    if (!existsSync(file)) {
+      // Removed by another sidecar sharing the folder: gone, not damaged.
+      this.entries.delete(id);
+      this.writeIndex();
+      throw new SidecarError(ErrorCode.SessionNotFound, `the saved conversation ${id} was deleted`);
+    }
     try {
       const conversation = Conversation.restore(this.parse(file, id), this.images);
       conversation.lastUsed = entry.mtimeMs;

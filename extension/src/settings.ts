@@ -21,6 +21,9 @@ export const SETTINGS = {
   weightBits: { key: 'weightBits', default: 32, restart: true },
   maxImagePixels: { key: 'maxImagePixels', default: 40_000_000, restart: true },
   logLevel: { key: 'logLevel', default: 'info', restart: true },
+  stateMaxSessions: { key: 'state.maxSessions', default: 200, restart: true },
+  stateMaxAgeDays: { key: 'state.maxAgeDays', default: 90, restart: true },
+  stateMaxMb: { key: 'state.maxMb', default: 1024, restart: true },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -46,5 +49,6 @@ export function sidecarArgs(settings: Settings, stateDir: string): string[] {
   const args = ['--model', settings.modelPath, '--state-dir', stateDir, '--allow-dir', settings.modelPath, '--kv-budget-mb', String(settings.globalBudgetMb)];
   args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
+  args.push('--max-sessions', String(settings.stateMaxSessions), '--session-max-age-days', String(settings.stateMaxAgeDays), '--state-max-mb', String(settings.stateMaxMb));
   return args;
 }

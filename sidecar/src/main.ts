@@ -11,8 +11,9 @@ import { LIMITS, TOKEN_ENV } from './protocol/index.js';
 import { LEVELS, stderrLogger } from './log.js';
 import { parseWeightBits } from './model/text/decoderGraph.js';
 import { SidecarServer } from './server/server.js';
+import { DEFAULT_RETENTION } from './session/store.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -24,6 +25,9 @@ async function main(): Promise<void> {
       threads: { type: 'string' },
       'kv-budget-mb': { type: 'string' },
       'state-dir': { type: 'string' },
+      'max-sessions': { type: 'string' },
+      'session-max-age-days': { type: 'string' },
+      'state-max-mb': { type: 'string' },
       'allow-dir': { type: 'string', multiple: true },
       'log-level': { type: 'string', default: 'info' },
       'max-image-pixels': { type: 'string' },
@@ -47,7 +51,13 @@ async function main(): Promise<void> {
   if (budgetMb !== undefined && !(budgetMb * 2 ** 20 >= LIMITS.minKvBudgetBytes)) throw new Error(`--kv-budget-mb must be at least ${LIMITS.minKvBudgetBytes / 2 ** 20}, got ${values['kv-budget-mb']}`);
   const maxImagePixels = values['max-image-pixels'] === undefined ? undefined : Number(values['max-image-pixels']);
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
+  const retention = {
+    maxSessions: limit(values['max-sessions'], '--max-sessions', DEFAULT_RETENTION.maxSessions, true),
+    maxAgeDays: limit(values['session-max-age-days'], '--session-max-age-days', DEFAULT_RETENTION.maxAgeDays, false),
+    maxStateBytes: Math.floor(limit(values['state-max-mb'], '--state-max-mb', DEFAULT_RETENTION.maxStateBytes / 2 ** 20, false) * 2 ** 20),
+  };
   const server = new SidecarServer({
+    retention,
     maxImagePixels,
     weightBits: parseWeightBits(values['weight-bits']),
     host: values.host,
@@ -69,6 +79,14 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void server.close().then(() => process.exit(0)));
   if (values.model) server.loadModel(resolve(values.model), (step) => log.log('info', 'model progress', { step })).catch(() => undefined);
   process.exit(await server.exited);
+}
+
+/** A retention limit: a non-negative number (0: no limit), `fallback` when the flag is absent. */
+function limit(value: string | undefined, flag: string, fallback: number, integer: boolean): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === '' || !(n >= 0 && Number.isFinite(n)) || (integer && !Number.isInteger(n))) throw new Error(`${flag} must be a non-negative ${integer ? 'integer' : 'number'} (0: no limit), got ${value}`);
+  return n;
 }
 
 main().catch((error: unknown) => {

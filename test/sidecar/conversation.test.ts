@@ -1,5 +1,6 @@
 /** Conversations over the real sidecar: multi-turn KV reuse, rebuild equality, cancellation, bad input. */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,7 +160,8 @@ describe('conversations', () => {
   });
 
   it('names a missing session', async () => {
-    await assert.rejects(chat({ sessionId: 'nope', text: 'hi' }), (e: ResponseError<unknown>) => e.code === ErrorCode.SessionNotFound);
+    await assert.rejects(chat({ sessionId: randomUUID(), text: 'hi' }), (e: ResponseError<unknown>) => e.code === ErrorCode.SessionNotFound);
+    await assert.rejects(chat({ sessionId: 'nope', text: 'hi' }), (e: ResponseError<unknown>) => e.code === ErrorCode.InvalidParams && /UUID/.test(e.message));
     const sessionId = await create();
     assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId }), { deleted: true });
     assert.deepEqual(await connection.sendRequest(Methods.sessionDelete, { sessionId }), { deleted: false });

@@ -35,6 +35,12 @@ function request(id: unknown, method: string, params?: unknown): string {
   return JSON.stringify(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params });
 }
 
+/** A well-formed session id (a UUID) that no session has. */
+function uuidFrom(random: Random): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16)).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
+}
+
 function deep(depth: number): string {
   return '['.repeat(depth) + ']'.repeat(depth);
 }
@@ -103,15 +109,15 @@ export function generateCase(random: Random, index: number, ctx: FuzzContext): F
       return { name: `wrong type: ${method} ${field}`, connection: 'initialized', payload: request(id, method, params), expect: invalidParams };
     },
     () => ({ name: 'unknown method', connection: 'initialized', payload: request(id, `no/such/${Math.floor(random() * 1000)}`, {}), expect: { kind: 'error', codes: [ErrorCode.MethodNotFound], id } }),
-    () => ({ name: 'unknown session', connection: 'initialized', payload: request(id, 'session/stats', { sessionId: `s-${Math.floor(random() * 1e9)}` }), expect: { kind: 'error', codes: [ErrorCode.SessionNotFound], id } }),
+    () => ({ name: 'unknown session', connection: 'initialized', payload: request(id, 'session/stats', { sessionId: uuidFrom(random) }), expect: { kind: 'error', codes: [ErrorCode.SessionNotFound], id } }),
     () => ({ name: 'huge text', connection: 'initialized', payload: request(id, 'session/chat', { sessionId: ctx.sessionId, text: 'a'.repeat(LIMITS.maxTextChars + 1 + Math.floor(random() * 1000)) }), expect: invalidParams }),
     () => ({ name: 'too many images', connection: 'initialized', payload: request(id, 'session/chat', { sessionId: ctx.sessionId, text: 'x', images: Array.from({ length: LIMITS.maxImages + 1 }, () => ({ data: 'AAAA' })) }), expect: invalidParams }),
-    () => ({ name: 'deep nesting', connection: 'initialized', payload: `{"jsonrpc":"2.0","id":${id},"method":"model/load","params":{"path":${deep(2000 + Math.floor(random() * 50000))}}}`, expect: { kind: 'error', codes: [ErrorCode.InvalidParams, ErrorCode.ParseError], id: undefined } }),
+    () => ({ name: 'deep nesting', connection: 'initialized', payload: `{"jsonrpc":"2.0","id":${id},"method":"model/load","params":{"path":${deep(2000 + Math.floor(random() * 50000))}}}`, expect: { kind: 'error', codes: [ErrorCode.InvalidRequest], id: null } }),
     () => ({ name: 'binary frame', connection: 'initialized', payload: Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, () => Math.floor(random() * 256))), expect: { kind: 'error', codes: [ErrorCode.InvalidRequest], id: null } }),
     () => {
-      // Invalid UTF-8 inside a string: decoded with replacement characters, then an invalid session id.
+      // Invalid UTF-8 inside a string: decoded with replacement characters, then refused as a session id (not a UUID).
       const bytes = Buffer.concat([Buffer.from(`{"jsonrpc":"2.0","id":${id},"method":"session/stats","params":{"sessionId":"`), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('"}}')]);
-      return { name: 'invalid UTF-8', connection: 'initialized', payload: bytes.toString('latin1'), expect: { kind: 'error', codes: [ErrorCode.SessionNotFound], id } };
+      return { name: 'invalid UTF-8', connection: 'initialized', payload: bytes.toString('latin1'), expect: invalidParams };
     },
     () => {
       const png = Buffer.from(ctx.pngBase64, 'base64');
@@ -123,7 +129,7 @@ export function generateCase(random: Random, index: number, ctx: FuzzContext): F
     () => ({ name: 'bad base64', connection: 'initialized', payload: request(id, 'session/chat', { sessionId: ctx.sessionId, text: 'x', images: [{ data: pick(random, ['***', 'abc', '====', 'a b c d']) }] }), expect: { kind: 'error', codes: [ErrorCode.BadImage], id } }),
     () => ({ name: 'cancel storm', connection: 'initialized', payload: JSON.stringify({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id: Math.floor(random() * 1e6) } }), expect: { kind: 'silence' } }),
     () => ({ name: 'before initialize', connection: 'fresh', payload: request(id, pick(random, ['server/stats', 'model/info', 'session/create'])), expect: { kind: 'error', codes: [ErrorCode.ServerNotInitialized], id } }),
-    () => ({ name: 'after shutdown', connection: 'after-shutdown', payload: request(id, pick(random, ['server/stats', 'model/info', 'session/create'])), expect: { kind: 'error', codes: [ErrorCode.InvalidRequest], id } }),
+    () => ({ name: 'after shutdown', connection: 'after-shutdown', payload: request(id, pick(random, ['server/stats', 'model/info', 'session/create'])), expect: { kind: 'error', codes: [ErrorCode.ShuttingDown], id } }),
   ];
   return pick(random, kinds)();
 }

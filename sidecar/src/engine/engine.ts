@@ -13,7 +13,7 @@ import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type SessionSettings, type SessionStats } from '../protocol/index.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
-import { SessionStore } from '../session/store.js';
+import { SessionStore, type RetentionRules } from '../session/store.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 
@@ -24,6 +24,8 @@ export interface EngineOptions {
   kvBudgetBytes?: number;
   /** Where transcripts persist; without it, conversations live as long as the process. */
   stateDir?: string;
+  /** What the state directory keeps (default: `DEFAULT_RETENTION`). */
+  retention?: RetentionRules;
   /** Largest image accepted, in declared pixels. */
   maxImagePixels?: number;
   /** 4: the decoder's linear layers on 4-bit weights. */
@@ -83,7 +85,10 @@ export class Engine {
   private evictions = 0;
   private readonly store: SessionStore | null;
   private readonly images: ImageStore;
+  /** Conversations in memory; with a state directory, the others are loaded on first use. */
   private readonly sessions = new Map<string, Conversation>();
+  /** Turns queued or running, per session id (retention never removes those sessions). */
+  private readonly turnsPending = new Map<string, number>();
   private features = new FeatureCache();
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -92,10 +97,10 @@ export class Engine {
     private readonly log: Logger,
   ) {
     this.kvBudgetBytes = options.kvBudgetBytes ?? null;
-    this.store = options.stateDir ? new SessionStore(options.stateDir, log) : null;
+    this.store = options.stateDir ? new SessionStore(options.stateDir, log, options.retention) : null;
     this.images = this.store?.images ?? new MemoryImageStore();
-    for (const conversation of this.store?.loadAll() ?? []) this.sessions.set(conversation.id, conversation);
-    if (this.sessions.size) log.log('info', 'sessions resumed from the state directory', { sessions: this.sessions.size });
+    this.store?.enforceRetention(new Set(), { rescan: false });
+    if (this.store?.size) log.log('info', 'sessions resumed from the state directory (each is read on first use)', { sessions: this.store.size });
   }
 
   setKvBudget({ kvBudgetBytes }: { kvBudgetBytes: number }): void {
@@ -114,13 +119,15 @@ export class Engine {
     const id = randomUUID();
     const conversation = new Conversation(id, settings, this.images);
     this.sessions.set(id, conversation);
-    this.store?.save(conversation);
+    this.persist(conversation);
     return { sessionId: id };
   }
 
+  /** An unknown id answers `{deleted: false}` and touches nothing on disk. */
   deleteSession({ sessionId }: { sessionId: string }): { deleted: boolean } {
-    this.store?.delete(sessionId);
-    return { deleted: this.sessions.delete(sessionId) };
+    const inMemory = this.sessions.delete(sessionId);
+    const stored = this.store?.delete(sessionId) ?? false;
+    return { deleted: inMemory || stored };
   }
 
   sessionStats({ sessionId }: { sessionId: string }): SessionStats {
@@ -137,16 +144,18 @@ export class Engine {
   chat(input: ChatInput, events: CallEvents = {}): Promise<ChatResult> {
     const conversation = this.session(input.sessionId);
     const isCancelled = () => events.cancelled?.() ?? false;
-    return this.enqueue(async () => {
+    return this.whilePending(conversation.id, async () => {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, 'cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
+      // A saved conversation replays its tokens: refuse ids this model cannot embed, naming the conversation.
+      conversation.checkTokenIds(runtime.config.text.vocabSize, runtime.processor.imageTokenId);
       this.enforceBudget(conversation);
       try {
         return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, (text, tokenId) => events.token?.(conversation.id, text, tokenId), isCancelled);
       } finally {
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
-        if (this.sessions.get(conversation.id) === conversation) this.store?.save(conversation);
+        if (this.sessions.get(conversation.id) === conversation) this.persist(conversation);
       }
     });
   }
@@ -159,7 +168,7 @@ export class Engine {
   stats(): EngineStats {
     const m = this.model;
     return {
-      sessions: this.sessions.size,
+      sessions: this.store ? new Set([...this.sessions.keys(), ...this.store.ids()]).size : this.sessions.size,
       kvBytes: [...this.sessions.values()].reduce((sum, c) => sum + c.kvBytes, 0),
       model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
       kvBudgetBytes: this.kvBudgetBytes,
@@ -176,6 +185,24 @@ export class Engine {
     const result = this.queue.then(work, work);
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** `work` queued, its session counted as having a turn pending until it ends. */
+  private whilePending<T>(id: string, work: () => Promise<T>): Promise<T> {
+    this.turnsPending.set(id, (this.turnsPending.get(id) ?? 0) + 1);
+    return this.enqueue(work).finally(() => {
+      const left = (this.turnsPending.get(id) ?? 1) - 1;
+      if (left > 0) this.turnsPending.set(id, left);
+      else this.turnsPending.delete(id);
+    });
+  }
+
+  /** Saves a conversation, then applies the retention rules (never to it or to sessions with turns queued or running). */
+  private persist(conversation: Conversation): void {
+    if (!this.store) return;
+    this.store.save(conversation);
+    const keep = new Set([conversation.id, ...this.turnsPending.keys()]);
+    for (const id of this.store.enforceRetention(keep)) this.sessions.delete(id);
   }
 
   /**
@@ -197,8 +224,13 @@ export class Engine {
     }
   }
 
+  /** The session `id`, read from the state directory on its first use. */
   private session(id: string): Conversation {
-    const conversation = this.sessions.get(id);
+    let conversation = this.sessions.get(id);
+    if (!conversation && this.store?.has(id)) {
+      conversation = this.store.load(id); // a damaged file: SessionNotFound, saying why
+      this.sessions.set(id, conversation);
+    }
     if (!conversation) throw new SidecarError(ErrorCode.SessionNotFound, `no session ${JSON.stringify(id)} (create one with session/create)`);
     return conversation;
   }

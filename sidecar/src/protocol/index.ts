@@ -97,7 +97,10 @@ export type SessionSettings = z.infer<typeof SessionSettings>;
 export const SessionCreateParams = z.object({ settings: SessionSettings.default(SessionSettings.parse({})) }).strict();
 export type SessionCreateParams = z.input<typeof SessionCreateParams>;
 
-const sessionId = z.string().min(1).max(100);
+/** Session ids are what `session/create` hands out: lowercase `randomUUID()`s (also the file names of the state folder). */
+export const SESSION_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const SessionId = z.string().regex(SESSION_ID_PATTERN, 'a session id is a UUID as session/create returns it');
+const sessionId = SessionId;
 
 export const ChatImage = z
   .object({

@@ -11,7 +11,8 @@
 import { createHash } from 'node:crypto';
 import { applyPlan, kvBytes, planCompression, TEXT, type KvLayer } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
-import type { SessionSettings, TurnStats } from '../protocol/index.js';
+import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
+import { SidecarError } from '../protocol/errors.js';
 import { releasePast, type LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
@@ -127,6 +128,19 @@ export class Conversation {
     c.fedText = data.fedText;
     c.imageCount = data.imageCount;
     return c;
+  }
+
+  /**
+   * Refuses a conversation whose saved tokens this model cannot embed (a damaged state file, or
+   * one saved under another model): its replay would fail with a misleading error.
+   */
+  checkTokenIds(vocabSize: number, imageTokenId: number): void {
+    for (const segment of this.segments) {
+      const bad = segment.ids.find((id) => (id >= vocabSize || id < 0 || !Number.isInteger(id)) && id !== imageTokenId);
+      if (bad !== undefined) {
+        throw new SidecarError(ErrorCode.TokenOutOfRange, `the saved conversation ${this.id} is corrupt (token id ${bad} outside the vocabulary of size ${vocabSize}); delete it (/clear in the chat, or "LOOK-M: Clear Conversation Cache") and start a new conversation`);
+      }
+    }
   }
 
   get cached(): boolean {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { generateCases } from '../../tools/fuzz/cases.js';
 import { runFuzz } from '../../tools/fuzz/run.js';
+import { LIMITS } from '../../sidecar/src/protocol/index.js';
 
 describe('protocol fuzzing', () => {
   it('generates every kind of bad input, reproducibly', () => {
@@ -13,9 +14,11 @@ describe('protocol fuzzing', () => {
   });
 
   it('300 seeded cases: each gets its expected error, the server always answers after, nothing crashes', async () => {
-    const report = await runFuzz(300, 12345);
+    const report = await runFuzz(300, 12345, undefined, { flood: { connections: 200, sessions: 300, waitForDrop: false } });
     assert.equal(report.crashed, false);
     assert.deepEqual(report.failures, []);
     assert.equal(report.passed, 300);
+    assert.equal(report.exhaustion?.authorisedAccepted, LIMITS.maxConnections - 2, 'the cap holds (two connections were already open)');
+    assert.equal(report.exhaustion?.sessionsCreated, 300);
   });
 });

@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type WebSocket from 'ws';
 import { launchSidecar, openSocket } from '../../sidecar/src/client/launch.js';
-import { TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
+import { LIMITS, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
 import { generateCases, type FuzzCase } from './cases.js';
+import { runExhaustion, type ExhaustionReport } from './exhaustion.js';
 
 const root = join(__dirname, '../..');
 
@@ -18,6 +19,13 @@ export interface FuzzReport {
   failures: string[];
   byKind: Map<string, { passed: number; failed: number }>;
   crashed: boolean;
+  /** The flood phase's figures (null when not run). */
+  exhaustion: ExhaustionReport | null;
+}
+
+export interface FuzzOptions {
+  /** Connections of each kind in the flood phase (0: no flood), and sessions created. */
+  flood?: { connections: number; sessions: number; waitForDrop: boolean };
 }
 
 interface Reply {
@@ -52,11 +60,11 @@ async function call(socket: WebSocket, id: string, method: string, params?: unkn
   return reply;
 }
 
-export async function runFuzz(count: number, seed: number, log: (line: string) => void = () => undefined): Promise<FuzzReport> {
+export async function runFuzz(count: number, seed: number, log: (line: string) => void = () => undefined, options: FuzzOptions = {}): Promise<FuzzReport> {
   const model = join(root, 'test/fixtures/models/tiny-llava-llama');
   const sidecar = await launchSidecar(join(root, 'sidecar/src/main.ts'), ['--model', model, '--threads', '1', '--log-level', 'error'], { nodeArgs: ['--import', 'tsx'], cwd: root });
   const headers = { [TOKEN_HEADER]: sidecar.token };
-  const report: FuzzReport = { passed: 0, failed: 0, failures: [], byKind: new Map(), crashed: false };
+  const report: FuzzReport = { passed: 0, failed: 0, failures: [], byKind: new Map(), crashed: false, exhaustion: null };
   try {
     let main = await openSocket(sidecar.port, headers);
     await call(main, 'init', 'initialize', { capabilities: {} });
@@ -94,6 +102,21 @@ export async function runFuzz(count: number, seed: number, log: (line: string) =
         report.failures.push(`the sidecar exited with ${sidecar.process.exitCode} after case #${index + 1}`);
         break;
       }
+    }
+    if (options.flood && !report.crashed) {
+      const socket = main;
+      let n = 0;
+      report.exhaustion = await runExhaustion(sidecar.port, sidecar.token, (method, params) => call(socket, `flood-${n++}`, method, params), options.flood);
+      const e = report.exhaustion;
+      const problems = [
+        !e.statsAnsweredAfterEach && 'server/stats went unanswered during the flood',
+        e.authorisedAccepted > LIMITS.maxConnections && `${e.authorisedAccepted} authorised connections held (cap ${LIMITS.maxConnections})`,
+        e.unauthorisedRefused !== e.silentSockets && `${e.silentSockets - e.unauthorisedRefused} unauthorised upgrades accepted`,
+        e.sessionsCreated !== options.flood.sessions && `${e.sessionsCreated} of ${options.flood.sessions} sessions created`,
+        sidecar.process.exitCode !== null && 'the sidecar exited during the flood',
+      ].filter((p): p is string => typeof p === 'string');
+      report.failures.push(...problems);
+      report.failed += problems.length;
     }
     main.close();
     closed.close();

@@ -119,20 +119,22 @@ export class SidecarServer {
     const http = createServer({ headersTimeout: upgradeTimeoutMs, requestTimeout: upgradeTimeoutMs, connectionsCheckingInterval: 1000, keepAliveTimeout: 1000 }, (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('WebSocket upgrade required\n');
     });
-    http.maxConnections = 4 * LIMITS.maxConnections;
+    http.maxConnections = 8 * LIMITS.maxConnections; // sockets of any kind, upgraded or not
     // Node's header timeout does not cover a socket that never sends a byte: time every socket.
     const upgradeDeadlines = new WeakMap<object, NodeJS.Timeout>();
     http.on('connection', (socket) => {
       upgradeDeadlines.set(socket, setTimeout(() => socket.destroy(), upgradeTimeoutMs).unref());
     });
     http.on('upgrade', (req, socket, head) => {
-      clearTimeout(upgradeDeadlines.get(socket));
       const refusal = this.refuse(req) ?? (this.wss.clients.size >= LIMITS.maxConnections ? '503 Service Unavailable' : null);
       if (refusal) {
         this.options.log.log('warn', 'upgrade refused', { status: refusal, remote: req.socket.remoteAddress });
+        // Closed once the answer is out, whether or not the client closes its end.
+        socket.once('finish', () => socket.destroy());
         socket.end(`HTTP/1.1 ${refusal}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
         return;
       }
+      clearTimeout(upgradeDeadlines.get(socket));
       this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws));
     });
     this.http = http;

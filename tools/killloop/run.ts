@@ -69,6 +69,12 @@ export interface KillLoopReport {
   rssMiB: { first: number; p50: number; max: number; last: number };
   /** `*.tmp` files left in the state directory by kills in the middle of a write. */
   strayTempFiles: number;
+  /** Unexpected errors: a failed turn, a sidecar that exited by itself, a restart that failed. */
+  errors: number;
+  /** Restarts after which the sidecar held another number of sessions than expected. */
+  sessionCountWrong: number;
+  /** First turns after a restart not rebuilt from the transcript. */
+  notRebuilt: number;
   failures: string[];
 }
 
@@ -122,11 +128,11 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
 /** The checks, each a name and whether it held. */
 export function killLoopChecks(report: KillLoopReport): [string, boolean][] {
   return [
-    [`all ${report.rounds} kills happened, no unexpected failure`, report.kills === report.rounds && report.failures.length === 0],
+    [`all ${report.rounds} kills happened, no turn failed, no crash`, report.kills === report.rounds && report.errors === 0],
     ['kills landed in a prefill, in a decode and after the last token', report.killsByPhase.prefill > 0 && report.killsByPhase.decode > 0 && report.killsByPhase.persist + report.killsByPhase.after > 0],
     ['no completed turn lost', report.turnsLost === 0],
     ['persisted turns unchanged, interrupted ones absent or whole', report.turnsAltered === 0],
-    ['every session resumed, no deleted one came back', report.sessionsMissing === 0 && report.deletedReturned === 0],
+    ['every session resumed (rebuilt from its transcript), no deleted one came back', report.sessionsMissing === 0 && report.deletedReturned === 0 && report.sessionCountWrong === 0 && report.notRebuilt === 0],
     ['every answer equals the uninterrupted run', report.answersCompared > 0 && report.answersMismatched === 0],
     ['a corrupted file loses its conversation only, with a warn line', report.corruptionsIsolated === report.corruptions],
   ];
@@ -188,6 +194,9 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
     restartMs: { p50: 0, max: 0 },
     rssMiB: { first: 0, p50: 0, max: 0, last: 0 },
     strayTempFiles: 0,
+    errors: 0,
+    sessionCountWrong: 0,
+    notRebuilt: 0,
     failures: [],
   };
   const fail = (line: string) => {
@@ -196,6 +205,7 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
   };
 
   const references = await referenceRun(root, entry, options.model, settings, scripts);
+  for (const [i, script] of scripts.entries()) log(`uninterrupted ${script.name}: ${references[i].map((t) => `${JSON.stringify(t.text)} (${t.generatedTokens} tokens)`).join(', ')}`);
   const stateDir = mkdtempSync(join(tmpdir(), 'lookm-killloop-'));
   const restartMs: number[] = [];
   const rss: number[] = [];
@@ -233,7 +243,10 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
         fail(`${slot.script.name} turn ${index + 1}${slot.resumed ? ' (first after a restart)' : ''}: ${JSON.stringify(outcome.result.text)} [${outcome.tokenIds.join(' ')}], ${outcome.result.stats.tokensSeen} tokens seen; uninterrupted: ${JSON.stringify(expected.text)} [${expected.tokenIds.join(' ')}], ${expected.tokensSeen}`);
         slot.diverged = true;
       }
-      if (slot.resumed && index > 0 && !outcome.result.stats.rebuilt) fail(`${slot.script.name} turn ${index + 1}: the first turn after a restart was not rebuilt from the transcript`);
+      if (slot.resumed && index > 0 && !outcome.result.stats.rebuilt) {
+        report.notRebuilt++;
+        fail(`${slot.script.name} turn ${index + 1}: the first turn after a restart was not rebuilt from the transcript`);
+      }
       slot.resumed = false;
       slot.received.push(outcome.result.stats);
       report.turnsCompleted++;
@@ -310,6 +323,7 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
         inFlight = await killTurn(live);
       } catch (error) {
         const code = await Promise.race([crashed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 200))]);
+        report.errors++;
         fail(`round ${round}: ${message(error)}${code !== undefined && code !== null ? ` (the sidecar exited by itself, code ${code})` : ''}`);
         if (!live.killed) killNow(live);
         await live.sidecar.exited;
@@ -318,7 +332,15 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
       if (corrupted) report.corruptions++;
 
       const at = inFlight ? `${inFlight.slot.script.name} turn ${inFlight.turn}, ${inFlight.tokens} tokens streamed${inFlight.answered ? ', answered' : ''}` : 'no turn';
-      running = await startSidecar(root, entry, options.model, stateDir);
+      try {
+        running = await startSidecar(root, entry, options.model, stateDir);
+      } catch (error) {
+        // The state directory keeps the sidecar from starting: nothing more can be checked.
+        running = null;
+        report.errors++;
+        fail(`round ${round}: the restart failed: ${message(error)}`);
+        break;
+      }
       restartMs.push(running.startMs);
       const lines: string[] = [];
       await verify(running, slots, inFlight, corrupted, deleted, report, fail, lines);
@@ -329,13 +351,18 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
 
     // After the last restart: the next answer of every conversation.
     const last = running;
-    for (const slot of slots) {
-      if (slot.received.length === slot.script.turns.length) await renew(last, slot, true);
-      const outcome = await playTurn(last, slot.sessionId, slot.script.turns[slot.received.length]);
-      if (outcome.result) compare(slot, { ...outcome, result: outcome.result });
-      else fail(`${slot.script.name}: the turn after the last restart failed: ${message(outcome.error)}`);
+    if (last) {
+      for (const slot of slots) {
+        if (slot.received.length === slot.script.turns.length) await renew(last, slot, true);
+        const outcome = await playTurn(last, slot.sessionId, slot.script.turns[slot.received.length]);
+        if (outcome.result) compare(slot, { ...outcome, result: outcome.result });
+        else {
+          report.errors++;
+          fail(`${slot.script.name}: the turn after the last restart failed: ${message(outcome.error)}`);
+        }
+      }
+      rss.push((await last.connection.sendRequest(Methods.serverStats)).rssBytes);
     }
-    rss.push((await last.connection.sendRequest(Methods.serverStats)).rssBytes);
     report.strayTempFiles = readdirSync(join(stateDir, 'sessions')).filter((name) => name.endsWith('.tmp')).length + readdirSync(join(stateDir, 'images')).filter((name) => name.endsWith('.tmp')).length;
   } finally {
     if (running && !running.killed) killNow(running);
@@ -398,7 +425,10 @@ async function verify(live: RunningSidecar, slots: Slot[], inFlight: InFlight | 
   const { connection } = live;
   const expectedSessions = slots.length - (corrupted ? 1 : 0);
   const { sessions } = await connection.sendRequest(Methods.serverStats);
-  if (sessions !== expectedSessions) fail(`after the restart the sidecar holds ${sessions} sessions; ${expectedSessions} expected`);
+  if (sessions !== expectedSessions) {
+    report.sessionCountWrong++;
+    fail(`after the restart the sidecar holds ${sessions} sessions; ${expectedSessions} expected`);
+  }
   for (const slot of slots) {
     const label = `${slot.script.name} (${slot.sessionId.slice(0, 8)})`;
     if (corrupted?.slot === slot) {
@@ -427,7 +457,10 @@ async function verify(live: RunningSidecar, slots: Slot[], inFlight: InFlight | 
       report.turnsLost += slot.received.length - turns.length;
       fail(`${label}: ${turns.length} turns after the restart; ${slot.received.length} were answered`);
     }
-    if (turns.length > slot.received.length + (interrupted ? 1 : 0)) fail(`${label}: ${turns.length} turns after the restart, more than the ${slot.received.length} answered${interrupted ? ' + 1 interrupted' : ''}`);
+    if (turns.length > slot.received.length + (interrupted ? 1 : 0)) {
+      report.turnsAltered++;
+      fail(`${label}: ${turns.length} turns after the restart, more than the ${slot.received.length} answered${interrupted ? ' + 1 interrupted' : ''}`);
+    }
     for (const [i, stats] of slot.received.entries()) {
       if (i < turns.length && !isDeepStrictEqual(turns[i], stats)) {
         report.turnsAltered++;

@@ -420,6 +420,15 @@ function corruptOne(stateDir: string, slot: Slot, how: Corruption['how'], random
   return { slot, file: name, how };
 }
 
+/** The level of a JSON log line; undefined for anything else (a Node warning, say). */
+function levelOf(line: string): string | undefined {
+  try {
+    return (JSON.parse(line) as { level?: string }).level;
+  } catch {
+    return undefined;
+  }
+}
+
 /** After a restart: what came back, against what the client knows. */
 async function verify(live: RunningSidecar, slots: Slot[], inFlight: InFlight | null, corrupted: Corruption | null, deleted: string[], report: KillLoopReport, fail: (line: string) => void, notes: string[]): Promise<void> {
   const { connection } = live;
@@ -434,7 +443,7 @@ async function verify(live: RunningSidecar, slots: Slot[], inFlight: InFlight | 
     if (corrupted?.slot === slot) {
       const gone = await connection.sendRequest(Methods.sessionStats, { sessionId: slot.sessionId }).then(() => false, isNotFound);
       // The log line comes while the store loads, before the handshake.
-      const warned = live.sidecar.stderr.some((line) => line.includes(corrupted.file) && (JSON.parse(line) as { level?: string }).level === 'warn');
+      const warned = live.sidecar.stderr.some((line) => line.includes(corrupted.file) && levelOf(line) === 'warn');
       if (!gone) fail(`${label}: its file was ${corrupted.how === 'truncate' ? 'truncated' : 'overwritten with garbage'}, yet the session is still there`);
       if (!warned) fail(`${label}: no warn line names the corrupted ${corrupted.file} (stderr: ${live.sidecar.stderr.filter((l) => l.includes('"warn"')).join(' | ') || 'no warn lines'})`);
       if (gone && warned) report.corruptionsIsolated++;

@@ -363,7 +363,9 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
       }
       rss.push((await last.connection.sendRequest(Methods.serverStats)).rssBytes);
     }
-    report.strayTempFiles = readdirSync(join(stateDir, 'sessions')).filter((name) => name.endsWith('.tmp')).length + readdirSync(join(stateDir, 'images')).filter((name) => name.endsWith('.tmp')).length;
+    const stray = ['sessions', 'images'].flatMap((dir) => readdirSync(join(stateDir, dir)).filter((name) => name.endsWith('.tmp')).map((name) => `${dir}/${name}`));
+    report.strayTempFiles = stray.length;
+    if (stray.length) log(`left by kills in the middle of a write: ${stray.join(', ')}`);
   } finally {
     if (running && !running.killed) killNow(running);
     rmSync(stateDir, { recursive: true, force: true });

@@ -72,6 +72,18 @@ describe('session store', () => {
     return { ids, images };
   }
 
+  it('removes the temporary files of a writer that died between write and rename, keeps live ones', () => {
+    new SessionStore(stateDir, recorder(), NO_LIMITS);
+    const dead = join(stateDir, 'sessions', `${randomUUID()}.json.999999999.tmp`); // no such pid
+    const live = join(stateDir, 'sessions', `${randomUUID()}.json.${process.ppid}.tmp`);
+    const deadImage = join(stateDir, 'images', `${'a'.repeat(64)}.999999999.tmp`);
+    for (const file of [dead, live, deadImage]) writeFileSync(file, '{"half": ');
+    new SessionStore(stateDir, recorder(), NO_LIMITS);
+    assert.equal(existsSync(dead), false);
+    assert.equal(existsSync(deadImage), false);
+    assert.equal(existsSync(live), true, 'a running process may still rename it');
+  });
+
   it('resolves names only directly inside its folders; ids and hashes from outside never reach a file', () => {
     const canary = join(root, 'canary.json');
     writeFileSync(canary, '{}');

@@ -40,7 +40,23 @@ const DAY_MS = 86_400_000;
 const FOREIGN_IMAGE_GRACE_MS = 3_600_000;
 /** Temporary files older than this were left by a process that died between write and rename. */
 const STALE_TEMPORARY_MS = 3_600_000;
-const TEMPORARY = /\.\d+\.tmp$/;
+const TEMPORARY = /\.(\d+)\.tmp$/;
+
+/**
+ * Whether a temporary file is a leftover: its writer (the pid in its name) is no longer running,
+ * or it is older than any write takes. A sidecar killed between write and rename leaves one.
+ */
+function staleTemporary(name: string, mtimeMs: number, now: number): boolean {
+  if (now - mtimeMs > STALE_TEMPORARY_MS) return true;
+  const pid = Number(TEMPORARY.exec(name)?.[1]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 /** `dir/name`, refusing any name that does not resolve to an entry directly inside `dir`. */
 export function entryInside(dir: string, name: string): string {
@@ -302,7 +318,7 @@ export class SessionStore {
       const stat = statSync(path, { throwIfNoEntry: false });
       if (!stat?.isFile()) continue;
       if (TEMPORARY.test(name)) {
-        if (now - stat.mtimeMs > STALE_TEMPORARY_MS) rmSync(path, { force: true });
+        if (staleTemporary(name, stat.mtimeMs, now)) rmSync(path, { force: true });
         continue;
       }
       const id = name.endsWith('.json') ? name.slice(0, -'.json'.length) : '';
@@ -334,7 +350,7 @@ export class SessionStore {
       const stat = statSync(path, { throwIfNoEntry: false });
       if (!stat?.isFile()) continue;
       if (TEMPORARY.test(name)) {
-        if (now - stat.mtimeMs > STALE_TEMPORARY_MS) rmSync(path, { force: true });
+        if (staleTemporary(name, stat.mtimeMs, now)) rmSync(path, { force: true });
         continue;
       }
       if (!IMAGE_HASH_PATTERN.test(name)) continue;

@@ -12,7 +12,7 @@ async function main(): Promise<number> {
   const seed = Number(values.seed);
   const started = Date.now();
   const report = await runFuzz(count, seed, (line) => console.log(line));
-  for (const [kind, c] of [...report.byKind].sort()) console.log(`${kind.padEnd(24)} ${String(c.passed).padStart(6)} passed ${String(c.failed).padStart(4)} failed`);
+  for (const [kind, c] of [...report.byKind].sort()) console.log(`${kind.padEnd(24)} ${String(c.passed).padStart(6)} passed ${String(c.failed).padStart(4)} failed, slowest ${c.maxMs.toFixed(0).padStart(5)} ms`);
   console.log(`seed ${seed}, ${count} cases in ${((Date.now() - started) / 1000).toFixed(1)} s, crashed: ${report.crashed}`);
   console.log(`${report.passed} passed, ${report.failed} failed`);
   return report.failed === 0 && !report.crashed ? 0 : 1;

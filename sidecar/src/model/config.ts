@@ -180,7 +180,7 @@ function ropeScaling(raw: z.infer<typeof ropeScalingSchema> | null | undefined):
  */
 function textHeadDim(t: z.infer<typeof textSchema>): number {
   let headDim: number;
-  if (t.head_dim != null) {
+  if (t.head_dim !== undefined && t.head_dim !== null) {
     headDim = t.head_dim;
   } else {
     if (t.hidden_size % t.num_attention_heads !== 0) {

@@ -102,9 +102,9 @@ export const HOSTILE_MODELS: HostileModel[] = [
     breakIt: (d) => {
       const file = join(d, 'model.safetensors');
       const { header, data } = readSafetensors(file);
-      const text = JSON.stringify(header);
-      const first = text.slice(1, text.indexOf('},') + 1); // the first entry, repeated
-      writeSafetensors(file, `{${first},${text.slice(1)}`, data);
+      const name = Object.keys(header).find((n) => n !== '__metadata__') ?? '';
+      // The entry again, in front: JSON.parse would keep the last one silently.
+      writeSafetensors(file, `{${JSON.stringify(name)}:${JSON.stringify(header[name])},${JSON.stringify(header).slice(1)}`, data);
     },
     error: /model\.safetensors: corrupt header: tensor ".+" is named twice/,
   },

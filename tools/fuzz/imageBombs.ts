@@ -134,6 +134,7 @@ export function imageBombs(): { name: string; bytes: Buffer }[] {
     { name: 'JPEG declaring 65500 x 65500', bytes: jpegDeclaring(65_500, 65_500) },
     { name: 'WebP declaring 16000 x 16000', bytes: webpDeclaring(16_000, 16_000) },
     { name: 'GIF with a 1 x 1 screen and 100000 frames of 65535 x 65535', bytes: gifWithFrames(100_000, 1, 1, 65_535, 65_535) },
+    { name: 'TIFF declaring 100000 x 100000', bytes: tiffWithPages(1, 100_000, 100_000) },
     { name: 'TIFF of 20000 pages, the first 100000 x 100000', bytes: tiffWithPages(20_000, 100_000, 100_000) },
     { name: 'SVG <use> bomb', bytes: svgUseBomb() },
     { name: 'SVG reading /etc/passwd', bytes: svgReadingFile() },

@@ -35,7 +35,7 @@ function editJson(file: string, edit: (json: Record<string, unknown>) => void): 
 const textConfig = (dir: string, edit: (t: Record<string, unknown>) => void) => editJson(join(dir, 'config.json'), (c) => edit(c.text_config as Record<string, unknown>));
 
 /** Text that must never appear in an error message. */
-export const SECRET = 'hunter2-do-not-echo';
+export const SECRET = 'hunter2';
 
 export interface HostileModel {
   name: string;

@@ -1,6 +1,7 @@
 /** Hostile images get a clear error; a good one comes out normalised, channels first. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
@@ -76,6 +77,19 @@ describe('image preprocessing', () => {
       const { height, width } = await processor.preprocessImage(bytes);
       assert.deepEqual([height, width], [32, 32]);
       assert.ok(performance.now() - started < 2000, `${(performance.now() - started).toFixed(0)} ms`);
+    }
+  });
+
+  it('refuses a preprocessor_config.json with absurd sizes, naming the field', () => {
+    const copy = mkdtempSync(join(tmpdir(), 'lookm-processor-'));
+    try {
+      cpSync(dir, copy, { recursive: true });
+      const file = join(copy, 'preprocessor_config.json');
+      const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      writeFileSync(file, JSON.stringify({ ...config, size: { shortest_edge: 1_000_000 } }));
+      assert.throws(() => LlavaProcessor.open(copy, 399, 16), /preprocessor_config\.json: .*Too big.*size\.shortest_edge/s);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
     }
   });
 });

@@ -8,6 +8,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import sharp from 'sharp';
 import { z } from 'zod';
 import { readJsonFile } from './checkpoint.js';
+import { CONFIG_LIMITS } from './config.js';
 import { CheckpointError } from './safetensors.js';
 
 export type ContentPart = { type: 'text'; text: string } | { type: 'image' };
@@ -20,14 +21,16 @@ export interface ChatMessage {
 /** Default limit on an image's declared pixels, checked before decoding (decompression bombs). */
 export const MAX_INPUT_PIXELS = 40_000_000;
 
-const sizeSchema = z.union([z.object({ shortest_edge: z.number().int().positive() }), z.object({ height: z.number().int().positive(), width: z.number().int().positive() })]);
+/** Sides of the resized and cropped image: the vision tower's input, bounded as config.json's image_size is. */
+const side = z.number().int().positive().max(CONFIG_LIMITS.imageSize);
+const sizeSchema = z.union([z.object({ shortest_edge: side }), z.object({ height: side, width: side })]);
 
 const preprocessorSchema = z
   .object({
     do_resize: z.boolean().default(true),
     size: sizeSchema,
     do_center_crop: z.boolean().default(false),
-    crop_size: z.object({ height: z.number().int().positive(), width: z.number().int().positive() }).optional(),
+    crop_size: z.object({ height: side, width: side }).optional(),
     do_rescale: z.boolean().default(true),
     rescale_factor: z.number().default(1 / 255),
     do_normalize: z.boolean().default(true),
@@ -197,6 +200,8 @@ export class LlavaProcessor {
       image = image.extract({ left, top, width: cw, height: ch }); // after resize: post-resize extraction
       [width, height] = [cw, ch];
     }
+    // A long thin image resized by its shortest edge, with no crop after, could come out far larger than it went in.
+    if (width * height > this.maxInputPixels) imageError(new Error(`preprocessor_config.json resizes it to ${width} x ${height}`), this.maxInputPixels);
     const { data, info } = await image
       .raw()
       .toBuffer({ resolveWithObject: true })

@@ -14,7 +14,7 @@ async function main(): Promise<number> {
   const started = Date.now();
   const flood = { connections: Number(values.connections), sessions: Number(values.sessions), waitForDrop: true };
   const report = await runFuzz(count, seed, (line) => console.log(line), flood.connections > 0 ? { flood } : {});
-  for (const [kind, c] of [...report.byKind].sort()) console.log(`${kind.padEnd(24)} ${String(c.passed).padStart(6)} passed ${String(c.failed).padStart(4)} failed`);
+  for (const [kind, c] of [...report.byKind].sort()) console.log(`${kind.padEnd(24)} ${String(c.passed).padStart(6)} passed ${String(c.failed).padStart(4)} failed, slowest ${c.maxMs.toFixed(0).padStart(5)} ms`);
   if (report.exhaustion) console.log(`flood: ${JSON.stringify(report.exhaustion)}`);
   for (const failure of report.failures.slice(0, 20)) console.log(`FAIL ${failure}`);
   console.log(`seed ${seed}, ${count} cases in ${((Date.now() - started) / 1000).toFixed(1)} s, crashed: ${report.crashed}`);

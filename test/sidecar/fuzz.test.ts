@@ -7,9 +7,10 @@ import { LIMITS } from '../../sidecar/src/protocol/index.js';
 
 describe('protocol fuzzing', () => {
   it('generates every kind of bad input, reproducibly', () => {
-    const ctx = { sessionId: 's', pngBase64: 'AAAA' };
+    const ctx = { sessionId: 's', pngBase64: 'AAAA', hostileModels: [{ name: 'm', dir: '/m', error: /x/, notInMessage: 's' }] };
     const names = new Set(generateCases(400, 7, ctx).map((c) => c.name.replace(/:.*/, '')));
-    assert.ok(names.size >= 17, [...names].join(', '));
+    assert.ok(names.size >= 19, [...names].join(', '));
+    assert.ok(names.has('image bomb') && names.has('hostile model folder'), [...names].join(', '));
     assert.deepEqual(generateCases(50, 7, ctx), generateCases(50, 7, ctx));
   });
 

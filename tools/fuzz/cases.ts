@@ -1,14 +1,23 @@
 /**
  * Seeded generators of hostile protocol input, each with the answer the sidecar must give:
  * malformed JSON, wrong JSON-RPC shapes, wrong types in every field, huge strings and arrays,
- * deep nesting, binary frames, invalid UTF-8, truncated and bad base64 images, wrong ids, cancel
- * storms, requests before `initialize` and after `shutdown`.
+ * deep nesting, binary frames, invalid UTF-8, truncated and bad base64 images, image bombs in
+ * every format, hostile model folders, wrong ids, cancel storms, requests before `initialize`
+ * and after `shutdown`.
  */
 import { mulberry32 } from '../../sidecar/src/kv/index.js';
 import { ErrorCode, LIMITS } from '../../sidecar/src/protocol/index.js';
+import { imageBombs } from './imageBombs.js';
 
 export type Expectation =
-  | { kind: 'error'; codes: number[]; id?: string | number | null }
+  | {
+      kind: 'error';
+      codes: number[];
+      id?: string | number | null;
+      /** What the message must say, and text it must never contain (a file's contents). */
+      message?: RegExp;
+      notInMessage?: string;
+    }
   /** No answer is due (notifications); only liveness is checked. */
   | { kind: 'silence' };
 
@@ -23,6 +32,15 @@ export interface FuzzCase {
 export interface FuzzContext {
   sessionId: string;
   pngBase64: string;
+  /** Broken model folders on disk (see hostileModels.ts), with the error each must give. */
+  hostileModels: { name: string; dir: string; error: RegExp; notInMessage: string }[];
+}
+
+let bombs: { name: string; base64: string }[] | null = null;
+/** The image bombs, built once per process (a few MB). */
+function bombsBase64(): { name: string; base64: string }[] {
+  bombs ??= imageBombs().map(({ name, bytes }) => ({ name, base64: bytes.toString('base64') }));
+  return bombs;
 }
 
 type Random = () => number;
@@ -125,6 +143,24 @@ export function generateCase(random: Random, index: number, ctx: FuzzContext): F
       // chunks can still decode, and then answering is right).
       const truncated = png.subarray(0, Math.max(1, Math.floor(random() * png.length * 0.6))).toString('base64');
       return { name: 'truncated image', connection: 'initialized', payload: request(id, 'session/chat', { sessionId: ctx.sessionId, text: 'x', images: [{ data: truncated }] }), expect: { kind: 'error', codes: [ErrorCode.BadImage], id } };
+    },
+    () => {
+      const bomb = pick(random, bombsBase64());
+      return {
+        name: `image bomb: ${bomb.name}`,
+        connection: 'initialized',
+        payload: request(id, 'session/chat', { sessionId: ctx.sessionId, text: 'x', images: [{ data: bomb.base64 }] }),
+        expect: { kind: 'error', codes: [ErrorCode.BadImage], id, message: /the image cannot be used/ },
+      };
+    },
+    () => {
+      const model = pick(random, ctx.hostileModels);
+      return {
+        name: `hostile model folder: ${model.name}`,
+        connection: 'initialized',
+        payload: request(id, 'model/load', { path: model.dir }),
+        expect: { kind: 'error', codes: [ErrorCode.ModelLoadFailed], id, message: model.error, notInMessage: model.notInMessage },
+      };
     },
     () => ({ name: 'bad base64', connection: 'initialized', payload: request(id, 'session/chat', { sessionId: ctx.sessionId, text: 'x', images: [{ data: pick(random, ['***', 'abc', '====', 'a b c d']) }] }), expect: { kind: 'error', codes: [ErrorCode.BadImage], id } }),
     () => ({ name: 'cancel storm', connection: 'initialized', payload: JSON.stringify({ jsonrpc: '2.0', method: '$/cancelRequest', params: { id: Math.floor(random() * 1e6) } }), expect: { kind: 'silence' } }),

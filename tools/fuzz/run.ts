@@ -3,13 +3,15 @@
  * answer must be the expected JSON-RPC error (or nothing, for notifications), and the server must
  * answer a valid request right after it.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type WebSocket from 'ws';
 import { launchSidecar, openSocket } from '../../sidecar/src/client/launch.js';
 import { LIMITS, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
 import { generateCases, type FuzzCase } from './cases.js';
 import { runExhaustion, type ExhaustionReport } from './exhaustion.js';
+import { buildHostileModels, SECRET } from './hostileModels.js';
 
 const root = join(__dirname, '../..');
 
@@ -17,7 +19,8 @@ export interface FuzzReport {
   passed: number;
   failed: number;
   failures: string[];
-  byKind: Map<string, { passed: number; failed: number }>;
+  /** Per kind of case: counts and the slowest answer, in ms. */
+  byKind: Map<string, { passed: number; failed: number; maxMs: number }>;
   crashed: boolean;
   /** The flood phase's figures (null when not run). */
   exhaustion: ExhaustionReport | null;
@@ -65,6 +68,7 @@ export async function runFuzz(count: number, seed: number, log: (line: string) =
   const sidecar = await launchSidecar(join(root, 'sidecar/src/main.ts'), ['--model', model, '--threads', '1', '--log-level', 'error'], { nodeArgs: ['--import', 'tsx'], cwd: root });
   const headers = { [TOKEN_HEADER]: sidecar.token };
   const report: FuzzReport = { passed: 0, failed: 0, failures: [], byKind: new Map(), crashed: false, exhaustion: null };
+  const scratch = mkdtempSync(join(tmpdir(), 'lookm-fuzz-'));
   try {
     let main = await openSocket(sidecar.port, headers);
     await call(main, 'init', 'initialize', { capabilities: {} });
@@ -73,6 +77,7 @@ export async function runFuzz(count: number, seed: number, log: (line: string) =
     const ctx = {
       sessionId: (created?.result as { sessionId: string }).sessionId,
       pngBase64: readFileSync(join(root, 'test/fixtures/images/red-square.png')).toString('base64'),
+      hostileModels: buildHostileModels(model, scratch).map(({ model: m, dir }) => ({ name: m.name, dir, error: m.error, notInMessage: SECRET })),
     };
     const closed = await openSocket(sidecar.port, headers);
     await call(closed, 'init', 'initialize', { capabilities: {} });
@@ -80,13 +85,20 @@ export async function runFuzz(count: number, seed: number, log: (line: string) =
 
     const cases = generateCases(count, seed, ctx);
     for (const [index, c] of cases.entries()) {
+      const started = performance.now();
       const problem = await runCase(c, main, closed, sidecar.port, headers);
-      // Liveness: a valid request right after, on the main connection.
+      const ms = performance.now() - started;
+      // Liveness: a valid request right after, on the main connection; the good model stays loaded.
       if (main.readyState !== main.OPEN) main = await openSocket(sidecar.port, headers).catch(() => main);
       const live = main.readyState === main.OPEN ? await call(main, `live-${index}`, 'server/stats') : null;
-      const failure = problem ?? (live && 'result' in live ? null : `the server did not answer a valid request after it (${JSON.stringify(live)})`);
+      const state = (live?.result as { model?: { state?: string } } | undefined)?.model?.state;
+      const failure =
+        problem ??
+        (live && 'result' in live ? null : `the server did not answer a valid request after it (${JSON.stringify(live)})`) ??
+        (state === 'ready' ? null : `the model is no longer loaded after it (state ${state})`);
       const kind = c.name.replace(/:.*/, '');
-      const counts = report.byKind.get(kind) ?? { passed: 0, failed: 0 };
+      const counts = report.byKind.get(kind) ?? { passed: 0, failed: 0, maxMs: 0 };
+      counts.maxMs = Math.max(counts.maxMs, ms);
       if (failure) {
         counts.failed++;
         report.failed++;
@@ -122,6 +134,7 @@ export async function runFuzz(count: number, seed: number, log: (line: string) =
     closed.close();
   } finally {
     sidecar.process.kill();
+    rmSync(scratch, { recursive: true, force: true });
   }
   return report;
 }
@@ -138,6 +151,8 @@ async function runCase(c: FuzzCase, main: WebSocket, closed: WebSocket, port: nu
     if (!answer.error) return `expected error ${c.expect.codes.join('|')}, got a result`;
     if (!c.expect.codes.includes(answer.error.code)) return `expected error ${c.expect.codes.join('|')}, got ${answer.error.code}: ${answer.error.message.slice(0, 200)}`;
     if (c.expect.id !== undefined && answer.id !== c.expect.id) return `expected id ${JSON.stringify(c.expect.id)}, got ${JSON.stringify(answer.id)}`;
+    if (c.expect.message && !c.expect.message.test(answer.error.message)) return `expected a message matching ${String(c.expect.message)}, got: ${answer.error.message.slice(0, 300)}`;
+    if (c.expect.notInMessage && answer.error.message.includes(c.expect.notInMessage)) return `the message quotes file contents: ${answer.error.message.slice(0, 300)}`;
     return null;
   } finally {
     if (c.connection === 'fresh') socket.close();

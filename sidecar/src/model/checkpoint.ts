@@ -5,9 +5,10 @@
  * and the current transformers one (`model.language_model.*`, `model.vision_tower.*`) to
  * `text.*`, `vision.*` and `projector.*`.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
-import { parseLlavaConfig, type LlavaConfig } from './config.js';
+import { minimumParameterCount, parseLlavaConfig, type LlavaConfig } from './config.js';
+import { openRegularFile, readExactly } from './files.js';
 import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32, type TensorEntry } from './safetensors.js';
 
 const PREFIXES: [string, string][] = [
@@ -26,7 +27,27 @@ export function canonicalName(name: string): string {
   return name;
 }
 
-/** A JSON file of the checkpoint folder; `null` when it is optional and absent. */
+/**
+ * The largest JSON file read, checked before reading: tokenizer.json holds the whole vocabulary
+ * and merge list (Gemma 3's 262,144 tokens take 33 MB), so it may be 64 MiB; config, index and
+ * the other small files 16 MiB (an index of a 400B-parameter model is well under 1 MB).
+ */
+export const MAX_JSON_BYTES: Readonly<Record<string, number>> = { 'tokenizer.json': 64 * 2 ** 20 };
+export const MAX_OTHER_JSON_BYTES = 16 * 2 ** 20;
+
+/** Where JSON.parse stopped, as "line L, column C", when its message says (never the text around it). */
+function parsePosition(error: unknown, text: string): string {
+  const at = /at position (\d+)/.exec(error instanceof Error ? error.message : '');
+  if (!at) return '';
+  const before = text.slice(0, Number(at[1]));
+  const line = before.split('\n').length;
+  return ` at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
+}
+
+/**
+ * A JSON object file of the checkpoint folder; `null` when it is optional and absent. Errors
+ * name the file and what is wrong, never its contents: `config.json` may be a link to any file.
+ */
 export function readJsonFile(dir: string, name: string, required: true): Record<string, unknown>;
 export function readJsonFile(dir: string, name: string, required: false): Record<string, unknown> | null;
 export function readJsonFile(dir: string, name: string, required: boolean): Record<string, unknown> | null {
@@ -35,11 +56,24 @@ export function readJsonFile(dir: string, name: string, required: boolean): Reco
     if (required) throw new CheckpointError(`${name} not found in ${dir}`);
     return null;
   }
+  const { fd, size } = openRegularFile(file);
+  let text: string;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    throw new CheckpointError(`${name} is not valid JSON (${file}): ${error instanceof Error ? error.message : String(error)}`);
+    const max = MAX_JSON_BYTES[name] ?? MAX_OTHER_JSON_BYTES;
+    if (size > max) throw new CheckpointError(`${name} is ${size} bytes, over the ${max}-byte limit for it (${file})`);
+    text = readExactly(fd, file, size, 0).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    // JSON.parse's own message quotes the text around the error: not passed on.
+    throw new CheckpointError(`${name} is not valid JSON${parsePosition(error, text)} (${file})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CheckpointError(`${name} is not a JSON object (${file})`);
+  return parsed as Record<string, unknown>;
 }
 
 /** Weight files named by an index must be plain names inside the folder. */
@@ -63,15 +97,33 @@ export class Checkpoint {
     const index = readJsonFile(dir, 'model.safetensors.index.json', false) as { weight_map?: Record<string, string> } | null;
     let files: string[];
     if (index) {
-      if (!index.weight_map || typeof index.weight_map !== 'object') throw new CheckpointError('model.safetensors.index.json has no weight_map');
-      files = [...new Set(Object.values(index.weight_map))].map((name) => weightFile(dir, name));
+      const map = index.weight_map;
+      if (!map || typeof map !== 'object' || Array.isArray(map)) throw new CheckpointError('model.safetensors.index.json has no weight_map');
+      const names = Object.values(map);
+      if (!names.every((name) => typeof name === 'string')) throw new CheckpointError('model.safetensors.index.json: weight_map values must be file names');
+      files = [...new Set(names)].map((name) => weightFile(dir, name));
     } else {
       files = [join(dir, 'model.safetensors')];
       if (!existsSync(files[0])) throw new CheckpointError(`no weights in ${dir}: expected model.safetensors or model.safetensors.index.json`);
     }
     const tensors = new Map<string, TensorEntry>();
+    let tensorBytes = 0;
     for (const file of files) {
-      for (const [name, entry] of readSafetensorsHeader(file)) tensors.set(canonicalName(name), entry);
+      for (const [name, entry] of readSafetensorsHeader(file)) {
+        const canonical = canonicalName(name);
+        const other = tensors.get(canonical);
+        if (other) throw new CheckpointError(`tensor "${canonical}" appears twice: as "${other.name}" in ${other.file} and as "${name}" in ${file}`);
+        tensors.set(canonical, entry);
+        tensorBytes += entry.length;
+      }
+    }
+    // Before any graph is built or tensor read: weights too small for config.json's sizes mean
+    // the two do not belong together (or config.json is inflated).
+    const parameters = minimumParameterCount(config);
+    if (parameters * 2 > tensorBytes) {
+      throw new CheckpointError(
+        `config.json implies at least ${parameters} parameters (${((parameters * 2) / 1e9).toFixed(2)} GB as 16-bit floats), but the weights in ${dir} hold ${tensorBytes} bytes: config.json does not describe these weights`,
+      );
     }
     return new Checkpoint(dir, config, tensors);
   }

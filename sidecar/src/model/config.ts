@@ -64,6 +64,36 @@ export interface LlavaConfig {
 
 const positive = z.number().int().positive();
 
+/**
+ * Upper bounds on config.json's sizes, each well above any published model's (Llama 3.1 405B:
+ * hidden 16384, 126 layers, 128 heads, intermediate 53248; Gemma 3: 262,144-token vocabulary;
+ * Llama 4 Scout: 10M positions; SigLIP: 896-pixel images). A value past them is a typo or an
+ * attack: graphs and tables are sized from these fields, so they are refused before anything is
+ * allocated (a head_dim of 1e9 once took 280 s and 3.6 GB before failing).
+ */
+export const CONFIG_LIMITS = {
+  hiddenSize: 65_536,
+  layers: 1024,
+  heads: 1024,
+  headDim: 1024,
+  intermediateSize: 262_144,
+  vocabSize: 4_194_304,
+  positions: 16_777_216,
+  imageSize: 4096,
+  patchSize: 1024,
+  /** Patches per image, (image_size / patch_size)^2: each becomes a prompt token. */
+  patches: 16_384,
+} as const;
+
+const size = (max: number) => positive.max(max);
+
+/** A config value for an error message: short names are quoted, anything else only described. */
+function shown(value: unknown): string {
+  if (typeof value === 'string') return /^[\w.-]{1,64}$/.test(value) ? JSON.stringify(value) : `a ${value.length}-character string`;
+  if (value === undefined || value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
 const ropeScalingSchema = z
   .object({
     rope_type: z.string().optional(),
@@ -77,33 +107,35 @@ const ropeScalingSchema = z
 
 const textSchema = z
   .object({
-    model_type: z.enum(TEXT_MODEL_TYPES, { error: (i) => `text model_type ${JSON.stringify(i.input)} is not supported (supported: ${TEXT_MODEL_TYPES.join(', ')})` }),
-    hidden_size: positive,
-    num_hidden_layers: positive,
-    num_attention_heads: positive,
-    num_key_value_heads: positive.optional(),
-    head_dim: positive.nullish(),
-    intermediate_size: positive,
+    model_type: z.enum(TEXT_MODEL_TYPES, { error: (i) => `text model_type ${shown(i.input)} is not supported (supported: ${TEXT_MODEL_TYPES.join(', ')})` }),
+    hidden_size: size(CONFIG_LIMITS.hiddenSize),
+    num_hidden_layers: size(CONFIG_LIMITS.layers),
+    num_attention_heads: size(CONFIG_LIMITS.heads),
+    num_key_value_heads: size(CONFIG_LIMITS.heads).optional(),
+    head_dim: size(CONFIG_LIMITS.headDim).nullish(),
+    intermediate_size: size(CONFIG_LIMITS.intermediateSize),
     rms_norm_eps: z.number().positive().default(1e-6),
     rope_theta: z.number().positive().default(10000),
     rope_scaling: ropeScalingSchema.nullish(),
-    vocab_size: positive,
+    vocab_size: size(CONFIG_LIMITS.vocabSize),
+    max_position_embeddings: size(CONFIG_LIMITS.positions).optional(),
     tie_word_embeddings: z.boolean().optional(),
     attention_bias: z.boolean().optional(),
-    hidden_act: z.literal('silu', { error: (i) => `text hidden_act ${JSON.stringify(i.input)} is not supported (silu only)` }).default('silu'),
+    hidden_act: z.literal('silu', { error: (i) => `text hidden_act ${shown(i.input)} is not supported (silu only)` }).default('silu'),
   })
   .loose();
 
 const visionSchema = z
   .object({
-    model_type: z.enum(VISION_MODEL_TYPES, { error: (i) => `vision model_type ${JSON.stringify(i.input)} is not supported (supported: ${VISION_MODEL_TYPES.join(', ')})` }),
-    hidden_size: positive,
-    num_hidden_layers: positive,
-    num_attention_heads: positive,
-    intermediate_size: positive,
-    image_size: positive,
-    patch_size: positive,
-    num_channels: positive.default(3),
+    model_type: z.enum(VISION_MODEL_TYPES, { error: (i) => `vision model_type ${shown(i.input)} is not supported (supported: ${VISION_MODEL_TYPES.join(', ')})` }),
+    hidden_size: size(CONFIG_LIMITS.hiddenSize),
+    num_hidden_layers: size(CONFIG_LIMITS.layers),
+    num_attention_heads: size(CONFIG_LIMITS.heads),
+    intermediate_size: size(CONFIG_LIMITS.intermediateSize),
+    image_size: size(CONFIG_LIMITS.imageSize),
+    patch_size: size(CONFIG_LIMITS.patchSize),
+    // Images are always decoded to RGB.
+    num_channels: z.literal(3, { error: (i) => `vision num_channels ${shown(i.input)} is not supported (3 only: images are decoded to RGB)` }).default(3),
     layer_norm_eps: z.number().positive().optional(),
     hidden_act: z.string().optional(),
   })
@@ -138,14 +170,45 @@ function ropeScaling(raw: z.infer<typeof ropeScalingSchema> | null | undefined):
     };
   }
   if (type === 'default') return null;
-  throw new CheckpointError(`config.json: rope_scaling type ${JSON.stringify(type)} is not supported (linear, llama3)`);
+  throw new CheckpointError(`config.json: rope_scaling type ${shown(type)} is not supported (linear, llama3)`);
+}
+
+/**
+ * The attention head size. Llama, Mistral and Qwen2 take an explicit `head_dim` (which need not
+ * be hidden_size / heads); without one it is hidden_size / heads, which must then divide evenly.
+ * Either way RoPE rotates pairs of dimensions, so it must be even.
+ */
+function textHeadDim(t: z.infer<typeof textSchema>): number {
+  let headDim: number;
+  if (t.head_dim !== undefined && t.head_dim !== null) {
+    headDim = t.head_dim;
+  } else {
+    if (t.hidden_size % t.num_attention_heads !== 0) {
+      throw new CheckpointError(`config.json: text_config.hidden_size ${t.hidden_size} is not divisible by num_attention_heads ${t.num_attention_heads}, and no head_dim is given`);
+    }
+    headDim = t.hidden_size / t.num_attention_heads;
+  }
+  if (headDim % 2 !== 0) throw new CheckpointError(`config.json: text_config head size ${headDim} is odd; rotary embeddings need an even head_dim`);
+  return headDim;
+}
+
+/** The vision tower's sizes must fit together as CLIPAttention and the patch convolution require. */
+function checkVisionSizes(v: z.infer<typeof visionSchema>): void {
+  if (v.hidden_size % v.num_attention_heads !== 0) {
+    throw new CheckpointError(`config.json: vision_config.hidden_size ${v.hidden_size} is not divisible by num_attention_heads ${v.num_attention_heads}`);
+  }
+  if (v.patch_size > v.image_size) throw new CheckpointError(`config.json: vision_config.patch_size ${v.patch_size} is larger than image_size ${v.image_size}`);
+  const patches = Math.floor(v.image_size / v.patch_size) ** 2;
+  if (patches > CONFIG_LIMITS.patches) {
+    throw new CheckpointError(`config.json: vision_config image_size ${v.image_size} / patch_size ${v.patch_size} makes ${patches} patches per image, over the ${CONFIG_LIMITS.patches} accepted`);
+  }
 }
 
 /** Validates and normalises a LLaVA `config.json` object. */
 export function parseLlavaConfig(raw: unknown): LlavaConfig {
   const architecture = (raw as { architectures?: unknown[] })?.architectures?.[0];
   if (!SUPPORTED_ARCHITECTURES.includes(architecture as never)) {
-    throw new CheckpointError(`config.json: architecture ${JSON.stringify(architecture)} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
+    throw new CheckpointError(`config.json: architecture ${shown(architecture)} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
   }
   const parsed = llavaSchema.safeParse(raw);
   if (!parsed.success) throw new CheckpointError(`config.json: ${z.prettifyError(parsed.error)}`);
@@ -158,6 +221,8 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
   if (t.num_attention_heads % numKvHeads !== 0) {
     throw new CheckpointError(`config.json: ${t.num_attention_heads} attention heads cannot be grouped onto ${numKvHeads} key/value heads`);
   }
+  const headDim = textHeadDim(t);
+  checkVisionSizes(v);
   const isSiglip = v.model_type === 'siglip_vision_model';
   return {
     architecture: architecture as LlavaConfig['architecture'],
@@ -172,7 +237,7 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
       numLayers: t.num_hidden_layers,
       numHeads: t.num_attention_heads,
       numKvHeads,
-      headDim: t.head_dim ?? t.hidden_size / t.num_attention_heads,
+      headDim,
       intermediateSize: t.intermediate_size,
       rmsNormEps: t.rms_norm_eps,
       ropeTheta: t.rope_theta,
@@ -195,4 +260,23 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
       hiddenAct: v.hidden_act ?? (isSiglip ? 'gelu_pytorch_tanh' : 'quick_gelu'),
     },
   };
+}
+
+/**
+ * A lower bound on the parameters a checkpoint for `config` holds: the matrices the runtime
+ * certainly reads (embeddings and LM head, attention and MLP projections, the patch embedding,
+ * the vision layers up to the selected one, the projector), without norms, biases and position
+ * tables. Checked against the weight files before anything else is read or built.
+ */
+export function minimumParameterCount(config: LlavaConfig): number {
+  const t = config.text;
+  const v = config.vision;
+  const attention = t.hiddenSize * t.headDim * 2 * (t.numHeads + t.numKvHeads);
+  const mlp = 3 * t.hiddenSize * t.intermediateSize;
+  const text = t.vocabSize * t.hiddenSize * (t.tieWordEmbeddings ? 1 : 2) + t.numLayers * (attention + mlp);
+  const selected = config.visionFeatureLayer < 0 ? v.numLayers + 1 + config.visionFeatureLayer : config.visionFeatureLayer;
+  const visionLayers = Math.min(v.numLayers, Math.max(0, selected));
+  const vision = v.hiddenSize * v.numChannels * v.patchSize ** 2 + visionLayers * (4 * v.hiddenSize ** 2 + 2 * v.hiddenSize * v.intermediateSize);
+  const projector = v.hiddenSize * t.hiddenSize + t.hiddenSize ** 2;
+  return text + vision + projector;
 }

@@ -14,6 +14,7 @@ import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode } from '../protocol/index.js';
 import { contentStrings, locateContent, type ChatPrompt, type Span } from './chatPrompt.js';
 import { readJsonFile } from './checkpoint.js';
+import { CONFIG_LIMITS } from './config.js';
 import { CheckpointError } from './safetensors.js';
 
 export type { ChatPrompt, Span } from './chatPrompt.js';
@@ -28,14 +29,16 @@ export interface ChatMessage {
 /** Default limit on an image's declared pixels, checked before decoding (decompression bombs). */
 export const MAX_INPUT_PIXELS = 40_000_000;
 
-const sizeSchema = z.union([z.object({ shortest_edge: z.number().int().positive() }), z.object({ height: z.number().int().positive(), width: z.number().int().positive() })]);
+/** Sides of the resized and cropped image: the vision tower's input, bounded as config.json's image_size is. */
+const side = z.number().int().positive().max(CONFIG_LIMITS.imageSize);
+const sizeSchema = z.union([z.object({ shortest_edge: side }), z.object({ height: side, width: side })]);
 
 const preprocessorSchema = z
   .object({
     do_resize: z.boolean().default(true),
     size: sizeSchema,
     do_center_crop: z.boolean().default(false),
-    crop_size: z.object({ height: z.number().int().positive(), width: z.number().int().positive() }).optional(),
+    crop_size: z.object({ height: side, width: side }).optional(),
     do_rescale: z.boolean().default(true),
     rescale_factor: z.number().default(1 / 255),
     do_normalize: z.boolean().default(true),
@@ -71,6 +74,65 @@ interface MarkedTokenizer {
 }
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The documented formats, as sharp's `metadata().format` names them. */
+type ImageFormat = 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff';
+
+/** The first bytes of an image as latin1 text, for signature checks (a view, not a copy). */
+function head(bytes: Uint8Array, length: number): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1', 0, length);
+}
+
+/**
+ * The documented format `bytes` claim by their signature, or null. Checked before sharp sees the
+ * bytes: libvips parses a whole SVG (and PDF, HEIF, ...) even to read its size (a 20 MB SVG took
+ * 5.7 s), and an SVG may reference local files.
+ */
+function signatureFormat(bytes: Uint8Array): ImageFormat | null {
+  const h = head(bytes, 12);
+  if (h.startsWith('\x89PNG\r\n\x1a\n')) return 'png';
+  if (h.startsWith('\xff\xd8\xff')) return 'jpeg';
+  if (h.startsWith('RIFF') && h.slice(8, 12) === 'WEBP') return 'webp';
+  if (h.startsWith('GIF87a') || h.startsWith('GIF89a')) return 'gif';
+  if (['II*\0', 'MM\0*', 'II+\0', 'MM\0+'].some((s) => h.startsWith(s))) return 'tiff'; // classic and BigTIFF
+  return null;
+}
+
+/**
+ * More TIFF pages than this are refused: only the first is used, but libvips walks every page on
+ * each open (170,000 one-pixel pages in a 19 MB file took 6.6 s to preprocess).
+ */
+export const MAX_TIFF_PAGES = 1000;
+
+/** Whether a TIFF's chain of page directories is longer than `max` (walked, not decoded). */
+function tiffHasMorePages(bytes: Uint8Array, max: number): boolean {
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const le = view[0] === 0x49;
+  const big = (le ? view.readUInt16LE(2) : view.readUInt16BE(2)) === 43;
+  const u16 = (at: number) => (le ? view.readUInt16LE(at) : view.readUInt16BE(at));
+  const offset = (at: number) => (big ? Number(le ? view.readBigUInt64LE(at) : view.readBigUInt64BE(at)) : le ? view.readUInt32LE(at) : view.readUInt32BE(at));
+  const [entrySize, countSize, offsetSize] = big ? [20, 8, 8] : [12, 2, 4];
+  let at = offset(big ? 8 : 4);
+  for (let pages = 0; at !== 0; pages++) {
+    if (pages === max) return true;
+    if (at + countSize > view.length) return false; // a broken chain: libvips says what is wrong
+    const entries = big ? offset(at) : u16(at);
+    const next = at + countSize + entries * entrySize;
+    if (next + offsetSize > view.length) return false;
+    at = offset(next);
+  }
+  return false;
+}
+
+/** A name for a refused format, when it is a common one, for the error text. */
+function refusedFormat(bytes: Uint8Array): string {
+  const h = head(bytes, 512);
+  if (/^(\xef\xbb\xbf)?\s*</.test(h)) return /<svg[\s>]|<!DOCTYPE\s+svg/i.test(h) ? 'SVG' : 'XML or HTML';
+  if (h.startsWith('%PDF')) return 'PDF';
+  if (h.slice(4, 8) === 'ftyp') return 'HEIF/AVIF';
+  if (h.startsWith('BM')) return 'BMP';
+  return 'not a recognised image';
+}
 
 function tokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
@@ -223,8 +285,18 @@ export class LlavaProcessor {
   /** `[3, height, width]` pixel values of an encoded image (PNG, JPEG, WebP, ...). */
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
     const c = this.image;
-    let image = sharp(bytes, { limitInputPixels: this.maxInputPixels, failOn: 'error' }).removeAlpha().toColourspace('srgb');
-    let { width = 0, height = 0 } = await image.metadata().catch((error: unknown) => imageError(error, this.maxInputPixels));
+    const format = signatureFormat(bytes);
+    if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
+    if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
+      throw new ImageError(`the image cannot be used: a TIFF of more than ${MAX_TIFF_PAGES} pages (only the first would be used; send that page alone)`);
+    }
+    // pages: 1 (sharp's default, made explicit): a GIF's or TIFF's first frame only, its declared
+    // size the one limitInputPixels checks.
+    let image = sharp(bytes, { limitInputPixels: this.maxInputPixels, failOn: 'error', pages: 1 }).removeAlpha().toColourspace('srgb');
+    const metadata = await image.metadata().catch((error: unknown) => imageError(error, this.maxInputPixels));
+    if (metadata.format !== format) throw new ImageError(`the image cannot be used: it starts like ${format.toUpperCase()} but decodes as ${metadata.format}`);
+    let { width, height } = metadata;
+    if (width * height > this.maxInputPixels) imageError(new Error(`${width} x ${height} exceeds the pixel limit`), this.maxInputPixels);
     if (c.do_resize) {
       if ('shortest_edge' in c.size) {
         // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes
@@ -245,6 +317,8 @@ export class LlavaProcessor {
       image = image.extract({ left, top, width: cw, height: ch }); // after resize: post-resize extraction
       [width, height] = [cw, ch];
     }
+    // A long thin image resized by its shortest edge, with no crop after, could come out far larger than it went in.
+    if (width * height > this.maxInputPixels) imageError(new Error(`preprocessor_config.json resizes it to ${width} x ${height}`), this.maxInputPixels);
     const { data, info } = await image
       .raw()
       .toBuffer({ resolveWithObject: true })

@@ -1,17 +1,26 @@
 /**
  * Reading `.safetensors` files (https://huggingface.co/docs/safetensors): an 8-byte little-endian
  * header length, a JSON header `{name: {dtype, shape, data_offsets: [begin, end]}}`, then the
- * tensor bytes. Every header entry is checked against the file before anything is used, and
- * every error names the file and the tensor.
+ * tensor bytes. The whole header is checked against the file before any tensor byte is read, as
+ * the format requires: offsets in range and matching dtype x shape, tensors laid out end to end
+ * covering the data section exactly (no overlaps: a file whose tensors all point at the same
+ * bytes would otherwise load as many times its size), no duplicate names. Every error names the
+ * file and the tensor.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { CheckpointError } from './checkpointError.js';
+import { openRegularFile, readExactly } from './files.js';
+
+export { CheckpointError } from './checkpointError.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, BOOL: 1 };
-/** A header larger than this is not a real checkpoint's; refuse before parsing it. */
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** The format's own limit on the header (the reference implementation's MAX_HEADER_SIZE). */
+const MAX_HEADER_BYTES = 100_000_000;
+/** Tensor names longer than this are cut in error messages. */
+const MAX_NAME_IN_MESSAGE = 200;
 
 export interface TensorEntry {
   name: string;
@@ -23,44 +32,40 @@ export interface TensorEntry {
   file: string;
 }
 
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-}
-
 function fail(file: string, message: string): never {
   throw new CheckpointError(`${basename(file)}: ${message}`);
 }
 
+function quoteName(name: string): string {
+  return JSON.stringify(name.length > MAX_NAME_IN_MESSAGE ? `${name.slice(0, MAX_NAME_IN_MESSAGE)}...` : name);
+}
+
 /** Parses and validates the header of one safetensors file. */
 export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
-  let fd: number;
+  const { fd, size } = openRegularFile(file);
   try {
-    fd = openSync(file, 'r');
-  } catch (error) {
-    return fail(file, `cannot open (${error instanceof Error ? error.message : String(error)})`);
-  }
-  try {
-    const size = fstatSync(fd).size;
     if (size < 8) fail(file, `truncated: ${size} bytes, not even a header length`);
-    const prefix = Buffer.alloc(8);
-    readSync(fd, prefix, 0, 8, 0);
-    const headerBytes = prefix.readBigUInt64LE(0);
-    if (headerBytes > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) fail(file, `corrupt header: declares ${headerBytes} header bytes in a ${size}-byte file`);
-    const header = Buffer.alloc(Number(headerBytes));
-    readSync(fd, header, 0, header.length, 8);
+    const headerBytes = readExactly(fd, file, 8, 0).readBigUInt64LE(0);
+    if (headerBytes > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) fail(file, `corrupt header: declares ${headerBytes} header bytes in a ${size}-byte file (at most ${MAX_HEADER_BYTES})`);
+    const header = readExactly(fd, file, Number(headerBytes), 8);
+    if (header[0] !== 0x7b) fail(file, 'corrupt header: does not start with "{"');
+    const text = header.toString('utf8');
     let parsed: unknown;
     try {
-      parsed = JSON.parse(header.toString('utf8'));
+      parsed = JSON.parse(text);
     } catch {
       fail(file, 'corrupt header: not JSON');
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) fail(file, 'corrupt header: not a JSON object');
+    const duplicate = firstDuplicateKey(text);
+    if (duplicate !== null) fail(file, `corrupt header: tensor ${quoteName(duplicate)} is named twice`);
     const dataStart = 8 + header.length;
     const entries = new Map<string, TensorEntry>();
     for (const [name, raw] of Object.entries(parsed as Record<string, unknown>)) {
       if (name === '__metadata__') continue;
       entries.set(name, validateEntry(file, name, raw, dataStart, size));
     }
+    checkLayout(file, [...entries.values()], dataStart, size);
     return entries;
   } finally {
     closeSync(fd);
@@ -69,29 +74,75 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
 
 function validateEntry(file: string, name: string, raw: unknown, dataStart: number, size: number): TensorEntry {
   const entry = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  const quoted = quoteName(name);
   const dtype = entry?.dtype as SafetensorsDtype;
-  if (!(typeof dtype === 'string' && dtype in DTYPE_BYTES)) fail(file, `tensor "${name}" has unsupported dtype ${JSON.stringify(entry?.dtype)}`);
+  if (!(typeof dtype === 'string' && Object.hasOwn(DTYPE_BYTES, dtype))) {
+    const shown = typeof entry?.dtype === 'string' && /^\w{1,16}$/.test(entry.dtype) ? ` ${entry.dtype}` : '';
+    fail(file, `tensor ${quoted} has an unsupported dtype${shown} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+  }
   const shape = entry.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(file, `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape) || shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(file, `tensor ${quoted} has an invalid shape`);
   const offsets = entry.data_offsets;
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
-    fail(file, `tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+    fail(file, `tensor ${quoted} has invalid data_offsets`);
   }
   const [begin, end] = offsets as [number, number];
-  const length = (shape as number[]).reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
-  if (end - begin !== length) fail(file, `tensor "${name}": ${dtype}${JSON.stringify(shape)} needs ${length} bytes, data_offsets span ${end - begin}`);
-  if (dataStart + end > size) fail(file, `truncated: tensor "${name}" ends at byte ${dataStart + end} of a ${size}-byte file`);
-  return { name, dtype, shape: shape as number[], offset: dataStart + begin, length, file };
+  // In BigInt: a shape such as [2^30, 2^30, 2^30] overflows a double's exact integers.
+  const needed = (shape as number[]).reduce((a, d) => a * BigInt(d), BigInt(DTYPE_BYTES[dtype]));
+  if (needed !== BigInt(end - begin)) fail(file, `tensor ${quoted}: ${dtype}[${(shape as number[]).join(', ')}] needs ${needed} bytes, data_offsets span ${end - begin}`);
+  if (dataStart + end > size) fail(file, `truncated: tensor ${quoted} ends at byte ${dataStart + end} of a ${size}-byte file`);
+  return { name, dtype, shape: shape as number[], offset: dataStart + begin, length: end - begin, file };
+}
+
+/** The tensors must lie end to end from the start of the data section to the end of the file. */
+function checkLayout(file: string, entries: TensorEntry[], dataStart: number, size: number): void {
+  const sorted = [...entries].sort((a, b) => a.offset - b.offset || a.length - b.length);
+  let expected = dataStart;
+  let previous = '';
+  for (const entry of sorted) {
+    if (entry.offset < expected) fail(file, `corrupt header: tensor ${quoteName(entry.name)} overlaps tensor ${quoteName(previous)}`);
+    if (entry.offset > expected) fail(file, `corrupt header: ${entry.offset - expected} bytes before tensor ${quoteName(entry.name)} belong to no tensor`);
+    expected = entry.offset + entry.length;
+    previous = entry.name;
+  }
+  if (expected !== size) fail(file, `corrupt header: the last ${size - expected} bytes of the file belong to no tensor`);
+}
+
+/**
+ * The first top-level key of a JSON object text that appears twice, or null. JSON.parse keeps
+ * the last silently; the format forbids duplicates, and a tensor read from the wrong entry would
+ * load garbage. Walks the (already valid) text: only strings at depth 1 followed by ':' are keys.
+ */
+function firstDuplicateKey(text: string): string | null {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    else if (c === '"') {
+      const start = i;
+      for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      if (depth !== 1) continue;
+      let j = i + 1;
+      while (text[j] === ' ' || text[j] === '\n' || text[j] === '\r' || text[j] === '\t') j++;
+      if (text[j] !== ':') continue;
+      const key = JSON.parse(text.slice(start, i + 1)) as string;
+      if (seen.has(key)) return key;
+      seen.add(key);
+    }
+  }
+  return null;
 }
 
 /** Reads one tensor's bytes. */
 export function readTensorBytes(entry: TensorEntry): Buffer {
-  const fd = openSync(entry.file, 'r');
+  const { fd } = openRegularFile(entry.file);
   try {
-    const bytes = Buffer.alloc(entry.length);
-    const read = readSync(fd, bytes, 0, entry.length, entry.offset);
-    if (read !== entry.length) fail(entry.file, `truncated while reading tensor "${entry.name}"`);
-    return bytes;
+    return readExactly(fd, entry.file, entry.length, entry.offset);
+  } catch (error) {
+    if (error instanceof CheckpointError) fail(entry.file, `truncated while reading tensor ${quoteName(entry.name)}`);
+    throw error;
   } finally {
     closeSync(fd);
   }

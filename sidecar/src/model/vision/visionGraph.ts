@@ -27,7 +27,8 @@ export function selectedLayerCount(numLayers: number, featureLayer: number): num
 }
 
 export function tokensPerImage(config: LlavaConfig): number {
-  const patches = (config.vision.imageSize / config.vision.patchSize) ** 2;
+  // The patch convolution drops a partial last row and column (SigLIP-so400m: 384 / 14 -> 27).
+  const patches = Math.floor(config.vision.imageSize / config.vision.patchSize) ** 2;
   const hasCls = config.vision.modelType === 'clip_vision_model';
   return hasCls && config.selectStrategy === 'full' ? patches + 1 : patches;
 }
@@ -57,7 +58,7 @@ export function buildVisionGraph(config: LlavaConfig, weights: WeightPool): Visi
   const E = v.hiddenSize;
   const heads = v.numHeads;
   const hd = E / heads;
-  const patchesPerSide = v.imageSize / v.patchSize;
+  const patchesPerSide = Math.floor(v.imageSize / v.patchSize);
   const N = patchesPerSide * patchesPerSide;
   const isClip = v.modelType === 'clip_vision_model';
   const g = new GraphBuilder();

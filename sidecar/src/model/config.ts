@@ -1,7 +1,9 @@
 /**
  * `config.json` of a LLaVA-family checkpoint, validated and normalised in one place: the rest of
- * the runtime never reads raw Hugging Face field names. Architectures are looked up in a
- * registry keyed on `architectures[0]` and the text / vision `model_type`.
+ * the runtime never reads raw Hugging Face field names. One architecture is supported
+ * (`LlavaForConditionalGeneration`) with the text and vision `model_type`s listed below; anything
+ * else is refused by name. (There is no architecture registry yet: adding a text or vision model
+ * type touches this file, the weight names in checkpoint.ts and the graph builders.)
  */
 import { z } from 'zod';
 import { CheckpointError } from './safetensors.js';

@@ -146,6 +146,21 @@ describe('a busy model', () => {
   });
 });
 
+describe('allowed folders', () => {
+  it('a model folder that does not exist is reported as missing, not as outside the allowed folders', async () => {
+    const missing = join(tmpdir(), `lookm-missing-${process.pid}`, 'model');
+    const sidecar = await startSidecar(['--allow-dir', missing]);
+    try {
+      const { connection } = await connect(sidecar);
+      await connection.sendRequest(Methods.initialize, { capabilities: {} });
+      await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: missing }), ErrorCode.ModelLoadFailed, /model folder not found/);
+      await rejectsWith(connection.sendRequest(Methods.modelLoad, { path: join(missing, '..', 'other') }), ErrorCode.InvalidParams, /outside the folders/);
+    } finally {
+      sidecar.process.kill();
+    }
+  });
+});
+
 describe('connection floods', () => {
   let server: SidecarServer;
   let port: number;

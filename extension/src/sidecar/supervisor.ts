@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import { CloseAction, ErrorAction, LanguageClient, ResponseError, State, type ErrorHandler, type MessageTransports } from 'vscode-languageclient/node';
 import { launchSidecar, openSocket } from '../../../sidecar/src/client/launch.js';
-import { Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidecar/src/protocol/index.js';
+import { ErrorCode, Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidecar/src/protocol/index.js';
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/transport/wsTransport.js';
 import { openSetting, readSettings } from '../config.js';
 import { RESTART_KEYS, sidecarArgs, type Settings } from '../settings.js';
@@ -22,6 +22,14 @@ import type { SidecarState } from './state.js';
 export type { SidecarState };
 
 const isDown = (state: State) => state === State.Stopped || state === State.StartFailed;
+
+/**
+ * Whether a start-up error is the sidecar's answer (one of the protocol's codes: a bad model
+ * folder) rather than its death: vscode-jsonrpc rejects the requests pending on a connection that
+ * died with ResponseErrors of its own codes, which are crashes to retry.
+ */
+const OUR_CODES = new Set<number>(Object.values(ErrorCode));
+const isRefusal = (error: unknown) => error instanceof ResponseError && OUR_CODES.has(error.code);
 
 export class Sidecar implements vscode.Disposable {
   readonly output = vscode.window.createOutputChannel('LOOK-M', { log: true });
@@ -109,7 +117,7 @@ export class Sidecar implements vscode.Disposable {
         // An error answer is the sidecar refusing (bad model folder); anything else is a crash
         // (the process died before or during the handshake or the model load).
         lastError = error instanceof Error ? error.message : String(error);
-        if (!(error instanceof ResponseError)) continue;
+        if (!isRefusal(error)) continue;
         this.restarting = false;
         this.setState('failed');
         this.output.error(`start-up failed: ${lastError}`);

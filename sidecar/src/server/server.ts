@@ -259,7 +259,7 @@ export class SidecarServer {
       try {
         root = realpathSync(dir);
       } catch {
-        return false; // an allowed folder that does not exist allows nothing
+        root = resolve(dir); // missing: only itself (the loader then says it is not found)
       }
       const rel = relative(root, real);
       return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));

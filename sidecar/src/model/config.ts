@@ -29,6 +29,8 @@ export interface TextConfig {
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
   vocabSize: number;
+  /** The context length: positions 0 .. maxPositionEmbeddings - 1 (prompt and answers together). */
+  maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
   /** Bias on the q/k/v projections (Qwen2 always; Llama with `attention_bias`). */
   qkvBias: boolean;
@@ -64,6 +66,9 @@ export interface LlavaConfig {
 
 const positive = z.number().int().positive();
 
+/** transformers' default `max_position_embeddings` per text model type, for configs that leave it out. */
+const DEFAULT_MAX_POSITIONS: Record<TextModelType, number> = { llama: 2048, mistral: 4096 * 32, qwen2: 32768 };
+
 const ropeScalingSchema = z
   .object({
     rope_type: z.string().optional(),
@@ -88,6 +93,7 @@ const textSchema = z
     rope_theta: z.number().positive().default(10000),
     rope_scaling: ropeScalingSchema.nullish(),
     vocab_size: positive,
+    max_position_embeddings: positive.optional(),
     tie_word_embeddings: z.boolean().optional(),
     attention_bias: z.boolean().optional(),
     hidden_act: z.literal('silu', { error: (i) => `text hidden_act ${JSON.stringify(i.input)} is not supported (silu only)` }).default('silu'),
@@ -178,6 +184,7 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
       ropeTheta: t.rope_theta,
       ropeScaling: ropeScaling(t.rope_scaling),
       vocabSize: t.vocab_size,
+      maxPositionEmbeddings: t.max_position_embeddings ?? DEFAULT_MAX_POSITIONS[t.model_type],
       tieWordEmbeddings: t.tie_word_embeddings ?? c.tie_word_embeddings ?? false,
       qkvBias: t.model_type === 'qwen2' || t.attention_bias === true,
       outputBias: t.model_type !== 'qwen2' && t.attention_bias === true,

@@ -7,6 +7,8 @@
 import { cpus } from 'node:os';
 import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer, type Matcher } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
+import { ErrorCode } from '../protocol/index.js';
+import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
@@ -103,6 +105,8 @@ export class LlavaRuntime {
    * K/V and adding every chunk's attention column sums to the slots' scores. Returns the logits
    * of the last token (empty when there are no tokens) and, per layer, the last chunk's attention
    * over its final query rows (`[numHeads, cache length]`, SnapKV's observation).
+   * `isCancelled` is asked before every chunk: a cancelled prefill throws a RequestCancelled
+   * `SidecarError`, leaving the chunks already run in the cache (the caller undoes or drops them).
    */
   async prefill(
     cache: KvLayer[],
@@ -110,10 +114,12 @@ export class LlavaRuntime {
     positions: Int32Array,
     modality: Int32Array,
     chunk = DEFAULT_PREFILL_CHUNK,
+    isCancelled: () => boolean = () => false,
   ): Promise<{ logits: Float32Array; windowScores: Float32Array[] | null }> {
     const { hiddenSize: E, numHeads } = this.config.text;
     let result: { logits: Float32Array; windowScores: Float32Array[] | null } = { logits: new Float32Array(0), windowScores: null };
     for (let start = 0; start < positions.length; start += chunk) {
+      if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${positions.length} tokens`);
       const end = Math.min(positions.length, start + chunk);
       const last = end === positions.length;
       const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowScores: last });

@@ -37,6 +37,7 @@ import {
 } from '../protocol/index.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore } from '../session/store.js';
+import { SidecarError } from '../protocol/errors.js';
 import { ImageError } from '../model/processor.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import type { Logger } from './log.js';
@@ -247,6 +248,7 @@ export class SidecarServer {
         return await handler.run(params, token);
       } catch (error) {
         if (error instanceof ResponseError) throw error;
+        if (error instanceof SidecarError) throw new ResponseError(error.code, `${method}: ${error.message}`);
         this.options.log.log('error', 'handler failed', { method, error: error instanceof Error ? error.stack : String(error) });
         throw new ResponseError(ErrorCode.InternalError, `${method} failed: ${error instanceof Error ? error.message : String(error)}`);
       }

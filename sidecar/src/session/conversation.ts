@@ -214,7 +214,7 @@ export class Conversation {
     const plan = this.planFeed(runtime, input);
     const { rows, encoded } = await this.ensureImageFeatures(runtime, features, plan);
     throwIfCancelled(isCancelled, 'before its prefill');
-    const rebuilt = plan.replay.length > 0;
+    const rebuilt = this.cache === null && this.segments.length > 0;
     const work = this.takeCache(runtime, plan);
     try {
       for (const turn of plan.replay) await this.replayTurn(runtime, work, turn, rows, isCancelled);

@@ -128,7 +128,7 @@ describe('conversation turns', () => {
       runtime.vision.encode = (...args) => (encoded++, encode(...args));
       try {
         const words = Array.from({ length: 400 }, (_, i) => `word${i}`).join(' ');
-        await assert.rejects(answer(c, features, say(words, [blue])), tooLongError(new RegExp(`has \\d+ tokens, but the conversation already holds ${held} of the model's 512-token context, so ${511 - held} fit: start a new conversation`)));
+        await assert.rejects(answer(c, features, say(words, [blue])), tooLongError(new RegExp(`has \\d+ tokens with its chat markup and images, but the conversation already holds ${held} of the model's 512-token context, so ${511 - held} fit: start a new conversation`)));
       } finally {
         runtime.vision.encode = encode;
       }
@@ -146,7 +146,7 @@ describe('conversation turns', () => {
       runtime.processor.encode = (...args) => (tokenized++, encode(...args));
       try {
         for (const chars of [1_000_000, 12_000]) {
-          await assert.rejects(answer(c, new FeatureCache(), say('a'.repeat(chars))), tooLongError(/characters, at least \d+ tokens, but the model's context is 512 tokens, so 511 fit/));
+          await assert.rejects(answer(c, new FeatureCache(), say('a'.repeat(chars))), tooLongError(/characters with its chat markup, at least \d+ tokens, but the model's context is 512 tokens, so 511 fit/));
         }
       } finally {
         runtime.processor.encode = encode;

@@ -460,12 +460,12 @@ function throwIfCancelled(isCancelled: () => boolean, when: string): void {
  */
 function refuseTooManyCharacters(runtime: LlavaRuntime, chars: number, before: number): void {
   const fewest = Math.ceil(chars / (2 * runtime.processor.longestTokenChars));
-  if (fewest + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${chars} characters, at least ${fewest} tokens`, before);
+  if (fewest + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${chars} characters with its chat markup, at least ${fewest} tokens`, before);
 }
 
 /** The new prompt plus at least one answer token must fit the context after what the cache holds. */
 function refuseTooManyTokens(runtime: LlavaRuntime, tokens: number, before: number): void {
-  if (tokens + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${tokens} tokens`, before);
+  if (tokens + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${tokens} tokens with its chat markup and images`, before);
 }
 
 function contextTooLong(runtime: LlavaRuntime, size: string, before: number): SidecarError {

@@ -111,7 +111,6 @@ export function contentHash(bytes: Uint8Array): string {
 /** What a turn feeds, worked out before anything changes (so a failing turn loses nothing). */
 interface FeedPlan {
   content: ContentPart[];
-  prompt: string;
   /** Feeds on top of the cached text; false when the template rewrote earlier turns (start over). */
   incremental: boolean;
   /** This turn's prompt segment: the suffix after the cached text, or the whole prompt. */
@@ -212,7 +211,7 @@ export class Conversation {
     this.lastUsed = Date.now();
     const started = performance.now();
     const plan = this.planFeed(runtime, input);
-    const { rows, encoded } = await this.ensureImageFeatures(runtime, features, plan);
+    const { rows, shown, encoded } = await this.ensureImageFeatures(runtime, features, plan);
     throwIfCancelled(isCancelled, 'before its prefill');
     const rebuilt = this.cache === null && this.segments.length > 0;
     const work = this.takeCache(runtime, plan);
@@ -238,7 +237,7 @@ export class Conversation {
         compressMs,
         decodeMs: performance.now() - decodeStart,
         imagesEncoded: encoded,
-        imagesReused: rows.size - encoded,
+        imagesReused: shown - encoded,
         rebuilt,
       };
       return { text: this.record(runtime, plan, work, decoded, stats), stopReason: decoded.stopReason, stats };
@@ -267,14 +266,15 @@ export class Conversation {
       : { ids: processor.encode(prompt), imageHashes: [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes] };
     refuseTooManyTokens(runtime, fresh.ids.length, before);
     const replay = incremental && this.cache === null ? fedTurns(this.segments) : [];
-    return { content, prompt, incremental, fresh, replay, newImages: new Map(hashes.map((h, i) => [h, input.images[i]])) };
+    return { content, incremental, fresh, replay, newImages: new Map(hashes.map((h, i) => [h, input.images[i]])) };
   }
 
-  /** Features of every image the feed shows: from the shared cache, else encoded (and kept there). */
-  private async ensureImageFeatures(runtime: LlavaRuntime, features: FeatureCache, plan: FeedPlan): Promise<{ rows: Map<string, Float32Array>; encoded: number }> {
+  /** Features of every image the feed shows (`shown` times): from the shared cache, else encoded (and kept there). */
+  private async ensureImageFeatures(runtime: LlavaRuntime, features: FeatureCache, plan: FeedPlan): Promise<{ rows: Map<string, Float32Array>; shown: number; encoded: number }> {
     const rows = new Map<string, Float32Array>();
+    const shown = [...plan.replay.flatMap((turn) => turn.prompt.imageHashes), ...plan.fresh.imageHashes];
     let encoded = 0;
-    for (const hash of [...plan.replay.flatMap((turn) => turn.prompt.imageHashes), ...plan.fresh.imageHashes]) {
+    for (const hash of shown) {
       if (rows.has(hash)) continue;
       let f = features.get(hash);
       if (!f) {
@@ -287,7 +287,7 @@ export class Conversation {
       rows.set(hash, f);
     }
     for (const [hash, bytes] of plan.newImages) this.images.put(hash, bytes);
-    return { rows, encoded };
+    return { rows, shown: shown.length, encoded };
   }
 
   /**

@@ -124,6 +124,16 @@ describe('broken checkpoints', () => {
     }
     assert.ok(readSafetensorsHeader(join(source, 'model.safetensors')).size > 0);
   });
+
+  it('reads the context length, or takes transformers\' default for the model type', () => {
+    const raw = JSON.parse(readFileSync(join(__dirname, '../fixtures/models/tiny-llava-llama/config.json'), 'utf8')) as { text_config: Record<string, unknown> };
+    assert.equal(parseLlavaConfig(raw).text.maxPositionEmbeddings, 512);
+    delete raw.text_config.max_position_embeddings;
+    const defaults = { llama: 2048, mistral: 131072, qwen2: 32768 };
+    for (const [modelType, positions] of Object.entries(defaults)) {
+      assert.equal(parseLlavaConfig({ ...raw, text_config: { ...raw.text_config, model_type: modelType } }).text.maxPositionEmbeddings, positions, modelType);
+    }
+  });
 });
 
 const tinyConfig = (): Record<string, Record<string, unknown>> => JSON.parse(readFileSync(join(source, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;

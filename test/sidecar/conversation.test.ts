@@ -153,6 +153,16 @@ describe('conversations', () => {
     assert.ok(!again.stats.rebuilt);
   });
 
+  it('refuses a message over the model\'s context length with its own code, and the session goes on', async () => {
+    const sessionId = await create();
+    const hello = await chat({ sessionId, text: 'Hello.' });
+    const words = Array.from({ length: 600 }, (_, i) => `word${i}`).join(' ');
+    await assert.rejects(chat({ sessionId, text: words }), (e: ResponseError<unknown>) => e.code === ErrorCode.ContextTooLong && /tokens with its chat markup and images, but the conversation already holds \d+ of the model's 512-token context/.test(e.message));
+    await assert.rejects(chat({ sessionId, text: 'a'.repeat(1_000_000) }), (e: ResponseError<unknown>) => e.code === ErrorCode.ContextTooLong && /\d{7} characters with its chat markup, at least \d+ tokens/.test(e.message));
+    const stats = await connection.sendRequest(Methods.sessionStats, { sessionId });
+    assert.deepEqual([stats.turns.length, stats.cached, stats.tokensSeen], [1, true, hello.stats.tokensSeen]);
+  });
+
   it('creates a session with default settings when no parameters are given', async () => {
     const { sessionId } = await connection.sendRequest<{ sessionId: string }>('session/create');
     const stats = await connection.sendRequest(Methods.sessionStats, { sessionId });
@@ -205,7 +215,8 @@ describe('persistence', () => {
       const { connection } = await connect(first);
       await connection.sendRequest(Methods.initialize, { capabilities: {} });
       await connection.sendRequest(Methods.modelLoad, { path: tinyModel });
-      const { sessionId } = await connection.sendRequest(Methods.sessionCreate, { settings: { maxNewTokens: 2000 } });
+      // Long enough answers to be killed in the middle of one; both turns still fit the tiny model's 512-token context.
+      const { sessionId } = await connection.sendRequest(Methods.sessionCreate, { settings: { maxNewTokens: 200 } });
       await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'What is this?', images: [{ data: red }] });
       connection.onNotification(Methods.sessionToken, () => {
         first.process.kill('SIGKILL');

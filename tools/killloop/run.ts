@@ -32,6 +32,8 @@ export interface KillLoopOptions {
   policy: PolicyName;
   model: string;
   maxNewTokens?: number;
+  /** Attach only the first this many lines of each file (models with a short context). */
+  fileLines?: number;
   /** Corrupt one session file after every this many kills (0: never). */
   corruptEvery?: number;
   log?: (line: string) => void;
@@ -166,7 +168,7 @@ export async function runKillLoop(root: string, options: KillLoopOptions): Promi
   const random = mulberry32(options.seed);
   const entry = chooseEntry(root);
   const settings: Partial<SessionSettings> = { policy: options.policy, maxNewTokens: options.maxNewTokens ?? 16, temperature: 0 };
-  const scripts = loadScripts(root);
+  const scripts = loadScripts(root, options.fileLines);
   const corruptEvery = options.corruptEvery ?? 5;
   const report: KillLoopReport = {
     rounds: options.rounds,

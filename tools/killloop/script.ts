@@ -14,10 +14,10 @@ export interface Script {
   turns: TurnInput[];
 }
 
-export function loadScripts(root: string): Script[] {
+export function loadScripts(root: string, fileLines = Infinity): Script[] {
   const samples = join(root, 'media/samples');
   const image = (name: string) => ({ data: readFileSync(join(samples, name)).toString('base64'), name });
-  const file = (name: string) => ({ name, text: readFileSync(join(samples, name), 'utf8') });
+  const file = (name: string) => ({ name, text: readFileSync(join(samples, name), 'utf8').split('\n').slice(0, fileLines).join('\n') });
   return [
     {
       name: 'pictures',

@@ -31,6 +31,8 @@ export interface TextConfig {
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
   vocabSize: number;
+  /** The context length: positions 0 .. maxPositionEmbeddings - 1 (prompt and answers together). */
+  maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
   /** Bias on the q/k/v projections (Qwen2 always; Llama with `attention_bias`). */
   qkvBias: boolean;
@@ -95,6 +97,9 @@ function shown(value: unknown): string {
   if (value === undefined || value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
   return Array.isArray(value) ? 'an array' : 'an object';
 }
+
+/** transformers' default `max_position_embeddings` per text model type, for configs that leave it out. */
+const DEFAULT_MAX_POSITIONS: Record<TextModelType, number> = { llama: 2048, mistral: 4096 * 32, qwen2: 32768 };
 
 const ropeScalingSchema = z
   .object({
@@ -245,6 +250,7 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
       ropeTheta: t.rope_theta,
       ropeScaling: ropeScaling(t.rope_scaling),
       vocabSize: t.vocab_size,
+      maxPositionEmbeddings: t.max_position_embeddings ?? DEFAULT_MAX_POSITIONS[t.model_type],
       tieWordEmbeddings: t.tie_word_embeddings ?? c.tie_word_embeddings ?? false,
       qkvBias: t.model_type === 'qwen2' || t.attention_bias === true,
       outputBias: t.model_type !== 'qwen2' && t.attention_bias === true,

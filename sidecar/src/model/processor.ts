@@ -278,6 +278,21 @@ export class LlavaProcessor {
     return { tokenizer: new Tokenizer({ ...this.tokenizerJson, added_tokens: added }, this.tokenizerConfig), markers, ids };
   }
 
+  /**
+   * The longest spelling of a vocabulary entry, in UTF-16 units: no token stands for more text
+   * than that (byte-level vocabularies spell each byte as one character, SentencePiece spells each
+   * character), so a text of n characters has at least n / this many tokens. Computed once.
+   */
+  get longestTokenChars(): number {
+    if (this.longestToken === undefined) {
+      let longest = 1;
+      for (const spelling of this.tokenizer.get_vocab(true).keys()) longest = Math.max(longest, spelling.length);
+      this.longestToken = longest;
+    }
+    return this.longestToken;
+  }
+  private longestToken: number | undefined;
+
   decode(ids: number[], skipSpecialTokens = true): string {
     return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens });
   }

@@ -37,6 +37,8 @@ export interface PrefillOptions {
   chunk?: number;
   /** How many of the newest tokens' query rows SnapKV observes (default 0: no window scores). */
   windowRows?: number;
+  /** Asked before every chunk; true stops the prefill with a RequestCancelled `SidecarError`. */
+  isCancelled?: () => boolean;
 }
 
 export interface Prefilled {
@@ -125,6 +127,8 @@ export class LlavaRuntime {
    * earlier chunk adds its attention over the slots that existed then (later ones are causally
    * masked). The window cannot reach back past this prefill (older queries are gone), so it holds
    * at most the new tokens: `windowRows` in the result says how many it did hold.
+   * `options.isCancelled` is asked before every chunk: a cancelled prefill throws a RequestCancelled
+   * `SidecarError`, leaving the chunks already run in the cache (the caller undoes or drops them).
    */
   async prefill(
     cache: KvLayer[],
@@ -133,7 +137,7 @@ export class LlavaRuntime {
     modality: Int32Array,
     options: PrefillOptions = {},
   ): Promise<Prefilled> {
-    const { chunk = DEFAULT_PREFILL_CHUNK, windowRows: requested = 0 } = options;
+    const { chunk = DEFAULT_PREFILL_CHUNK, windowRows: requested = 0, isCancelled = () => false } = options;
     if (!(Number.isInteger(chunk) && chunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${chunk}`);
     if (!(Number.isInteger(requested) && requested >= 0)) throw new RangeError(`windowRows must be a non-negative integer, got ${requested}`);
     const { hiddenSize: E, numHeads } = this.config.text;
@@ -143,6 +147,7 @@ export class LlavaRuntime {
     const windowScores = windowRows > 0 ? cache.map(() => new Float32Array(numHeads * total)) : null;
     let logits: Float32Array = new Float32Array(0);
     for (let start = 0; start < N; start += chunk) {
+      if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
       const end = Math.min(N, start + chunk);
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
       const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowRows: rows });

@@ -18,6 +18,16 @@ export class CacheTally {
     this.merged.length = 0;
   }
 
+  /** An independent copy: a turn works on one and hands it over only when it is recorded. */
+  copy(): CacheTally {
+    const copy = new CacheTally();
+    for (let p = 0; p < this.modality.length; p++) {
+      copy.modality.push(this.modality[p]);
+      copy.merged.push(this.merged[p]);
+    }
+    return copy;
+  }
+
   fed(modality: ArrayLike<number>): void {
     for (let i = 0; i < modality.length; i++) {
       this.modality.push(modality[i]);

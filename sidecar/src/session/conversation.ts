@@ -5,14 +5,15 @@
  * that rewrites earlier turns makes the turn start over from the whole prompt). Images are
  * keyed by content hash; their features are computed once (see `FeatureCache`).
  *
- * The token segments make the cache reproducible: after an eviction or a restart, re-prefilling
- * them rebuilds the same cache the incremental turns built (same tokens, same positions).
+ * The token segments make the cache reproducible: after an eviction or a restart, feeding them
+ * again turn by turn, as the live turns did (prefill a prompt, compress, one decode step per
+ * generated token), rebuilds the very cache the live turns built, whatever the policy.
  */
 import { createHash } from 'node:crypto';
 import { applyPlan, kvBytes, planCompression, TEXT, type KvLayer } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
-import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
+import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
 import { releasePast, type LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
@@ -52,7 +53,12 @@ export class MemoryImageStore implements ImageStore {
   }
 }
 
-/** What a conversation persists: enough to rebuild its cache exactly and to show its transcript. */
+/**
+ * What a conversation persists: enough to rebuild its cache exactly and to show its transcript.
+ * `segments` alternate: each turn's prompt segment, then the tokens generated after it. The
+ * format is unchanged by the turn-by-turn rebuild; `imageCount` is written for older readers
+ * and derived from the segments on load.
+ */
 export interface PersistedConversation {
   version: 1;
   id: string;
@@ -68,6 +74,12 @@ export interface PersistedConversation {
 interface Segment {
   ids: number[];
   imageHashes: string[];
+}
+
+/** One turn as fed: its prompt segment, then the tokens generated after it. */
+interface FedTurn {
+  prompt: Segment;
+  generated: Segment;
 }
 
 /** Image features by content hash, shared by all conversations of one model. */
@@ -97,6 +109,41 @@ export function contentHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** What a turn feeds, worked out before anything changes (so a failing turn loses nothing). */
+interface FeedPlan {
+  content: ContentPart[];
+  /** Feeds on top of the cached text; false when the template rewrote earlier turns (start over). */
+  incremental: boolean;
+  /** This turn's prompt segment: the suffix after the cached text, or the whole prompt. */
+  fresh: Segment;
+  /** Earlier turns to feed again first, because the cache was dropped. */
+  replay: FedTurn[];
+  /** This turn's images by content hash. */
+  newImages: Map<string, Uint8Array>;
+}
+
+/**
+ * The cache and tally a turn changes: the conversation gets them back only when the turn is
+ * recorded. `undo` takes the conversation's own cache back to before this turn's prefill; it is
+ * null once the cache was compressed (that cannot be undone: the cache is then dropped).
+ */
+interface TurnWork {
+  cache: KvLayer[];
+  tally: CacheTally;
+  previous: KvLayer[] | null;
+  undo: (() => void) | null;
+  /** Images in the work cache so far: the next image's index. */
+  imagesFed: number;
+  tokensFed: number;
+}
+
+interface Decoded {
+  generated: number[];
+  text: string;
+  stopReason: TurnOutput['stopReason'];
+  firstTokenMs: number;
+}
+
 export class Conversation {
   readonly messages: ChatMessage[] = [];
   private readonly segments: Segment[] = [];
@@ -104,8 +151,7 @@ export class Conversation {
   private fedText = '';
   private cache: KvLayer[] | null = null;
   /** What the cache's positions are and what was merged (for the cache view); follows the cache. */
-  private readonly tally = new CacheTally();
-  private imageCount = 0;
+  private tally = new CacheTally();
   readonly turns: TurnStats[] = [];
   lastUsed = Date.now();
 
@@ -126,7 +172,6 @@ export class Conversation {
     c.segments.push(...data.segments);
     c.turns.push(...data.turns);
     c.fedText = data.fedText;
-    c.imageCount = data.imageCount;
     return c;
   }
 
@@ -155,6 +200,11 @@ export class Conversation {
     return this.segments.reduce((sum, s) => sum + s.ids.length, 0);
   }
 
+  /** Images the cache's tokens show, counted from its start (the next image's index). */
+  private get imageCount(): number {
+    return this.segments.reduce((sum, s) => sum + s.imageHashes.length, 0);
+  }
+
   /** Which positions the cache keeps per layer and head, what they are, what was merged. */
   cacheMap(maxColumns?: number): ReturnType<typeof cacheMap> {
     return cacheMap(this.cache, this.tally, maxColumns);
@@ -165,139 +215,279 @@ export class Conversation {
     this.cache = null;
   }
 
+  /**
+   * One turn: feeds what is new (replaying the earlier turns first if the cache was dropped),
+   * compresses, decodes and records. A turn that fails, or is cancelled before its first token,
+   * records nothing (a cancel throws a RequestCancelled `SidecarError`); one cancelled while
+   * decoding keeps its partial answer, as the user saw it stream.
+   */
   async turn(runtime: LlavaRuntime, features: FeatureCache, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean): Promise<TurnOutput> {
     this.lastUsed = Date.now();
-    const { processor } = runtime;
     const started = performance.now();
+    const plan = this.planFeed(runtime, input);
+    const { rows, shown, encoded } = await this.ensureImageFeatures(runtime, features, plan);
+    throwIfCancelled(isCancelled, 'before its prefill');
+    const rebuilt = this.cache === null && this.segments.length > 0;
+    const work = this.takeCache(runtime, plan);
+    try {
+      for (const turn of plan.replay) await this.replayTurn(runtime, work, turn, rows, isCancelled);
+      const prefilled = await this.prefillSegment(runtime, work, plan.fresh, rows, isCancelled);
+      throwIfCancelled(isCancelled, 'after its prefill');
+      const prefillMs = performance.now() - started;
+      const compressStart = performance.now();
+      await this.compress(runtime, work, prefilled.windowScores);
+      const compressMs = performance.now() - compressStart;
+      const decodeStart = performance.now();
+      const decoded = await this.decode(runtime, work, prefilled.logits, input, onToken, isCancelled, started);
+      const stats: TurnStats = {
+        newTokens: work.tokensFed,
+        generatedTokens: decoded.generated.length,
+        tokensSeen: work.cache[0].tokensSeen,
+        keptSlots: work.cache.map((layer) => layer.length),
+        kvBytes: work.cache.reduce((sum, layer) => sum + kvBytes(layer), 0),
+        fullKvBytes: kvBytes({ ...work.cache[0], length: work.cache[0].tokensSeen }) * work.cache.length,
+        timeToFirstTokenMs: decoded.firstTokenMs,
+        prefillMs,
+        compressMs,
+        decodeMs: performance.now() - decodeStart,
+        imagesEncoded: encoded,
+        imagesReused: shown - encoded,
+        rebuilt,
+      };
+      return { text: this.record(runtime, plan, work, decoded, stats), stopReason: decoded.stopReason, stats };
+    } catch (error) {
+      this.putBack(work);
+      throw error;
+    }
+  }
+
+  /**
+   * What to feed: the new suffix on top of the cache (after replaying the earlier turns if the
+   * cache was dropped), or, when the template rewrote earlier turns, the whole prompt from
+   * scratch. Refuses a prompt over the context length before any work.
+   */
+  private planFeed(runtime: LlavaRuntime, input: TurnInput): FeedPlan {
+    const { processor } = runtime;
     const content: ContentPart[] = [...input.images.map(() => ({ type: 'image' as const })), { type: 'text', text: withFiles(input) }];
     const prompt = processor.renderChatTemplate([...this.messages, { role: 'user', content }]);
     const hashes = input.images.map(contentHash);
-
-    // What to feed: the new suffix on top of the cache (after replaying the segments if the cache
-    // was dropped), or, when the template rewrote earlier turns, the whole prompt from scratch.
-    // Nothing is changed until the prefill starts, so a failing turn (a bad image) loses nothing.
-    const rebuilt = this.cache === null && this.segments.length > 0;
     const incremental = this.segments.length > 0 && prompt.text.startsWith(this.fedText);
+    const before = incremental ? this.tokensSeen : 0;
+    refuseTooManyCharacters(runtime, prompt.text.length - (incremental ? this.fedText.length : 0), before);
     const fresh: Segment = incremental
       ? { ids: processor.encode(prompt, false, this.fedText.length), imageHashes: hashes }
       : { ids: processor.encode(prompt), imageHashes: [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes] };
-    const replay = incremental && this.cache === null ? this.segments : [];
-    const imageBytes = new Map(hashes.map((h, i) => [h, input.images[i]]));
-    const feed = [...replay, fresh];
-    const imagesNeeded = feed.flatMap((s) => s.imageHashes);
+    refuseTooManyTokens(runtime, fresh.ids.length, before);
+    const replay = incremental && this.cache === null ? fedTurns(this.segments) : [];
+    return { content, incremental, fresh, replay, newImages: new Map(hashes.map((h, i) => [h, input.images[i]])) };
+  }
+
+  /** Features of every image the feed shows (`shown` times): from the shared cache, else encoded (and kept there). */
+  private async ensureImageFeatures(runtime: LlavaRuntime, features: FeatureCache, plan: FeedPlan): Promise<{ rows: Map<string, Float32Array>; shown: number; encoded: number }> {
+    const rows = new Map<string, Float32Array>();
+    const shown = [...plan.replay.flatMap((turn) => turn.prompt.imageHashes), ...plan.fresh.imageHashes];
     let encoded = 0;
-    const rows: Float32Array[] = [];
-    for (const hash of imagesNeeded) {
+    for (const hash of shown) {
+      if (rows.has(hash)) continue;
       let f = features.get(hash);
       if (!f) {
-        const bytes = imageBytes.get(hash) ?? this.images.get(hash);
+        const bytes = plan.newImages.get(hash) ?? this.images.get(hash);
         if (!bytes) throw new Error(`image ${hash.slice(0, 12)} of an earlier turn is no longer available`);
         f = await runtime.vision.encode(await runtime.pixelValues([bytes]), 1);
         features.set(hash, f);
         encoded++;
       }
-      rows.push(f);
+      rows.set(hash, f);
     }
-    for (const [hash, bytes] of imageBytes) this.images.put(hash, bytes);
+    for (const [hash, bytes] of plan.newImages) this.images.put(hash, bytes);
+    return { rows, shown: shown.length, encoded };
+  }
 
-    const ids = feed.flatMap((s) => s.ids);
-    const allFeatures = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-    rows.reduce((offset, r) => (allFeatures.set(r, offset), offset + r.length), 0);
-    const { embeds, modality } = runtime.embedPrompt(ids, allFeatures);
-    for (let i = 0; i < modality.length; i++) if (modality[i] >= 0) modality[i] += this.imageCount;
-    this.imageCount += imagesNeeded.length;
-    const reused = incremental ? this.cache : null;
-    const cache = reused ?? runtime.createCache();
-    // From here on the cache changes; if anything fails it is dropped and rebuilt next turn.
+  /**
+   * The cache this turn feeds: the resident one (an incremental turn), or a new one (after an
+   * eviction, or when starting over). The conversation holds none until the turn is recorded.
+   */
+  private takeCache(runtime: LlavaRuntime, plan: FeedPlan): TurnWork {
+    const previous = this.cache;
     this.cache = null;
-    if (!reused) this.tally.reset();
-    this.tally.fed(modality);
-    const first = cache[0].tokensSeen;
-    const positions = Int32Array.from(ids, (_, i) => first + i);
-    const prefilled = await runtime.prefill(cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, cache, ids.length) });
-    const prefillMs = performance.now() - started;
+    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: markCache(previous), imagesFed: this.imageCount, tokensFed: 0 };
+    return { cache: runtime.createCache(), tally: new CacheTally(), previous, undo: null, imagesFed: 0, tokensFed: 0 };
+  }
 
-    const compressStart = performance.now();
-    const policy = this.settings.policy;
-    if (policy !== 'full') {
-      for (const [i, layer] of cache.entries()) {
-        const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: prefilled.windowScores?.[i] });
-        if (!plan) continue;
-        this.tally.compressed(layer, plan);
-        applyPlan(layer, plan);
-      }
+  /** After a turn that is not recorded: the cache as it was before the turn, or none (rebuilt exactly next turn). */
+  private putBack(work: TurnWork): void {
+    releasePast(work.cache);
+    if (work.cache !== work.previous) this.cache = work.previous;
+    else if (work.undo) {
+      work.undo();
+      this.cache = work.previous;
     }
-    const compressMs = performance.now() - compressStart;
-    if (!incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
-    this.segments.push(fresh);
-    this.fedText = prompt.text;
-    this.messages.push({ role: 'user', content });
+  }
 
-    // Decode, streaming; the answer (even a cancelled one) joins the transcript.
+  /**
+   * Feeds an earlier turn again exactly as it was fed live: prefill its prompt segment, compress,
+   * then its generated tokens one decode step each. One prefill chunk for the generated tokens
+   * is about 15 times faster (256 tokens on the embedded model: 30 ms against 0.4 s) but is not
+   * the same computation: its K/V differ in rounding (up to 6e-6 measured), so the rebuilt cache
+   * would not be bit-identical and a near tie in a policy's top-k or in a greedy answer could
+   * turn. Decode steps make the rebuild exact by construction.
+   */
+  private async replayTurn(runtime: LlavaRuntime, work: TurnWork, turn: FedTurn, rows: Map<string, Float32Array>, isCancelled: () => boolean): Promise<void> {
+    const prefilled = await this.prefillSegment(runtime, work, turn.prompt, rows, isCancelled);
+    await this.compress(runtime, work, prefilled.windowScores);
+    for (const token of turn.generated.ids) {
+      throwIfCancelled(isCancelled, 'while rebuilding its cache');
+      await runtime.decodeStep(work.cache, token, work.cache[0].tokensSeen);
+    }
+    work.tally.fed(new Array<number>(turn.generated.ids.length).fill(TEXT));
+    work.tokensFed += turn.generated.ids.length;
+  }
+
+  /** Prefills a prompt segment on top of the work cache, its images numbered from the cache's start. */
+  private async prefillSegment(runtime: LlavaRuntime, work: TurnWork, segment: Segment, rows: Map<string, Float32Array>, isCancelled: () => boolean) {
+    const segmentRows = segment.imageHashes.map((hash) => rows.get(hash)!);
+    const features = new Float32Array(segmentRows.reduce((n, r) => n + r.length, 0));
+    segmentRows.reduce((offset, r) => (features.set(r, offset), offset + r.length), 0);
+    const { embeds, modality } = runtime.embedPrompt(segment.ids, features);
+    for (let i = 0; i < modality.length; i++) if (modality[i] !== TEXT) modality[i] += work.imagesFed;
+    work.imagesFed += segment.imageHashes.length;
+    work.tally.fed(modality);
+    work.tokensFed += segment.ids.length;
+    const first = work.cache[0].tokensSeen;
+    const positions = Int32Array.from(segment.ids, (_, i) => first + i);
+    return runtime.prefill(work.cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, work.cache, segment.ids.length), isCancelled });
+  }
+
+  /** Compresses every layer under the session's policy; from here on the turn cannot be undone. */
+  private async compress(runtime: LlavaRuntime, work: TurnWork, windowScores: Float32Array[] | null): Promise<void> {
+    work.undo = null;
+    if (this.settings.policy === 'full') return;
+    for (const [i, layer] of work.cache.entries()) {
+      const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i] });
+      if (!plan) continue;
+      work.tally.compressed(layer, plan);
+      applyPlan(layer, plan);
+    }
+  }
+
+  /**
+   * Samples (or takes the forced tokens), streaming each and feeding it back, until EOS, the
+   * token limit or the context's end. Cancelled before the first token: throws (nothing to keep).
+   */
+  private async decode(runtime: LlavaRuntime, work: TurnWork, firstLogits: Float32Array, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean, started: number): Promise<Decoded> {
+    const { processor } = runtime;
     const sample = createSampler(this.settings);
-    const generated: number[] = [];
-    let logits = prefilled.logits;
-    let text = '';
-    let stopReason: TurnOutput['stopReason'] = 'length';
-    let firstTokenMs = 0;
-    const decodeStart = performance.now();
     const forced = input.forcedTokens;
-    const limit = forced ? forced.length : this.settings.maxNewTokens;
-    while (generated.length < limit) {
+    const room = runtime.config.text.maxPositionEmbeddings - work.cache[0].tokensSeen;
+    const limit = Math.min(forced ? forced.length : this.settings.maxNewTokens, room);
+    const out: Decoded = { generated: [], text: '', stopReason: 'length', firstTokenMs: 0 };
+    let logits = firstLogits;
+    while (out.generated.length < limit) {
       if (isCancelled()) {
-        stopReason = 'cancelled';
+        if (out.generated.length === 0) throw cancelled('before its first token');
+        out.stopReason = 'cancelled';
         break;
       }
-      input.onLogits?.(logits, generated.length);
-      const next = forced ? forced[generated.length] : sample(logits);
+      input.onLogits?.(logits, out.generated.length);
+      const next = forced ? forced[out.generated.length] : sample(logits);
       if (processor.eosTokenIds.includes(next)) {
-        stopReason = 'eos';
+        out.stopReason = 'eos';
         break;
       }
-      generated.push(next);
-      const decoded = processor.decode(generated);
-      if (generated.length === 1) firstTokenMs = performance.now() - started;
+      out.generated.push(next);
+      const decoded = processor.decode(out.generated);
+      if (out.generated.length === 1) out.firstTokenMs = performance.now() - started;
       // A token that ends inside a UTF-8 character decodes to U+FFFD: hold that character back
       // until its last byte arrives (the notification of this token carries no text then).
-      const full = decoded.endsWith('\uFFFD') ? text : decoded;
-      onToken(full.startsWith(text) ? full.slice(text.length) : full, next);
-      text = full;
-      logits = await runtime.decodeStep(cache, next, positions[positions.length - 1] + generated.length);
+      const full = decoded.endsWith('\uFFFD') ? out.text : decoded;
+      onToken(full.startsWith(out.text) ? full.slice(out.text.length) : full, next);
+      out.text = full;
+      // Every generated token is fed back (an EOS is never sampled into the cache), so the
+      // segments stay exactly what the cache holds.
+      logits = await runtime.decodeStep(work.cache, next, work.cache[0].tokensSeen);
     }
-    this.tally.fed(new Array<number>(generated.length).fill(TEXT));
-    // Every generated token was fed back (an EOS is never sampled into the cache), so the segments
-    // stay exactly what the cache holds.
-    this.segments.push({ ids: generated, imageHashes: [] });
-    this.cache = cache;
-    releasePast(cache); // between turns a session holds its KV and nothing else
-    const answer = text.replace(/^ /, '');
-    this.messages.push({ role: 'assistant', content: answer });
+    work.tally.fed(new Array<number>(out.generated.length).fill(TEXT));
+    return out;
+  }
+
+  /** The turn joins the conversation: segments, transcript, cache and stats. Returns the answer. */
+  private record(runtime: LlavaRuntime, plan: FeedPlan, work: TurnWork, decoded: Decoded, stats: TurnStats): string {
+    const { processor } = runtime;
+    if (!plan.incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
+    this.segments.push(plan.fresh, { ids: decoded.generated, imageHashes: [] });
+    this.cache = work.cache;
+    this.tally = work.tally;
+    releasePast(work.cache); // between turns a session holds its KV and nothing else
+    const answer = decoded.text.replace(/^ /, '');
+    this.messages.push({ role: 'user', content: plan.content }, { role: 'assistant', content: answer });
     // The cache now holds the conversation as rendered up to the end of this answer (the template's
     // own spacing before it; the model's tokens for it). Whatever the template puts after an answer
     // (an end-of-turn token, separators) is fed with the next turn's suffix.
     const rendered = processor.applyChatTemplate([...this.messages.slice(0, -1), { role: 'assistant', content: ANSWER_MARK }], false);
     const at = rendered.indexOf(ANSWER_MARK);
     this.fedText = at >= 0 ? rendered.slice(0, at) + answer : '\u0000'; // no mark: the next turn starts over
-
-    const kept = cache.map((layer) => layer.length);
-    const stats: TurnStats = {
-      newTokens: ids.length,
-      generatedTokens: generated.length,
-      tokensSeen: cache[0].tokensSeen,
-      keptSlots: kept,
-      kvBytes: this.kvBytes,
-      fullKvBytes: kvBytes({ ...cache[0], length: cache[0].tokensSeen }) * cache.length,
-      timeToFirstTokenMs: firstTokenMs,
-      prefillMs,
-      compressMs,
-      decodeMs: performance.now() - decodeStart,
-      imagesEncoded: encoded,
-      imagesReused: imagesNeeded.length - encoded,
-      rebuilt,
-    };
     this.turns.push(stats);
-    return { text: answer, stopReason, stats };
+    return answer;
   }
+}
+
+/** The segments as turns: each prompt segment with the generated tokens after it. */
+function fedTurns(segments: Segment[]): FedTurn[] {
+  const turns: FedTurn[] = [];
+  for (let i = 0; i < segments.length; i += 2) turns.push({ prompt: segments[i], generated: segments[i + 1] ?? { ids: [], imageHashes: [] } });
+  return turns;
+}
+
+/**
+ * Remembers what a prefill changes in a cache (appended slots, added scores) so it can be undone
+ * exactly: the kept rows are never written by an append, only slots after them.
+ */
+function markCache(cache: KvLayer[]): () => void {
+  const marks = cache.map((layer) => ({ length: layer.length, tokensSeen: layer.tokensSeen, scores: denseScores(layer) }));
+  return () =>
+    cache.forEach((layer, i) => {
+      const { length, tokensSeen, scores } = marks[i];
+      for (let h = 0; h < layer.numHeads; h++) layer.scores.set(scores.subarray(h * length, (h + 1) * length), h * layer.capacity);
+      layer.length = length;
+      layer.tokensSeen = tokensSeen;
+    });
+}
+
+function denseScores(layer: KvLayer): Float64Array {
+  const out = new Float64Array(layer.numHeads * layer.length);
+  for (let h = 0; h < layer.numHeads; h++) out.set(layer.scores.subarray(h * layer.capacity, h * layer.capacity + layer.length), h * layer.length);
+  return out;
+}
+
+function cancelled(when: string): SidecarError {
+  return new SidecarError(ErrorCode.RequestCancelled, `the turn was cancelled ${when}; nothing of it was kept`);
+}
+
+function throwIfCancelled(isCancelled: () => boolean, when: string): void {
+  if (isCancelled()) throw cancelled(when);
+}
+
+/**
+ * The new text cannot fit, whatever it tokenizes to: no token spells more than the longest
+ * vocabulary entry. Checked before tokenizing, which takes long on a huge text; the factor 2
+ * leaves room for normalizers that compose characters.
+ */
+function refuseTooManyCharacters(runtime: LlavaRuntime, chars: number, before: number): void {
+  const fewest = Math.ceil(chars / (2 * runtime.processor.longestTokenChars));
+  if (fewest + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${chars} characters with its chat markup, at least ${fewest} tokens`, before);
+}
+
+/** The new prompt plus at least one answer token must fit the context after what the cache holds. */
+function refuseTooManyTokens(runtime: LlavaRuntime, tokens: number, before: number): void {
+  if (tokens + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${tokens} tokens with its chat markup and images`, before);
+}
+
+function contextTooLong(runtime: LlavaRuntime, size: string, before: number): SidecarError {
+  const context = runtime.config.text.maxPositionEmbeddings;
+  const room = Math.max(0, context - before - 1);
+  const held = before > 0 ? `the conversation already holds ${before} of the model's ${context}-token context, so ${room} fit` : `the model's context is ${context} tokens, so ${room} fit (one is kept for the answer)`;
+  const advice = before > 0 ? 'start a new conversation, or send a shorter message with fewer images or files' : 'send a shorter message with fewer images or files';
+  return new SidecarError(ErrorCode.ContextTooLong, `the message ${size}, but ${held}: ${advice}`);
 }
 
 /** The user's text with attached files in front, each fenced and named. */

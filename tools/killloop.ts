@@ -1,5 +1,5 @@
 /**
- * `npm run killloop -- [--rounds 30] [--seed 1] [--policy NAME] [--model DIR] [--corrupt-every 5]`:
+ * `npm run killloop -- [--rounds 30] [--seed 1] [--policy NAME] [--model DIR] [--corrupt-every 5] [--file-lines 40]`:
  * SIGKILLs a real sidecar at seeded random moments of scripted conversations and restarts it on the
  * same state directory (see tools/killloop/run.ts); prints the figures and ends with
  * `N passed, N failed` over the checks. Exits non-zero on any failure.
@@ -10,7 +10,7 @@ import { POLICY_NAMES } from '../sidecar/src/protocol/index.js';
 import { killLoopChecks, runKillLoop, type PolicyName } from './killloop/run.js';
 
 const root = join(__dirname, '..');
-const USAGE = 'usage: npm run killloop -- [--rounds 30] [--seed 1] [--policy NAME] [--model DIR] [--max-new-tokens 16] [--corrupt-every 5] [--quiet]';
+const USAGE = 'usage: npm run killloop -- [--rounds 30] [--seed 1] [--policy NAME] [--model DIR] [--max-new-tokens 16] [--corrupt-every 5] [--file-lines 40] [--quiet]';
 
 function positiveInteger(name: string, value: string, allowZero = false): number {
   const n = Number(value);
@@ -27,6 +27,8 @@ async function main(): Promise<number> {
       model: { type: 'string', default: join(root, 'sidecar/model') },
       'max-new-tokens': { type: 'string', default: '16' },
       'corrupt-every': { type: 'string', default: '5' },
+      // Each file's first lines only, so the conversations fit the embedded model's 2,048 positions.
+      'file-lines': { type: 'string', default: '40' },
       quiet: { type: 'boolean', default: false },
     },
   });
@@ -41,6 +43,7 @@ async function main(): Promise<number> {
     model,
     maxNewTokens: positiveInteger('max-new-tokens', values['max-new-tokens']),
     corruptEvery: positiveInteger('corrupt-every', values['corrupt-every'], true),
+    fileLines: positiveInteger('file-lines', values['file-lines']),
     log: values.quiet ? undefined : (line) => console.log(line),
   });
   const { failures, ...figures } = report;

@@ -1,10 +1,13 @@
-/** Decoder outputs beyond transformers' (SnapKV's window sums) and the sampler. */
+/** Decoder outputs beyond transformers' (SnapKV's window sums), the sampler, and the runtime's own error codes. */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 import { argmax, createSampler } from '../../sidecar/src/runtime/sampling.js';
+import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { ErrorCode } from '../../sidecar/src/protocol/index.js';
+import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 
 const SNAPKV_WINDOW = 64;
 
@@ -78,5 +81,25 @@ describe('sampler', () => {
   it('refuses nonsense settings', () => {
     assert.throws(() => createSampler({ temperature: -1 }), /temperature >= 0/);
     assert.throws(() => createSampler({ topP: 0 }), /topP <= 1/);
+  });
+});
+
+describe('failures with their own codes', () => {
+  let runtime: LlavaRuntime;
+  before(async () => {
+    runtime = await LlavaRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-llama'), { threads: 1 });
+  });
+  after(async () => runtime.release());
+
+  const withCode = (code: number) => (error: unknown) => error instanceof SidecarError && error.code === code;
+
+  it('image tokens that do not match the image features: ImageTokenMismatch', () => {
+    const ids = [1, runtime.processor.imageTokenId, 5];
+    assert.throws(() => runtime.embedPrompt(ids, new Float32Array(0)), withCode(ErrorCode.ImageTokenMismatch));
+  });
+
+  it('a token id outside the vocabulary: TokenOutOfRange', () => {
+    assert.throws(() => runtime.decoder.embed([1, runtime.config.text.vocabSize]), withCode(ErrorCode.TokenOutOfRange));
+    assert.throws(() => runtime.decoder.embed([-1]), withCode(ErrorCode.TokenOutOfRange));
   });
 });

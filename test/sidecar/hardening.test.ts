@@ -6,7 +6,6 @@ import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ResponseError } from 'vscode-jsonrpc/node';
 import { KvSettingsError } from '../../sidecar/src/kv/index.js';
 import { ErrorCode, LIMITS, Methods, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
@@ -14,16 +13,7 @@ import { classifyError } from '../../sidecar/src/engine/errors.js';
 import { SidecarServer } from '../../sidecar/src/server/server.js';
 import { nestsDeeperThan } from '../../sidecar/src/transport/wsTransport.js';
 import { connectSidecar } from '../../sidecar/src/client/launch.js';
-import { connect, openSocket, rawExchange, startSidecar, tinyModel, type Sidecar } from './harness.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof ResponseError, String(error));
-    assert.equal(error.code, code, error.message);
-    if (pattern) assert.match(error.message, pattern);
-    return true;
-  });
-}
+import { connect, openSocket, rawExchange, rejectsWith, startSidecar, tinyModel, type Sidecar } from './harness.js';
 
 describe('hostile frames', () => {
   let sidecar: Sidecar;

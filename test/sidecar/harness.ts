@@ -1,6 +1,8 @@
 /** Starts the real sidecar process (from source, through tsx) and connects to it over a real WebSocket. */
+import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { ResponseError } from 'vscode-jsonrpc/node';
 import type WebSocket from 'ws';
 import { connectSidecar, launchSidecar, type LaunchedSidecar } from '../../sidecar/src/client/launch.js';
 
@@ -24,4 +26,14 @@ export async function rawExchange(socket: WebSocket, data: string | Buffer): Pro
   const reply = once(socket, 'message').then(([message]) => JSON.parse(String(message)) as { id: unknown; error?: { code: number; message: string } });
   socket.send(data);
   return reply;
+}
+
+/** Asserts that `promise` fails with a JSON-RPC error of `code` (and a message matching `pattern`). */
+export async function rejectsWith(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof ResponseError, String(error));
+    assert.equal(error.code, code, error.message);
+    if (pattern) assert.match(error.message, pattern);
+    return true;
+  });
 }

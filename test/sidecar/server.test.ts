@@ -2,23 +2,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { ResponseError } from 'vscode-jsonrpc/node';
 import { ErrorCode, Methods, TOKEN_HEADER } from '../../sidecar/src/protocol/index.js';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectSidecar, launchSidecar } from '../../sidecar/src/client/launch.js';
-import { connect, openSocket, rawExchange, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof ResponseError, String(error));
-    assert.equal(error.code, code, error.message);
-    if (pattern) assert.match(error.message, pattern);
-    return true;
-  });
-}
+import { connect, openSocket, rawExchange, rejectsWith, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
 
 describe('sidecar server', () => {
   let sidecar: Sidecar;

@@ -5,21 +5,12 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { ErrorCode, Methods } from '../../sidecar/src/protocol/index.js';
-import { connect, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
+import { connect, rejectsWith, root, startSidecar, tinyModel, type Sidecar } from './harness.js';
 
 const red = readFileSync(join(root, 'test/fixtures/images/red-square.png')).toString('base64');
 const settings = { policy: 'full' as const, maxNewTokens: 3 };
-
-async function rejectsWith(promise: Promise<unknown>, code: number, pattern?: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof ResponseError, String(error));
-    assert.equal(error.code, code, error.message);
-    if (pattern) assert.match(error.message, pattern);
-    return true;
-  });
-}
 
 async function ready(sidecar: Sidecar, model = true): Promise<MessageConnection> {
   const { connection } = await connect(sidecar);

@@ -1,7 +1,7 @@
 /** Protocol-level hardening of the server: hostile frames, the lifecycle, queues, connection floods. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,6 +132,27 @@ describe('a busy model', () => {
       assert.deepEqual(order, ['stats', 'stats', 'stats', 'stats', 'stats', 'countTokens'], 'stats were answered while the tokenizer ran');
     } finally {
       sidecar.process.kill();
+    }
+  });
+});
+
+describe('the engine worker', () => {
+  it('a worker that dies says why in every answer, while the server thread keeps answering', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'lookm-worker-'));
+    const notAFolder = join(work, 'state');
+    writeFileSync(notAFolder, 'a file where the state folder should be');
+    const server = new SidecarServer({ host: '127.0.0.1', port: 0, token: 'worker-test-token-0123456789abcdef', version: 'test', log: { log: () => undefined }, stateDir: notAFolder });
+    try {
+      const port = await server.listen();
+      const { connection, socket } = await connectSidecar(port, 'worker-test-token-0123456789abcdef');
+      await rejectsWith(connection.sendRequest(Methods.initialize, { capabilities: {} }), ErrorCode.InternalError, /the model stopped while running modelInfo: .*(EEXIST|ENOTDIR|not a directory|file already exists)/);
+      socket.close();
+      const stats = server.stats();
+      assert.equal(stats.model.state, 'failed');
+      assert.match(stats.model.error ?? '', /the model worker stopped/);
+    } finally {
+      await server.close();
+      rmSync(work, { recursive: true, force: true });
     }
   });
 });

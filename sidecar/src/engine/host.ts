@@ -47,6 +47,8 @@ export class EngineHost {
   private nextId = 1;
   private lastModelPath: string | null = null;
   private crashes = 0;
+  /** What the last worker died of, when it said (an exception at start-up or in a call). */
+  private lastFailure: string | null = null;
   /** The engine's latest figures (posted by the worker before and after every call). */
   stats: EngineStats;
 
@@ -89,7 +91,10 @@ export class EngineHost {
     const { file, execArgv } = workerEntry();
     const worker = new Worker(file, { workerData: this.options, execArgv });
     worker.on('message', (message: WorkerMessage) => this.receive(message));
-    worker.on('error', (error) => this.log.log('error', 'model worker failed', { error: error.stack ?? String(error) }));
+    worker.on('error', (error) => {
+      this.lastFailure = error.message;
+      this.log.log('error', 'model worker failed', { error: error.stack ?? String(error) });
+    });
     worker.on('exit', (code) => this.exited(worker, code));
     this.worker = worker;
     return worker;
@@ -107,11 +112,13 @@ export class EngineHost {
     if (this.worker !== worker) return; // closed on purpose
     this.worker = null;
     this.crashes++;
+    const cause = this.lastFailure ? `: ${this.lastFailure}` : ` (exit code ${code})`;
+    this.lastFailure = null;
     this.log.log('error', 'model worker stopped', { code });
-    this.stats = { ...this.stats, kvBytes: 0, model: { state: 'failed', path: this.lastModelPath, error: `the model worker stopped (exit code ${code})` } };
+    this.stats = { ...this.stats, kvBytes: 0, model: { state: 'failed', path: this.lastModelPath, error: `the model worker stopped${cause}` } };
     for (const [id, call] of this.pending) {
       this.pending.delete(id);
-      call.reject(new SidecarError(ErrorCode.InternalError, `the model stopped while running ${call.method} (exit code ${code}); conversations are kept and the model restarts on the next request: ask again`));
+      call.reject(new SidecarError(ErrorCode.InternalError, `the model stopped while running ${call.method}${cause}; conversations are kept and the model restarts on the next request: ask again`));
     }
   }
 

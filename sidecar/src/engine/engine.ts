@@ -7,6 +7,8 @@
  * Turns and model loads share the one model, so they run one at a time in arrival order (a load
  * never releases a runtime a turn is using). Failures are `SidecarError`s with their protocol code.
  */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { SidecarError } from '../protocol/errors.js';
@@ -14,8 +16,6 @@ import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type Session
 import { LlavaRuntime } from '../runtime/llava.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore, type RetentionRules } from '../session/store.js';
-import { randomUUID } from 'node:crypto';
-import type { Logger } from '../log.js';
 
 export interface EngineOptions {
   /** onnxruntime threads per session (default: the cores available). */

@@ -1,7 +1,6 @@
 /** The messages between the engine's worker thread and its host on the server's thread. */
-import type { Engine } from './engine.js';
-import type { EngineStats } from './engine.js';
 import type { Level } from '../log.js';
+import type { Engine, EngineStats } from './engine.js';
 
 /** The engine's methods the server may call; each takes one parameter object (and events). */
 export type EngineMethod = 'setKvBudget' | 'modelInfo' | 'countTokens' | 'createSession' | 'deleteSession' | 'sessionStats' | 'sessionCache' | 'chat' | 'loadModel' | 'close';

@@ -334,6 +334,11 @@ export class Conversation {
    */
   private async replayTurn(runtime: LlavaRuntime, work: TurnWork, turn: FedTurn, rows: Map<string, Float32Array>, isCancelled: () => boolean): Promise<void> {
     const prefilled = await this.prefillSegment(runtime, work, turn.prompt, rows, isCancelled);
+    if (this.settings.policy === 'full') {
+      // Nothing is ever evicted, so no choice can turn on rounding: one chunk rebuilds the same cache.
+      await this.prefillSegment(runtime, work, turn.generated, rows, isCancelled);
+      return;
+    }
     await this.compress(runtime, work, prefilled.windowScores);
     for (const token of turn.generated.ids) {
       throwIfCancelled(isCancelled, 'while rebuilding its cache');

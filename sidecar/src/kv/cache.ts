@@ -82,14 +82,14 @@ export class KvCache {
   /**
    * Remembers the cache as it is, to undo appends exactly (a prefill that is not kept): the kept
    * rows are never written by an append, only the scores they gain and the slots after them.
-   * Valid until the cache is compacted.
+   * Its storage gets back the capacity it had. Valid until the cache is compacted.
    */
   mark(): () => void {
-    const marks = this.layers.map((layer) => ({ length: layer.length, tokensSeen: layer.tokensSeen, scores: layer.scores.slice() }));
+    const marks = this.layers.map((layer) => ({ length: layer.length, slots: layer.allocatedSlots, tokensSeen: layer.tokensSeen, scores: layer.scores.slice() }));
     return () =>
       this.layers.forEach((layer, i) => {
-        const { length, tokensSeen, scores } = marks[i];
-        layer.truncate(length);
+        const { length, slots, tokensSeen, scores } = marks[i];
+        layer.truncate(length, slots);
         layer.scores.set(scores);
         layer.tokensSeen = tokensSeen;
       });

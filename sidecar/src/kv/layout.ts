@@ -211,11 +211,13 @@ export class KvLayer {
 
   /**
    * Drops the slots after the first `length` of every head (undoing appends: the kept rows are
-   * never written by an append), releasing storage beyond `length` plus the headroom.
+   * never written by an append), with storage for `slots` slots per head (default: `length` plus
+   * the headroom); storage beyond that is released.
    */
-  truncate(length: number): void {
+  truncate(length: number, slots = length + headroomSlots(length)): void {
     if (!(Number.isInteger(length) && length >= 0 && length <= this.length)) throw new RangeError(`cannot truncate ${this.length} slots to ${length}`);
-    if (this.slots > length + headroomSlots(length)) this.relayout(length, length + headroomSlots(length));
+    if (!(Number.isInteger(slots) && slots >= length)) throw new RangeError(`cannot hold ${length} slots in storage for ${slots}`);
+    if (this.slots !== slots) this.relayout(length, slots);
     else this.gather(length);
     this.length = length;
     this.cutViews();

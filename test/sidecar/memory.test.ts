@@ -31,12 +31,17 @@ function heldBytes(cache: KvCache): number {
 
 /** Calls `probe` with the past of every decoder run (a prefill chunk, a decode step), just before the run. */
 function watchForward(probe: (past: PastLayer[]) => void): () => void {
-  const forward = TextDecoder.prototype.forward;
-  TextDecoder.prototype.forward = function (this: TextDecoder, embeds, positions, past, options) {
-    probe(past);
-    return forward.call(this, embeds, positions, past, options);
-  };
-  return () => (TextDecoder.prototype.forward = forward);
+  const prototype = TextDecoder.prototype;
+  const original = Object.getOwnPropertyDescriptor(prototype, 'forward')!;
+  const forward = original.value as TextDecoder['forward'];
+  Object.defineProperty(prototype, 'forward', {
+    ...original,
+    value: function (this: TextDecoder, ...args: Parameters<TextDecoder['forward']>) {
+      probe(args[2]);
+      return forward.apply(this, args);
+    },
+  });
+  return () => Object.defineProperty(prototype, 'forward', original);
 }
 
 describe('KV memory', () => {

@@ -37,6 +37,8 @@ export interface CallEvents {
   token?(sessionId: string, text: string, tokenId: number): void;
   progress?(step: string): void;
   cancelled?(): boolean;
+  /** The engine's figures changed during the call (a running turn's cache grew): post fresh stats. */
+  figures?(): void;
 }
 
 export interface ChatInput {
@@ -152,7 +154,10 @@ export class Engine {
       this.enforceBudget(conversation);
       try {
         const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);
-        return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, () => this.enforceBudget(conversation));
+        return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, () => {
+          this.enforceBudget(conversation);
+          events.figures?.();
+        });
       } finally {
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).

@@ -4,7 +4,7 @@
  *   {"kind":"policy","policy":"h2o","heads":32,"queryHeads":32,"headDim":128,"length":8192,"matcher":"ort"}
  *   {"kind":"prefill","heads":32,"headDim":128,"length":8192}
  */
-import { compressLayer, kvBytes, type PolicyName } from '../sidecar/src/kv/index.js';
+import { compressLayer, type PolicyName } from '../sidecar/src/kv/index.js';
 import { createOrtMatcher } from '../sidecar/src/runtime/ortMatcher.js';
 import { timeAttentionPrefill } from './prefill.js';
 import { fillUniform, syntheticLayer, type LayerShape } from './shapes.js';
@@ -45,7 +45,7 @@ async function runPolicy(c: PolicyCase): Promise<PolicyResult> {
   await compressLayer(syntheticLayer({ ...c, length: 1024 }, 5), options);
 
   const layer = syntheticLayer(c);
-  const bytesBefore = kvBytes(layer);
+  const bytesBefore = layer.allocatedBytes;
   globalThis.gc?.();
   const rssBefore = process.resourceUsage().maxRSS;
   const start = performance.now();
@@ -53,7 +53,7 @@ async function runPolicy(c: PolicyCase): Promise<PolicyResult> {
   const ms = performance.now() - start;
   const peakExtraBytes = (process.resourceUsage().maxRSS - rssBefore) * 1024;
   await matcher?.release();
-  return { ms, keptPerHead: plan?.keptPerHead ?? layer.length, bytesBefore, bytesAfter: kvBytes(layer), peakExtraBytes };
+  return { ms, keptPerHead: plan?.keptPerHead ?? layer.length, bytesBefore, bytesAfter: layer.allocatedBytes, peakExtraBytes };
 }
 
 async function main(): Promise<void> {

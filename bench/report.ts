@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compressLayer, kvBytes } from '../sidecar/src/kv/index.js';
+import { compressLayer } from '../sidecar/src/kv/index.js';
 import { reportMarkdown, reportRows, reportSvg, type Inputs } from './reportTable.js';
 import { syntheticLayer } from './shapes.js';
 
@@ -36,9 +36,9 @@ const steps = quick
 /** KV bytes after / before one compression of a LLaVA-like layer, LOOK-M improved mode. */
 async function engineKv(ratio: number): Promise<number> {
   const layer = syntheticLayer({ heads: 8, queryHeads: 8, headDim: 64, length: 4096 });
-  const before = kvBytes(layer);
+  const before = layer.allocatedBytes;
   await compressLayer(layer, { policy: 'text_prior_pivot_merge', budget: { hhRatio: ratio / 2, recentRatio: ratio / 2 }, mode: 'improved', numQueryHeads: 8 });
-  return kvBytes(layer) / before;
+  return layer.allocatedBytes / before;
 }
 
 const readJson = <T>(name: string): T | undefined => (existsSync(join(dir, name)) ? (JSON.parse(readFileSync(join(dir, name), 'utf8')) as T) : undefined);

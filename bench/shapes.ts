@@ -1,5 +1,5 @@
 /** Synthetic but realistically shaped layers for the KV benchmark (no model needed). */
-import { accumulateScores, createLayer, TEXT, type KvLayer } from '../sidecar/src/kv/index.js';
+import { KvLayer, TEXT } from '../sidecar/src/kv/index.js';
 
 /** LLaVA-1.5-like prompt layout: a system prompt, images of 576 tokens with short captions between, a final question. */
 export function llavaModality(length: number, tokensPerImage = 576): Int32Array {
@@ -36,17 +36,14 @@ export interface LayerShape {
 /** One prefilled layer: keys/values filled in place (no temporaries), accumulated scores, modality. */
 export function syntheticLayer(shape: LayerShape, seed = 1): KvLayer {
   const { heads: H, queryHeads: Hq, headDim: D, length: L } = shape;
-  const layer = createLayer(H, D, L);
-  // Fill the preallocated buffers directly instead of appending a gigabyte-sized chunk.
+  // Fill a blank layer's buffers directly instead of appending a gigabyte-sized chunk.
+  const layer = KvLayer.blank(H, D, L);
   fillUniform(layer.keys, seed);
   fillUniform(layer.values, seed + 1);
-  layer.positions.set(Int32Array.from({ length: H * L }, (_, i) => i % L));
   const modality = llavaModality(L);
   for (let h = 0; h < H; h++) layer.modality.set(modality, h * L);
-  layer.length = L;
-  layer.tokensSeen = L;
   const colsum = new Float32Array(Hq * L);
   fillUniform(colsum, seed + 2, 0.5, 0.5);
-  accumulateScores(layer, colsum, Hq);
+  layer.accumulate(colsum, Hq);
   return layer;
 }

@@ -1,5 +1,5 @@
 /** Seeded random layers for property tests. */
-import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer } from '../../sidecar/src/kv/index.js';
+import { createLayer, TEXT, type KvLayer } from '../../sidecar/src/kv/index.js';
 import { mulberry32 } from '../../sidecar/src/kv/index.js';
 
 export interface RandomLayerSpec {
@@ -40,25 +40,18 @@ export function randomLayer(spec: RandomLayerSpec): { layer: KvLayer; queries: F
   const L = spec.length ?? 8 + Math.floor(next() * 120);
   const modality = randomModality(next, L, spec.imageShare ?? next());
   const layer = createLayer(H, D);
-  appendTokens(layer, {
+  layer.append({
     keys: Float32Array.from({ length: H * L * D }, normal),
     values: Float32Array.from({ length: H * L * D }, normal),
     positions: Int32Array.from({ length: L }, (_, j) => (spec.firstPosition ?? 0) + j),
     modality,
   });
-  accumulateScores(layer, Float32Array.from({ length: Hq * L }, () => next() * 4), Hq);
+  layer.accumulate(Float32Array.from({ length: Hq * L }, () => next() * 4), Hq);
   const queries = Float32Array.from({ length: Hq * L * D }, normal);
   return { layer, queries, numQueryHeads: Hq };
 }
 
 /** A deep copy, so one input can be compressed two ways. */
 export function cloneLayer(layer: KvLayer): KvLayer {
-  return {
-    ...layer,
-    keys: layer.keys.slice(),
-    values: layer.values.slice(),
-    positions: layer.positions.slice(),
-    modality: layer.modality.slice(),
-    scores: layer.scores.slice(),
-  };
+  return layer.clone();
 }

@@ -7,8 +7,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  accumulateScores,
-  appendTokens,
   compressLayer,
   createLayer,
   denseSlots,
@@ -24,7 +22,7 @@ const H = 1;
 const D = 2;
 
 function append(layer: KvLayer, first: number, count: number, modality?: Int32Array): void {
-  appendTokens(layer, {
+  layer.append({
     keys: Float32Array.from({ length: H * count * D }, (_, i) => Math.sin(first * 7 + i)),
     values: Float32Array.from({ length: H * count * D }, (_, i) => Math.cos(first * 3 + i)),
     positions: Int32Array.from({ length: count }, (_, j) => first + j),
@@ -43,13 +41,13 @@ describe('multi-turn H2O, two turns of 10 tokens, budget 20% + 20% of tokens see
   it('turn by turn: turn 1 keeps [0 4 | 8 9]; turn 2 keeps 4 of the survivors and new slots, plus [16..19]', async () => {
     const layer = createLayer(H, D);
     append(layer, 0, 10);
-    accumulateScores(layer, turn1Scores, H);
+    layer.accumulate(turn1Scores, H);
     await compressLayer(layer, h2o);
     assert.deepEqual(positions(layer), [0, 4, 8, 9]);
 
     append(layer, 10, 10);
     // The new turn's column sums cover the slots that exist: the 4 survivors and the 10 new ones.
-    accumulateScores(layer, positions(layer).map((p) => turn2ByPosition[p]), H);
+    layer.accumulate(positions(layer).map((p) => turn2ByPosition[p]), H);
     assert.deepEqual(Array.from(denseSlots(layer, layer.scores)).slice(0, 4), [6, 4, 4, 1], 'old slots gained the new mass');
     await compressLayer(layer, h2o);
     assert.equal(layer.tokensSeen, 20);
@@ -59,8 +57,8 @@ describe('multi-turn H2O, two turns of 10 tokens, budget 20% + 20% of tokens see
   it('one step over the same 20 tokens keeps position 2, which turn by turn could not bring back', async () => {
     const layer = createLayer(H, D);
     append(layer, 0, 20);
-    accumulateScores(layer, [...turn1Scores, ...new Array<number>(10).fill(0)], H);
-    accumulateScores(layer, turn2ByPosition, H);
+    layer.accumulate([...turn1Scores, ...new Array<number>(10).fill(0)], H);
+    layer.accumulate(turn2ByPosition, H);
     await compressLayer(layer, h2o);
     assert.deepEqual(positions(layer), [0, 2, 4, 8, 16, 17, 18, 19]);
   });
@@ -80,14 +78,14 @@ describe('multi-turn invariants over random conversations (improved mode)', () =
         let position = 0;
         for (let turn = 0; turn < 5; turn++) {
           const count = 5 + Math.floor(next() * 40);
-          appendTokens(layer, {
+          layer.append({
             keys: Float32Array.from({ length: Hkv * count * 4 }, normal),
             values: Float32Array.from({ length: Hkv * count * 4 }, normal),
             positions: Int32Array.from({ length: count }, (_, j) => position + j),
             modality: randomModality(next, count, next()),
           });
           position += count;
-          accumulateScores(layer, Float32Array.from({ length: Hq * layer.length }, () => next()), Hq);
+          layer.accumulate(Float32Array.from({ length: Hq * layer.length }, () => next()), Hq);
           const before = positions(layer);
           const beforeLength = layer.length;
           const budget = { hhRatio: 0.15, recentRatio: 0.1 };

@@ -2,8 +2,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  accumulateScores,
-  appendTokens,
   compressLayer,
   createLayer,
   DEFAULT_SNAPKV_WINDOW,
@@ -25,13 +23,13 @@ function layerWith(opts: { scores: number[][]; modality?: number[]; headDim?: nu
   const D = opts.headDim ?? 2;
   const fill = (f: (h: number, j: number, d: number) => number) => Float32Array.from({ length: H * L * D }, (_, i) => f(Math.floor(i / (L * D)), Math.floor(i / D) % L, i % D));
   const layer = createLayer(H, D);
-  appendTokens(layer, {
+  layer.append({
     keys: fill(opts.keys ?? ((h, j, d) => Math.sin(1 + h * 31 + j * 7 + d * 3))),
     values: fill(opts.values ?? ((h, j, d) => Math.cos(2 + h * 17 + j * 5 + d))),
     positions: Int32Array.from({ length: L }, (_, j) => j),
     modality: Int32Array.from(opts.modality ?? new Array<number>(L).fill(TEXT)),
   });
-  accumulateScores(layer, opts.scores.flat(), H);
+  layer.accumulate(opts.scores.flat(), H);
   return layer;
 }
 
@@ -61,7 +59,7 @@ describe('GQA', () => {
   it('sums the scores of the query heads of one KV group and ranks each KV head on its sum', async () => {
     const L = 10;
     const layer = createLayer(2, 2);
-    appendTokens(layer, {
+    layer.append({
       keys: new Float32Array(2 * L * 2).map((_, i) => i + 1),
       values: new Float32Array(2 * L * 2),
       positions: Int32Array.from({ length: L }, (_, j) => j),
@@ -71,7 +69,7 @@ describe('GQA', () => {
     const colsum = new Float32Array(4 * L);
     colsum[0 * L + 3] = 2; colsum[1 * L + 3] = 2; colsum[0 * L + 5] = 3;
     colsum[2 * L + 1] = 5; colsum[3 * L + 6] = 4;
-    accumulateScores(layer, colsum, 4);
+    layer.accumulate(colsum, 4);
     assert.deepEqual(Array.from(denseSlots(layer, layer.scores)).slice(0, L), [0, 0, 0, 4, 0, 3, 0, 0, 0, 0]);
     await compressLayer(layer, { policy: 'h2o', budget: { hhRatio: 0.1, recentRatio: 0.1 } });
     assert.deepEqual(keptPositions(layer), [3, 9, 1, 9]);
@@ -79,7 +77,7 @@ describe('GQA', () => {
 
   it('refuses query heads that do not group onto the KV heads', () => {
     const { layer } = randomLayer({ seed: 1, numHeads: 3, length: 10 });
-    assert.throws(() => accumulateScores(layer, new Float32Array(4 * 10), 4), /cannot be grouped/);
+    assert.throws(() => layer.accumulate(new Float32Array(4 * 10), 4), /cannot be grouped/);
   });
 });
 
@@ -198,7 +196,7 @@ describe('merging', () => {
       const got = matchEvicted(layer, kept, N, evicted, E);
       const D = layer.headDim;
       for (let h = 0; h < 2; h++) {
-        const row = (slot: number) => Array.from(layer.keys.subarray((h * layer.capacity + slot) * D, (h * layer.capacity + slot + 1) * D));
+        const row = (slot: number) => Array.from(layer.keys.subarray((h * layer.length + slot) * D, (h * layer.length + slot + 1) * D));
         const cos = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0) / Math.hypot(...a) / Math.hypot(...b);
         for (let e = 0; e < E; e++) {
           const sims = Array.from(kept.subarray(h * N, (h + 1) * N), (k) => cos(row(evicted[h * E + e]), row(k)));
@@ -245,7 +243,7 @@ describe('SnapKV', () => {
       for (let i = L - window; i < L; i++) {
         const logits = Array.from({ length: i + 1 }, (_, j) => {
           let dot = 0;
-          for (let d = 0; d < D; d++) dot += queries[(q * L + i) * D + d] * layer.keys[(kv * layer.capacity + j) * D + d];
+          for (let d = 0; d < D; d++) dot += queries[(q * L + i) * D + d] * layer.keys[(kv * layer.length + j) * D + d];
           return dot / Math.sqrt(D);
         });
         const max = Math.max(...logits);

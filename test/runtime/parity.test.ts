@@ -128,7 +128,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
         const { logits: last } = await runtime.prefill(cache, tensor('inputs_embeds'), Int32Array.from({ length: L }, (_, i) => i), modality, { chunk });
         const V = runtime.config.text.vocabSize;
         assert.ok(maxAbsDiff(last, tensor('logits').subarray((L - 1) * V, L * V)) <= TOLERANCE, 'last logits');
-        cache.forEach((layer, i) => {
+        cache.layers.forEach((layer, i) => {
           assert.equal(layer.length, L);
           assert.deepEqual(Array.from(denseSlots(layer, layer.positions).subarray(0, L)), Array.from({ length: L }, (_, j) => j));
           assert.ok(maxRelDiff(denseRows(layer, 'keys'), tensor(`layers.${i}.key`)) <= TOLERANCE, `layer ${i} keys`);

@@ -29,7 +29,7 @@ describe('SnapKV window across prefill chunks', () => {
     const positions = Int32Array.from(ids, (_, i) => i);
     const prefilled = await runtime.prefill(cache, runtime.decoder.embed(ids), positions, new Int32Array(ids.length).fill(TEXT), { chunk, windowRows });
     assert.equal(prefilled.windowRows, windowRows);
-    const plans = await Promise.all(cache.map((layer, i) => planCompression(layer, { ...options, windowScores: prefilled.windowScores![i] })));
+    const plans = await Promise.all(cache.layers.map((layer, i) => planCompression(layer, { ...options, windowScores: prefilled.windowScores![i] })));
     return { cache, windowRows, windowScores: prefilled.windowScores!, plans };
   }
 
@@ -72,7 +72,7 @@ describe('SnapKV window across prefill chunks', () => {
       const single = await chunkedPlans(ids, c.tokens, options);
       for (const [layer, plan] of chunked.plans.entries()) {
         assert.ok(plan, `layer ${layer} is compressed`);
-        const fromReference = await planCompression(chunked.cache[layer], { ...options, windowScores: expected[layer] });
+        const fromReference = await planCompression(chunked.cache.layers[layer], { ...options, windowScores: expected[layer] });
         assert.deepEqual(Array.from(plan.kept), Array.from(fromReference!.kept), `layer ${layer}: kept slots vs the reference window`);
         assert.deepEqual(Array.from(plan.kept), Array.from(single.plans[layer]!.kept), `layer ${layer}: kept slots vs an unchunked prefill`);
       }

@@ -1,14 +1,13 @@
 /** The cache view's summary of a cache: columns, kept shares, image heat-maps (pure). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TEXT, createLayer } from '../../sidecar/src/kv/index.js';
+import { TEXT, KvLayer } from '../../sidecar/src/kv/index.js';
 import { CacheTally, cacheMap } from '../../sidecar/src/session/cacheMap.js';
 
 /** One layer of `heads` heads keeping the given positions (same count per head). */
 function layerKeeping(kept: number[][]) {
-  const layer = createLayer(kept.length, 2, kept[0].length);
-  kept.forEach((positions, h) => layer.positions.set(positions, h * layer.capacity));
-  layer.length = kept[0].length;
+  const layer = KvLayer.blank(kept.length, 2, kept[0].length);
+  kept.forEach((positions, h) => layer.positions.set(positions, h * layer.length));
   return layer;
 }
 

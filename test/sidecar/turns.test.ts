@@ -176,7 +176,7 @@ describe('conversation turns', () => {
         cancelledError,
       );
       assert.equal(asked, 3);
-      assert.equal(cache[0].length, 8, 'two chunks ran');
+      assert.equal(cache.length, 8, 'two chunks ran');
     });
 
     /**

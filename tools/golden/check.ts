@@ -5,8 +5,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
-  accumulateScores,
-  appendTokens,
   compressLayer,
   createLayer,
   denseRows,
@@ -114,13 +112,13 @@ function buildLayer(inputs: GoldenInputs): KvLayer {
   const { num_heads: H, head_dim: D, seq_len: L } = inputs;
   const modality = Int32Array.from(inputs.image_token_mask, (isImage, j) => (isImage ? imageIndexAt(inputs, j) : TEXT));
   const layer = createLayer(H, D, L);
-  appendTokens(layer, {
+  layer.append({
     keys: Float32Array.from(inputs.keys.data),
     values: Float32Array.from(inputs.values.data),
     positions: Int32Array.from({ length: L }, (_, j) => j),
     modality,
   });
-  if (inputs.attn_colsum) accumulateScores(layer, Float32Array.from(inputs.attn_colsum.data), H);
+  if (inputs.attn_colsum) layer.accumulate(Float32Array.from(inputs.attn_colsum.data), H);
   return layer;
 }
 

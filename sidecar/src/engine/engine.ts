@@ -37,6 +37,8 @@ export interface CallEvents {
   token?(sessionId: string, text: string, tokenId: number): void;
   progress?(step: string): void;
   cancelled?(): boolean;
+  /** The engine's figures changed during the call (a running turn's cache grew): post fresh stats. */
+  figures?(): void;
 }
 
 export interface ChatInput {
@@ -151,7 +153,11 @@ export class Engine {
       conversation.checkTokenIds(runtime.config.text.vocabSize, runtime.processor.imageTokenId);
       this.enforceBudget(conversation);
       try {
-        return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, (text, tokenId) => events.token?.(conversation.id, text, tokenId), isCancelled);
+        const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);
+        return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, () => {
+          this.enforceBudget(conversation);
+          events.figures?.();
+        });
       } finally {
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
@@ -208,8 +214,14 @@ export class Engine {
   /**
    * Keeps the resident caches within the global budget: the least recently used sessions other
    * than `active` are evicted to their transcripts (their next turn rebuilds by re-prefill).
-   * Checked before a turn starts and after it compressed, so between turns the budget holds; the
-   * active turn's own prefill, before its compression, is not counted.
+   *
+   * The invariant: whenever this thread can be observed (at every await of a turn, between
+   * turns), the allocated KV bytes of all resident sessions, the running turn's caches included,
+   * are at most max(budget, the running session's own allocated bytes). It runs before a turn,
+   * synchronously whenever the running turn's cache grows (a prefill's reservation, a decode
+   * step past its headroom), and after the turn; growth is the only way allocated bytes rise.
+   * What the running turn alone needs (its prompt's full cache before compression) is never
+   * refused: the other sessions make room for it.
    */
   private enforceBudget(active: Conversation): void {
     const budget = this.kvBudgetBytes;

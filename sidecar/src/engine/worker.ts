@@ -26,6 +26,7 @@ async function run(call: CallMessage): Promise<void> {
       post({ kind: 'stats', stats: engine.stats() });
     },
     cancelled: () => (flag ? Atomics.load(flag, 0) === 1 : false),
+    figures: () => post({ kind: 'stats', stats: engine.stats() }),
   };
   // Fresh figures go out before the answer, so a client that asks server/stats right after it
   // sees what the call did.

@@ -83,37 +83,9 @@ export async function planCompression(layer: KvLayer, options: CompressOptions):
   return { keptPerHead, kept, evictedPerHead, evicted, matches, merged, trace: selection.trace ?? {} };
 }
 
-/**
- * Compacts the layer to the plan's kept slots, in output order, each head's slots moved to the
- * front of its region (capacity is kept for the next appends). Positions, modality and scores
- * travel with their slot; merged slots keep their own score (the reference keeps `hh_score[mask]`).
- */
-export function applyPlan(layer: KvLayer, plan: CompressionPlan): void {
-  const { numHeads: H, headDim: D, capacity: cap } = layer;
-  const N = plan.keptPerHead;
-  const rows = new Float32Array(N * D);
-  const slots = { positions: new Int32Array(N), modality: new Int32Array(N), scores: new Float64Array(N) };
-  for (let h = 0; h < H; h++) {
-    const kept = plan.kept.subarray(h * N, (h + 1) * N);
-    for (const which of ['keys', 'values'] as const) {
-      const merged = plan.merged?.[which];
-      if (merged) rows.set(merged.subarray(h * N * D, (h + 1) * N * D));
-      else kept.forEach((slot, n) => rows.set(layer[which].subarray((h * cap + slot) * D, (h * cap + slot + 1) * D), n * D));
-      layer[which].set(rows, h * cap * D);
-    }
-    for (const key of ['positions', 'modality', 'scores'] as const) {
-      const array = layer[key];
-      const tmp = slots[key];
-      kept.forEach((slot, n) => (tmp[n] = array[h * cap + slot]));
-      array.set(tmp, h * cap);
-    }
-  }
-  layer.length = N;
-}
-
 /** Compresses the layer in place under its budget; returns what was done (`null`: nothing). */
 export async function compressLayer(layer: KvLayer, options: CompressOptions): Promise<CompressionPlan | null> {
   const plan = await planCompression(layer, options);
-  if (plan) applyPlan(layer, plan);
+  if (plan) layer.compact(plan);
   return plan;
 }

@@ -10,3 +10,4 @@ export { modalityFromPlaceholders } from './modality.js';
 export { mulberry32 } from './random.js';
 export { similarityFilter, type MergeRule } from './merge.js';
 export { matchEvicted, type Matcher, type Matches } from './similarity.js';
+export { KvCache, type PastView } from './cache.js';

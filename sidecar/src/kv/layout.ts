@@ -5,31 +5,17 @@
  * the token's true RoPE position (never re-indexed after eviction, lookm-spec §1.4), its modality
  * (text, or which image it came from) and its accumulated attention score. Everything lives in
  * flat typed arrays indexed `[head, slot(, dim)]`; there is no per-token object.
+ *
+ * The layout is compact: `keys` is exactly `[numHeads, length, headDim]`, contiguous, so the
+ * decoder takes it as its past input without a copy. Spare capacity lies after the last head, in
+ * the storage the views are cut from; an append moves the heads apart in place (one memmove, the
+ * cost the decoder's compact past used to pay as a copy into a mirror of the whole cache), and a
+ * compaction moves the kept slots into storage sized to them plus a bounded headroom, so memory
+ * that compression drops is really released.
  */
 
 /** Modality tag of a text token. Image tokens carry their image's index (0, 1, 2, ...). */
 export const TEXT = -1;
-
-export interface KvLayer {
-  /** Number of KV heads (fewer than the query heads under GQA). */
-  readonly numHeads: number;
-  readonly headDim: number;
-  /** Kept slots per head; identical for every head. */
-  length: number;
-  /** Allocated slots per head; `length <= capacity`. */
-  capacity: number;
-  /** `[numHeads, capacity, headDim]`, rows `0..length-1` of each head are valid. */
-  keys: Float32Array;
-  values: Float32Array;
-  /** `[numHeads, capacity]`: absolute RoPE position of the token in each slot. */
-  positions: Int32Array;
-  /** `[numHeads, capacity]`: `TEXT` or the image index of the token in each slot. */
-  modality: Int32Array;
-  /** `[numHeads, capacity]`: accumulated attention mass received by each slot (lookm-spec §3). */
-  scores: Float64Array;
-  /** Tokens ever appended to this layer, kept or not: the base of ratio budgets across turns. */
-  tokensSeen: number;
-}
 
 /** New tokens, identical for every head except for their K/V rows. */
 export interface TokenChunk {
@@ -42,112 +28,287 @@ export interface TokenChunk {
   modality: Int32Array;
 }
 
-export function createLayer(numHeads: number, headDim: number, capacity = 0): KvLayer {
-  if (!Number.isInteger(numHeads) || numHeads < 1) throw new RangeError(`numHeads must be a positive integer, got ${numHeads}`);
-  if (!Number.isInteger(headDim) || headDim < 1) throw new RangeError(`headDim must be a positive integer, got ${headDim}`);
-  return {
-    numHeads,
-    headDim,
-    length: 0,
-    capacity,
-    keys: new Float32Array(numHeads * capacity * headDim),
-    values: new Float32Array(numHeads * capacity * headDim),
-    positions: new Int32Array(numHeads * capacity),
-    modality: new Int32Array(numHeads * capacity),
-    scores: new Float64Array(numHeads * capacity),
-    tokensSeen: 0,
-  };
-}
-
-/** Grows every buffer to hold at least `needed` slots per head, at least doubling to amortise appends. */
-function reserve(layer: KvLayer, needed: number): void {
-  if (needed <= layer.capacity) return;
-  const capacity = Math.max(needed, layer.capacity * 2, 16);
-  const { numHeads: H, headDim: D, length, capacity: old } = layer;
-  const keys = new Float32Array(H * capacity * D);
-  const values = new Float32Array(H * capacity * D);
-  const positions = new Int32Array(H * capacity);
-  const modality = new Int32Array(H * capacity);
-  const scores = new Float64Array(H * capacity);
-  for (let h = 0; h < H; h++) {
-    keys.set(layer.keys.subarray(h * old * D, (h * old + length) * D), h * capacity * D);
-    values.set(layer.values.subarray(h * old * D, (h * old + length) * D), h * capacity * D);
-    positions.set(layer.positions.subarray(h * old, h * old + length), h * capacity);
-    modality.set(layer.modality.subarray(h * old, h * old + length), h * capacity);
-    scores.set(layer.scores.subarray(h * old, h * old + length), h * capacity);
-  }
-  Object.assign(layer, { keys, values, positions, modality, scores, capacity });
-}
-
-/** Appends new tokens to every head with zero score; their attention mass arrives via `accumulateScores`. */
-export function appendTokens(layer: KvLayer, chunk: TokenChunk): void {
-  const count = chunk.positions.length;
-  const { numHeads: H, headDim: D } = layer;
-  if (chunk.modality.length !== count) throw new RangeError(`modality has ${chunk.modality.length} entries for ${count} positions`);
-  if (chunk.keys.length !== H * count * D || chunk.values.length !== H * count * D) {
-    throw new RangeError(`keys/values must be [${H}, ${count}, ${D}] = ${H * count * D} floats, got ${chunk.keys.length} and ${chunk.values.length}`);
-  }
-  reserve(layer, layer.length + count);
-  const cap = layer.capacity;
-  for (let h = 0; h < H; h++) {
-    const slot = h * cap + layer.length;
-    layer.keys.set(chunk.keys.subarray(h * count * D, (h + 1) * count * D), slot * D);
-    layer.values.set(chunk.values.subarray(h * count * D, (h + 1) * count * D), slot * D);
-    layer.positions.set(chunk.positions, slot);
-    layer.modality.set(chunk.modality, slot);
-    layer.scores.fill(0, slot, slot + count);
-  }
-  layer.length += count;
-  layer.tokensSeen += count;
+/** What a compaction keeps: the kept slots in output order, and the merged rows if the policy merged. */
+export interface Compaction {
+  keptPerHead: number;
+  /** `[numHeads, keptPerHead]` slot indices before the compaction. */
+  kept: Int32Array;
+  /** `[numHeads, keptPerHead, headDim]` rows replacing the kept slots' own (merging policies). */
+  merged: { keys: Float32Array; values: Float32Array } | null;
 }
 
 /**
- * Adds one prefill chunk's attention column sums to the slots' scores.
- *
- * `colsum` is `[numQueryHeads, layer.length]`: for every query head, the attention mass each slot
- * (old and new) received from the chunk's query rows. Under GQA the query heads of one KV group
- * are summed into their KV head, so every KV head ranks on the attention its whole group paid.
+ * Spare slots per head left after a compaction or a growth: room to decode a while without
+ * reallocating, bounded to an eighth of the kept slots (at least 16, at most 1,024).
  */
-export function accumulateScores(layer: KvLayer, colsum: ArrayLike<number>, numQueryHeads: number): void {
-  const { numHeads: H, length: L, capacity: cap } = layer;
-  if (numQueryHeads % H !== 0) throw new RangeError(`${numQueryHeads} query heads cannot be grouped onto ${H} KV heads`);
-  if (colsum.length !== numQueryHeads * L) throw new RangeError(`colsum must be [${numQueryHeads}, ${L}], got ${colsum.length} values`);
-  const group = numQueryHeads / H;
-  for (let q = 0; q < numQueryHeads; q++) {
-    const base = Math.floor(q / group) * cap;
-    for (let j = 0; j < L; j++) layer.scores[base + j] += colsum[q * L + j];
+export function headroomSlots(length: number): number {
+  return Math.min(1024, Math.max(16, Math.ceil(length / 8)));
+}
+
+/** Bytes one slot of one head takes: its K and V rows at 4 bytes, position and modality (int32), score (float64). */
+export function slotBytes(headDim: number): number {
+  return 2 * headDim * 4 + 4 + 4 + 8;
+}
+
+interface Storage {
+  keys: Float32Array;
+  values: Float32Array;
+  positions: Int32Array;
+  modality: Int32Array;
+  scores: Float64Array;
+}
+
+function allocate(H: number, D: number, slots: number): Storage {
+  return {
+    keys: new Float32Array(H * slots * D),
+    values: new Float32Array(H * slots * D),
+    positions: new Int32Array(H * slots),
+    modality: new Int32Array(H * slots),
+    scores: new Float64Array(H * slots),
+  };
+}
+
+export class KvLayer {
+  /** Kept slots per head; identical for every head. */
+  length = 0;
+  /** Tokens ever appended to this layer, kept or not: the base of ratio budgets across turns. */
+  tokensSeen = 0;
+  /** `[numHeads, length, headDim]` views of the storage: valid until the layer next changes size. */
+  keys!: Float32Array;
+  values!: Float32Array;
+  /** `[numHeads, length]`: absolute RoPE position of the token in each slot. */
+  positions!: Int32Array;
+  /** `[numHeads, length]`: `TEXT` or the image index of the token in each slot. */
+  modality!: Int32Array;
+  /** `[numHeads, length]`: accumulated attention mass received by each slot (lookm-spec §3). */
+  scores!: Float64Array;
+  private storage: Storage;
+  private slots: number;
+
+  constructor(
+    /** Number of KV heads (fewer than the query heads under GQA). */
+    readonly numHeads: number,
+    readonly headDim: number,
+    reservedSlots = 0,
+  ) {
+    if (!Number.isInteger(numHeads) || numHeads < 1) throw new RangeError(`numHeads must be a positive integer, got ${numHeads}`);
+    if (!Number.isInteger(headDim) || headDim < 1) throw new RangeError(`headDim must be a positive integer, got ${headDim}`);
+    if (!Number.isInteger(reservedSlots) || reservedSlots < 0) throw new RangeError(`reserved slots must be a non-negative integer, got ${reservedSlots}`);
+    this.slots = reservedSlots;
+    this.storage = allocate(numHeads, headDim, reservedSlots);
+    this.cutViews();
+  }
+
+  /** A layer of `length` zeroed slots (positions 0..length-1, text), for benchmarks and tests that fill its views in place. */
+  static blank(numHeads: number, headDim: number, length: number): KvLayer {
+    const layer = new KvLayer(numHeads, headDim, length);
+    layer.length = length;
+    layer.tokensSeen = length;
+    layer.cutViews();
+    for (let h = 0; h < numHeads; h++) for (let j = 0; j < length; j++) layer.positions[h * length + j] = j;
+    layer.modality.fill(TEXT);
+    return layer;
+  }
+
+  /** Slots per head the storage holds; `length <= allocatedSlots`. */
+  get allocatedSlots(): number {
+    return this.slots;
+  }
+
+  /** Bytes of every buffer this layer holds (K, V and per-slot arrays, spare capacity included). */
+  get allocatedBytes(): number {
+    return this.numHeads * this.slots * slotBytes(this.headDim);
+  }
+
+  /** Bytes the kept slots take (what the layer would hold with no spare capacity). */
+  get keptBytes(): number {
+    return this.numHeads * this.length * slotBytes(this.headDim);
+  }
+
+  /** Makes room for `slots` slots per head in one allocation (a prefill about to append that many); never shrinks. */
+  reserve(slots: number): void {
+    if (slots > this.slots) this.relayout(this.length, slots);
+  }
+
+  /** Appends new tokens to every head with zero score; their attention mass arrives via `accumulate`. */
+  append(chunk: TokenChunk): void {
+    const count = chunk.positions.length;
+    const { numHeads: H, headDim: D, length: L } = this;
+    if (chunk.modality.length !== count) throw new RangeError(`modality has ${chunk.modality.length} entries for ${count} positions`);
+    if (chunk.keys.length !== H * count * D || chunk.values.length !== H * count * D) {
+      throw new RangeError(`keys/values must be [${H}, ${count}, ${D}] = ${H * count * D} floats, got ${chunk.keys.length} and ${chunk.values.length}`);
+    }
+    const grown = L + count;
+    if (grown > this.slots) this.relayout(grown, grown + headroomSlots(grown));
+    else this.spread(grown);
+    const s = this.storage;
+    for (let h = 0; h < H; h++) {
+      const slot = h * grown + L;
+      s.keys.set(chunk.keys.subarray(h * count * D, (h + 1) * count * D), slot * D);
+      s.values.set(chunk.values.subarray(h * count * D, (h + 1) * count * D), slot * D);
+      s.positions.set(chunk.positions, slot);
+      s.modality.set(chunk.modality, slot);
+      s.scores.fill(0, slot, slot + count);
+    }
+    this.length = grown;
+    this.tokensSeen += count;
+    this.cutViews();
+  }
+
+  /**
+   * Adds one prefill chunk's attention column sums to the slots' scores.
+   *
+   * `colsum` is `[numQueryHeads, length]`: for every query head, the attention mass each slot
+   * (old and new) received from the chunk's query rows. Under GQA the query heads of one KV group
+   * are summed into their KV head, so every KV head ranks on the attention its whole group paid.
+   */
+  accumulate(colsum: ArrayLike<number>, numQueryHeads: number): void {
+    const { numHeads: H, length: L } = this;
+    if (numQueryHeads % H !== 0) throw new RangeError(`${numQueryHeads} query heads cannot be grouped onto ${H} KV heads`);
+    if (colsum.length !== numQueryHeads * L) throw new RangeError(`colsum must be [${numQueryHeads}, ${L}], got ${colsum.length} values`);
+    const group = numQueryHeads / H;
+    for (let q = 0; q < numQueryHeads; q++) {
+      const base = Math.floor(q / group) * L;
+      for (let j = 0; j < L; j++) this.scores[base + j] += colsum[q * L + j];
+    }
+  }
+
+  /**
+   * Keeps the compaction's slots, in its output order, in new storage of the kept size plus
+   * `headroomSlots`: the old storage is let go, so what compression dropped is freed. Positions,
+   * modality and scores travel with their slot; merged slots keep their own score (the reference
+   * keeps `hh_score[mask]`).
+   */
+  compact(plan: Compaction): void {
+    const { numHeads: H, headDim: D, length: L } = this;
+    const N = plan.keptPerHead;
+    if (plan.kept.length !== H * N) throw new RangeError(`kept must be [${H}, ${N}], got ${plan.kept.length} indices`);
+    const slots = N + headroomSlots(N);
+    const to = allocate(H, D, slots);
+    for (let h = 0; h < H; h++) {
+      for (let n = 0; n < N; n++) {
+        const from = h * L + plan.kept[h * N + n];
+        if (plan.kept[h * N + n] >= L || plan.kept[h * N + n] < 0) throw new RangeError(`kept slot ${plan.kept[h * N + n]} is outside 0..${L - 1}`);
+        const into = h * N + n;
+        if (!plan.merged) {
+          to.keys.set(this.keys.subarray(from * D, (from + 1) * D), into * D);
+          to.values.set(this.values.subarray(from * D, (from + 1) * D), into * D);
+        }
+        to.positions[into] = this.positions[from];
+        to.modality[into] = this.modality[from];
+        to.scores[into] = this.scores[from];
+      }
+    }
+    if (plan.merged) {
+      to.keys.set(plan.merged.keys.subarray(0, H * N * D));
+      to.values.set(plan.merged.values.subarray(0, H * N * D));
+    }
+    this.storage = to;
+    this.slots = slots;
+    this.length = N;
+    this.cutViews();
+  }
+
+  /**
+   * Drops the slots after the first `length` of every head (undoing appends: the kept rows are
+   * never written by an append), with storage for `slots` slots per head (default: `length` plus
+   * the headroom); storage beyond that is released.
+   */
+  truncate(length: number, slots = length + headroomSlots(length)): void {
+    if (!(Number.isInteger(length) && length >= 0 && length <= this.length)) throw new RangeError(`cannot truncate ${this.length} slots to ${length}`);
+    if (!(Number.isInteger(slots) && slots >= length)) throw new RangeError(`cannot hold ${length} slots in storage for ${slots}`);
+    if (this.slots !== slots) this.relayout(length, slots);
+    else this.gather(length);
+    this.length = length;
+    this.cutViews();
+  }
+
+  /** An independent deep copy with the same capacity. */
+  clone(): KvLayer {
+    const copy = new KvLayer(this.numHeads, this.headDim, this.slots);
+    for (const key of ['keys', 'values', 'positions', 'modality', 'scores'] as const) copy.storage[key].set(this.storage[key]);
+    copy.length = this.length;
+    copy.tokensSeen = this.tokensSeen;
+    copy.cutViews();
+    return copy;
+  }
+
+  /** New storage of `slots` per head, each head's first `keep` slots copied to its place at stride `stride`. */
+  private relayout(stride: number, slots: number): void {
+    const { numHeads: H, headDim: D, length: L } = this;
+    const keep = Math.min(L, stride);
+    const to = allocate(H, D, slots);
+    const from = this.storage;
+    for (let h = 0; h < H; h++) {
+      to.keys.set(from.keys.subarray(h * L * D, (h * L + keep) * D), h * stride * D);
+      to.values.set(from.values.subarray(h * L * D, (h * L + keep) * D), h * stride * D);
+      to.positions.set(from.positions.subarray(h * L, h * L + keep), h * stride);
+      to.modality.set(from.modality.subarray(h * L, h * L + keep), h * stride);
+      to.scores.set(from.scores.subarray(h * L, h * L + keep), h * stride);
+    }
+    this.storage = to;
+    this.slots = slots;
+  }
+
+  /** In place: every head's rows move from stride `length` to the larger stride `stride` (last head first, so none is overwritten). */
+  private spread(stride: number): void {
+    const { numHeads: H, headDim: D, length: L } = this;
+    const s = this.storage;
+    for (let h = H - 1; h > 0; h--) {
+      s.keys.copyWithin(h * stride * D, h * L * D, (h + 1) * L * D);
+      s.values.copyWithin(h * stride * D, h * L * D, (h + 1) * L * D);
+      s.positions.copyWithin(h * stride, h * L, (h + 1) * L);
+      s.modality.copyWithin(h * stride, h * L, (h + 1) * L);
+      s.scores.copyWithin(h * stride, h * L, (h + 1) * L);
+    }
+  }
+
+  /** In place: every head's first `keep` rows move from stride `length` to stride `keep` (first head first). */
+  private gather(keep: number): void {
+    const { numHeads: H, headDim: D, length: L } = this;
+    const s = this.storage;
+    for (let h = 1; h < H; h++) {
+      s.keys.copyWithin(h * keep * D, h * L * D, (h * L + keep) * D);
+      s.values.copyWithin(h * keep * D, h * L * D, (h * L + keep) * D);
+      s.positions.copyWithin(h * keep, h * L, h * L + keep);
+      s.modality.copyWithin(h * keep, h * L, h * L + keep);
+      s.scores.copyWithin(h * keep, h * L, h * L + keep);
+    }
+  }
+
+  private cutViews(): void {
+    const { numHeads: H, headDim: D, length: L } = this;
+    const s = this.storage;
+    this.keys = s.keys.subarray(0, H * L * D);
+    this.values = s.values.subarray(0, H * L * D);
+    this.positions = s.positions.subarray(0, H * L);
+    this.modality = s.modality.subarray(0, H * L);
+    this.scores = s.scores.subarray(0, H * L);
   }
 }
 
-/** Bytes the kept K and V rows take at the given element size (4 for fp32, 2 for fp16). */
-export function kvBytes(layer: KvLayer, bytesPerElement = 4): number {
-  return 2 * layer.numHeads * layer.length * layer.headDim * bytesPerElement;
+/** An empty layer with room for `reservedSlots` slots per head. */
+export function createLayer(numHeads: number, headDim: number, reservedSlots = 0): KvLayer {
+  return new KvLayer(numHeads, headDim, reservedSlots);
 }
 
 /** Offset of slot `slot` of head `head` in the per-slot arrays (positions, modality, scores). */
 export function slotIndex(layer: KvLayer, head: number, slot: number): number {
-  return head * layer.capacity + slot;
+  return head * layer.length + slot;
 }
 
-/** Copies the valid rows of one head's keys or values into a dense `[length, headDim]` array. */
+/** One head's keys or values, `[length, headDim]` (a view: copy it to keep it across changes). */
 export function headRows(layer: KvLayer, which: 'keys' | 'values', head: number): Float32Array {
   const D = layer.headDim;
-  const start = head * layer.capacity * D;
-  return layer[which].slice(start, start + layer.length * D);
+  return layer[which].subarray(head * layer.length * D, (head + 1) * layer.length * D);
 }
 
 /** Dense `[numHeads, length, headDim]` copy of the kept keys or values. */
 export function denseRows(layer: KvLayer, which: 'keys' | 'values'): Float32Array {
-  const { numHeads: H, length: L, headDim: D } = layer;
-  const out = new Float32Array(H * L * D);
-  for (let h = 0; h < H; h++) out.set(headRows(layer, which, h), h * L * D);
-  return out;
+  return layer[which].slice();
 }
 
 /** Dense `[numHeads, length]` copy of a per-slot array. */
 export function denseSlots<T extends Int32Array | Float64Array>(layer: KvLayer, array: T): T {
-  const { numHeads: H, length: L, capacity: cap } = layer;
-  const out = new (array.constructor as new (n: number) => T)(H * L);
-  for (let h = 0; h < H; h++) out.set(array.subarray(h * cap, h * cap + L), h * L);
-  return out;
+  return array.slice(0, layer.numHeads * layer.length) as T;
 }

@@ -56,7 +56,7 @@ export function mergeEvicted(
   rule: MergeRule,
   mode: Mode,
 ): MergeOutcome {
-  const { numHeads: H, headDim: D, capacity: cap } = layer;
+  const { numHeads: H, headDim: D, length: L } = layer;
   const N = keptPerHead;
   const E = evictedPerHead;
   const filter = rule === 'pivot' ? null : similarityFilter(matches.maxSim, H, E);
@@ -78,7 +78,7 @@ export function mergeEvicted(
     for (let h = 0; h < H; h++) {
       const keptBase = h * N;
       const evictedBase = h * E;
-      const rowOf = (slot: number) => (h * cap + slot) * D;
+      const rowOf = (slot: number) => (h * L + slot) * D;
       for (let n = 0; n < N; n++) {
         sum.set(data.subarray(rowOf(kept[keptBase + n]), rowOf(kept[keptBase + n]) + D), n * D);
         count[n] = 1;

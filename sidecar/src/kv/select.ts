@@ -94,12 +94,12 @@ export function withRecentWindow(layer: KvLayer, heavyPerHead: Int32Array[], rec
 
 /** Per-head view of the scores of the valid slots. */
 export function headScores(layer: KvLayer, head: number): Float64Array {
-  return layer.scores.subarray(head * layer.capacity, head * layer.capacity + layer.length);
+  return layer.scores.subarray(head * layer.length, (head + 1) * layer.length);
 }
 
 /** Per-head view of the modality tags of the valid slots. */
 export function headModality(layer: KvLayer, head: number): Int32Array {
-  return layer.modality.subarray(head * layer.capacity, head * layer.capacity + layer.length);
+  return layer.modality.subarray(head * layer.length, (head + 1) * layer.length);
 }
 
 /** The attention sinks asked for in `options.sinks` (checked), or `fallback`. */

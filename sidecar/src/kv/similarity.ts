@@ -32,7 +32,7 @@ export type Matcher = (layer: KvLayer, kept: Int32Array, keptPerHead: number, ev
  */
 export function normaliseKeys(layer: KvLayer, head: number, slots: Int32Array, out: Float32Array | Float64Array): void {
   const { headDim: D, keys } = layer;
-  const base = head * layer.capacity;
+  const base = head * layer.length;
   for (let r = 0; r < slots.length; r++) {
     const src = (base + slots[r]) * D;
     let norm = 0;

@@ -135,8 +135,13 @@ export interface TurnStats {
   tokensSeen: number;
   /** Kept slots per head, per layer, after this turn's compression. */
   keptSlots: number[];
+  /**
+   * Bytes the conversation's KV cache holds allocated after this turn: K/V rows, positions,
+   * modality and scores of the kept slots plus the bounded spare capacity (compression releases
+   * the rest). Every `kvBytes` of the protocol means this: what the cache costs the process.
+   */
   kvBytes: number;
-  /** Bytes the same conversation would hold with the full cache. */
+  /** Bytes a full cache of every token seen would take (the same per-slot buffers, no spare capacity). */
   fullKvBytes: number;
   timeToFirstTokenMs: number;
   prefillMs: number;
@@ -158,6 +163,7 @@ export interface SessionStats {
   sessionId: string;
   settings: SessionSettings;
   turns: TurnStats[];
+  /** Allocated bytes of the session's KV cache now, a running turn's included (see `TurnStats.kvBytes`). */
   kvBytes: number;
   tokensSeen: number;
   cached: boolean;
@@ -170,6 +176,7 @@ export interface CacheMap {
   /** False when the cache was evicted to the transcript (rebuilt on the next turn). */
   cached: boolean;
   tokensSeen: number;
+  /** Allocated bytes of the session's KV cache (see `TurnStats.kvBytes`). */
   kvBytes: number;
   fullKvBytes: number;
   /** The sidecar's global KV budget (null: none). */
@@ -249,6 +256,7 @@ export interface InitializeResult {
 export interface ServerStats {
   uptimeMs: number;
   sessions: number;
+  /** Allocated KV bytes of all resident sessions, a running turn's caches included (what the budget bounds). */
   kvBytes: number;
   model: { state: 'none' | 'loading' | 'ready' | 'failed'; path: string | null; error: string | null };
   rssBytes: number;

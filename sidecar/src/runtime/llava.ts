@@ -1,18 +1,18 @@
 /**
  * A loaded LLaVA checkpoint: processor, vision encoder and text decoder, and the steps of a turn
  * (encode images, build the prompt's embeddings, prefill in chunks on top of a KV cache, decode).
- * The KV cache is the engine's `KvLayer` per decoder layer, so a caller can compress it between
- * steps with any policy.
+ * The KV cache is the engine's `KvCache` (a `KvLayer` per decoder layer), so a caller can compress
+ * it between steps with any policy; the decoder reads its layers as the past in place.
  */
 import { cpus } from 'node:os';
-import { accumulateScores, appendTokens, createLayer, TEXT, type KvLayer, type Matcher } from '../kv/index.js';
+import { KvCache, TEXT, type Matcher } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
-import { TextDecoder, type PastLayer } from './textDecoder.js';
+import { TextDecoder } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
 
@@ -80,9 +80,9 @@ export class LlavaRuntime {
   }
 
   /** An empty KV cache, one layer per decoder layer. */
-  createCache(): KvLayer[] {
+  createCache(): KvCache {
     const { numLayers, numKvHeads, headDim } = this.config.text;
-    return Array.from({ length: numLayers }, () => createLayer(numKvHeads, headDim));
+    return new KvCache(numLayers, numKvHeads, headDim);
   }
 
   /** Pixel values `[images, 3, size, size]` of encoded images. */
@@ -131,7 +131,7 @@ export class LlavaRuntime {
    * `SidecarError`, leaving the chunks already run in the cache (the caller undoes or drops them).
    */
   async prefill(
-    cache: KvLayer[],
+    cache: KvCache,
     embeds: Float32Array,
     positions: Int32Array,
     modality: Int32Array,
@@ -143,19 +143,18 @@ export class LlavaRuntime {
     const { hiddenSize: E, numHeads } = this.config.text;
     const N = positions.length;
     const windowRows = Math.min(requested, N);
-    const total = (cache[0]?.length ?? 0) + N;
-    const windowScores = windowRows > 0 ? cache.map(() => new Float32Array(numHeads * total)) : null;
+    const total = cache.length + N;
+    const windowScores = windowRows > 0 ? cache.layers.map(() => new Float32Array(numHeads * total)) : null;
+    // One allocation for the whole prompt rather than a growth per chunk (each would copy the cache).
+    cache.reserve(N);
     let logits: Float32Array = new Float32Array(0);
     for (let start = 0; start < N; start += chunk) {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
       const end = Math.min(N, start + chunk);
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
-      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowRows: rows });
-      cache.forEach((layer, i) => {
-        appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: positions.slice(start, end), modality: modality.slice(start, end) });
-        accumulateScores(layer, out.colsums[i], numHeads);
-        if (windowScores && out.windowColsums) addColumns(windowScores[i], total, out.windowColsums[i], layer.length, numHeads);
-      });
+      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), cache.past(), { windowRows: rows });
+      cache.append(out, positions.slice(start, end), modality.slice(start, end), numHeads);
+      if (windowScores && out.windowColsums) windowScores.forEach((scores, i) => addColumns(scores, total, out.windowColsums![i], cache.length, numHeads));
       logits = out.logits;
     }
     return { logits, windowScores, windowRows };
@@ -166,13 +165,10 @@ export class LlavaRuntime {
    * so far, whatever the cache kept) on top of `cache`, its K/V appended and its attention added
    * to the scores (as in H2O, so the next turn's compression sees it). Returns its logits.
    */
-  async decodeStep(cache: KvLayer[], token: number, position: number): Promise<Float32Array> {
+  async decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array> {
     const positions = Int32Array.of(position);
-    const out = await this.decoder.forward(this.decoder.embed([token]), positions, pastOf(cache));
-    cache.forEach((layer, i) => {
-      appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions, modality: Int32Array.of(TEXT) });
-      accumulateScores(layer, out.colsums[i], this.config.text.numHeads);
-    });
+    const out = await this.decoder.forward(this.decoder.embed([token]), positions, cache.past());
+    cache.append(out, positions, Int32Array.of(TEXT), this.config.text.numHeads);
     return out.logits;
   }
 
@@ -186,36 +182,4 @@ function addColumns(into: Float32Array, total: number, sums: Float32Array, width
   for (let h = 0; h < heads; h++) {
     for (let j = 0; j < width; j++) into[h * total + j] += sums[h * width + j];
   }
-}
-
-/** Per layer, reusable compact buffers: a fresh 100 MB allocation per decode step costs more than the copy. */
-const compactBuffers = new WeakMap<KvLayer, { keys: Float32Array; values: Float32Array }>();
-
-/** Frees the compact past buffers of a cache (they are as large as the KV): call when a turn ends. */
-export function releasePast(cache: KvLayer[]): void {
-  for (const layer of cache) compactBuffers.delete(layer);
-}
-
-/**
- * The cache as the decoder's past inputs: compact `[Hkv, length, D]` copies of each layer (the
- * layer keeps spare capacity per head for appends, so its heads are not contiguous), written into
- * buffers reused across steps and handed over as views.
- */
-export function pastOf(cache: KvLayer[]): PastLayer[] {
-  return cache.map((layer) => {
-    const { numHeads: H, headDim: D, length: L, capacity: cap } = layer;
-    let buffers = compactBuffers.get(layer);
-    if (!buffers || buffers.keys.length < H * L * D) {
-      const size = H * Math.max(L, 2 * (buffers ? buffers.keys.length / H / D : 0), 64) * D;
-      buffers = { keys: new Float32Array(size), values: new Float32Array(size) };
-      compactBuffers.set(layer, buffers);
-    }
-    const keys = buffers.keys.subarray(0, H * L * D);
-    const values = buffers.values.subarray(0, H * L * D);
-    for (let h = 0; h < H; h++) {
-      keys.set(layer.keys.subarray(h * cap * D, (h * cap + L) * D), h * L * D);
-      values.set(layer.values.subarray(h * cap * D, (h * cap + L) * D), h * L * D);
-    }
-    return { keys, values, length: L };
-  });
 }

@@ -42,7 +42,7 @@ export class CacheTally {
     for (let h = 0; h < layer.numHeads; h++) {
       for (let e = 0; e < E; e++) {
         if (plan.merged.filter && !plan.merged.filter[e]) continue;
-        const position = layer.positions[h * layer.capacity + plan.evicted[h * E + e]];
+        const position = layer.positions[h * layer.length + plan.evicted[h * E + e]];
         if (position < this.merged.length) this.merged[position]++;
       }
     }
@@ -53,7 +53,7 @@ export const DEFAULT_MAX_COLUMNS = 480;
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
-export function cacheMap(cache: KvLayer[] | null, tally: CacheTally, maxColumns = DEFAULT_MAX_COLUMNS): Pick<CacheMap, 'keptPerHead' | 'bucket' | 'columnModality' | 'layers' | 'images'> {
+export function cacheMap(cache: readonly KvLayer[] | null, tally: CacheTally, maxColumns = DEFAULT_MAX_COLUMNS): Pick<CacheMap, 'keptPerHead' | 'bucket' | 'columnModality' | 'layers' | 'images'> {
   const seen = tally.modality.length;
   const bucket = Math.max(1, Math.ceil(seen / maxColumns));
   const columns = Math.ceil(seen / bucket);
@@ -71,7 +71,7 @@ export function cacheMap(cache: KvLayer[] | null, tally: CacheTally, maxColumns 
     const heads: number[][] = [];
     for (let h = 0; h < layer.numHeads; h++) {
       const kept = new Array<number>(columns).fill(0);
-      for (const p of layer.positions.subarray(h * layer.capacity, h * layer.capacity + layer.length)) {
+      for (const p of layer.positions.subarray(h * layer.length, (h + 1) * layer.length)) {
         if (p >= seen) continue;
         keptBy[p]++;
         kept[Math.floor(p / bucket)]++;

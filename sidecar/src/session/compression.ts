@@ -3,7 +3,7 @@
  * parameters (seed, sinks, SnapKV window), and how many of a prefill's newest query rows the
  * policy will observe, so the prefill's window scores are the ones the policy expects.
  */
-import { observedRows, type CompressOptions, type KvLayer } from '../kv/index.js';
+import { observedRows, type CompressOptions, type KvCache } from '../kv/index.js';
 import type { SessionSettings } from '../protocol/index.js';
 import type { LlavaRuntime } from '../runtime/llava.js';
 
@@ -13,7 +13,7 @@ export function compressOptions(settings: SessionSettings, runtime: LlavaRuntime
 }
 
 /** Rows of the prefill's end whose attention the policy observes, for a cache about to take `newTokens` more. */
-export function observedWindow(settings: SessionSettings, runtime: LlavaRuntime, cache: KvLayer[], newTokens: number): number {
-  const { length, tokensSeen } = cache[0];
+export function observedWindow(settings: SessionSettings, runtime: LlavaRuntime, cache: KvCache, newTokens: number): number {
+  const { length, tokensSeen } = cache;
   return observedRows(compressOptions(settings, runtime), length + newTokens, tokensSeen + newTokens);
 }

@@ -10,11 +10,11 @@
  * generated token), rebuilds the very cache the live turns built, whatever the policy.
  */
 import { createHash } from 'node:crypto';
-import { applyPlan, kvBytes, planCompression, TEXT, type KvLayer } from '../kv/index.js';
+import { planCompression, TEXT, type KvCache } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
-import { releasePast, type LlavaRuntime } from '../runtime/llava.js';
+import type { LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
 import { compressOptions, observedWindow } from './compression.js';
@@ -128,9 +128,9 @@ interface FeedPlan {
  * null once the cache was compressed (that cannot be undone: the cache is then dropped).
  */
 interface TurnWork {
-  cache: KvLayer[];
+  cache: KvCache;
   tally: CacheTally;
-  previous: KvLayer[] | null;
+  previous: KvCache | null;
   undo: (() => void) | null;
   /** Images in the work cache so far: the next image's index. */
   imagesFed: number;
@@ -149,7 +149,9 @@ export class Conversation {
   private readonly segments: Segment[] = [];
   /** The text the cache holds, as the template renders it (prompts) plus the answers' text. */
   private fedText = '';
-  private cache: KvLayer[] | null = null;
+  private cache: KvCache | null = null;
+  /** The running turn's caches (its work cache, and the one it may put back): counted until it ends. */
+  private working: TurnWork | null = null;
   /** What the cache's positions are and what was merged (for the cache view); follows the cache. */
   private tally = new CacheTally();
   readonly turns: TurnStats[] = [];
@@ -192,8 +194,14 @@ export class Conversation {
     return this.cache !== null;
   }
 
+  /**
+   * Bytes of KV storage this conversation holds (allocated, spare capacity included), a running
+   * turn's caches included: what it costs the process, the figure the global budget enforces.
+   */
   get kvBytes(): number {
-    return this.cache?.reduce((sum, layer) => sum + kvBytes(layer), 0) ?? 0;
+    const work = this.working;
+    if (!work) return this.cache?.allocatedBytes ?? 0;
+    return work.cache.allocatedBytes + (work.previous && work.previous !== work.cache ? work.previous.allocatedBytes : 0);
   }
 
   get tokensSeen(): number {
@@ -207,7 +215,7 @@ export class Conversation {
 
   /** Which positions the cache keeps per layer and head, what they are, what was merged. */
   cacheMap(maxColumns?: number): ReturnType<typeof cacheMap> {
-    return cacheMap(this.cache, this.tally, maxColumns);
+    return cacheMap(this.cache?.layers ?? null, this.tally, maxColumns);
   }
 
   /** Drops the KV cache; the transcript and segments stay, and the next turn rebuilds it. */
@@ -221,7 +229,7 @@ export class Conversation {
    * records nothing (a cancel throws a RequestCancelled `SidecarError`); one cancelled while
    * decoding keeps its partial answer, as the user saw it stream.
    */
-  async turn(runtime: LlavaRuntime, features: FeatureCache, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean): Promise<TurnOutput> {
+  async turn(runtime: LlavaRuntime, features: FeatureCache, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean, onCacheGrowth?: () => void): Promise<TurnOutput> {
     this.lastUsed = Date.now();
     const started = performance.now();
     const plan = this.planFeed(runtime, input);
@@ -229,6 +237,8 @@ export class Conversation {
     throwIfCancelled(isCancelled, 'before its prefill');
     const rebuilt = this.cache === null && this.segments.length > 0;
     const work = this.takeCache(runtime, plan);
+    this.working = work;
+    work.cache.onGrowth = onCacheGrowth ?? null;
     try {
       for (const turn of plan.replay) await this.replayTurn(runtime, work, turn, rows, isCancelled);
       const prefilled = await this.prefillSegment(runtime, work, plan.fresh, rows, isCancelled);
@@ -242,10 +252,10 @@ export class Conversation {
       const stats: TurnStats = {
         newTokens: work.tokensFed,
         generatedTokens: decoded.generated.length,
-        tokensSeen: work.cache[0].tokensSeen,
-        keptSlots: work.cache.map((layer) => layer.length),
-        kvBytes: work.cache.reduce((sum, layer) => sum + kvBytes(layer), 0),
-        fullKvBytes: kvBytes({ ...work.cache[0], length: work.cache[0].tokensSeen }) * work.cache.length,
+        tokensSeen: work.cache.tokensSeen,
+        keptSlots: work.cache.layers.map((layer) => layer.length),
+        kvBytes: work.cache.allocatedBytes,
+        fullKvBytes: work.cache.fullBytes,
         timeToFirstTokenMs: decoded.firstTokenMs,
         prefillMs,
         compressMs,
@@ -258,6 +268,9 @@ export class Conversation {
     } catch (error) {
       this.putBack(work);
       throw error;
+    } finally {
+      work.cache.onGrowth = null;
+      this.working = null;
     }
   }
 
@@ -310,13 +323,12 @@ export class Conversation {
   private takeCache(runtime: LlavaRuntime, plan: FeedPlan): TurnWork {
     const previous = this.cache;
     this.cache = null;
-    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: markCache(previous), imagesFed: this.imageCount, tokensFed: 0 };
+    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: previous.mark(), imagesFed: this.imageCount, tokensFed: 0 };
     return { cache: runtime.createCache(), tally: new CacheTally(), previous, undo: null, imagesFed: 0, tokensFed: 0 };
   }
 
   /** After a turn that is not recorded: the cache as it was before the turn, or none (rebuilt exactly next turn). */
   private putBack(work: TurnWork): void {
-    releasePast(work.cache);
     if (work.cache !== work.previous) this.cache = work.previous;
     else if (work.undo) {
       work.undo();
@@ -342,7 +354,7 @@ export class Conversation {
     await this.compress(runtime, work, prefilled.windowScores);
     for (const token of turn.generated.ids) {
       throwIfCancelled(isCancelled, 'while rebuilding its cache');
-      await runtime.decodeStep(work.cache, token, work.cache[0].tokensSeen);
+      await runtime.decodeStep(work.cache, token, work.cache.tokensSeen);
     }
     work.tally.fed(new Array<number>(turn.generated.ids.length).fill(TEXT));
     work.tokensFed += turn.generated.ids.length;
@@ -358,7 +370,7 @@ export class Conversation {
     work.imagesFed += segment.imageHashes.length;
     work.tally.fed(modality);
     work.tokensFed += segment.ids.length;
-    const first = work.cache[0].tokensSeen;
+    const first = work.cache.tokensSeen;
     const positions = Int32Array.from(segment.ids, (_, i) => first + i);
     return runtime.prefill(work.cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, work.cache, segment.ids.length), isCancelled });
   }
@@ -367,11 +379,11 @@ export class Conversation {
   private async compress(runtime: LlavaRuntime, work: TurnWork, windowScores: Float32Array[] | null): Promise<void> {
     work.undo = null;
     if (this.settings.policy === 'full') return;
-    for (const [i, layer] of work.cache.entries()) {
+    for (const [i, layer] of work.cache.layers.entries()) {
       const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i] });
       if (!plan) continue;
       work.tally.compressed(layer, plan);
-      applyPlan(layer, plan);
+      work.cache.compact(i, plan);
     }
   }
 
@@ -383,7 +395,7 @@ export class Conversation {
     const { processor } = runtime;
     const sample = createSampler(this.settings);
     const forced = input.forcedTokens;
-    const room = runtime.config.text.maxPositionEmbeddings - work.cache[0].tokensSeen;
+    const room = runtime.config.text.maxPositionEmbeddings - work.cache.tokensSeen;
     const limit = Math.min(forced ? forced.length : this.settings.maxNewTokens, room);
     const out: Decoded = { generated: [], text: '', stopReason: 'length', firstTokenMs: 0 };
     let logits = firstLogits;
@@ -409,7 +421,7 @@ export class Conversation {
       out.text = full;
       // Every generated token is fed back (an EOS is never sampled into the cache), so the
       // segments stay exactly what the cache holds.
-      logits = await runtime.decodeStep(work.cache, next, work.cache[0].tokensSeen);
+      logits = await runtime.decodeStep(work.cache, next, work.cache.tokensSeen);
     }
     work.tally.fed(new Array<number>(out.generated.length).fill(TEXT));
     return out;
@@ -422,7 +434,6 @@ export class Conversation {
     this.segments.push(plan.fresh, { ids: decoded.generated, imageHashes: [] });
     this.cache = work.cache;
     this.tally = work.tally;
-    releasePast(work.cache); // between turns a session holds its KV and nothing else
     const answer = decoded.text.replace(/^ /, '');
     this.messages.push({ role: 'user', content: plan.content }, { role: 'assistant', content: answer });
     // The cache now holds the conversation as rendered up to the end of this answer (the template's
@@ -441,27 +452,6 @@ function fedTurns(segments: Segment[]): FedTurn[] {
   const turns: FedTurn[] = [];
   for (let i = 0; i < segments.length; i += 2) turns.push({ prompt: segments[i], generated: segments[i + 1] ?? { ids: [], imageHashes: [] } });
   return turns;
-}
-
-/**
- * Remembers what a prefill changes in a cache (appended slots, added scores) so it can be undone
- * exactly: the kept rows are never written by an append, only slots after them.
- */
-function markCache(cache: KvLayer[]): () => void {
-  const marks = cache.map((layer) => ({ length: layer.length, tokensSeen: layer.tokensSeen, scores: denseScores(layer) }));
-  return () =>
-    cache.forEach((layer, i) => {
-      const { length, tokensSeen, scores } = marks[i];
-      for (let h = 0; h < layer.numHeads; h++) layer.scores.set(scores.subarray(h * length, (h + 1) * length), h * layer.capacity);
-      layer.length = length;
-      layer.tokensSeen = tokensSeen;
-    });
-}
-
-function denseScores(layer: KvLayer): Float64Array {
-  const out = new Float64Array(layer.numHeads * layer.length);
-  for (let h = 0; h < layer.numHeads; h++) out.set(layer.scores.subarray(h * layer.capacity, h * layer.capacity + layer.length), h * layer.length);
-  return out;
 }
 
 function cancelled(when: string): SidecarError {

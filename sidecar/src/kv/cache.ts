@@ -1,0 +1,97 @@
+/**
+ * One conversation's KV cache: a `KvLayer` per decoder layer, grown by prefill chunks and decode
+ * steps, compacted by compression, handed to the decoder as its past without a copy. It is the
+ * only holder of the conversation's K/V: there is no mirror of the past beside it, so its
+ * `allocatedBytes` is what the cache costs the process.
+ */
+import { KvLayer, slotBytes, type Compaction, type TokenChunk } from './layout.js';
+
+/** One layer's past as the decoder takes it: zero-copy `[numHeads, length, headDim]` views. */
+export interface PastView {
+  keys: Float32Array;
+  values: Float32Array;
+  length: number;
+}
+
+export class KvCache {
+  readonly layers: readonly KvLayer[];
+  /**
+   * Called synchronously whenever the cache's storage grew (a reserve, or an append past its
+   * capacity), before control returns to any caller: the engine's global budget runs here, so
+   * a turn's growth is answered before anything can observe it.
+   */
+  onGrowth: (() => void) | null = null;
+
+  constructor(numLayers: number, numHeads: number, headDim: number) {
+    if (!Number.isInteger(numLayers) || numLayers < 1) throw new RangeError(`numLayers must be a positive integer, got ${numLayers}`);
+    this.layers = Array.from({ length: numLayers }, () => new KvLayer(numHeads, headDim));
+  }
+
+  /** Kept slots per head (identical in every layer after the same appends; layer 0's figure). */
+  get length(): number {
+    return this.layers[0].length;
+  }
+
+  get tokensSeen(): number {
+    return this.layers[0].tokensSeen;
+  }
+
+  /** Bytes of every buffer the cache holds, spare capacity included: what it costs the process. */
+  get allocatedBytes(): number {
+    return this.layers.reduce((sum, layer) => sum + layer.allocatedBytes, 0);
+  }
+
+  /** Bytes of the kept slots alone. */
+  get keptBytes(): number {
+    return this.layers.reduce((sum, layer) => sum + layer.keptBytes, 0);
+  }
+
+  /** Bytes a full cache of every token seen would take (kept slots only, no spare capacity). */
+  get fullBytes(): number {
+    return this.layers.reduce((sum, layer) => sum + layer.numHeads * layer.tokensSeen * slotBytes(layer.headDim), 0);
+  }
+
+  /** Room for `count` more slots per head in every layer, in one allocation per layer (a prefill's tokens). */
+  reserve(count: number): void {
+    const before = this.allocatedBytes;
+    for (const layer of this.layers) layer.reserve(layer.length + count);
+    if (this.allocatedBytes > before) this.onGrowth?.();
+  }
+
+  /** Appends one run's new tokens to every layer (`keys[i]`, `values[i]`: layer i's rows) and adds its attention column sums. */
+  append(chunks: { keys: Float32Array[]; values: Float32Array[]; colsums: ArrayLike<number>[] }, positions: Int32Array, modality: Int32Array, numQueryHeads: number): void {
+    const before = this.allocatedBytes;
+    this.layers.forEach((layer, i) => {
+      const chunk: TokenChunk = { keys: chunks.keys[i], values: chunks.values[i], positions, modality };
+      layer.append(chunk);
+      layer.accumulate(chunks.colsums[i], numQueryHeads);
+    });
+    if (this.allocatedBytes > before) this.onGrowth?.();
+  }
+
+  /** Compacts layer `index` to a plan's kept slots (see `KvLayer.compact`: the dropped storage is released). */
+  compact(index: number, plan: Compaction): void {
+    this.layers[index].compact(plan);
+  }
+
+  /** The decoder's past inputs: views of the layers' own storage (valid until the cache next changes). */
+  past(): PastView[] {
+    return this.layers.map((layer) => ({ keys: layer.keys, values: layer.values, length: layer.length }));
+  }
+
+  /**
+   * Remembers the cache as it is, to undo appends exactly (a prefill that is not kept): the kept
+   * rows are never written by an append, only the scores they gain and the slots after them.
+   * Its storage gets back the capacity it had. Valid until the cache is compacted.
+   */
+  mark(): () => void {
+    const marks = this.layers.map((layer) => ({ length: layer.length, slots: layer.allocatedSlots, tokensSeen: layer.tokensSeen, scores: layer.scores.slice() }));
+    return () =>
+      this.layers.forEach((layer, i) => {
+        const { length, slots, tokensSeen, scores } = marks[i];
+        layer.truncate(length, slots);
+        layer.scores.set(scores);
+        layer.tokensSeen = tokensSeen;
+      });
+  }
+}

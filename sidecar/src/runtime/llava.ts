@@ -150,7 +150,7 @@ export class LlavaRuntime {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
       const end = Math.min(N, start + chunk);
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
-      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowRows: rows });
+      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), pastOf(cache), { windowRows: rows, pastPositions: this.pastPositions(cache) });
       cache.forEach((layer, i) => {
         appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions: positions.slice(start, end), modality: modality.slice(start, end) });
         accumulateScores(layer, out.colsums[i], numHeads);
@@ -168,12 +168,17 @@ export class LlavaRuntime {
    */
   async decodeStep(cache: KvLayer[], token: number, position: number): Promise<Float32Array> {
     const positions = Int32Array.of(position);
-    const out = await this.decoder.forward(this.decoder.embed([token]), positions, pastOf(cache));
+    const out = await this.decoder.forward(this.decoder.embed([token]), positions, pastOf(cache), { pastPositions: this.pastPositions(cache) });
     cache.forEach((layer, i) => {
       appendTokens(layer, { keys: out.keys[i], values: out.values[i], positions, modality: Int32Array.of(TEXT) });
       accumulateScores(layer, out.colsums[i], this.config.text.numHeads);
     });
     return out.logits;
+  }
+
+  /** The true positions of the cache's slots, for a decoder with sliding windows (else nothing). */
+  private pastPositions(cache: KvLayer[]): Int32Array[] | undefined {
+    return this.decoder.needsPastPositions ? cache.map(slotPositions) : undefined;
   }
 
   async release(): Promise<void> {
@@ -186,6 +191,13 @@ function addColumns(into: Float32Array, total: number, sums: Float32Array, width
   for (let h = 0; h < heads; h++) {
     for (let j = 0; j < width; j++) into[h * total + j] += sums[h * width + j];
   }
+}
+
+/** `[heads, length]`: the true position of every kept slot of a layer (each head keeps its own slots). */
+function slotPositions(layer: KvLayer): Int32Array {
+  const out = new Int32Array(layer.numHeads * layer.length);
+  for (let h = 0; h < layer.numHeads; h++) out.set(layer.positions.subarray(h * layer.capacity, h * layer.capacity + layer.length), h * layer.length);
+  return out;
 }
 
 /** Per layer, reusable compact buffers: a fresh 100 MB allocation per decode step costs more than the copy. */

@@ -20,7 +20,8 @@ checkpoint (see HUB_TEMPLATES), and transformers' own greedy two-turn conversati
 test/fixtures/parity/<name>/conversation.json + conversation.safetensors: the two turns as
 `Conversation` feeds them (turn 1 the whole prompt; turn 2 the text after the first answer as the
 template renders it), the ids transformers generates greedily (argmax, no EOS stop) after each on
-one uninterrupted KV cache, the image features and the logits of turn 1's prompt.
+one uninterrupted KV cache, the processor's pixel values, the image features and the logits of
+turn 1's prompt.
 
 How to run (from the repository root, after make_tiny.py's images exist)
 -------------------------------------------------------------------------
@@ -188,7 +189,8 @@ def record(name: str) -> None:
         second = model(input_ids=torch.tensor([ids2]), past_key_values=last.past_key_values, use_cache=True)
         gen2, _ = greedy(second, NEW_TOKENS)
 
-    save_file({"image_features": image_features.contiguous(), "prompt_logits": prompt_logits.contiguous()}, str(out_dir / "conversation.safetensors"), metadata={"format": "pt"})
+    tensors = {"pixel_values": inputs["pixel_values"].contiguous(), "image_features": image_features.contiguous(), "prompt_logits": prompt_logits.contiguous()}
+    save_file(tensors, str(out_dir / "conversation.safetensors"), metadata={"format": "pt"})
     case = {
         "image": IMAGE_FILE,
         "turns": TURNS,

@@ -38,6 +38,13 @@ export interface TextConfig {
   qkvBias: boolean;
   /** Bias on the output projection (Llama's `attention_bias` covers it too). */
   outputBias: boolean;
+  /** Bias on the MLP's gate, up and down projections (Llama's `mlp_bias`). */
+  mlpBias: boolean;
+  /**
+   * Per layer, the sliding attention window (a query at position q sees keys at positions
+   * k with q - window < k <= q, as transformers' `sliding_window_overlay`), or null: full attention.
+   */
+  layerWindows: (number | null)[];
 }
 
 export interface VisionConfig {
@@ -58,9 +65,13 @@ export interface LlavaConfig {
   text: TextConfig;
   vision: VisionConfig;
   imageTokenIndex: number;
-  /** Which hidden state of the vision tower feeds the projector (negative counts from the end). */
-  visionFeatureLayer: number;
-  /** `default` drops the CLS token, `full` keeps every position. */
+  /**
+   * The hidden states of the vision tower that feed the projector (negative counts from the end;
+   * hidden state 0 is the embeddings), concatenated along the features when there are several
+   * (`vision_feature_layer` given as a list).
+   */
+  visionFeatureLayers: number[];
+  /** `default` drops each selected hidden state's first position (whatever the tower), `full` keeps every position. */
   selectStrategy: 'default' | 'full';
   projectorAct: string;
   projectorBias: boolean;
@@ -98,8 +109,30 @@ function shown(value: unknown): string {
   return Array.isArray(value) ? 'an array' : 'an object';
 }
 
-/** transformers' default `max_position_embeddings` per text model type, for configs that leave it out. */
-const DEFAULT_MAX_POSITIONS: Record<TextModelType, number> = { llama: 2048, mistral: 4096 * 32, qwen2: 32768 };
+/**
+ * transformers' defaults per text model type (`LlamaConfig()`, `MistralConfig()`, `Qwen2Config()`
+ * in 4.57), for the fields a config.json leaves out: llava-1.5-7b-hf's text_config gives none of
+ * the sizes. `numKvHeads: null`: as many as attention heads. `slidingWindow`: Mistral's default
+ * window; Qwen2's, used only with `use_sliding_window`.
+ */
+const TEXT_DEFAULTS: Record<TextModelType, { vocabSize: number; hiddenSize: number; intermediateSize: number; numLayers: number; numHeads: number; numKvHeads: number | null; maxPositions: number; slidingWindow: number | null }> = {
+  llama: { vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: null, maxPositions: 2048, slidingWindow: null },
+  mistral: { vocabSize: 32000, hiddenSize: 4096, intermediateSize: 14336, numLayers: 32, numHeads: 32, numKvHeads: 8, maxPositions: 4096 * 32, slidingWindow: 4096 },
+  qwen2: { vocabSize: 151936, hiddenSize: 4096, intermediateSize: 22016, numLayers: 32, numHeads: 32, numKvHeads: 32, maxPositions: 32768, slidingWindow: 4096 },
+};
+
+/** transformers' defaults per vision model type (`CLIPVisionConfig()`, `SiglipVisionConfig()`). */
+const VISION_DEFAULTS: Record<VisionModelType, { hiddenSize: number; intermediateSize: number; numLayers: number; numHeads: number; imageSize: number; patchSize: number; layerNormEps: number; hiddenAct: string }> = {
+  clip_vision_model: { hiddenSize: 768, intermediateSize: 3072, numLayers: 12, numHeads: 12, imageSize: 224, patchSize: 32, layerNormEps: 1e-5, hiddenAct: 'quick_gelu' },
+  siglip_vision_model: { hiddenSize: 768, intermediateSize: 3072, numLayers: 12, numHeads: 12, imageSize: 224, patchSize: 16, layerNormEps: 1e-6, hiddenAct: 'gelu_pytorch_tanh' },
+};
+
+/** `LlavaConfig`'s vision tower when config.json has no vision_config at all (CLIP ViT-L/14-336). */
+const LLAVA_DEFAULT_VISION = { model_type: 'clip_vision_model' as const, hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16, image_size: 336, patch_size: 14 };
+
+/** Activations the vision graph builds (vision tower and projector); any other is refused by name. */
+export const ACTIVATIONS = ['quick_gelu', 'gelu', 'gelu_pytorch_tanh', 'gelu_new'] as const;
+const activation = (what: string) => z.enum(ACTIVATIONS, { error: (i) => `${what} ${shown(i.input)} is not supported (supported: ${ACTIVATIONS.join(', ')})` });
 
 const ropeScalingSchema = z
   .object({
@@ -114,50 +147,58 @@ const ropeScalingSchema = z
 
 const textSchema = z
   .object({
-    model_type: z.enum(TEXT_MODEL_TYPES, { error: (i) => `text model_type ${shown(i.input)} is not supported (supported: ${TEXT_MODEL_TYPES.join(', ')})` }),
-    hidden_size: size(CONFIG_LIMITS.hiddenSize),
-    num_hidden_layers: size(CONFIG_LIMITS.layers),
-    num_attention_heads: size(CONFIG_LIMITS.heads),
-    num_key_value_heads: size(CONFIG_LIMITS.heads).optional(),
+    // LlavaConfig reads a text_config without model_type as Llama's.
+    model_type: z.enum(TEXT_MODEL_TYPES, { error: (i) => `text model_type ${shown(i.input)} is not supported (supported: ${TEXT_MODEL_TYPES.join(', ')})` }).default('llama'),
+    hidden_size: size(CONFIG_LIMITS.hiddenSize).optional(),
+    num_hidden_layers: size(CONFIG_LIMITS.layers).optional(),
+    num_attention_heads: size(CONFIG_LIMITS.heads).optional(),
+    num_key_value_heads: size(CONFIG_LIMITS.heads).nullish(),
     head_dim: size(CONFIG_LIMITS.headDim).nullish(),
-    intermediate_size: size(CONFIG_LIMITS.intermediateSize),
+    intermediate_size: size(CONFIG_LIMITS.intermediateSize).optional(),
     rms_norm_eps: z.number().positive().default(1e-6),
     rope_theta: z.number().positive().default(10000),
     rope_scaling: ropeScalingSchema.nullish(),
-    vocab_size: size(CONFIG_LIMITS.vocabSize),
+    vocab_size: size(CONFIG_LIMITS.vocabSize).optional(),
     max_position_embeddings: size(CONFIG_LIMITS.positions).optional(),
     tie_word_embeddings: z.boolean().optional(),
     attention_bias: z.boolean().optional(),
+    mlp_bias: z.boolean().optional(),
+    sliding_window: size(CONFIG_LIMITS.positions).nullish(),
+    use_sliding_window: z.boolean().optional(),
+    max_window_layers: z.number().int().nonnegative().optional(),
+    layer_types: z.array(z.enum(['full_attention', 'sliding_attention'], { error: (i) => `text layer_types entry ${shown(i.input)} is not supported (full_attention, sliding_attention)` })).nullish(),
     hidden_act: z.literal('silu', { error: (i) => `text hidden_act ${shown(i.input)} is not supported (silu only)` }).default('silu'),
   })
   .loose();
 
 const visionSchema = z
   .object({
-    model_type: z.enum(VISION_MODEL_TYPES, { error: (i) => `vision model_type ${shown(i.input)} is not supported (supported: ${VISION_MODEL_TYPES.join(', ')})` }),
-    hidden_size: size(CONFIG_LIMITS.hiddenSize),
-    num_hidden_layers: size(CONFIG_LIMITS.layers),
-    num_attention_heads: size(CONFIG_LIMITS.heads),
-    intermediate_size: size(CONFIG_LIMITS.intermediateSize),
-    image_size: size(CONFIG_LIMITS.imageSize),
-    patch_size: size(CONFIG_LIMITS.patchSize),
+    // LlavaConfig reads a vision_config without model_type as CLIP's.
+    model_type: z.enum(VISION_MODEL_TYPES, { error: (i) => `vision model_type ${shown(i.input)} is not supported (supported: ${VISION_MODEL_TYPES.join(', ')})` }).default('clip_vision_model'),
+    hidden_size: size(CONFIG_LIMITS.hiddenSize).optional(),
+    num_hidden_layers: size(CONFIG_LIMITS.layers).optional(),
+    num_attention_heads: size(CONFIG_LIMITS.heads).optional(),
+    intermediate_size: size(CONFIG_LIMITS.intermediateSize).optional(),
+    image_size: size(CONFIG_LIMITS.imageSize).optional(),
+    patch_size: size(CONFIG_LIMITS.patchSize).optional(),
     // Images are always decoded to RGB.
     num_channels: z.literal(3, { error: (i) => `vision num_channels ${shown(i.input)} is not supported (3 only: images are decoded to RGB)` }).default(3),
     layer_norm_eps: z.number().positive().optional(),
-    hidden_act: z.string().optional(),
+    hidden_act: activation('vision hidden_act').optional(),
   })
   .loose();
 
 const llavaSchema = z
   .object({
     architectures: z.array(z.string()).min(1),
-    text_config: textSchema,
-    vision_config: visionSchema,
+    // A missing text_config is LlamaConfig(); a missing vision_config is LlavaConfig's CLIP ViT-L/14-336.
+    text_config: textSchema.prefault({}),
+    vision_config: visionSchema.prefault(LLAVA_DEFAULT_VISION),
     image_token_index: z.number().int().nonnegative().optional(),
     image_token_id: z.number().int().nonnegative().optional(),
-    vision_feature_layer: z.number().int().default(-2),
-    vision_feature_select_strategy: z.enum(['default', 'full']).default('default'),
-    projector_hidden_act: z.string().default('gelu'),
+    vision_feature_layer: z.union([z.number().int(), z.array(z.number().int()).min(1).max(CONFIG_LIMITS.layers)], { error: (i) => `vision_feature_layer ${shown(i.input)} is not supported (an integer, or a non-empty list of integers)` }).default(-2),
+    vision_feature_select_strategy: z.enum(['default', 'full'], { error: (i) => `vision_feature_select_strategy ${shown(i.input)} is not supported (default, full)` }).default('default'),
+    projector_hidden_act: activation('projector_hidden_act').default('gelu'),
     multimodal_projector_bias: z.boolean().default(true),
     tie_word_embeddings: z.boolean().optional(),
   })
@@ -180,35 +221,100 @@ function ropeScaling(raw: z.infer<typeof ropeScalingSchema> | null | undefined):
   throw new CheckpointError(`config.json: rope_scaling type ${shown(type)} is not supported (linear, llama3)`);
 }
 
+type RawText = z.infer<typeof textSchema>;
+type RawVision = z.infer<typeof visionSchema>;
+
+/** The text sizes config.json gives, the others at transformers' defaults for its model type. */
+function textSizes(t: RawText) {
+  const d = TEXT_DEFAULTS[t.model_type];
+  const numHeads = t.num_attention_heads ?? d.numHeads;
+  return {
+    hiddenSize: t.hidden_size ?? d.hiddenSize,
+    numLayers: t.num_hidden_layers ?? d.numLayers,
+    numHeads,
+    numKvHeads: t.num_key_value_heads ?? d.numKvHeads ?? numHeads,
+    intermediateSize: t.intermediate_size ?? d.intermediateSize,
+    vocabSize: t.vocab_size ?? d.vocabSize,
+    maxPositionEmbeddings: t.max_position_embeddings ?? d.maxPositions,
+  };
+}
+
 /**
  * The attention head size. Llama, Mistral and Qwen2 take an explicit `head_dim` (which need not
  * be hidden_size / heads); without one it is hidden_size / heads, which must then divide evenly.
  * Either way RoPE rotates pairs of dimensions, so it must be even.
  */
-function textHeadDim(t: z.infer<typeof textSchema>): number {
+function textHeadDim(t: RawText, hiddenSize: number, numHeads: number): number {
   let headDim: number;
   if (t.head_dim !== undefined && t.head_dim !== null) {
     headDim = t.head_dim;
   } else {
-    if (t.hidden_size % t.num_attention_heads !== 0) {
-      throw new CheckpointError(`config.json: text_config.hidden_size ${t.hidden_size} is not divisible by num_attention_heads ${t.num_attention_heads}, and no head_dim is given`);
+    if (hiddenSize % numHeads !== 0) {
+      throw new CheckpointError(`config.json: text_config.hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}, and no head_dim is given`);
     }
-    headDim = t.hidden_size / t.num_attention_heads;
+    headDim = hiddenSize / numHeads;
   }
   if (headDim % 2 !== 0) throw new CheckpointError(`config.json: text_config head size ${headDim} is odd; rotary embeddings need an even head_dim`);
   return headDim;
 }
 
+/**
+ * Each layer's attention window, as transformers 4.57 decides it. Llama: none. Mistral: every
+ * layer, `sliding_window` (default 4096; null: none). Qwen2: only with `use_sliding_window`, then
+ * the layers `layer_types` marks `sliding_attention`, or without layer_types those from
+ * `max_window_layers` (default 28) on.
+ */
+function layerWindows(t: RawText, numLayers: number): (number | null)[] {
+  const defaultWindow = TEXT_DEFAULTS[t.model_type].slidingWindow;
+  const window = t.sliding_window === undefined ? defaultWindow : t.sliding_window;
+  if (t.model_type === 'llama') return new Array<null>(numLayers).fill(null);
+  if (t.model_type === 'mistral') return new Array<number | null>(numLayers).fill(window);
+  const qwenWindow = t.use_sliding_window === true ? window : null;
+  const types = t.layer_types ?? Array.from({ length: numLayers }, (_, i) => (qwenWindow !== null && i >= (t.max_window_layers ?? 28) ? 'sliding_attention' : 'full_attention'));
+  if (types.length !== numLayers) throw new CheckpointError(`config.json: text_config.layer_types has ${types.length} entries for ${numLayers} layers`);
+  return types.map((type, i) => {
+    if (type === 'full_attention') return null;
+    if (qwenWindow === null) throw new CheckpointError(`config.json: text_config.layer_types makes layer ${i} sliding_attention, but no sliding_window applies (use_sliding_window is not true, or sliding_window is null)`);
+    return qwenWindow;
+  });
+}
+
+/** The vision sizes config.json gives, the others at transformers' defaults for its model type. */
+function visionSizes(v: RawVision) {
+  const d = VISION_DEFAULTS[v.model_type];
+  return {
+    hiddenSize: v.hidden_size ?? d.hiddenSize,
+    numLayers: v.num_hidden_layers ?? d.numLayers,
+    numHeads: v.num_attention_heads ?? d.numHeads,
+    intermediateSize: v.intermediate_size ?? d.intermediateSize,
+    imageSize: v.image_size ?? d.imageSize,
+    patchSize: v.patch_size ?? d.patchSize,
+    layerNormEps: v.layer_norm_eps ?? d.layerNormEps,
+    hiddenAct: v.hidden_act ?? d.hiddenAct,
+  };
+}
+
 /** The vision tower's sizes must fit together as CLIPAttention and the patch convolution require. */
-function checkVisionSizes(v: z.infer<typeof visionSchema>): void {
-  if (v.hidden_size % v.num_attention_heads !== 0) {
-    throw new CheckpointError(`config.json: vision_config.hidden_size ${v.hidden_size} is not divisible by num_attention_heads ${v.num_attention_heads}`);
+function checkVisionSizes(v: ReturnType<typeof visionSizes>): void {
+  if (v.hiddenSize % v.numHeads !== 0) {
+    throw new CheckpointError(`config.json: vision_config.hidden_size ${v.hiddenSize} is not divisible by num_attention_heads ${v.numHeads}`);
   }
-  if (v.patch_size > v.image_size) throw new CheckpointError(`config.json: vision_config.patch_size ${v.patch_size} is larger than image_size ${v.image_size}`);
-  const patches = Math.floor(v.image_size / v.patch_size) ** 2;
+  if (v.patchSize > v.imageSize) throw new CheckpointError(`config.json: vision_config.patch_size ${v.patchSize} is larger than image_size ${v.imageSize}`);
+  const patches = Math.floor(v.imageSize / v.patchSize) ** 2;
   if (patches > CONFIG_LIMITS.patches) {
-    throw new CheckpointError(`config.json: vision_config image_size ${v.image_size} / patch_size ${v.patch_size} makes ${patches} patches per image, over the ${CONFIG_LIMITS.patches} accepted`);
+    throw new CheckpointError(`config.json: vision_config image_size ${v.imageSize} / patch_size ${v.patchSize} makes ${patches} patches per image, over the ${CONFIG_LIMITS.patches} accepted`);
   }
+}
+
+/** `vision_feature_layer` as a list of hidden-state indices, each checked against the tower's depth (Python indexing of numLayers + 1 states). */
+function featureLayers(raw: number | number[], numLayers: number): number[] {
+  const layers = typeof raw === 'number' ? [raw] : raw;
+  for (const layer of layers) {
+    if (layer < -(numLayers + 1) || layer > numLayers) {
+      throw new CheckpointError(`config.json: vision_feature_layer ${layer} is outside the vision tower's ${numLayers + 1} hidden states (0..${numLayers}, or -${numLayers + 1}..-1)`);
+    }
+  }
+  return layers;
 }
 
 /** Validates and normalises a LLaVA `config.json` object. */
@@ -221,52 +327,36 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
   if (!parsed.success) throw new CheckpointError(`config.json: ${z.prettifyError(parsed.error)}`);
   const c = parsed.data;
   const t = c.text_config;
-  const v = c.vision_config;
-  const imageTokenIndex = c.image_token_index ?? c.image_token_id;
-  if (imageTokenIndex === undefined) throw new CheckpointError('config.json: image_token_index is missing');
-  const numKvHeads = t.num_key_value_heads ?? t.num_attention_heads;
-  if (t.num_attention_heads % numKvHeads !== 0) {
-    throw new CheckpointError(`config.json: ${t.num_attention_heads} attention heads cannot be grouped onto ${numKvHeads} key/value heads`);
+  const text = textSizes(t);
+  const vision = visionSizes(c.vision_config);
+  // LlavaConfig's default image token (llava-hf's <image> = 32000); the tokenizer must have it.
+  const imageTokenIndex = c.image_token_index ?? c.image_token_id ?? 32000;
+  if (text.numHeads % text.numKvHeads !== 0) {
+    throw new CheckpointError(`config.json: ${text.numHeads} attention heads cannot be grouped onto ${text.numKvHeads} key/value heads`);
   }
-  const headDim = textHeadDim(t);
-  checkVisionSizes(v);
-  const isSiglip = v.model_type === 'siglip_vision_model';
+  const headDim = textHeadDim(t, text.hiddenSize, text.numHeads);
+  checkVisionSizes(vision);
   return {
     architecture: architecture as LlavaConfig['architecture'],
     imageTokenIndex,
-    visionFeatureLayer: c.vision_feature_layer,
+    visionFeatureLayers: featureLayers(c.vision_feature_layer, vision.numLayers),
     selectStrategy: c.vision_feature_select_strategy,
     projectorAct: c.projector_hidden_act,
     projectorBias: c.multimodal_projector_bias,
     text: {
       modelType: t.model_type,
-      hiddenSize: t.hidden_size,
-      numLayers: t.num_hidden_layers,
-      numHeads: t.num_attention_heads,
-      numKvHeads,
+      ...text,
       headDim,
-      intermediateSize: t.intermediate_size,
       rmsNormEps: t.rms_norm_eps,
       ropeTheta: t.rope_theta,
       ropeScaling: ropeScaling(t.rope_scaling),
-      vocabSize: t.vocab_size,
-      maxPositionEmbeddings: t.max_position_embeddings ?? DEFAULT_MAX_POSITIONS[t.model_type],
       tieWordEmbeddings: t.tie_word_embeddings ?? c.tie_word_embeddings ?? false,
       qkvBias: t.model_type === 'qwen2' || t.attention_bias === true,
       outputBias: t.model_type !== 'qwen2' && t.attention_bias === true,
+      mlpBias: t.model_type === 'llama' && t.mlp_bias === true,
+      layerWindows: layerWindows(t, text.numLayers),
     },
-    vision: {
-      modelType: v.model_type,
-      hiddenSize: v.hidden_size,
-      numLayers: v.num_hidden_layers,
-      numHeads: v.num_attention_heads,
-      intermediateSize: v.intermediate_size,
-      imageSize: v.image_size,
-      patchSize: v.patch_size,
-      numChannels: v.num_channels,
-      layerNormEps: v.layer_norm_eps ?? (isSiglip ? 1e-6 : 1e-5),
-      hiddenAct: v.hidden_act ?? (isSiglip ? 'gelu_pytorch_tanh' : 'quick_gelu'),
-    },
+    vision: { modelType: c.vision_config.model_type, ...vision, numChannels: c.vision_config.num_channels },
   };
 }
 
@@ -282,9 +372,13 @@ export function minimumParameterCount(config: LlavaConfig): number {
   const attention = t.hiddenSize * t.headDim * 2 * (t.numHeads + t.numKvHeads);
   const mlp = 3 * t.hiddenSize * t.intermediateSize;
   const text = t.vocabSize * t.hiddenSize * (t.tieWordEmbeddings ? 1 : 2) + t.numLayers * (attention + mlp);
-  const selected = config.visionFeatureLayer < 0 ? v.numLayers + 1 + config.visionFeatureLayer : config.visionFeatureLayer;
-  const visionLayers = Math.min(v.numLayers, Math.max(0, selected));
+  const visionLayers = selectedLayerCount(v.numLayers, config.visionFeatureLayers);
   const vision = v.hiddenSize * v.numChannels * v.patchSize ** 2 + visionLayers * (4 * v.hiddenSize ** 2 + 2 * v.hiddenSize * v.intermediateSize);
-  const projector = v.hiddenSize * t.hiddenSize + t.hiddenSize ** 2;
+  const projector = v.hiddenSize * config.visionFeatureLayers.length * t.hiddenSize + t.hiddenSize ** 2;
   return text + vision + projector;
+}
+
+/** Encoder layers to build: enough for the deepest selected hidden state (hidden state 0 is the embeddings). */
+export function selectedLayerCount(numLayers: number, featureLayers: readonly number[]): number {
+  return Math.max(...featureLayers.map((layer) => (layer < 0 ? numLayers + 1 + layer : layer)));
 }

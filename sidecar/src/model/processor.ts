@@ -25,6 +25,53 @@ export interface ChatMessage {
   content: string | ContentPart[];
 }
 
+/**
+ * How a chat template takes a message's content: a list of typed parts (the processor's chat
+ * format, which every llava-hf template expects: `selectattr('type', ...)`,
+ * `message['content'][0]['text']`) or a plain string (text-only templates).
+ */
+type ContentShape = 'parts' | 'string';
+interface MessageShapes {
+  user: ContentShape;
+  assistant: ContentShape;
+}
+
+/** Tried in this order: the processor format first, then assistants as strings, then all strings. */
+const SHAPE_CANDIDATES: MessageShapes[] = [
+  { user: 'parts', assistant: 'parts' },
+  { user: 'parts', assistant: 'string' },
+  { user: 'string', assistant: 'string' },
+];
+
+function inShape(message: ChatMessage, shape: ContentShape): ChatMessage {
+  const { content } = message;
+  if (shape === 'parts') return typeof content === 'string' ? { ...message, content: [{ type: 'text', text: content }] } : message;
+  if (typeof content === 'string' || content.some((part) => part.type !== 'text')) return message; // images need parts: left to the template
+  return { ...message, content: content.map((part) => (part.type === 'text' ? part.text : '')).join('') };
+}
+
+/**
+ * The content shapes `template` takes, probed on a user-assistant-user conversation: the first
+ * candidate whose rendering shows every text, else the first that renders at all (a template may
+ * rewrite text), else the processor format. A template that throws on, or skips, a shape is not
+ * given it. System messages take the user's shape.
+ */
+function templateShapes(template: Template, context: Record<string, unknown>): MessageShapes {
+  const texts = ['lookm-probe-user', 'lookm-probe-answer', 'lookm-probe-next'];
+  const roles = ['user', 'assistant', 'user'] as const;
+  const rendered = SHAPE_CANDIDATES.map((shapes) => {
+    const messages = roles.map((role, i) => inShape({ role, content: [{ type: 'text', text: texts[i] }] }, shapes[role]));
+    try {
+      return template.render({ ...context, messages, add_generation_prompt: true });
+    } catch {
+      return null; // not the shape this template takes
+    }
+  });
+  const showsAll = rendered.findIndex((text) => text !== null && texts.every((t) => text.includes(t)));
+  const renders = rendered.findIndex((text) => text !== null);
+  return SHAPE_CANDIDATES[showsAll >= 0 ? showsAll : Math.max(renders, 0)];
+}
+
 /** Pixels beyond this are refused before decoding (decompression bombs). */
 /** Default limit on an image's declared pixels, checked before decoding (decompression bombs). */
 export const MAX_INPUT_PIXELS = 40_000_000;
@@ -148,6 +195,8 @@ export class LlavaProcessor {
   /** Every added token, longest first: leftmost-longest like the tokenizer's own split. */
   private readonly addedTokens: RegExp | null;
   private marked: MarkedTokenizer | undefined;
+  /** The content shape the chat template takes, per role (probed once). */
+  private readonly shapes: MessageShapes;
 
   private constructor(
     private readonly tokenizerJson: Record<string, unknown>,
@@ -166,6 +215,7 @@ export class LlavaProcessor {
     this.guarded = new Set([...added.filter((t) => t.special).map((t) => t.content), imageToken]);
     const all = [...new Set([...added.map((t) => t.content), imageToken])].filter((t) => t !== '').sort((a, b) => b.length - a.length);
     this.addedTokens = all.length > 0 ? new RegExp(all.map(escapeRegExp).join('|'), 'g') : null;
+    this.shapes = templateShapes(template, specialTokens);
   }
 
   static open(dir: string, imageTokenIndex: number, tokensPerImage: number, maxInputPixels = MAX_INPUT_PIXELS): LlavaProcessor {
@@ -190,9 +240,14 @@ export class LlavaProcessor {
     return new LlavaProcessor(tokenizerJson, tokenizerConfig, tokenizer, new Template(chatTemplate), specialTokens, parsed.data, imageToken, imageTokenIndex, tokensPerImage, eosTokenIds, maxInputPixels);
   }
 
-  /** The prompt text for a conversation, as `apply_chat_template` renders it. */
+  /**
+   * The prompt text for a conversation, as `apply_chat_template` renders it. Messages may come
+   * with string or typed-part content (a transcript saved before answers were stored as parts has
+   * strings): each is rendered in the shape the template takes.
+   */
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt = true): string {
-    return this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...this.specialTokens });
+    const shaped = messages.map((m) => inShape(m, m.role === 'assistant' ? this.shapes.assistant : this.shapes.user));
+    return this.template.render({ messages: shaped, add_generation_prompt: addGenerationPrompt, ...this.specialTokens });
   }
 
   /**

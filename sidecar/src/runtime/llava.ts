@@ -152,7 +152,7 @@ export class LlavaRuntime {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
       const end = Math.min(N, start + chunk);
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
-      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), cache.past(), { windowRows: rows });
+      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), cache.past(), { windowRows: rows, pastPositions: this.pastPositions(cache) });
       cache.append(out, positions.slice(start, end), modality.slice(start, end), numHeads);
       if (windowScores && out.windowColsums) windowScores.forEach((scores, i) => addColumns(scores, total, out.windowColsums![i], cache.length, numHeads));
       logits = out.logits;
@@ -167,9 +167,15 @@ export class LlavaRuntime {
    */
   async decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array> {
     const positions = Int32Array.of(position);
-    const out = await this.decoder.forward(this.decoder.embed([token]), positions, cache.past());
+    const out = await this.decoder.forward(this.decoder.embed([token]), positions, cache.past(), { pastPositions: this.pastPositions(cache) });
     cache.append(out, positions, Int32Array.of(TEXT), this.config.text.numHeads);
     return out.logits;
+  }
+
+  /** The true positions of the cache's slots, for a decoder with sliding windows (else nothing). */
+  /** Per layer, the true position of every kept slot (`[heads, length]`, the cache's own views), when a layer has a sliding window. */
+  private pastPositions(cache: KvCache): Int32Array[] | undefined {
+    return this.decoder.needsPastPositions ? cache.layers.map((layer) => layer.positions) : undefined;
   }
 
   async release(): Promise<void> {

@@ -65,16 +65,23 @@ export class TextDecoder {
     return out;
   }
 
+  /** Whether `forward` needs the past slots' true positions (some layer has a sliding window). */
+  get needsPastPositions(): boolean {
+    return this.config.layerWindows.some((window) => window !== null);
+  }
+
   /**
    * Runs a chunk on top of `past`. Only the last token's logits are computed unless `allLogits`
    * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads). `windowRows`:
    * how many of the chunk's last query rows SnapKV observes (their column sums come back).
+   * `pastPositions`: per layer `[Hkv, P]`, the true position of every past slot; needed when a
+   * layer has a sliding window and the past is not empty (see `needsPastPositions`).
    */
   async forward(
     embeds: Float32Array,
     positions: ArrayLike<number>,
     past: PastLayer[],
-    options: { mask?: Float32Array; allLogits?: boolean; windowRows?: number } = {},
+    options: { mask?: Float32Array; allLogits?: boolean; windowRows?: number; pastPositions?: Int32Array[] } = {},
   ): Promise<DecoderOutput> {
     const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.config;
     const S = positions.length;
@@ -95,6 +102,10 @@ export class TextDecoder {
       }
       feeds[`past_key.${i}`] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
       feeds[`past_value.${i}`] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
+      if (this.config.layerWindows[i] === null) return;
+      const slots = P === 0 ? new Int32Array(0) : options.pastPositions?.[i];
+      if (slots?.length !== Hkv * P) throw new RangeError(`layer ${i} has a sliding window: pastPositions must give the true position of each of its ${Hkv} x ${P} past slots`);
+      feeds[`past_position.${i}`] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
     });
     const layers = Array.from({ length: numLayers }, (_, i) => i);
     const logitsName = options.allLogits ? 'logits' : 'last_logits';

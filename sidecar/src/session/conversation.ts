@@ -435,11 +435,13 @@ export class Conversation {
     this.cache = work.cache;
     this.tally = work.tally;
     const answer = decoded.text.replace(/^ /, '');
-    this.messages.push({ role: 'user', content: plan.content }, { role: 'assistant', content: answer });
+    // The answer in the processor's chat format, like the user's turn: llava-hf templates read
+    // `message['content']` as typed parts (the processor renders it as the template takes it).
+    this.messages.push({ role: 'user', content: plan.content }, { role: 'assistant', content: [{ type: 'text', text: answer }] });
     // The cache now holds the conversation as rendered up to the end of this answer (the template's
     // own spacing before it; the model's tokens for it). Whatever the template puts after an answer
     // (an end-of-turn token, separators) is fed with the next turn's suffix.
-    const rendered = processor.applyChatTemplate([...this.messages.slice(0, -1), { role: 'assistant', content: ANSWER_MARK }], false);
+    const rendered = processor.applyChatTemplate([...this.messages.slice(0, -1), { role: 'assistant', content: [{ type: 'text', text: ANSWER_MARK }] }], false);
     const at = rendered.indexOf(ANSWER_MARK);
     this.fedText = at >= 0 ? rendered.slice(0, at) + answer : '\u0000'; // no mark: the next turn starts over
     this.turns.push(stats);

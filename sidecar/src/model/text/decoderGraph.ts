@@ -5,7 +5,11 @@
  * Inputs: `inputs_embeds [S, hidden]` (image features go straight in), `position_ids [S]` (int64,
  * the true positions: a compressed cache's positions are not 0..n-1), `attention_mask [S, T]`
  * (additive, T = past + S), and per layer `past_key.i` / `past_value.i` `[Hkv, P, D]` of any
- * length P, post-RoPE.
+ * length P, post-RoPE. A layer with a sliding window (Mistral, Qwen2's upper layers) also takes
+ * `past_position.i [Hkv, P]` (int64): the true position of every past slot, which a compressed
+ * cache keeps per head and which need not be contiguous. The window is applied on true positions,
+ * as transformers applies it on an uncompressed cache: a query at q sees a key at k only when
+ * q - k < window (the causal part stays in `attention_mask`).
  * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched), per layer the chunk's new `key.i` / `value.i` `[Hkv, S, D]`
  * (post-RoPE; the cache appends them) and `colsum.i [Hq, T]`: the attention each key received
  * from the chunk's query rows, per query head, which LOOK-M accumulates, and `window_colsum.i`, the
@@ -88,12 +92,29 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
   // The window's first row in the chunk, S - window_rows (clamped at 0: never a from-the-end index).
   const chunkLength = g.op('Shape', ['inputs_embeds'], { start: 0, end: 1 }, '/window/chunk_length');
   const windowStart = g.op('Max', [g.op('Sub', [chunkLength, 'window_rows'], {}, '/window/start_raw'), g.ints([0])], {}, '/window/start');
+  // The chunk's positions as queries [1, S, 1] and as keys of every KV head [Hkv, S], built once
+  // for the first layer with a sliding window.
+  let chunkPositions: { queries: string; keys: string } | undefined;
+  /** `[Hkv, 1, S, T]` additive mask: -inf where the key is `window` or more positions behind the query. */
+  const slidingMask = (layer: number, window: number, n: string) => {
+    chunkPositions ??= {
+      queries: g.op('Unsqueeze', ['position_ids', g.ints([0, 2])], {}, '/sliding/query_positions'),
+      keys: g.op('Expand', [g.op('Unsqueeze', ['position_ids', g.ints([0])], {}, '/sliding/chunk_row'), g.op('Concat', [g.ints([Hkv]), g.op('Shape', ['position_ids'], {}, '/sliding/chunk_shape')], { axis: 0 }, '/sliding/chunk_keys_shape')], {}, '/sliding/chunk_keys'),
+    };
+    const { queries: queryPositions, keys: chunkKeyPositions } = chunkPositions;
+    const keyPositions = g.op('Concat', [`past_position.${layer}`, chunkKeyPositions], { axis: 1 }, `${n}/sliding/key_positions`);
+    const distance = g.op('Sub', [queryPositions, g.op('Unsqueeze', [keyPositions, g.ints([1])], {}, `${n}/sliding/keys_row`)], {}, `${n}/sliding/distance`);
+    const visible = g.op('Less', [distance, g.ints([window])], {}, `${n}/sliding/visible`);
+    return g.op('Unsqueeze', [g.op('Where', [visible, g.scalar(0), g.scalar(-Infinity)], {}, `${n}/sliding/additive`), g.ints([1])], {}, `${n}/sliding/mask`);
+  };
 
   let hidden = 'inputs_embeds';
   for (let i = 0; i < numLayers; i++) {
     const p = `text.layers.${i}`;
     const n = `/text/layers.${i}`;
     inputs.push({ name: `past_key.${i}`, type: 'float32', dims: [Hkv, 'past', D] }, { name: `past_value.${i}`, type: 'float32', dims: [Hkv, 'past', D] });
+    const window = config.layerWindows[i];
+    if (window !== null) inputs.push({ name: `past_position.${i}`, type: 'int64', dims: [Hkv, 'past'] });
     outputs.push(
       { name: `key.${i}`, type: 'float32', dims: [Hkv, 'chunk', D] },
       { name: `value.${i}`, type: 'float32', dims: [Hkv, 'chunk', D] },
@@ -112,7 +133,9 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     const qGrouped = g.op('Reshape', [q, g.ints([Hkv, group, -1, D])], {}, `${n}/attn/q_grouped`);
     const keysT = g.op('Unsqueeze', [g.op('Transpose', [keys], { perm: [0, 2, 1] }, `${n}/attn/keys_t`), g.ints([1])], {}, `${n}/attn/keys_t4`);
     const logits = g.op('Mul', [g.op('MatMul', [qGrouped, keysT], {}, `${n}/attn/qk`), scale], {}, `${n}/attn/scaled`);
-    const probs = g.op('Softmax', [g.op('Add', [logits, 'attention_mask'], {}, `${n}/attn/masked`)], { axis: -1 }, `${n}/attn/probs`);
+    let masked = g.op('Add', [logits, 'attention_mask'], {}, `${n}/attn/masked`);
+    if (window !== null) masked = g.op('Add', [masked, slidingMask(i, window, n)], {}, `${n}/attn/windowed`);
+    const probs = g.op('Softmax', [masked], { axis: -1 }, `${n}/attn/probs`);
     const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
     g.nodes.push({ name: `${n}/attn/colsum`, op: 'Reshape', inputs: [colsum, g.ints([H, -1])], outputs: [`colsum.${i}`] });
     // SnapKV's observation: the same sums over the chunk's rows in the window only (none: zeros).
@@ -128,10 +151,10 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     );
     const attended = g.op('Add', [hidden, linear(merged, `${p}.self_attn.o_proj`, E, H * D, config.outputBias, `${n}/attn/o_proj`)], {}, `${n}/attn/residual`);
     const y = rmsNorm(attended, `${p}.post_attention_layernorm.weight`, `${n}/post_attention_layernorm`);
-    const gate = linear(y, `${p}.mlp.gate_proj`, I, E, false, `${n}/mlp/gate_proj`);
-    const up = linear(y, `${p}.mlp.up_proj`, I, E, false, `${n}/mlp/up_proj`);
+    const gate = linear(y, `${p}.mlp.gate_proj`, I, E, config.mlpBias, `${n}/mlp/gate_proj`);
+    const up = linear(y, `${p}.mlp.up_proj`, I, E, config.mlpBias, `${n}/mlp/up_proj`);
     const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate], {}, `${n}/mlp/sigmoid`)], {}, `${n}/mlp/silu`), up], {}, `${n}/mlp/act`);
-    const residual = g.op('Add', [attended, linear(act, `${p}.mlp.down_proj`, E, I, false, `${n}/mlp/down_proj`)], {}, `${n}/mlp/residual`);
+    const residual = g.op('Add', [attended, linear(act, `${p}.mlp.down_proj`, E, I, config.mlpBias, `${n}/mlp/down_proj`)], {}, `${n}/mlp/residual`);
     // The column sums are leaves of the graph, and onnxruntime's default order runs them after the
     // whole layer stack, keeping every layer's [heads, chunk, total] probabilities alive until then
     // (measured: +1 such block per layer, 3.6 GiB for a 512-token chunk over 8K on a 24-layer model).

@@ -6,11 +6,12 @@
  * Follows transformers' `CLIPVisionTransformer` / `SiglipVisionTransformer` and
  * `LlavaForConditionalGeneration.get_image_features`: patch convolution, CLS token (CLIP only),
  * learned position embeddings, CLIP's pre-layernorm, pre-norm encoder layers; the features are
- * the hidden state after `vision_feature_layer` (post-layernorm is not applied), `default`
- * strategy drops the CLS position; then `linear_1 -> act -> linear_2`. Only the layers up to the
- * selected one are built.
+ * the hidden states `vision_feature_layer` names (post-layernorm is not applied), each without
+ * its first position under the `default` strategy (whatever the tower: SigLIP loses a patch, as in
+ * transformers), concatenated along the features when there are several; then
+ * `linear_1 -> act -> linear_2`. Only the layers up to the deepest selected one are built.
  */
-import type { LlavaConfig } from '../config.js';
+import { selectedLayerCount, type LlavaConfig } from '../config.js';
 import { buildModel, GraphBuilder, type ValueSpec } from '../graph/onnxBuilder.js';
 import type { WeightPool } from '../graph/weightPool.js';
 
@@ -19,18 +20,16 @@ export interface VisionGraph {
   tokensPerImage: number;
 }
 
-/** Number of encoder layers whose output is the selected hidden state (hidden_states[0] is the input). */
-export function selectedLayerCount(numLayers: number, featureLayer: number): number {
-  const count = featureLayer < 0 ? numLayers + 1 + featureLayer : featureLayer;
-  if (count < 0 || count > numLayers) throw new RangeError(`vision_feature_layer ${featureLayer} is outside 0..${numLayers} (or -${numLayers + 1}..-1)`);
-  return count;
-}
-
-export function tokensPerImage(config: LlavaConfig): number {
+/** Positions of the tower's hidden states: the patches (floored grid), and CLIP's CLS token first. */
+function towerPositions(config: LlavaConfig): number {
   // The patch convolution drops a partial last row and column (SigLIP-so400m: 384 / 14 -> 27).
   const patches = Math.floor(config.vision.imageSize / config.vision.patchSize) ** 2;
-  const hasCls = config.vision.modelType === 'clip_vision_model';
-  return hasCls && config.selectStrategy === 'full' ? patches + 1 : patches;
+  return config.vision.modelType === 'clip_vision_model' ? patches + 1 : patches;
+}
+
+/** Feature rows per image: `default` drops the first position of every tower (transformers' `[:, 1:]`). */
+export function tokensPerImage(config: LlavaConfig): number {
+  return towerPositions(config) - (config.selectStrategy === 'default' ? 1 : 0);
 }
 
 function activation(g: GraphBuilder, x: string, kind: string, name: string): string {
@@ -77,7 +76,7 @@ export function buildVisionGraph(config: LlavaConfig, weights: WeightPool): Visi
   if (!isClip) convInputs.push(weights.use('vision.embeddings.patch_embedding.bias', [E]));
   const conv = g.op('Conv', convInputs, { kernel_shape: [v.patchSize, v.patchSize], strides: [v.patchSize, v.patchSize] }, '/vision/embeddings/patch_embedding');
   let x = g.op('Transpose', [g.op('Reshape', [conv, g.ints([0, E, N])], {}, '/vision/embeddings/flatten')], { perm: [0, 2, 1] }, '/vision/embeddings/patches');
-  const positions = isClip ? N + 1 : N;
+  const positions = towerPositions(config);
   if (isClip) {
     // CLS token first: expand the class embedding to [images, 1, E].
     const images = g.op('Slice', [g.op('Shape', ['pixel_values'], {}, '/vision/embeddings/shape'), g.ints([0]), g.ints([1])], {}, '/vision/embeddings/images');
@@ -91,7 +90,9 @@ export function buildVisionGraph(config: LlavaConfig, weights: WeightPool): Visi
   const scale = g.scalar(1 / Math.sqrt(hd));
   const splitHeads = (t: string, name: string) =>
     g.op('Transpose', [g.op('Reshape', [t, g.ints([0, 0, heads, hd])], {}, `${name}/split`)], { perm: [0, 2, 1, 3] }, name);
-  for (let i = 0; i < selectedLayerCount(v.numLayers, config.visionFeatureLayer); i++) {
+  // hidden_states[0] is the embeddings, hidden_states[i + 1] the output of layer i.
+  const states = [x];
+  for (let i = 0; i < selectedLayerCount(v.numLayers, config.visionFeatureLayers); i++) {
     const p = `vision.encoder.layers.${i}`;
     const n = `/vision/encoder/layers.${i}`;
     const h = layerNorm(x, `${p}.layer_norm1`, `${n}/layer_norm1`);
@@ -106,12 +107,17 @@ export function buildVisionGraph(config: LlavaConfig, weights: WeightPool): Visi
     const m = layerNorm(x, `${p}.layer_norm2`, `${n}/layer_norm2`);
     const up = activation(g, linear(m, `${p}.mlp.fc1`, v.intermediateSize, E, `${n}/mlp/fc1`), v.hiddenAct, `${n}/mlp/act`);
     x = g.op('Add', [x, linear(up, `${p}.mlp.fc2`, E, v.intermediateSize, `${n}/mlp/fc2`)], {}, `${n}/mlp/residual`);
+    states.push(x);
   }
-  if (isClip && config.selectStrategy === 'default') x = g.op('Slice', [x, g.ints([1]), g.ints([positions]), g.ints([1])], {}, '/vision/select');
+  const selected = config.visionFeatureLayers.map((layer, k) => {
+    const state = states[layer < 0 ? v.numLayers + 1 + layer : layer];
+    return config.selectStrategy === 'default' ? g.op('Slice', [state, g.ints([1]), g.ints([positions]), g.ints([1])], {}, `/vision/select.${k}`) : state;
+  });
+  const features = selected.length === 1 ? selected[0] : g.op('Concat', selected, { axis: -1 }, '/vision/concat_layers');
 
   const T = config.text.hiddenSize;
   const bias = config.projectorBias;
-  const projected = linear(x, 'projector.linear_1', T, E, '/projector/linear_1', bias);
+  const projected = linear(features, 'projector.linear_1', T, E * selected.length, '/projector/linear_1', bias);
   const act = activation(g, projected, config.projectorAct, '/projector/act');
   const out = linear(act, 'projector.linear_2', T, T, '/projector/linear_2', bias);
   g.nodes.push({ name: '/projector/output', op: 'Identity', inputs: [out], outputs: ['image_features'] });

@@ -10,8 +10,9 @@
  * decoder takes it as its past input without a copy. Spare capacity lies after the last head, in
  * the storage the views are cut from; an append moves the heads apart in place (one memmove, the
  * cost the decoder's compact past used to pay as a copy into a mirror of the whole cache), and a
- * compaction moves the kept slots into storage sized to them plus a bounded headroom, so memory
- * that compression drops is really released.
+ * compaction moves the kept slots into storage of exactly their size, so memory that compression
+ * drops is really released and a compressed cache holds its budget, not more; the next append
+ * (the answer's first token) regrows it with a bounded headroom.
  */
 
 /** Modality tag of a text token. Image tokens carry their image's index (0, 1, 2, ...). */
@@ -38,8 +39,8 @@ export interface Compaction {
 }
 
 /**
- * Spare slots per head left after a compaction or a growth: room to decode a while without
- * reallocating, bounded to an eighth of the kept slots (at least 16, at most 1,024).
+ * Spare slots per head left after a growth: room to decode a while without reallocating, bounded
+ * to an eighth of the slots (at least 16, at most 1,024).
  */
 export function headroomSlots(length: number): number {
   return Math.min(1024, Math.max(16, Math.ceil(length / 8)));
@@ -174,8 +175,9 @@ export class KvLayer {
   }
 
   /**
-   * Keeps the compaction's slots, in its output order, in new storage of the kept size plus
-   * `headroomSlots`: the old storage is let go, so what compression dropped is freed. Positions,
+   * Keeps the compaction's slots, in its output order, in new storage of exactly the kept size
+   * (the budget is what a compressed cache holds): the old storage is let go, so what compression
+   * dropped is freed. Positions,
    * modality and scores travel with their slot; merged slots keep their own score (the reference
    * keeps `hh_score[mask]`).
    */
@@ -183,7 +185,7 @@ export class KvLayer {
     const { numHeads: H, headDim: D, length: L } = this;
     const N = plan.keptPerHead;
     if (plan.kept.length !== H * N) throw new RangeError(`kept must be [${H}, ${N}], got ${plan.kept.length} indices`);
-    const slots = N + headroomSlots(N);
+    const slots = N;
     const to = allocate(H, D, slots);
     for (let h = 0; h < H; h++) {
       for (let n = 0; n < N; n++) {

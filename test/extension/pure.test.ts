@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { statsTable, turnFooter } from '../../extension/src/chat/format.js';
+import { statsSummary, turnFooter } from '../../extension/src/chat/format.js';
 import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
 import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
@@ -72,14 +72,26 @@ describe('sidecar command line', () => {
 describe('chat formatting', () => {
   it('ends an answer with KV kept vs full and the time to first token', () => {
     const footer = turnFooter({ text: 'x', stopReason: 'eos', stats } satisfies ChatResult);
-    assert.match(footer, /KV 10\.0 KiB kept of 50\.0 KiB \(20%\) · first token 123 ms · 1 images encoded, 0 reused/);
+    assert.match(footer, /KV 10\.0 KiB held of 50\.0 KiB \(20%\) · first token 123 ms · 1 image encoded\*/);
     assert.match(turnFooter({ text: 'x', stopReason: 'cancelled', stats }), /stopped/);
+    assert.match(turnFooter({ text: 'x', stopReason: 'eos', stats: { ...stats, imagesEncoded: 0, imagesReused: 2 } }), /0 images encoded, 2 reused/);
   });
 
-  it('shows /stats as a table with a row per turn', () => {
-    const table = statsTable({ sessionId: 'abcdef123456', settings: { policy: 'h2o', mode: 'improved', budget: {}, maxNewTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0 }, turns: [stats, stats], kvBytes: 10240, tokensSeen: 48, cached: true });
-    assert.equal(table.split('\n').filter((l) => /^\| \d/.test(l)).length, 2);
-    assert.match(table, /policy `h2o` \(improved\) · cache resident/);
+  it('says nothing about images on a turn that showed none', () => {
+    const footer = turnFooter({ text: 'x', stopReason: 'eos', stats: { ...stats, imagesEncoded: 0, imagesReused: 0 } });
+    assert.doesNotMatch(footer, /image/);
+  });
+
+  it('shows /stats as one line per turn, the latest eight', () => {
+    const settings = { policy: 'h2o' as const, mode: 'improved' as const, budget: {}, maxNewTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0 };
+    const summary = statsSummary({ sessionId: 'abcdef123456', settings, turns: [stats, stats], kvBytes: 10240, tokensSeen: 48, cached: true });
+    assert.equal(summary.split('\n').filter((l) => l.startsWith('- ')).length, 2);
+    assert.match(summary, /policy `h2o` \(improved\) · cache resident/);
+    assert.doesNotMatch(summary, /\|/, 'no table in the chat panel');
+    const long = statsSummary({ sessionId: 'abcdef123456', settings, turns: Array.from({ length: 12 }, () => stats), kvBytes: 10240, tokensSeen: 48, cached: true });
+    assert.equal(long.split('\n').filter((l) => l.startsWith('- ')).length, 8);
+    assert.match(long, /4 earlier turns not shown/);
+    assert.match(long, /- \*\*12\*\*/);
   });
 
   it('gives the status bar a text for every state', () => {

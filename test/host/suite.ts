@@ -100,7 +100,7 @@ export async function run(): Promise<void> {
     await vscode.commands.executeCommand('lookm.explainImage', image);
     const doc = vscode.workspace.textDocuments.find((d) => d.getText().startsWith('# Explain red-square.png'));
     assert.ok(doc, 'an answer document was opened');
-    assert.match(doc.getText(), /KV [\d.]+ KiB kept of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 images encoded/);
+    assert.match(doc.getText(), /KV [\d.]+ KiB held of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 image encoded/);
   });
 
   await test('a file that is not an image gets a clear error in the answer and a notification, and the sidecar stays up', async () => {

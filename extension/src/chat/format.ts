@@ -1,5 +1,5 @@
-/** How KV figures read in chat: a footer per answer and a table for /stats. Pure functions. */
-import type { ChatResult, SessionStats } from '../../../sidecar/src/protocol/index.js';
+/** How KV figures read in chat: a footer per answer and a compact summary for /stats. Pure functions. */
+import type { ChatResult, SessionStats, TurnStats } from '../../../sidecar/src/protocol/index.js';
 
 export function kib(bytes: number): string {
   return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
@@ -10,22 +10,35 @@ export function percent(part: number, whole: number): string {
   return whole > 0 ? `${((100 * part) / whole).toFixed(0)}%` : '–';
 }
 
+/** How many images a turn encoded and reused, or nothing when it showed none (a text follow-up). */
+function imagesNote(s: TurnStats): string {
+  if (s.imagesEncoded + s.imagesReused === 0) return '';
+  const plural = (n: number) => `${n} image${n === 1 ? '' : 's'}`;
+  if (s.imagesReused === 0) return ` · ${plural(s.imagesEncoded)} encoded`;
+  return ` · ${plural(s.imagesEncoded)} encoded, ${s.imagesReused} reused`;
+}
+
 export function turnFooter(result: ChatResult): string {
   const s = result.stats;
   const share = s.fullKvBytes > 0 ? ` (${percent(s.kvBytes, s.fullKvBytes)})` : '';
   const stopped = result.stopReason === 'cancelled' ? ' · stopped' : '';
-  return `\n\n---\n*KV ${kib(s.kvBytes)} kept of ${kib(s.fullKvBytes)}${share} · first token ${s.timeToFirstTokenMs.toFixed(0)} ms · ${s.imagesEncoded} images encoded, ${s.imagesReused} reused${stopped}*`;
+  return `\n\n---\n*KV ${kib(s.kvBytes)} held of ${kib(s.fullKvBytes)}${share} · first token ${s.timeToFirstTokenMs.toFixed(0)} ms${imagesNote(s)}${stopped}*`;
 }
 
-export function statsTable(stats: SessionStats): string {
-  const rows = stats.turns.map(
-    (t, i) => `| ${i + 1} | ${t.newTokens} | ${t.tokensSeen} | ${t.keptSlots[0] ?? 0} | ${kib(t.kvBytes)} / ${kib(t.fullKvBytes)} | ${t.timeToFirstTokenMs.toFixed(0)} | ${t.imagesEncoded} / ${t.imagesReused} |`,
-  );
+/**
+ * `/stats` as the narrow chat panel shows it: one line per turn (the latest `maxTurns`); the full
+ * per-layer picture and timings are in the KV cache view.
+ */
+export function statsSummary(stats: SessionStats, maxTurns = 8): string {
+  const first = Math.max(0, stats.turns.length - maxTurns);
+  const lines = stats.turns.slice(first).map((t, i) => {
+    const share = t.fullKvBytes > 0 ? ` (${percent(t.kvBytes, t.fullKvBytes)})` : '';
+    return `- **${first + i + 1}** · ${t.newTokens} new tokens · KV ${kib(t.kvBytes)} of ${kib(t.fullKvBytes)}${share} · ${t.timeToFirstTokenMs.toFixed(0)} ms to first token${imagesNote(t)}${t.rebuilt ? ' · rebuilt' : ''}`;
+  });
   return [
     `**Session** \`${stats.sessionId.slice(0, 8)}\` · policy \`${stats.settings.policy}\` (${stats.settings.mode}) · ${stats.cached ? 'cache resident' : 'cache evicted, rebuilt on the next turn'}`,
     '',
-    '| turn | new tokens | tokens seen | kept slots (layer 0) | KV kept / full | first token ms | images encoded / reused |',
-    '|---|---|---|---|---|---|---|',
-    ...rows,
+    ...(first > 0 ? [`*${first} earlier turns not shown*`, ''] : []),
+    ...lines,
   ].join('\n');
 }

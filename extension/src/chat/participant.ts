@@ -12,7 +12,7 @@ import { createSession, type SessionTracker } from '../sessions.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { PARTICIPANT_ID, previousSession, type HistoryTurn, type LookmMetadata } from './history.js';
 import { collectAttachments } from './references.js';
-import { statsTable, turnFooter } from './format.js';
+import { statsSummary, turnFooter } from './format.js';
 
 export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
@@ -38,7 +38,7 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
     }
     sessionId ??= await createSession(sidecar);
     if (request.command === 'stats') {
-      stream.markdown(statsTable(await client.sendRequest(Methods.sessionStats, { sessionId })));
+      stream.markdown(statsSummary(await client.sendRequest(Methods.sessionStats, { sessionId })));
       return { metadata: { sessionId } satisfies LookmMetadata };
     }
 

@@ -46,7 +46,7 @@ export default tseslint.config(
   // The extension reaches the sidecar through its protocol, client and transport only.
   layer('extension/src/**/*.ts', ['kv', 'model', 'runtime', 'session', 'engine', 'server', 'cli'], []),
   // Pure extension modules, unit-tested outside VS Code.
-  layer(['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts', 'extension/src/sidecar/state.ts', 'extension/src/lm/conversations.ts', 'extension/src/chat/history.ts'], ['kv', 'model', 'runtime', 'session', 'engine', 'server', 'cli'], ['vscode']),
+  layer(['extension/src/settings.ts', 'extension/src/statusText.ts', 'extension/src/chat/format.ts', 'extension/src/cacheView/viewModel.ts', 'extension/src/sidecar/restartPolicy.ts', 'extension/src/sidecar/state.ts', 'extension/src/sidecar/logLine.ts', 'extension/src/lm/conversations.ts', 'extension/src/chat/history.ts'], ['kv', 'model', 'runtime', 'session', 'engine', 'server', 'cli'], ['vscode']),
   {
     // node:test's describe/it return promises the runner itself awaits.
     files: ['test/**/*.ts'],

@@ -9,6 +9,7 @@ import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
 import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/conversations.js';
 import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings, sidecarArgs, type Settings } from '../../extension/src/settings.js';
+import { readableLogLine } from '../../extension/src/sidecar/logLine.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
 import { statusText } from '../../extension/src/statusText.js';
 import { DEFAULT_POLICY, POLICY_DESCRIPTIONS, POLICY_NAMES, SessionSettings, type CacheMap, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
@@ -66,6 +67,23 @@ describe('sidecar command line', () => {
     const args = sidecarArgs({ ...defaults, modelPath: '/home/me/llava-x' }, '/state');
     assert.equal(args[args.indexOf('--allow-dir') + 1], '/home/me/llava-x');
     assert.equal(args[args.indexOf('--model') + 1], '/home/me/llava-x');
+  });
+});
+
+describe('sidecar log lines', () => {
+  it('shows a JSON line at its level, without its timestamp, fields as key=value, stacks last', () => {
+    const line = JSON.stringify({ time: '2026-12-06T21:11:17.290Z', level: 'warn', message: 'upgrade refused', status: '401 Unauthorized', remote: '127.0.0.1', ms: 12.345, count: 3 });
+    assert.deepEqual(readableLogLine(line), { level: 'warn', text: 'upgrade refused status="401 Unauthorized" remote=127.0.0.1 ms=12.3 count=3' });
+    const failed = readableLogLine(JSON.stringify({ time: 't', level: 'error', message: 'handler failed', method: 'session/chat', error: 'Error: boom\n    at x' }));
+    assert.equal(failed.level, 'error');
+    assert.equal(failed.text, 'handler failed method=session/chat\nerror: Error: boom\n    at x');
+    assert.doesNotMatch(readableLogLine(line).text, /2026-12-06/);
+  });
+
+  it('passes anything else through as info', () => {
+    assert.deepEqual(readableLogLine('plain text'), { level: 'info', text: 'plain text' });
+    assert.deepEqual(readableLogLine('[1,2]'), { level: 'info', text: '[1,2]' });
+    assert.deepEqual(readableLogLine('{"level":"loud","message":"x"}'), { level: 'info', text: '{"level":"loud","message":"x"}' });
   });
 });
 

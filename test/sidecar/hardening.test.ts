@@ -103,6 +103,10 @@ describe('the lifecycle and the model queue', () => {
       assert.equal((await load).path, copy);
       const next = await connection.sendRequest(Methods.sessionChat, { sessionId, text: 'And then?' });
       assert.equal(next.stats.rebuilt, true, 'the conversation is rebuilt on the new model');
+      const turnLines = sidecar.stderr.map((line) => JSON.parse(line) as { level: string; message: string; session?: string; newTokens?: number }).filter((entry) => entry.message === 'turn');
+      assert.equal(turnLines.length, 2, 'one info line per turn');
+      assert.deepEqual([turnLines[0].level, turnLines[0].session], ['info', sessionId.slice(0, 8)]);
+      assert.ok((turnLines[1].newTokens ?? 0) > 0);
     } finally {
       sidecar.process.kill();
       rmSync(copy, { recursive: true, force: true });

@@ -15,6 +15,7 @@ import { ErrorCode, Methods, TOKEN_HEADER, type ModelInfo } from '../../../sidec
 import { WebSocketMessageReader, WebSocketMessageWriter } from '../../../sidecar/src/transport/wsTransport.js';
 import { openSetting, readSettings } from '../config.js';
 import { RESTART_KEYS, sidecarArgs, type Settings } from '../settings.js';
+import { readableLogLine } from './logLine.js';
 import { RestartPolicy } from './restartPolicy.js';
 
 import type { SidecarState } from './state.js';
@@ -136,7 +137,10 @@ export class Sidecar implements vscode.Disposable {
       const launched = await launchSidecar(join(this.context.extensionPath, 'dist', 'sidecar.js'), sidecarArgs(settings, join(storage, 'sessions')), {
         // Inside VS Code desktop, process.execPath is Electron: run it as plain Node.
         env: { ELECTRON_RUN_AS_NODE: '1' },
-        onLog: (line) => this.output.appendLine(line),
+        onLog: (line) => {
+          const { level, text } = readableLogLine(line);
+          this.output[level](text);
+        },
       });
       this.child = launched.process;
       const socket = await openSocket(launched.port, { [TOKEN_HEADER]: launched.token });

@@ -154,15 +154,34 @@ export class Engine {
       this.enforceBudget(conversation);
       try {
         const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);
-        return await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, () => {
+        const result = await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, () => {
           this.enforceBudget(conversation);
           events.figures?.();
         });
+        this.logTurn(conversation.id, result);
+        return result;
       } finally {
         this.enforceBudget(conversation);
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
         if (this.sessions.get(conversation.id) === conversation) this.persist(conversation);
       }
+    });
+  }
+
+  /** One readable line per turn at the default level: what was read, what the cache holds, how long it took. */
+  private logTurn(sessionId: string, { stopReason, stats: s }: ChatResult): void {
+    const kib = (bytes: number) => `${(bytes / 1024).toFixed(0)}KiB`;
+    this.log.log('info', 'turn', {
+      session: sessionId.slice(0, 8),
+      newTokens: s.newTokens,
+      generated: s.generatedTokens,
+      stop: stopReason,
+      kv: `${kib(s.kvBytes)}/${kib(s.fullKvBytes)}`,
+      images: `${s.imagesEncoded}+${s.imagesReused}`,
+      firstTokenMs: Math.round(s.timeToFirstTokenMs),
+      prefillMs: Math.round(s.prefillMs),
+      decodeMs: Math.round(s.decodeMs),
+      ...(s.rebuilt ? { rebuilt: true } : {}),
     });
   }
 

@@ -61,6 +61,16 @@ describe('extension manifest', () => {
   });
 });
 
+describe('settings order', () => {
+  it('lists Model Path first and gives every setting its place', () => {
+    const properties = manifest.contributes.configuration.properties as Record<string, { order?: number }>;
+    const orders = Object.values(properties).map((p) => p.order);
+    assert.ok(orders.every((o) => Number.isInteger(o)), 'every setting has an order');
+    assert.equal(new Set(orders).size, orders.length, 'no two share a place');
+    assert.equal(properties['lookm.modelPath'].order, Math.min(...(orders as number[])));
+  });
+});
+
 describe('sidecar command line', () => {
   it('lets the sidecar read the model folder itself, not its parent', () => {
     const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, s.default])) as Settings;

@@ -14,9 +14,10 @@ import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { parseModelConfig } from '../../sidecar/src/model/config.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
-import { ErrorCode } from '../../sidecar/src/protocol/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
+import { ErrorCode, SessionSettings } from '../../sidecar/src/protocol/index.js';
 import { DEFAULT_PREFILL_CHUNK, LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/session/conversation.js';
 import { TEXT } from '../../sidecar/src/kv/index.js';
 
 const fixtures = join(__dirname, '../fixtures');
@@ -138,6 +139,21 @@ for (const model of MODELS) {
       );
       assert.doesNotThrow(() => runtime.refuseImages(0));
     });
+
+    if (model.name === 'tiny-qwen2-text') {
+      it('a Conversation refuses a turn with images, and a saved conversation that shows images, leaving both as they were', async () => {
+        const isCode = (pattern: RegExp) => (error: unknown) => error instanceof SidecarError && error.code === ErrorCode.InvalidParams && pattern.test(error.message);
+        const settings = SessionSettings.parse({ policy: 'text_prior_pivot_merge', maxNewTokens: 2 });
+        const fresh = new Conversation('fresh', settings);
+        const red = readFileSync(join(fixtures, 'images/red-square.png'));
+        await assert.rejects(fresh.turn(runtime, new FeatureCache(), { text: 'What is this?', images: [red], files: [] }, () => undefined, () => false), isCode(/^this model reads text only/));
+        assert.equal(fresh.tokensSeen, 0);
+        const saved = fresh.toJSON();
+        const withImage = Conversation.restore({ ...saved, id: 'saved', segments: [{ ids: [5, 6], imageHashes: ['0'.repeat(64)] }, { ids: [7], imageHashes: [] }], fedText: 'x' }, new MemoryImageStore());
+        await assert.rejects(withImage.turn(runtime, new FeatureCache(), { text: 'Go on.', images: [], files: [] }, () => undefined, () => false), isCode(/conversation saved holds 1 image\(s\) from a model that reads images: start a new conversation/));
+        assert.equal((await fresh.turn(runtime, new FeatureCache(), { text: 'Hello.', images: [], files: [] }, () => undefined, () => false)).stats.generatedTokens, 2);
+      });
+    }
   });
 }
 

@@ -8,6 +8,7 @@ import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
 import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
 import { ConversationIndex, type PlainMessage } from '../../extension/src/lm/conversations.js';
+import { modelFolderInfo, readModelFolder } from '../../extension/src/lm/modelFolder.js';
 import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings, sidecarArgs, type Settings } from '../../extension/src/settings.js';
 import { readableLogLine } from '../../extension/src/sidecar/logLine.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
@@ -228,5 +229,15 @@ describe('language model conversations, fresh', () => {
     const fresh = index.plan(next, true);
     assert.equal(fresh.sessionId, undefined);
     assert.match(fresh.text, /User: Hi\nAssistant: Hello\.\n\nMore$/);
+  });
+});
+
+describe('model picker info from config.json', () => {
+  it('a LLaVA model reads images, its context under text_config; a text-only causal LM does not, its context at the top level', () => {
+    const fixture = (name: string) => readModelFolder(join(__dirname, '../fixtures/models', name));
+    assert.deepEqual(fixture('tiny-llava-llama'), { contextLength: 512, imageInput: true });
+    for (const name of ['tiny-llama-text', 'tiny-mistral-text', 'tiny-qwen2-text']) assert.deepEqual(fixture(name), { contextLength: 2048, imageInput: false }, name);
+    assert.deepEqual(modelFolderInfo({ architectures: ['LlamaForCausalLM'] }), { contextLength: 0, imageInput: false });
+    assert.deepEqual(readModelFolder('/nonexistent'), { contextLength: 0, imageInput: true }, 'unreadable: unknown length; the sidecar decides');
   });
 });

@@ -69,7 +69,7 @@ const processors: [string, string, LlavaProcessor][] = [
 ];
 const llama2 = LlavaProcessor.open(llama2Dir, imageTokenIndex(llama2Dir), TOKENS_PER_IMAGE);
 
-const count = (ids: number[], id: number) => ids.filter((x) => x === id).length;
+const count = (ids: number[], id: number | null) => ids.filter((x) => x === id).length;
 const idOf = (p: LlavaProcessor, token: string) => p.encode(token, false)[0];
 const user = (text: string, images = 0): ChatMessage => ({ role: 'user', content: [...Array.from({ length: images }, () => ({ type: 'image' as const })), { type: 'text', text }] });
 const assistant = (text: string): ChatMessage => ({ role: 'assistant', content: text });

@@ -94,7 +94,7 @@ describe('failures with their own codes', () => {
   const withCode = (code: number) => (error: unknown) => error instanceof SidecarError && error.code === code;
 
   it('image tokens that do not match the image features: ImageTokenMismatch', () => {
-    const ids = [1, runtime.processor.imageTokenId, 5];
+    const ids = [1, runtime.processor.imageTokenId!, 5];
     assert.throws(() => runtime.embedPrompt(ids, new Float32Array(0)), withCode(ErrorCode.ImageTokenMismatch));
   });
 

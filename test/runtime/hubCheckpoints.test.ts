@@ -204,7 +204,7 @@ for (const name of ['tiny-llava-mistral-hub', 'tiny-llava-qwen2-hub']) {
 
     it('the image features: a patch grid that floors, the first position dropped, feature layers concatenated', async () => {
       // transformers' pixel values (PIL's bicubic resize is not sharp's, to ~1e-2 in the features).
-      const features = await runtime.vision.encode(tensors.get('pixel_values')!, 1);
+      const features = await runtime.vision!.encode(tensors.get('pixel_values')!, 1);
       close(features, tensors.get('image_features')!, 1e-4, 'image_features');
     });
 
@@ -226,7 +226,7 @@ for (const name of ['tiny-llava-mistral-hub', 'tiny-llava-qwen2-hub']) {
       const ids: number[][] = [[], []];
       // The image's features from transformers' pixel values (see above).
       const features = new FeatureCache();
-      features.set(contentHash(red), await runtime.vision.encode(tensors.get('pixel_values')!, 1));
+      features.set(contentHash(red), await runtime.vision!.encode(tensors.get('pixel_values')!, 1));
       const turn = (i: number, images: Uint8Array[]) => conversation.turn(runtime, features, { text: recorded.turns[i], images, files: [] }, (_, id) => ids[i].push(id), () => false);
       const first = await turn(0, [red]);
       assert.deepEqual(conversation.toJSON().segments[0].ids, recorded.ids1, 'turn 1 prompt ids');

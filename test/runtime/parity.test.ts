@@ -101,7 +101,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
     });
 
     it('encodes images to the same projected features', async () => {
-      const features = await runtime.vision.encode(tensor('pixel_values'), c.image_files.length);
+      const features = await runtime.vision!.encode(tensor('pixel_values'), c.image_files.length);
       assert.ok(maxRelDiff(features, tensor('image_features')) <= TOLERANCE);
     });
 

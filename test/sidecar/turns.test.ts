@@ -124,13 +124,14 @@ describe('conversation turns', () => {
       const before = JSON.stringify(c.toJSON());
       const kv = c.kvBytes;
       let encoded = 0;
-      const encode = runtime.vision.encode.bind(runtime.vision);
-      runtime.vision.encode = (...args) => (encoded++, encode(...args));
+      const vision = runtime.vision!;
+      const encode = vision.encode.bind(vision);
+      vision.encode = (...args) => (encoded++, encode(...args));
       try {
         const words = Array.from({ length: 400 }, (_, i) => `word${i}`).join(' ');
         await assert.rejects(answer(c, features, say(words, [blue])), tooLongError(new RegExp(`has \\d+ tokens with its chat markup and images, but the conversation already holds ${held} of the model's 512-token context, so ${511 - held} fit: start a new conversation`)));
       } finally {
-        runtime.vision.encode = encode;
+        vision.encode = encode;
       }
       assert.equal(encoded, 0, 'no image was encoded for a turn that cannot fit');
       assert.equal(JSON.stringify(c.toJSON()), before, 'transcript, segments and turns are as they were');

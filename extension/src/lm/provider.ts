@@ -1,11 +1,11 @@
 /**
  * The local model in VS Code's chat model picker (`vscode.lm.registerLanguageModelChatProvider`),
- * so other chat features and extensions can use it: image input declared, answers streamed,
+ * so other chat features and extensions can use it: image input declared (unless the model reads
+ * text only), answers streamed,
  * cancellation honoured, tokens counted by the model's own tokenizer. The sidecar starts on the
  * first request, never just to list the model.
  */
-import { readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { Methods } from '../../../sidecar/src/protocol/index.js';
 import { isEmbeddedModel, readSettings } from '../config.js';
@@ -13,6 +13,7 @@ import { createSession, type SessionTracker } from '../sessions.js';
 import { SECTION, SETTINGS } from '../settings.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { ConversationIndex, type PlainMessage } from './conversations.js';
+import { readModelFolder } from './modelFolder.js';
 
 export const VENDOR = 'lookm';
 
@@ -28,16 +29,6 @@ function plain(message: vscode.LanguageModelChatRequestMessage): PlainMessage {
   return { role: message.role === vscode.LanguageModelChatMessageRole.Assistant ? 'assistant' : 'user', text, images };
 }
 
-/** The context length of the configured model, from its config.json (0 when unreadable). */
-function contextLength(modelPath: string): number {
-  try {
-    const config = JSON.parse(readFileSync(join(modelPath, 'config.json'), 'utf8')) as { text_config?: { max_position_embeddings?: number } };
-    return config.text_config?.max_position_embeddings ?? 0;
-  } catch {
-    return 0;
-  }
-}
-
 export function registerLanguageModelProvider(sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const changed = new vscode.EventEmitter<void>();
   const conversations = new ConversationIndex();
@@ -46,16 +37,17 @@ export function registerLanguageModelProvider(sidecar: Sidecar, sessions: Sessio
     provideLanguageModelChatInformation() {
       const settings = readSettings();
       if (!settings.modelPath) return [];
+      const model = readModelFolder(settings.modelPath);
       return [
         {
           id: 'lookm-local',
           name: `LOOK-M local (${isEmbeddedModel(settings.modelPath) ? 'embedded tiny VLM' : basename(settings.modelPath)})`,
           family: 'lookm',
           version: '1',
-          tooltip: `The local vision-language model in ${settings.modelPath}, with a LOOK-M compressed KV cache (${settings.policy}).`,
-          maxInputTokens: contextLength(settings.modelPath) || 4096,
+          tooltip: `The local ${model.imageInput ? 'vision-language' : 'text-only'} model in ${settings.modelPath}, with a LOOK-M compressed KV cache (${settings.policy}).`,
+          maxInputTokens: model.contextLength || 4096,
           maxOutputTokens: settings.maxNewTokens,
-          capabilities: { imageInput: true, toolCalling: false },
+          capabilities: { imageInput: model.imageInput, toolCalling: false },
         },
       ];
     },

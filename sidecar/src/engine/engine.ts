@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
+import { isLlavaConfig } from '../model/config.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type SessionSettings, type SessionStats } from '../protocol/index.js';
@@ -65,19 +66,21 @@ type ModelState =
 
 function describe(runtime: LlavaRuntime, path: string): ModelInfo {
   const { config } = runtime;
+  const llava = isLlavaConfig(config) ? config : null;
   return {
     path,
     architecture: config.architecture,
     textModel: config.text.modelType,
-    visionModel: config.vision.modelType,
+    imageInput: llava !== null,
+    visionModel: llava?.vision.modelType ?? null,
     layers: config.text.numLayers,
     heads: config.text.numHeads,
     kvHeads: config.text.numKvHeads,
     headDim: config.text.headDim,
     hiddenSize: config.text.hiddenSize,
     vocabSize: config.text.vocabSize,
-    imageSize: config.vision.imageSize,
-    tokensPerImage: tokensPerImage(config),
+    imageSize: llava?.vision.imageSize ?? null,
+    tokensPerImage: llava ? tokensPerImage(llava) : 0,
   };
 }
 

@@ -3,11 +3,12 @@
  * `model-*.safetensors` with `model.safetensors.index.json`. Tensor names are normalised from
  * both the Hub's legacy LLaVA layout (`language_model.model.*`, `vision_tower.vision_model.*`)
  * and the current transformers one (`model.language_model.*`, `model.vision_tower.*`) to
- * `text.*`, `vision.*` and `projector.*`.
+ * `text.*`, `vision.*` and `projector.*`; a text-only causal LM's `model.*` and `lm_head.*`
+ * become `text.*` and `text.lm_head.*` likewise.
  */
 import { closeSync, existsSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
-import { minimumParameterCount, parseLlavaConfig, type LlavaConfig } from './config.js';
+import { minimumParameterCount, parseModelConfig, type ModelConfig } from './config.js';
 import { openRegularFile, readExactly } from './files.js';
 import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32, type TensorEntry } from './safetensors.js';
 
@@ -20,6 +21,8 @@ const PREFIXES: [string, string][] = [
   ['model.vision_tower.vision_model.', 'vision.'],
   ['multi_modal_projector.', 'projector.'],
   ['model.multi_modal_projector.', 'projector.'],
+  // A text-only causal LM (LlamaForCausalLM...): after every LLaVA prefix that starts with `model.`.
+  ['model.', 'text.'],
 ];
 
 export function canonicalName(name: string): string {
@@ -87,13 +90,13 @@ function weightFile(dir: string, name: string): string {
 export class Checkpoint {
   private constructor(
     readonly dir: string,
-    readonly config: LlavaConfig,
+    readonly config: ModelConfig,
     private readonly tensors: Map<string, TensorEntry>,
   ) {}
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw new CheckpointError(`model folder not found: ${dir}`);
-    const config = parseLlavaConfig(readJsonFile(dir, 'config.json', true));
+    const config = parseModelConfig(readJsonFile(dir, 'config.json', true));
     const index = readJsonFile(dir, 'model.safetensors.index.json', false) as { weight_map?: Record<string, string> } | null;
     let files: string[];
     if (index) {

@@ -1,15 +1,19 @@
 /**
- * `config.json` of a LLaVA-family checkpoint, validated and normalised in one place: the rest of
- * the runtime never reads raw Hugging Face field names. One architecture is supported
- * (`LlavaForConditionalGeneration`) with the text and vision `model_type`s listed below; anything
- * else is refused by name. (There is no architecture registry yet: adding a text or vision model
- * type touches this file, the weight names in checkpoint.ts and the graph builders.)
+ * `config.json` of a checkpoint, validated and normalised in one place: the rest of the runtime
+ * never reads raw Hugging Face field names. Supported: `LlavaForConditionalGeneration` with the
+ * text and vision `model_type`s listed below, and the text-only causal LMs of those text model
+ * types (`LlamaForCausalLM`, `MistralForCausalLM`, `Qwen2ForCausalLM`: the text fields at the top
+ * level, no vision tower); anything else is refused by name. (There is no architecture registry
+ * yet: adding a text or vision model type touches this file, the weight names in checkpoint.ts
+ * and the graph builders.)
  */
 import { z } from 'zod';
 import { CheckpointError } from './safetensors.js';
 
-export const SUPPORTED_ARCHITECTURES = ['LlavaForConditionalGeneration'] as const;
 export const TEXT_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+/** Text-only causal LMs, each with the `model_type` transformers' Auto classes pair it with. */
+export const TEXT_ONLY_ARCHITECTURES = { LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2' } as const satisfies Record<string, (typeof TEXT_MODEL_TYPES)[number]>;
+export const SUPPORTED_ARCHITECTURES = ['LlavaForConditionalGeneration', ...(Object.keys(TEXT_ONLY_ARCHITECTURES) as (keyof typeof TEXT_ONLY_ARCHITECTURES)[])] as const;
 export const VISION_MODEL_TYPES = ['clip_vision_model', 'siglip_vision_model'] as const;
 
 export type TextModelType = (typeof TEXT_MODEL_TYPES)[number];
@@ -60,8 +64,10 @@ export interface VisionConfig {
   hiddenAct: string;
 }
 
+export type TextOnlyArchitecture = keyof typeof TEXT_ONLY_ARCHITECTURES;
+
 export interface LlavaConfig {
-  architecture: (typeof SUPPORTED_ARCHITECTURES)[number];
+  architecture: 'LlavaForConditionalGeneration';
   text: TextConfig;
   vision: VisionConfig;
   imageTokenIndex: number;
@@ -75,6 +81,21 @@ export interface LlavaConfig {
   selectStrategy: 'default' | 'full';
   projectorAct: string;
   projectorBias: boolean;
+}
+
+/** A text-only causal LM: every token is text; there is no vision tower and no image token. */
+export interface TextOnlyConfig {
+  architecture: TextOnlyArchitecture;
+  text: TextConfig;
+  vision: null;
+}
+
+/** What a checkpoint folder holds: a LLaVA model, or a text-only causal LM. */
+export type ModelConfig = LlavaConfig | TextOnlyConfig;
+
+/** Whether the model reads images (a LLaVA model) or only text. */
+export function isLlavaConfig(config: ModelConfig): config is LlavaConfig {
+  return config.vision !== null;
 }
 
 const positive = z.number().int().positive();
@@ -244,17 +265,17 @@ function textSizes(t: RawText) {
  * be hidden_size / heads); without one it is hidden_size / heads, which must then divide evenly.
  * Either way RoPE rotates pairs of dimensions, so it must be even.
  */
-function textHeadDim(t: RawText, hiddenSize: number, numHeads: number): number {
+function textHeadDim(t: RawText, hiddenSize: number, numHeads: number, at: string): number {
   let headDim: number;
   if (t.head_dim !== undefined && t.head_dim !== null) {
     headDim = t.head_dim;
   } else {
     if (hiddenSize % numHeads !== 0) {
-      throw new CheckpointError(`config.json: text_config.hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}, and no head_dim is given`);
+      throw new CheckpointError(`config.json: ${at}hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}, and no head_dim is given`);
     }
     headDim = hiddenSize / numHeads;
   }
-  if (headDim % 2 !== 0) throw new CheckpointError(`config.json: text_config head size ${headDim} is odd; rotary embeddings need an even head_dim`);
+  if (headDim % 2 !== 0) throw new CheckpointError(`config.json: ${at}head size ${headDim} is odd; rotary embeddings need an even head_dim`);
   return headDim;
 }
 
@@ -264,17 +285,17 @@ function textHeadDim(t: RawText, hiddenSize: number, numHeads: number): number {
  * the layers `layer_types` marks `sliding_attention`, or without layer_types those from
  * `max_window_layers` (default 28) on.
  */
-function layerWindows(t: RawText, numLayers: number): (number | null)[] {
+function layerWindows(t: RawText, numLayers: number, at: string): (number | null)[] {
   const defaultWindow = TEXT_DEFAULTS[t.model_type].slidingWindow;
   const window = t.sliding_window === undefined ? defaultWindow : t.sliding_window;
   if (t.model_type === 'llama') return new Array<null>(numLayers).fill(null);
   if (t.model_type === 'mistral') return new Array<number | null>(numLayers).fill(window);
   const qwenWindow = t.use_sliding_window === true ? window : null;
   const types = t.layer_types ?? Array.from({ length: numLayers }, (_, i) => (qwenWindow !== null && i >= (t.max_window_layers ?? 28) ? 'sliding_attention' : 'full_attention'));
-  if (types.length !== numLayers) throw new CheckpointError(`config.json: text_config.layer_types has ${types.length} entries for ${numLayers} layers`);
+  if (types.length !== numLayers) throw new CheckpointError(`config.json: ${at}layer_types has ${types.length} entries for ${numLayers} layers`);
   return types.map((type, i) => {
     if (type === 'full_attention') return null;
-    if (qwenWindow === null) throw new CheckpointError(`config.json: text_config.layer_types makes layer ${i} sliding_attention, but no sliding_window applies (use_sliding_window is not true, or sliding_window is null)`);
+    if (qwenWindow === null) throw new CheckpointError(`config.json: ${at}layer_types makes layer ${i} sliding_attention, but no sliding_window applies (use_sliding_window is not true, or sliding_window is null)`);
     return qwenWindow;
   });
 }
@@ -317,45 +338,79 @@ function featureLayers(raw: number | number[], numLayers: number): number[] {
   return layers;
 }
 
-/** Validates and normalises a LLaVA `config.json` object. */
-export function parseLlavaConfig(raw: unknown): LlavaConfig {
-  const architecture = (raw as { architectures?: unknown[] })?.architectures?.[0];
-  if (!SUPPORTED_ARCHITECTURES.includes(architecture as never)) {
-    throw new CheckpointError(`config.json: architecture ${shown(architecture)} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
-  }
-  const parsed = llavaSchema.safeParse(raw);
-  if (!parsed.success) throw new CheckpointError(`config.json: ${z.prettifyError(parsed.error)}`);
-  const c = parsed.data;
-  const t = c.text_config;
+/**
+ * The text model's config from its raw fields (`at`: where they sit in config.json, for errors),
+ * `tieFallback` the top-level `tie_word_embeddings` of a LLaVA config.
+ */
+function parseText(t: RawText, tieFallback: boolean | undefined, at: string): TextConfig {
   const text = textSizes(t);
-  const vision = visionSizes(c.vision_config);
-  // LlavaConfig's default image token (llava-hf's <image> = 32000); the tokenizer must have it.
-  const imageTokenIndex = c.image_token_index ?? c.image_token_id ?? 32000;
   if (text.numHeads % text.numKvHeads !== 0) {
     throw new CheckpointError(`config.json: ${text.numHeads} attention heads cannot be grouped onto ${text.numKvHeads} key/value heads`);
   }
-  const headDim = textHeadDim(t, text.hiddenSize, text.numHeads);
+  return {
+    modelType: t.model_type,
+    ...text,
+    headDim: textHeadDim(t, text.hiddenSize, text.numHeads, at),
+    rmsNormEps: t.rms_norm_eps,
+    ropeTheta: t.rope_theta,
+    ropeScaling: ropeScaling(t.rope_scaling),
+    tieWordEmbeddings: t.tie_word_embeddings ?? tieFallback ?? false,
+    qkvBias: t.model_type === 'qwen2' || t.attention_bias === true,
+    outputBias: t.model_type !== 'qwen2' && t.attention_bias === true,
+    mlpBias: t.model_type === 'llama' && t.mlp_bias === true,
+    layerWindows: layerWindows(t, text.numLayers, at),
+  };
+}
+
+/** Validates and normalises a `config.json` object: a LLaVA model or a text-only causal LM. */
+export function parseModelConfig(raw: unknown): ModelConfig {
+  const architecture = (raw as { architectures?: unknown[] })?.architectures?.[0];
+  return Object.hasOwn(TEXT_ONLY_ARCHITECTURES, architecture as string) ? parseTextOnlyConfig(raw) : parseLlavaConfig(raw);
+}
+
+function unsupportedArchitecture(architecture: unknown): CheckpointError {
+  return new CheckpointError(`config.json: architecture ${shown(architecture)} is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
+}
+
+/**
+ * A text-only causal LM's `config.json`: the text fields at the top level. A `model_type` other
+ * than the architecture's (a Qwen2ForCausalLM with "llama") is refused: the graph follows
+ * model_type (biases, windows, defaults), so the two must agree.
+ */
+export function parseTextOnlyConfig(raw: unknown): TextOnlyConfig {
+  const architecture = (raw as { architectures?: unknown[] })?.architectures?.[0];
+  if (!Object.hasOwn(TEXT_ONLY_ARCHITECTURES, architecture as string)) throw unsupportedArchitecture(architecture);
+  const arch = architecture as TextOnlyArchitecture;
+  const expected = TEXT_ONLY_ARCHITECTURES[arch];
+  const modelType = (raw as { model_type?: unknown }).model_type ?? expected;
+  if (modelType !== expected) {
+    throw new CheckpointError(`config.json: architecture ${arch} has model_type ${shown(modelType)}; it must be ${JSON.stringify(expected)} (or left out)`);
+  }
+  const parsed = textSchema.extend({ architectures: z.array(z.string()).min(1) }).safeParse({ ...(raw as object), model_type: expected });
+  if (!parsed.success) throw new CheckpointError(`config.json: ${z.prettifyError(parsed.error)}`);
+  return { architecture: arch, text: parseText(parsed.data, undefined, ''), vision: null };
+}
+
+/** Validates and normalises a LLaVA `config.json` object. */
+export function parseLlavaConfig(raw: unknown): LlavaConfig {
+  const architecture = (raw as { architectures?: unknown[] })?.architectures?.[0];
+  if (architecture !== 'LlavaForConditionalGeneration') throw unsupportedArchitecture(architecture);
+  const parsed = llavaSchema.safeParse(raw);
+  if (!parsed.success) throw new CheckpointError(`config.json: ${z.prettifyError(parsed.error)}`);
+  const c = parsed.data;
+  const text = parseText(c.text_config, c.tie_word_embeddings, 'text_config.');
+  const vision = visionSizes(c.vision_config);
+  // LlavaConfig's default image token (llava-hf's <image> = 32000); the tokenizer must have it.
+  const imageTokenIndex = c.image_token_index ?? c.image_token_id ?? 32000;
   checkVisionSizes(vision);
   return {
-    architecture: architecture as LlavaConfig['architecture'],
+    architecture,
     imageTokenIndex,
     visionFeatureLayers: featureLayers(c.vision_feature_layer, vision.numLayers),
     selectStrategy: c.vision_feature_select_strategy,
     projectorAct: c.projector_hidden_act,
     projectorBias: c.multimodal_projector_bias,
-    text: {
-      modelType: t.model_type,
-      ...text,
-      headDim,
-      rmsNormEps: t.rms_norm_eps,
-      ropeTheta: t.rope_theta,
-      ropeScaling: ropeScaling(t.rope_scaling),
-      tieWordEmbeddings: t.tie_word_embeddings ?? c.tie_word_embeddings ?? false,
-      qkvBias: t.model_type === 'qwen2' || t.attention_bias === true,
-      outputBias: t.model_type !== 'qwen2' && t.attention_bias === true,
-      mlpBias: t.model_type === 'llama' && t.mlp_bias === true,
-      layerWindows: layerWindows(t, text.numLayers),
-    },
+    text,
     vision: { modelType: c.vision_config.model_type, ...vision, numChannels: c.vision_config.num_channels },
   };
 }
@@ -366,12 +421,13 @@ export function parseLlavaConfig(raw: unknown): LlavaConfig {
  * the vision layers up to the selected one, the projector), without norms, biases and position
  * tables. Checked against the weight files before anything else is read or built.
  */
-export function minimumParameterCount(config: LlavaConfig): number {
+export function minimumParameterCount(config: ModelConfig): number {
   const t = config.text;
-  const v = config.vision;
   const attention = t.hiddenSize * t.headDim * 2 * (t.numHeads + t.numKvHeads);
   const mlp = 3 * t.hiddenSize * t.intermediateSize;
   const text = t.vocabSize * t.hiddenSize * (t.tieWordEmbeddings ? 1 : 2) + t.numLayers * (attention + mlp);
+  if (!isLlavaConfig(config)) return text;
+  const v = config.vision;
   const visionLayers = selectedLayerCount(v.numLayers, config.visionFeatureLayers);
   const vision = v.hiddenSize * v.numChannels * v.patchSize ** 2 + visionLayers * (4 * v.hiddenSize ** 2 + 2 * v.hiddenSize * v.intermediateSize);
   const projector = v.hiddenSize * config.visionFeatureLayers.length * t.hiddenSize + t.hiddenSize ** 2;

@@ -204,30 +204,40 @@ export class LlavaProcessor {
     private readonly tokenizer: Tokenizer,
     private readonly template: Template,
     private readonly specialTokens: Record<string, string | undefined>,
-    private readonly image: PreprocessorConfig,
-    readonly imageToken: string,
-    readonly imageTokenId: number,
+    /** null: a text-only model (no image preprocessing, no image token, 0 tokens per image). */
+    private readonly image: PreprocessorConfig | null,
+    readonly imageToken: string | null,
+    readonly imageTokenId: number | null,
     readonly tokensPerImage: number,
     readonly eosTokenIds: number[],
     private readonly maxInputPixels: number,
   ) {
     const added = (tokenizerJson.added_tokens as AddedTokenJson[] | undefined) ?? [];
-    this.guarded = new Set([...added.filter((t) => t.special).map((t) => t.content), imageToken]);
-    const all = [...new Set([...added.map((t) => t.content), imageToken])].filter((t) => t !== '').sort((a, b) => b.length - a.length);
+    const imageTokens = imageToken === null ? [] : [imageToken];
+    this.guarded = new Set([...added.filter((t) => t.special).map((t) => t.content), ...imageTokens]);
+    const all = [...new Set([...added.map((t) => t.content), ...imageTokens])].filter((t) => t !== '').sort((a, b) => b.length - a.length);
     this.addedTokens = all.length > 0 ? new RegExp(all.map(escapeRegExp).join('|'), 'g') : null;
     this.shapes = templateShapes(template, specialTokens);
   }
 
-  static open(dir: string, imageTokenIndex: number, tokensPerImage: number, maxInputPixels = MAX_INPUT_PIXELS): LlavaProcessor {
+  /**
+   * The processor of the checkpoint in `dir`. `imageTokenIndex` null: a text-only model, which
+   * needs no preprocessor_config.json and has no image token (`tokensPerImage` is then 0).
+   */
+  static open(dir: string, imageTokenIndex: number | null, tokensPerImage: number, maxInputPixels = MAX_INPUT_PIXELS): LlavaProcessor {
     const tokenizerJson = readJsonFile(dir, 'tokenizer.json', true);
     const tokenizerConfig = readJsonFile(dir, 'tokenizer_config.json', true);
     const chatTemplate = readJsonFile(dir, 'chat_template.json', false)?.chat_template ?? tokenizerConfig.chat_template;
     if (typeof chatTemplate !== 'string') throw new CheckpointError(`no chat template in ${dir} (tokenizer_config.json "chat_template" or chat_template.json)`);
     const tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
-    const imageToken = tokenizer.id_to_token(imageTokenIndex);
-    if (imageToken === undefined) throw new CheckpointError(`tokenizer.json has no token with the image token id ${imageTokenIndex}`);
-    const parsed = preprocessorSchema.safeParse(readJsonFile(dir, 'preprocessor_config.json', true));
-    if (!parsed.success) throw new CheckpointError(`preprocessor_config.json: ${z.prettifyError(parsed.error)}`);
+    let image: { token: string; preprocessor: PreprocessorConfig } | null = null;
+    if (imageTokenIndex !== null) {
+      const token = tokenizer.id_to_token(imageTokenIndex);
+      if (token === undefined) throw new CheckpointError(`tokenizer.json has no token with the image token id ${imageTokenIndex}`);
+      const parsed = preprocessorSchema.safeParse(readJsonFile(dir, 'preprocessor_config.json', true));
+      if (!parsed.success) throw new CheckpointError(`preprocessor_config.json: ${z.prettifyError(parsed.error)}`);
+      image = { token, preprocessor: parsed.data };
+    }
     const generation = readJsonFile(dir, 'generation_config.json', false);
     const eos = generation?.eos_token_id ?? tokenizer.token_to_id(tokenText(tokenizerConfig.eos_token) ?? '');
     const eosTokenIds = (Array.isArray(eos) ? eos : eos === undefined ? [] : [eos]).map(Number);
@@ -237,7 +247,19 @@ export class LlavaProcessor {
       pad_token: tokenText(tokenizerConfig.pad_token),
       unk_token: tokenText(tokenizerConfig.unk_token),
     };
-    return new LlavaProcessor(tokenizerJson, tokenizerConfig, tokenizer, new Template(chatTemplate), specialTokens, parsed.data, imageToken, imageTokenIndex, tokensPerImage, eosTokenIds, maxInputPixels);
+    return new LlavaProcessor(
+      tokenizerJson,
+      tokenizerConfig,
+      tokenizer,
+      new Template(chatTemplate),
+      specialTokens,
+      image?.preprocessor ?? null,
+      image?.token ?? null,
+      image ? imageTokenIndex : null,
+      image ? tokensPerImage : 0,
+      eosTokenIds,
+      maxInputPixels,
+    );
   }
 
   /**
@@ -291,7 +313,7 @@ export class LlavaProcessor {
     const spans = content.map(([start, end]): Span => [Math.max(start - from, 0), end - from]).filter(([start, end]) => end > start);
     const inContent = (at: number, token: string) => spans.some(([start, end]) => at < end && at + token.length > start);
     if (!this.markup(part).some(([at, token]) => this.guarded.has(token) && inContent(at, token))) {
-      const expanded = part.split(this.imageToken).join(this.imageToken.repeat(this.tokensPerImage));
+      const expanded = this.imageToken === null ? part : part.split(this.imageToken).join(this.imageToken.repeat(this.tokensPerImage));
       return this.tokenizer.encode(expanded, { add_special_tokens: addSpecialTokens }).ids;
     }
     if (part.includes(`\uE002${this.nonce}`)) throw new SidecarError(ErrorCode.InvalidParams, 'the message contains a reserved marker of the sidecar: remove it and send again');
@@ -355,6 +377,7 @@ export class LlavaProcessor {
   /** `[3, height, width]` pixel values of an encoded image (PNG, JPEG, WebP, ...). */
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
     const c = this.image;
+    if (c === null) throw new ImageError('this model reads text only: it has no image preprocessing (no preprocessor_config.json)');
     const format = signatureFormat(bytes);
     if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
     if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {

@@ -229,14 +229,19 @@ export interface ModelInfo {
   path: string;
   architecture: string;
   textModel: string;
-  visionModel: string;
+  /** Whether the model reads images: false for a text-only causal LM (LlamaForCausalLM...), which refuses them. */
+  imageInput: boolean;
+  /** The vision tower's model_type; null for a text-only model. */
+  visionModel: string | null;
   layers: number;
   heads: number;
   kvHeads: number;
   headDim: number;
   hiddenSize: number;
   vocabSize: number;
-  imageSize: number;
+  /** The image side the vision tower reads; null for a text-only model. */
+  imageSize: number | null;
+  /** Prompt tokens per image; 0 for a text-only model. */
   tokensPerImage: number;
 }
 

@@ -1,5 +1,6 @@
 /**
- * A loaded LLaVA checkpoint: processor, vision encoder and text decoder, and the steps of a turn
+ * A loaded checkpoint: processor, vision encoder (none for a text-only causal LM such as
+ * LlamaForCausalLM, whose every token is text) and text decoder, and the steps of a turn
  * (encode images, build the prompt's embeddings, prefill in chunks on top of a KV cache, decode).
  * The KV cache is the engine's `KvCache` (a `KvLayer` per decoder layer), so a caller can compress
  * it between steps with any policy; the decoder reads its layers as the past in place.
@@ -7,6 +8,7 @@
 import { cpus } from 'node:os';
 import { KvCache, TEXT, type Matcher } from '../kv/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
+import { isLlavaConfig } from '../model/config.js';
 import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
@@ -54,7 +56,8 @@ export class LlavaRuntime {
   private constructor(
     readonly checkpoint: Checkpoint,
     readonly processor: LlavaProcessor,
-    readonly vision: VisionEncoder,
+    /** null: a text-only model; a turn with images is refused (`refuseImages`). */
+    readonly vision: VisionEncoder | null,
     readonly decoder: TextDecoder,
     /** Evicted-to-kept key matching for merging policies in improved mode, on onnxruntime. */
     readonly matcher: Matcher & { release(): Promise<void> },
@@ -65,9 +68,14 @@ export class LlavaRuntime {
     const threads = options.threads ?? Math.max(1, cpus().length);
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);
-    const processor = LlavaProcessor.open(dir, checkpoint.config.imageTokenIndex, tokensPerImage(checkpoint.config), options.maxImagePixels);
-    progress('building vision graph and session');
-    const vision = await VisionEncoder.create(checkpoint, { threads });
+    const { config } = checkpoint;
+    const llava = isLlavaConfig(config);
+    const processor = LlavaProcessor.open(dir, llava ? config.imageTokenIndex : null, llava ? tokensPerImage(config) : 0, options.maxImagePixels);
+    let vision: VisionEncoder | null = null;
+    if (llava) {
+      progress('building vision graph and session');
+      vision = await VisionEncoder.create(checkpoint, config, { threads });
+    }
     progress('building decoder graph and session');
     const decoder = await TextDecoder.create(checkpoint, { threads, weightBits: options.weightBits });
     const matcher = await createOrtMatcher({ threads });
@@ -77,6 +85,21 @@ export class LlavaRuntime {
 
   get config() {
     return this.checkpoint.config;
+  }
+
+  /** Whether the model reads images (false: a text-only causal LM). */
+  get imageInput(): boolean {
+    return this.vision !== null;
+  }
+
+  /** Refuses images for a text-only model, before any work is done for the turn. */
+  refuseImages(images: number): void {
+    if (images > 0 && !this.vision) {
+      throw new SidecarError(
+        ErrorCode.InvalidParams,
+        `this model reads text only; the message has ${images} image${images === 1 ? '' : 's'}: send it without images, or load a LLaVA model (${this.config.architecture} has no vision tower)`,
+      );
+    }
   }
 
   /** An empty KV cache, one layer per decoder layer. */
@@ -102,7 +125,7 @@ export class LlavaRuntime {
     const E = this.config.text.hiddenSize;
     const T = this.processor.tokensPerImage;
     const imageId = this.processor.imageTokenId;
-    const imageTokens = ids.filter((id) => id === imageId).length;
+    const imageTokens = imageId === null ? 0 : ids.filter((id) => id === imageId).length;
     if (imageTokens * E !== features.length) {
       throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${imageTokens} image tokens but ${features.length / E} image feature rows were given (${T} per image)`);
     }
@@ -179,7 +202,7 @@ export class LlavaRuntime {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.vision.release(), this.decoder.release(), this.matcher.release()]);
+    await Promise.all([this.vision?.release(), this.decoder.release(), this.matcher.release()]);
   }
 }
 

@@ -1,6 +1,7 @@
 /** The vision tower + projector session: pixel values in, image features out. */
 import * as ort from 'onnxruntime-node';
 import type { Checkpoint } from '../model/checkpoint.js';
+import type { LlavaConfig } from '../model/config.js';
 import { buildVisionGraph } from '../model/vision/visionGraph.js';
 import { WeightPool } from '../model/graph/weightPool.js';
 import { createSession, type SessionOptions } from './weights.js';
@@ -14,8 +15,8 @@ export class VisionEncoder {
     readonly featureSize: number,
   ) {}
 
-  static async create(checkpoint: Checkpoint, options: SessionOptions): Promise<VisionEncoder> {
-    const { config } = checkpoint;
+  /** `config`: the checkpoint's own, narrowed to a LLaVA model's (a text-only model has no encoder). */
+  static async create(checkpoint: Checkpoint, config: LlavaConfig, options: SessionOptions): Promise<VisionEncoder> {
     const weights = new WeightPool(checkpoint);
     const graph = buildVisionGraph(config, weights);
     const session = await createSession(graph.model, weights, options);

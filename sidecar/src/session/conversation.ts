@@ -181,7 +181,7 @@ export class Conversation {
    * Refuses a conversation whose saved tokens this model cannot embed (a damaged state file, or
    * one saved under another model): its replay would fail with a misleading error.
    */
-  checkTokenIds(vocabSize: number, imageTokenId: number): void {
+  checkTokenIds(vocabSize: number, imageTokenId: number | null): void {
     for (const segment of this.segments) {
       const bad = segment.ids.find((id) => (id >= vocabSize || id < 0 || !Number.isInteger(id)) && id !== imageTokenId);
       if (bad !== undefined) {
@@ -232,6 +232,7 @@ export class Conversation {
   async turn(runtime: LlavaRuntime, features: FeatureCache, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean, onCacheGrowth?: () => void): Promise<TurnOutput> {
     this.lastUsed = Date.now();
     const started = performance.now();
+    this.refuseImagesOfTextOnly(runtime, input);
     const plan = this.planFeed(runtime, input);
     const { rows, shown, encoded } = await this.ensureImageFeatures(runtime, features, plan);
     throwIfCancelled(isCancelled, 'before its prefill');
@@ -274,6 +275,17 @@ export class Conversation {
     }
   }
 
+  /** A text-only model refuses a turn with images, and a conversation that already shows some (saved under a LLaVA model). */
+  private refuseImagesOfTextOnly(runtime: LlavaRuntime, input: TurnInput): void {
+    runtime.refuseImages(input.images.length);
+    if (!runtime.imageInput && this.imageCount > 0) {
+      throw new SidecarError(
+        ErrorCode.InvalidParams,
+        `this model reads text only; the conversation ${this.id} holds ${this.imageCount} image(s) from a model that reads images: start a new conversation (/clear in the chat, or "LOOK-M: Clear Conversation Cache")`,
+      );
+    }
+  }
+
   /**
    * What to feed: the new suffix on top of the cache (after replaying the earlier turns if the
    * cache was dropped), or, when the template rewrote earlier turns, the whole prompt from
@@ -306,6 +318,7 @@ export class Conversation {
       if (!f) {
         const bytes = plan.newImages.get(hash) ?? this.images.get(hash);
         if (!bytes) throw new Error(`image ${hash.slice(0, 12)} of an earlier turn is no longer available`);
+        if (!runtime.vision) throw new Error('image features asked of a text-only model (refuseImagesOfTextOnly lets no image through)');
         f = await runtime.vision.encode(await runtime.pixelValues([bytes]), 1);
         features.set(hash, f);
         encoded++;

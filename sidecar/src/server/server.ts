@@ -237,11 +237,12 @@ export class SidecarServer {
     };
   }
 
-  /** One turn in the engine; streams its tokens as `session/token`. */
+  /** One turn in the engine; streams its reading progress as `session/progress` and its tokens as `session/token`. */
   private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, signal: AbortSignal): Promise<ChatResult> {
     const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
     const token = (sessionId: string, text: string, tokenId: number) => void connection.sendNotification(Methods.sessionToken, { sessionId, text, tokenId });
-    return this.engine.call('chat', { sessionId: params.sessionId, text: params.text, images, files: params.files }, { signal, token });
+    const reading = (sessionId: string, tokensRead: number, tokensTotal: number) => void connection.sendNotification(Methods.sessionProgress, { sessionId, tokensRead, tokensTotal });
+    return this.engine.call('chat', { sessionId: params.sessionId, text: params.text, images, files: params.files }, { signal, token, reading });
   }
 
   /** The real path of `path` if it lies inside an allowed folder; otherwise an InvalidParams error. */

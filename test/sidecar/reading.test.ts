@@ -36,7 +36,9 @@ describe('reading progress', () => {
     const sessionId = await create();
     const order: string[] = [];
     const progress = watch(sessionId, () => order.push('progress'));
-    const tokens = connection.onNotification(Methods.sessionToken, () => order.push('token'));
+    const tokens = connection.onNotification(Methods.sessionToken, () => {
+      order.push('token');
+    });
     const result = await connection.sendRequest(Methods.sessionChat, { sessionId, text: longQuestion });
     progress.dispose();
     tokens.dispose();

@@ -86,7 +86,7 @@ async function answerView(pattern: RegExp | ((text: string) => boolean)): Promis
     const views = vscode.workspace.textDocuments.filter((d) => d.uri.scheme === 'lookm-answer');
     assert.ok(views.length <= 1, `one answer view, not ${views.length}`);
     if (views[0] && matches(views[0].getText())) return views[0];
-    if (Date.now() > deadline) assert.fail(`the answer view does not match ${pattern}: ${JSON.stringify(views[0]?.getText().slice(0, 600))}`);
+    if (Date.now() > deadline) assert.fail(`the answer view does not match ${String(pattern)}: ${JSON.stringify(views[0]?.getText().slice(0, 600))}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -78,9 +78,12 @@ function captureProgress(onMessage?: (message: string, cancel: () => void) => vo
   return { messages, restore: () => (window.withProgress = original) };
 }
 
-/** The palette's answer view (one read-only document), once its text matches `pattern` (its content is refreshed in batches). */
+/**
+ * The palette's answer view (one read-only document), once its newest answer matches `pattern`
+ * (or its whole text passes the function): its content is refreshed in batches.
+ */
 async function answerView(pattern: RegExp | ((text: string) => boolean)): Promise<vscode.TextDocument> {
-  const matches = typeof pattern === 'function' ? pattern : (text: string) => pattern.test(text);
+  const matches = typeof pattern === 'function' ? pattern : (text: string) => pattern.test(newestAnswer(text));
   const deadline = Date.now() + 10_000;
   for (;;) {
     const views = vscode.workspace.textDocuments.filter((d) => d.uri.scheme === 'lookm-answer');
@@ -92,8 +95,8 @@ async function answerView(pattern: RegExp | ((text: string) => boolean)): Promis
 }
 
 /** The newest answer of the view's text (answers are newest first, each under its own heading). */
-function newestAnswer(document: vscode.TextDocument): string {
-  return document.getText().split('\n## ')[1] ?? '';
+function newestAnswer(view: vscode.TextDocument | string): string {
+  return (typeof view === 'string' ? view : view.getText()).split('\n## ')[1] ?? '';
 }
 
 /** Runs Ask About Selection… on `content` (a fresh untitled editor) with `question` typed in. */
@@ -157,7 +160,7 @@ export async function run(): Promise<void> {
   await test('Explain Screenshot… on an image streams an answer into the answer view, with the KV footer', async () => {
     await config.update('maxNewTokens', 8, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('lookm.explainImage', image);
-    const doc = await answerView(/## Explain red-square.png[^]*first token/);
+    const doc = await answerView(/^Explain red-square.png\n[^]*first token/);
     assert.match(newestAnswer(doc), /^Explain red-square.png\n[^]*KV [\d.]+ KiB held of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 image encoded/);
   });
 
@@ -167,7 +170,7 @@ export async function run(): Promise<void> {
     const answerTabs = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputText && t.input.uri.scheme === 'lookm-answer');
     const columns = vscode.window.tabGroups.all.length;
     for (let ask = 1; ask <= 4; ask++) await vscode.commands.executeCommand('lookm.explainImage', image);
-    const doc = await answerView((text) => text.split('\n## Explain red-square.png').length - 1 === 5 && /first token/.test(text.split('\n## ')[1]));
+    const doc = await answerView((text) => text.split('\n## Explain red-square.png').length - 1 === 5 && /first token/.test(newestAnswer(text)));
     assert.equal(answerTabs().length, 1, 'one answer tab');
     assert.equal(vscode.window.tabGroups.all.length, columns, 'no new editor column');
     assert.equal(doc.isDirty, false);
@@ -188,7 +191,7 @@ export async function run(): Promise<void> {
     assert.match(reading[0], /^Reading… 0 \/ [\d,]+ tokens$/);
     assert.match(reading.at(-1)!, /^Reading… ([\d,]+) \/ \1 tokens$/);
     assert.equal(progress.messages.at(-1), 'Answering…');
-    assert.match(newestAnswer(await answerView(/> Summarise this\.[^]*?first token/)), /first token \d+ ms/);
+    assert.match(newestAnswer(await answerView(/> Summarise this\.[^]*first token/)), /first token \d+ ms/);
   });
 
   await test('Cancel while the model reads stops the question: "stopped" in the answer view, no error, no turn recorded', async () => {
@@ -222,7 +225,7 @@ export async function run(): Promise<void> {
     } finally {
       shown.restore();
     }
-    const doc = await answerView(/## Explain broken.png[^]*The answer failed/);
+    const doc = await answerView(/^Explain broken.png\n[^]*The answer failed/);
     assert.match(newestAnswer(doc), /^Explain broken.png\n[^]*\*\*The answer failed:\*\* .*image cannot be used/);
     assert.equal(shown.messages.length, 1);
     assert.match(shown.messages[0][0], /image cannot be used/);
@@ -231,7 +234,7 @@ export async function run(): Promise<void> {
 
   await test('Ask About Selection… sends the selected text and answers', async () => {
     await askAboutSelection('const KEY_1 = "abc";\nconst KEY_2 = "def";\n', 'What is KEY_1?');
-    const answer = newestAnswer(await answerView(/> What is KEY_1\?[^]*?first token/));
+    const answer = newestAnswer(await answerView(/> What is KEY_1\?[^]*first token/));
     assert.match(answer, /> What is KEY_1\?[^]*first token \d+ ms/);
   });
 

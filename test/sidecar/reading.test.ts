@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { ErrorCode, Methods, type ReadingProgressNotification } from '../../sidecar/src/protocol/index.js';
+import { SessionSettings } from '../../sidecar/src/protocol/index.js';
+import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/session/conversation.js';
 import { ReadingProgress } from '../../sidecar/src/session/reading.js';
 import { connect, startSidecar, tinyModel, type Sidecar } from './harness.js';
 
@@ -73,6 +76,31 @@ describe('reading progress', () => {
 
   it('refuses a --prefill-chunk that is not a positive integer, saying what it wants', async () => {
     await assert.rejects(startSidecar(['--prefill-chunk', '0']), /--prefill-chunk must be a positive integer/);
+  });
+});
+
+describe('reading progress of a rebuilt cache', () => {
+  let runtime: LlavaRuntime;
+  before(async () => {
+    runtime = await LlavaRuntime.load(tinyModel, { threads: 1, prefillChunk: CHUNK });
+  });
+  after(async () => runtime.release());
+
+  it('counts the replay of the earlier turns (prompts and answers) in what the turn reads', async () => {
+    const c = new Conversation('rebuild', SessionSettings.parse({ policy: 'text_prior_pivot_merge', maxNewTokens: 8 }), new MemoryImageStore());
+    const features = new FeatureCache();
+    const say = (text: string) => ({ text, images: [], files: [] });
+    await c.turn(runtime, features, say(longQuestion), () => undefined, () => false);
+    const before = c.tokensSeen;
+    c.evict();
+    const reports: [number, number][] = [];
+    const out = await c.turn(runtime, features, say('And then?'), () => undefined, () => false, undefined, (read, total) => reports.push([read, total]));
+    assert.equal(out.stats.rebuilt, true);
+    const total = before + (out.stats.tokensSeen - before - out.stats.generatedTokens);
+    assert.deepEqual(new Set(reports.map(([, t]) => t)), new Set([total]), 'the total is the replayed tokens and the new prompt');
+    assert.deepEqual(reports[0], [0, total]);
+    assert.deepEqual(reports.at(-1), [total, total]);
+    assert.ok(reports.length >= before / CHUNK, `a report per chunk's worth of replay: ${reports.map(([r]) => r).join(', ')}`);
   });
 });
 

@@ -1,55 +1,75 @@
 /**
  * Palette actions (category "LOOK-M"): explain an image (a file, the open one, the clipboard's),
  * ask about the open file or selection, show or clear the cache, pick the model, restart the
- * sidecar, show its log. Answers stream into a new Markdown document beside the editor.
+ * sidecar, show its log. Answers stream into one read-only answer view, reused across asks.
  */
 import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { Methods } from '../../sidecar/src/protocol/index.js';
 import { CacheViewPanel } from './cacheView/panel.js';
-import { turnFooter } from './chat/format.js';
+import { AnswerView } from './answers/answerView.js';
+import { readingProgress, STOPPED_WHILE_READING, turnFooter } from './chat/format.js';
 import { isImage, readAttachment, type Attachments } from './chat/references.js';
 import { readClipboardImage } from './clipboard/readImage.js';
 import { createSession, type SessionTracker } from './sessions.js';
 import { SECTION, SETTINGS } from './settings.js';
 import type { Sidecar } from './sidecar/supervisor.js';
 
-/** Runs one question in a fresh session, streaming the answer into an untitled Markdown document. */
-async function answerInDocument(sidecar: Sidecar, sessions: SessionTracker, title: string, text: string, attachments: Attachments): Promise<void> {
-  const document = await vscode.workspace.openTextDocument({ language: 'markdown', content: `# ${title}\n\n> ${text}\n\n` });
-  await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.Beside, preview: false });
-  const append = async (chunk: string) => {
-    const edit = new vscode.WorkspaceEdit();
-    edit.insert(document.uri, document.lineAt(document.lineCount - 1).range.end, chunk);
-    await vscode.workspace.applyEdit(edit);
-  };
-  await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LOOK-M: ${title}`, cancellable: true }, async (_progress, token) => {
+/**
+ * Runs one question in a fresh session, its answer streaming into the answer view; the reading
+ * progress shows there and in a notification whose Cancel stops the question, at any point.
+ */
+async function answerInView(sidecar: Sidecar, sessions: SessionTracker, answers: AnswerView, title: string, text: string, attachments: Attachments): Promise<void> {
+  const answer = await answers.begin(title, text);
+  await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LOOK-M: ${title}`, cancellable: true }, async (progress, token) => {
     const sessionId = await createSession(sidecar);
     const client = await sidecar.ready();
-    let pending = Promise.resolve();
-    const listener = client.onNotification(Methods.sessionToken, (t) => {
-      if (t.sessionId === sessionId) pending = pending.then(() => append(t.text));
-    });
+    let answering = false;
+    const listeners = [
+      client.onNotification(Methods.sessionProgress, (p) => {
+        if (p.sessionId !== sessionId || answering) return;
+        answer.status = readingProgress(p.tokensRead, p.tokensTotal);
+        progress.report({ message: answer.status });
+        answers.update();
+      }),
+      client.onNotification(Methods.sessionToken, (t) => {
+        if (t.sessionId !== sessionId) return;
+        if (!answering) {
+          answering = true;
+          answer.status = '';
+          progress.report({ message: 'Answering…' });
+        }
+        answer.text += t.text;
+        answers.update();
+      }),
+    ];
     try {
       const result = await sessions.turn(sessionId, () => client.sendRequest(Methods.sessionChat, { sessionId, text, ...attachments }, token));
-      await pending;
-      await append(turnFooter(result));
+      answer.text += turnFooter(result);
     } catch (error) {
-      // A bad image, a crash mid-answer: said in the document and in a notification, not as a
+      if (token.isCancellationRequested) {
+        // The user stopped it: said in the view, not reported as a failure.
+        if (!answering) answer.text += STOPPED_WHILE_READING;
+        return;
+      }
+      // A bad image, a crash mid-answer: said in the view and in a notification, not as a
       // generic "command failed".
       const message = error instanceof Error ? error.message : String(error);
-      await pending;
-      await append(`\n\n**The answer failed:** ${message}\n`);
+      answer.text += `\n\n**The answer failed:** ${message}\n`;
       void vscode.window.showErrorMessage(`LOOK-M: ${message}`, 'Show Log').then((choice) => choice && sidecar.output.show());
     } finally {
-      listener.dispose();
+      answer.status = '';
+      for (const listener of listeners) listener.dispose();
+      answers.flush();
     }
   });
 }
 
 export function registerCommands(context: vscode.ExtensionContext, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable[] {
-  const answer = (title: string, text: string, attachments: Attachments) => answerInDocument(sidecar, sessions, title, text, attachments);
+  const answers = new AnswerView();
+  const answer = (title: string, text: string, attachments: Attachments) => answerInView(sidecar, sessions, answers, title, text, attachments);
   return [
+    answers,
     vscode.commands.registerCommand('lookm.explainImage', async (uri?: vscode.Uri) => {
       const active = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
       const fromTab = active instanceof vscode.TabInputCustom || active instanceof vscode.TabInputText ? active.uri : undefined;

@@ -24,6 +24,7 @@ export const SETTINGS = {
   stateMaxSessions: { key: 'state.maxSessions', default: 200, restart: true },
   stateMaxAgeDays: { key: 'state.maxAgeDays', default: 90, restart: true },
   stateMaxMb: { key: 'state.maxMb', default: 1024, restart: true },
+  prefillChunk: { key: 'prefillChunk', default: 512, restart: true },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -50,5 +51,6 @@ export function sidecarArgs(settings: Settings, stateDir: string): string[] {
   args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
   args.push('--max-sessions', String(settings.stateMaxSessions), '--session-max-age-days', String(settings.stateMaxAgeDays), '--state-max-mb', String(settings.stateMaxMb));
+  args.push('--prefill-chunk', String(settings.prefillChunk));
   return args;
 }

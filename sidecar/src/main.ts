@@ -13,7 +13,7 @@ import { parseWeightBits } from './model/text/decoderGraph.js';
 import { SidecarServer } from './server/server.js';
 import { DEFAULT_RETENTION } from './session/store.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--prefill-chunk 512] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -32,6 +32,7 @@ async function main(): Promise<void> {
       'log-level': { type: 'string', default: 'info' },
       'max-image-pixels': { type: 'string' },
       'weight-bits': { type: 'string' },
+      'prefill-chunk': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -51,6 +52,8 @@ async function main(): Promise<void> {
   if (budgetMb !== undefined && !(budgetMb * 2 ** 20 >= LIMITS.minKvBudgetBytes)) throw new Error(`--kv-budget-mb must be at least ${LIMITS.minKvBudgetBytes / 2 ** 20}, got ${values['kv-budget-mb']}`);
   const maxImagePixels = values['max-image-pixels'] === undefined ? undefined : Number(values['max-image-pixels']);
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
+  const prefillChunk = values['prefill-chunk'] === undefined ? undefined : Number(values['prefill-chunk']);
+  if (prefillChunk !== undefined && !(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new Error(`--prefill-chunk must be a positive integer (tokens per prefill run), got ${values['prefill-chunk']}`);
   const retention = {
     maxSessions: limit(values['max-sessions'], '--max-sessions', DEFAULT_RETENTION.maxSessions, true),
     maxAgeDays: limit(values['session-max-age-days'], '--session-max-age-days', DEFAULT_RETENTION.maxAgeDays, false),
@@ -60,6 +63,7 @@ async function main(): Promise<void> {
     retention,
     maxImagePixels,
     weightBits: parseWeightBits(values['weight-bits']),
+    prefillChunk,
     host: values.host,
     port,
     token,

@@ -2,8 +2,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { statsSummary, turnFooter } from '../../extension/src/chat/format.js';
+import { describe, it, mock } from 'node:test';
+import { AnswerLog } from '../../extension/src/answers/answerLog.js';
+import { Coalescer } from '../../extension/src/answers/coalesce.js';
+import { readingProgress, statsSummary, turnFooter } from '../../extension/src/chat/format.js';
 import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
 import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
@@ -239,5 +241,57 @@ describe('model picker info from config.json', () => {
     for (const name of ['tiny-llama-text', 'tiny-mistral-text', 'tiny-qwen2-text']) assert.deepEqual(fixture(name), { contextLength: 2048, imageInput: false }, name);
     assert.deepEqual(modelFolderInfo({ architectures: ['LlamaForCausalLM'] }), { contextLength: 0, imageInput: false });
     assert.deepEqual(readModelFolder('/nonexistent'), { contextLength: 0, imageInput: true }, 'unreadable: unknown length; the sidecar decides');
+  });
+});
+
+describe('reading progress and the answer view', () => {
+  it('reads progress as tokens read of the total, with thousands separated', () => {
+    assert.equal(readingProgress(1024, 2700), 'Reading… 1,024 / 2,700 tokens');
+    assert.equal(readingProgress(0, 12), 'Reading… 0 / 12 tokens');
+  });
+
+  it('the sidecar is told the prefill chunk', () => {
+    const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, s.default])) as Settings;
+    const args = sidecarArgs({ ...defaults, prefillChunk: 64 }, '/state');
+    assert.equal(args[args.indexOf('--prefill-chunk') + 1], '64');
+  });
+
+  it('keeps every answer in one text, newest first, each with its question, text and status', () => {
+    const log = new AnswerLog(3);
+    const first = log.begin('Explain red.png', 'Explain this image.');
+    first.text = 'A red square.';
+    const second = log.begin('notes.md', 'What is line 2?\nAnd line 3?');
+    second.status = 'Reading… 64 / 300 tokens';
+    const text = log.render();
+    assert.ok(text.startsWith('# LOOK-M answers'));
+    assert.ok(text.indexOf('## notes.md') < text.indexOf('## Explain red.png'), 'newest first');
+    assert.match(text, /> What is line 2\?\n> And line 3\?/);
+    assert.match(text, /\*Reading… 64 \/ 300 tokens\*/);
+    assert.match(text, /## Explain red.png\n\n> Explain this image.\n\nA red square.\n/);
+    second.status = '';
+    assert.doesNotMatch(log.render(), /Reading…/);
+    log.begin('c', 'q');
+    log.begin('d', 'q');
+    assert.equal(log.size, 3, 'the oldest beyond the limit are dropped');
+    assert.doesNotMatch(log.render(), /Explain red.png/);
+  });
+
+  it('refreshes once per interval however many tokens arrive, and at once when flushed', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      let fired = 0;
+      const refresh = new Coalescer(() => fired++, 75);
+      for (let i = 0; i < 100; i++) refresh.request();
+      assert.equal(fired, 0);
+      mock.timers.tick(75);
+      assert.equal(fired, 1);
+      refresh.request();
+      refresh.flush();
+      assert.equal(fired, 2);
+      mock.timers.tick(200);
+      assert.equal(fired, 2, 'a flush drops the pending refresh');
+    } finally {
+      mock.timers.reset();
+    }
   });
 });

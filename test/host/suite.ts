@@ -54,6 +54,66 @@ function captureErrorMessages(): { messages: string[][]; restore: () => void } {
   return { messages, restore: () => (window.showErrorMessage = original) };
 }
 
+/**
+ * Records the messages of the extension's progress notifications; `onMessage` may press their
+ * Cancel (the token the extension sees is cancelled, as by the button).
+ */
+function captureProgress(onMessage?: (message: string, cancel: () => void) => void): { messages: string[]; restore: () => void } {
+  const window = vscode.window as { withProgress: typeof vscode.window.withProgress };
+  const original = window.withProgress;
+  const messages: string[] = [];
+  window.withProgress = (options, task) =>
+    original.call(vscode.window, options, (progress, token) => {
+      const source = new vscode.CancellationTokenSource();
+      token.onCancellationRequested(() => source.cancel());
+      const report = (value: { message?: string; increment?: number }) => {
+        if (value.message) {
+          messages.push(value.message);
+          onMessage?.(value.message, () => source.cancel());
+        }
+        progress.report(value);
+      };
+      return task({ report }, source.token);
+    }) as never;
+  return { messages, restore: () => (window.withProgress = original) };
+}
+
+/**
+ * The palette's answer view (one read-only document), once its newest answer matches `pattern`
+ * (or its whole text passes the function): its content is refreshed in batches.
+ */
+async function answerView(pattern: RegExp | ((text: string) => boolean)): Promise<vscode.TextDocument> {
+  const matches = typeof pattern === 'function' ? pattern : (text: string) => pattern.test(newestAnswer(text));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const views = vscode.workspace.textDocuments.filter((d) => d.uri.scheme === 'lookm-answer');
+    assert.ok(views.length <= 1, `one answer view, not ${views.length}`);
+    if (views[0] && matches(views[0].getText())) return views[0];
+    if (Date.now() > deadline) assert.fail(`the answer view does not match ${String(pattern)}: ${JSON.stringify(views[0]?.getText().slice(0, 600))}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The newest answer of the view's text (answers are newest first, each under its own heading). */
+function newestAnswer(view: vscode.TextDocument | string): string {
+  return (typeof view === 'string' ? view : view.getText()).split('\n## ')[1] ?? '';
+}
+
+/** Runs Ask About Selection… on `content` (a fresh untitled editor) with `question` typed in. */
+async function askAboutSelection(content: string, question: string): Promise<void> {
+  const doc = await vscode.workspace.openTextDocument({ language: 'typescript', content });
+  const editor = await vscode.window.showTextDocument(doc);
+  editor.selection = new vscode.Selection(0, 0, doc.lineCount, 0);
+  const window = vscode.window as { showInputBox: (...args: unknown[]) => Thenable<string | undefined> };
+  const original = window.showInputBox;
+  window.showInputBox = () => Promise.resolve(question);
+  try {
+    await vscode.commands.executeCommand('lookm.askAboutSelection');
+  } finally {
+    window.showInputBox = original;
+  }
+}
+
 async function test(name: string, body: () => Promise<void>): Promise<void> {
   try {
     await body();
@@ -81,6 +141,8 @@ export async function run(): Promise<void> {
     await config.update('modelPath', join(root, 'test/fixtures/models/tiny-llava-llama'), vscode.ConfigurationTarget.Global);
     // The random test model seldom ends an answer: short answers keep conversations inside its 512 positions.
     await config.update('maxNewTokens', 16, vscode.ConfigurationTarget.Global);
+    // Small prefill steps: a few hundred tokens of reading report several steps, and a stop lands within them.
+    await config.update('prefillChunk', 16, vscode.ConfigurationTarget.Global);
     const client = await api.sidecar.ready();
     assert.equal(api.sidecar.modelInfo?.textModel, 'llama');
     const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 6 } });
@@ -95,12 +157,64 @@ export async function run(): Promise<void> {
 
   const image = vscode.Uri.file(join(root, 'test/fixtures/images/red-square.png'));
 
-  await test('Explain Screenshot… on an image streams an answer into a Markdown document, with the KV footer', async () => {
+  await test('Explain Screenshot… on an image streams an answer into the answer view, with the KV footer', async () => {
     await config.update('maxNewTokens', 8, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('lookm.explainImage', image);
-    const doc = vscode.workspace.textDocuments.find((d) => d.getText().startsWith('# Explain red-square.png'));
-    assert.ok(doc, 'an answer document was opened');
-    assert.match(doc.getText(), /KV [\d.]+ KiB held of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 image encoded/);
+    const doc = await answerView(/^Explain red-square.png\n[^]*first token/);
+    assert.match(newestAnswer(doc), /^Explain red-square.png\n[^]*KV [\d.]+ KiB held of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 image encoded/);
+  });
+
+  await test('palette answers share one read-only answer view: one tab, no new column, no unsaved or untitled buffers', async () => {
+    const unsaved = () => vscode.workspace.textDocuments.filter((d) => d.isDirty || d.isUntitled).map((d) => d.uri.toString());
+    const before = unsaved();
+    const answerTabs = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputText && t.input.uri.scheme === 'lookm-answer');
+    const columns = vscode.window.tabGroups.all.length;
+    for (let ask = 1; ask <= 4; ask++) await vscode.commands.executeCommand('lookm.explainImage', image);
+    const doc = await answerView((text) => text.split('\n## Explain red-square.png').length - 1 === 5 && /first token/.test(newestAnswer(text)));
+    assert.equal(answerTabs().length, 1, 'one answer tab');
+    assert.equal(vscode.window.tabGroups.all.length, columns, 'no new editor column');
+    assert.equal(doc.isDirty, false);
+    assert.deepEqual(unsaved(), before, 'no unsaved or untitled document was left behind');
+    note(`columns=${columns} answer tabs=${answerTabs().length} unsaved=${unsaved().length}`);
+  });
+
+  await test('a long question shows its reading progress (tokens read / total) in the notification, then answers', async () => {
+    const progress = captureProgress();
+    try {
+      await askAboutSelection(`${'the quick brown fox jumps over the lazy dog.\n'.repeat(12)}`, 'Summarise this.');
+    } finally {
+      progress.restore();
+    }
+    const reading = progress.messages.filter((m) => m.startsWith('Reading…'));
+    note(progress.messages.join(' | '));
+    assert.ok(reading.length >= 5, `several reading steps: ${reading.join(' | ')}`);
+    assert.match(reading[0], /^Reading… 0 \/ [\d,]+ tokens$/);
+    assert.match(reading.at(-1)!, /^Reading… ([\d,]+) \/ \1 tokens$/);
+    assert.equal(progress.messages.at(-1), 'Answering…');
+    assert.match(newestAnswer(await answerView(/> Summarise this\.[^]*first token/)), /first token \d+ ms/);
+  });
+
+  await test('Cancel while the model reads stops the question: "stopped" in the answer view, no error, no turn recorded', async () => {
+    const shown = captureErrorMessages();
+    const progress = captureProgress((message, cancel) => {
+      // At the first report: the whole reading is left for the cancel to arrive in, however loaded the machine.
+      if (message.startsWith('Reading…')) cancel();
+    });
+    try {
+      await askAboutSelection(`${'a stop in the middle of the reading.\n'.repeat(12)}`, 'Summarise this.');
+    } finally {
+      progress.restore();
+      shown.restore();
+    }
+    note(progress.messages.join(' | '));
+    const sessionId = api.sessions.lastSessionId;
+    assert.ok(sessionId);
+    const stats = await (await api.sidecar.ready()).sendRequest<SessionStats>(Methods.sessionStats.method, { sessionId });
+    assert.equal(stats.turns.length, 0, 'nothing of the stopped question was kept');
+    assert.ok(!progress.messages.includes('Answering…'), 'stopped before the answer began');
+    assert.deepEqual(shown.messages, [], 'a stop is not an error');
+    assert.match(newestAnswer(await answerView(/Stopped while reading/)), /Stopped while reading; nothing of this question was kept\./);
+    assert.equal(api.sidecar.state, 'ready');
   });
 
   await test('a file that is not an image gets a clear error in the answer and a notification, and the sidecar stays up', async () => {
@@ -112,29 +226,17 @@ export async function run(): Promise<void> {
     } finally {
       shown.restore();
     }
-    const doc = vscode.workspace.textDocuments.find((d) => d.getText().startsWith('# Explain broken.png'));
-    assert.ok(doc, 'an answer document was opened');
-    assert.match(doc.getText(), /\*\*The answer failed:\*\* .*image cannot be used/);
+    const doc = await answerView(/^Explain broken.png\n[^]*The answer failed/);
+    assert.match(newestAnswer(doc), /^Explain broken.png\n[^]*\*\*The answer failed:\*\* .*image cannot be used/);
     assert.equal(shown.messages.length, 1);
     assert.match(shown.messages[0][0], /image cannot be used/);
     assert.equal(api.sidecar.state, 'ready');
   });
 
   await test('Ask About Selection… sends the selected text and answers', async () => {
-    const doc = await vscode.workspace.openTextDocument({ language: 'typescript', content: 'const KEY_1 = "abc";\nconst KEY_2 = "def";\n' });
-    const editor = await vscode.window.showTextDocument(doc);
-    editor.selection = new vscode.Selection(0, 0, 1, 0);
-    const window = vscode.window as { showInputBox: (...args: unknown[]) => Thenable<string | undefined> };
-    const original = window.showInputBox;
-    window.showInputBox = () => Promise.resolve('What is KEY_1?');
-    try {
-      await vscode.commands.executeCommand('lookm.askAboutSelection');
-    } finally {
-      window.showInputBox = original;
-    }
-    const answer = vscode.workspace.textDocuments.find((d) => d.getText().includes('> What is KEY_1?'));
-    assert.ok(answer, 'an answer document was opened');
-    assert.match(answer.getText(), /first token \d+ ms/);
+    await askAboutSelection('const KEY_1 = "abc";\nconst KEY_2 = "def";\n', 'What is KEY_1?');
+    const answer = newestAnswer(await answerView(/> What is KEY_1\?[^]*first token/));
+    assert.match(answer, /> What is KEY_1\?[^]*first token \d+ ms/);
   });
 
   await test('the chat participant answers a two-turn conversation about an attached file, the second turn reusing its cache', async () => {

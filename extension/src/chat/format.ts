@@ -18,6 +18,15 @@ function imagesNote(s: TurnStats): string {
   return ` · ${plural(s.imagesEncoded)} encoded, ${s.imagesReused} reused`;
 }
 
+/** Reading progress as a line: 'Reading… 1,024 / 2,700 tokens'. */
+export function readingProgress(tokensRead: number, tokensTotal: number): string {
+  const n = (value: number) => value.toLocaleString('en-US');
+  return `Reading… ${n(tokensRead)} / ${n(tokensTotal)} tokens`;
+}
+
+/** What a stopped question says when it was stopped before its answer began (nothing of it is kept). */
+export const STOPPED_WHILE_READING = 'Stopped while reading; nothing of this question was kept.';
+
 export function turnFooter(result: ChatResult): string {
   const s = result.stats;
   const share = s.fullKvBytes > 0 ? ` (${percent(s.kvBytes, s.fullKvBytes)})` : '';

@@ -1,10 +1,11 @@
 /**
- * `@lookm` in the chat panel. Answers stream; cancelling stops decoding; attached images, files
+ * `@lookm` in the chat panel. Answers stream; cancelling stops reading or decoding; attached images, files
  * and selections are sent; follow-ups in the same chat reuse the sidecar session (and its
  * compressed KV), found again through the metadata of the previous answer. Slash commands:
  * `/explain` (an image or screenshot), `/file` (a whole file), `/clear` (drop this conversation's
- * cache), `/stats` (the session's KV figures). Each answer ends with a footer of KV kept vs full
- * and time to first token.
+ * cache), `/stats` (the session's KV figures). While the model reads, the progress line counts
+ * tokens read; Stop works then too. Each answer ends with a footer of KV kept vs full and time to
+ * first token.
  */
 import * as vscode from 'vscode';
 import { Methods, type SessionStats } from '../../../sidecar/src/protocol/index.js';
@@ -12,7 +13,7 @@ import { createSession, type SessionTracker } from '../sessions.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { PARTICIPANT_ID, previousSession, type HistoryTurn, type LookmMetadata } from './history.js';
 import { collectAttachments } from './references.js';
-import { statsSummary, turnFooter } from './format.js';
+import { readingProgress, statsSummary, STOPPED_WHILE_READING, turnFooter } from './format.js';
 
 export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
@@ -51,16 +52,28 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
     }
     const text = request.prompt || (request.command === 'explain' ? 'Explain this image.' : request.command === 'file' ? 'Explain this file.' : '');
     stream.progress('Reading…');
-    const listener = client.onNotification(Methods.sessionToken, (t) => {
-      if (t.sessionId === sessionId) stream.markdown(t.text);
-    });
+    let answering = false;
+    const listeners = [
+      client.onNotification(Methods.sessionProgress, (p) => {
+        if (p.sessionId === sessionId && !answering) stream.progress(readingProgress(p.tokensRead, p.tokensTotal));
+      }),
+      client.onNotification(Methods.sessionToken, (t) => {
+        if (t.sessionId !== sessionId) return;
+        answering = true;
+        stream.markdown(t.text);
+      }),
+    ];
     try {
       const id = sessionId;
       const result = await sessions.turn(id, () => client.sendRequest(Methods.sessionChat, { sessionId: id, text, images: attachments.images, files: attachments.files }, token));
       stream.markdown(turnFooter(result));
       stream.button({ command: 'lookm.showCache', title: 'Show KV Cache' });
+    } catch (error) {
+      // Stop pressed: the chat marks the answer stopped; it is not an error.
+      if (!token.isCancellationRequested) throw error;
+      if (!answering) stream.markdown(`*${STOPPED_WHILE_READING}*`);
     } finally {
-      listener.dispose();
+      for (const listener of listeners) listener.dispose();
     }
     return { metadata: { sessionId } satisfies LookmMetadata };
   };

@@ -31,12 +31,16 @@ export interface EngineOptions {
   maxImagePixels?: number;
   /** 4: the decoder's linear layers on 4-bit weights. */
   weightBits?: WeightBits;
+  /** Tokens per prefill run (default: the runtime's); smaller reports reading progress and honours a stop more often. */
+  prefillChunk?: number;
 }
 
 /** What a call may report while it runs, and how it learns that its client gave up. */
 export interface CallEvents {
   token?(sessionId: string, text: string, tokenId: number): void;
   progress?(step: string): void;
+  /** A turn's reading (prefill, a rebuild's replay): tokens read of all it reads. */
+  reading?(sessionId: string, tokensRead: number, tokensTotal: number): void;
   cancelled?(): boolean;
   /** The engine's figures changed during the call (a running turn's cache grew): post fresh stats. */
   figures?(): void;
@@ -157,10 +161,12 @@ export class Engine {
       this.enforceBudget(conversation);
       try {
         const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);
-        const result = await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, () => {
+        const onRead = (tokensRead: number, tokensTotal: number) => events.reading?.(conversation.id, tokensRead, tokensTotal);
+        const onCacheGrowth = () => {
           this.enforceBudget(conversation);
           events.figures?.();
-        });
+        };
+        const result = await conversation.turn(runtime, this.features, { text: input.text, images: input.images, files: input.files }, onToken, isCancelled, onCacheGrowth, onRead);
         this.logTurn(conversation.id, result);
         return result;
       } finally {
@@ -283,7 +289,7 @@ export class Engine {
     this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
     this.log.log('info', 'loading model', { path });
     try {
-      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, onProgress });
+      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, onProgress });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
       // Caches and image features belong to the previous model: conversations rebuild on their next turn.

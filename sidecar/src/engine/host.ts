@@ -22,6 +22,7 @@ export interface CallHooks {
   signal?: AbortSignal;
   token?(sessionId: string, text: string, tokenId: number): void;
   progress?(step: string): void;
+  reading?(sessionId: string, tokensRead: number, tokensTotal: number): void;
 }
 
 interface Pending {
@@ -132,6 +133,9 @@ export class EngineHost {
         return;
       case 'token':
         this.pending.get(message.id)?.hooks.token?.(message.sessionId, message.text, message.tokenId);
+        return;
+      case 'reading':
+        this.pending.get(message.id)?.hooks.reading?.(message.sessionId, message.tokensRead, message.tokensTotal);
         return;
       case 'progress':
         this.pending.get(message.id)?.hooks.progress?.(message.step);

@@ -21,5 +21,6 @@ export type WorkerMessage =
   | { kind: 'error'; id: number; code: number | null; message: string; stack?: string }
   | { kind: 'token'; id: number; sessionId: string; text: string; tokenId: number }
   | { kind: 'progress'; id: number; step: string }
+  | { kind: 'reading'; id: number; sessionId: string; tokensRead: number; tokensTotal: number }
   | { kind: 'stats'; stats: EngineStats }
   | { kind: 'log'; level: Level; message: string; fields?: Record<string, unknown> };

@@ -21,6 +21,7 @@ async function run(call: CallMessage): Promise<void> {
   const flag = call.cancelFlag ? new Int32Array(call.cancelFlag) : null;
   const events: CallEvents = {
     token: (sessionId, text, tokenId) => post({ kind: 'token', id: call.id, sessionId, text, tokenId }),
+    reading: (sessionId, tokensRead, tokensTotal) => post({ kind: 'reading', id: call.id, sessionId, tokensRead, tokensTotal }),
     progress: (step) => {
       post({ kind: 'progress', id: call.id, step });
       post({ kind: 'stats', stats: engine.stats() });

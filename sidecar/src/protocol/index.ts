@@ -203,6 +203,13 @@ export interface TokenNotification {
   tokenId: number;
 }
 
+/** A turn's reading progress: prompt tokens run through the model (a rebuild's replay included) of all it reads. */
+export interface ReadingProgressNotification {
+  sessionId: string;
+  tokensRead: number;
+  tokensTotal: number;
+}
+
 export const InitializeParams = z
   .object({
     processId: z.number().int().nullable().optional(),
@@ -289,6 +296,8 @@ export const Methods = {
   sessionCreate: new RequestType<SessionCreateParams, { sessionId: string }, void>('session/create'),
   sessionChat: new RequestType<SessionChatParams, ChatResult, void>('session/chat'),
   sessionToken: new NotificationType<TokenNotification>('session/token'),
+  /** Sent while a turn reads its prompt: at the start, after each prefill chunk (or half a second of a replay), at the end. */
+  sessionProgress: new NotificationType<ReadingProgressNotification>('session/progress'),
   sessionStats: new RequestType<SessionRefParams, SessionStats, void>('session/stats'),
   sessionDelete: new RequestType<SessionRefParams, { deleted: boolean }, void>('session/delete'),
   sessionCache: new RequestType<SessionCacheParams, CacheMap, void>('session/cache'),

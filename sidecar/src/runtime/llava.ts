@@ -24,6 +24,8 @@ export interface LoadOptions {
   onProgress?: (step: string) => void;
   /** Largest image accepted, in declared pixels (checked before decoding). */
   maxImagePixels?: number;
+  /** Tokens per prefill run (default DEFAULT_PREFILL_CHUNK): smaller reports reading progress and honours a stop more often. */
+  prefillChunk?: number;
   /** 4: the decoder's linear layers run on 4-bit block-quantized weights (MatMulNBits). */
   weightBits?: WeightBits;
 }
@@ -41,6 +43,8 @@ export interface PrefillOptions {
   windowRows?: number;
   /** Asked before every chunk; true stops the prefill with a RequestCancelled `SidecarError`. */
   isCancelled?: () => boolean;
+  /** Told after every chunk how many of this prefill's tokens have been run. */
+  onChunk?: (tokensDone: number) => void;
 }
 
 export interface Prefilled {
@@ -61,11 +65,15 @@ export class LlavaRuntime {
     readonly decoder: TextDecoder,
     /** Evicted-to-kept key matching for merging policies in improved mode, on onnxruntime. */
     readonly matcher: Matcher & { release(): Promise<void> },
+    /** Tokens per prefill run unless a call says otherwise. */
+    readonly prefillChunk = DEFAULT_PREFILL_CHUNK,
   ) {}
 
   static async load(dir: string, options: LoadOptions = {}): Promise<LlavaRuntime> {
     const progress = options.onProgress ?? (() => undefined);
     const threads = options.threads ?? Math.max(1, cpus().length);
+    const { prefillChunk = DEFAULT_PREFILL_CHUNK } = options;
+    if (!(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${prefillChunk}`);
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);
     const { config } = checkpoint;
@@ -80,7 +88,7 @@ export class LlavaRuntime {
     const decoder = await TextDecoder.create(checkpoint, { threads, weightBits: options.weightBits });
     const matcher = await createOrtMatcher({ threads });
     progress('ready');
-    return new LlavaRuntime(checkpoint, processor, vision, decoder, matcher);
+    return new LlavaRuntime(checkpoint, processor, vision, decoder, matcher, prefillChunk);
   }
 
   get config() {
@@ -151,7 +159,8 @@ export class LlavaRuntime {
    * masked). The window cannot reach back past this prefill (older queries are gone), so it holds
    * at most the new tokens: `windowRows` in the result says how many it did hold.
    * `options.isCancelled` is asked before every chunk: a cancelled prefill throws a RequestCancelled
-   * `SidecarError`, leaving the chunks already run in the cache (the caller undoes or drops them).
+   * `SidecarError`, leaving the chunks already run in the cache (the caller undoes or drops them);
+   * `options.onChunk` is told after every chunk how far it got (reading progress).
    */
   async prefill(
     cache: KvCache,
@@ -160,7 +169,7 @@ export class LlavaRuntime {
     modality: Int32Array,
     options: PrefillOptions = {},
   ): Promise<Prefilled> {
-    const { chunk = DEFAULT_PREFILL_CHUNK, windowRows: requested = 0, isCancelled = () => false } = options;
+    const { chunk = this.prefillChunk, windowRows: requested = 0, isCancelled = () => false, onChunk } = options;
     if (!(Number.isInteger(chunk) && chunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${chunk}`);
     if (!(Number.isInteger(requested) && requested >= 0)) throw new RangeError(`windowRows must be a non-negative integer, got ${requested}`);
     const { hiddenSize: E, numHeads } = this.config.text;
@@ -179,6 +188,7 @@ export class LlavaRuntime {
       cache.append(out, positions.slice(start, end), modality.slice(start, end), numHeads);
       if (windowScores && out.windowColsums) windowScores.forEach((scores, i) => addColumns(scores, total, out.windowColsums![i], cache.length, numHeads));
       logits = out.logits;
+      onChunk?.(end);
     }
     return { logits, windowScores, windowRows };
   }

@@ -107,8 +107,8 @@ export class SidecarServer {
     if (!LOOPBACK.has(options.host)) throw new RangeError(`--host must be a loopback address (127.0.0.1 or ::1), got ${options.host}`);
     if (options.token.length < 16) throw new RangeError('the sidecar token must be at least 16 characters');
     this.exited = new Promise((resolveExit) => (this.exit = resolveExit));
-    const { threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits } = options;
-    this.engine = new EngineHost({ threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits }, options.log);
+    const { threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits, prefillChunk } = options;
+    this.engine = new EngineHost({ threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits, prefillChunk }, options.log);
   }
 
   async listen(): Promise<number> {
@@ -237,11 +237,12 @@ export class SidecarServer {
     };
   }
 
-  /** One turn in the engine; streams its tokens as `session/token`. */
+  /** One turn in the engine; streams its reading progress as `session/progress` and its tokens as `session/token`. */
   private chat(connection: MessageConnection, params: z.infer<typeof SessionChatParams>, signal: AbortSignal): Promise<ChatResult> {
     const images = params.images.map((image, i) => decodeImage(image.data, image.name ?? `image ${i + 1}`));
     const token = (sessionId: string, text: string, tokenId: number) => void connection.sendNotification(Methods.sessionToken, { sessionId, text, tokenId });
-    return this.engine.call('chat', { sessionId: params.sessionId, text: params.text, images, files: params.files }, { signal, token });
+    const reading = (sessionId: string, tokensRead: number, tokensTotal: number) => void connection.sendNotification(Methods.sessionProgress, { sessionId, tokensRead, tokensTotal });
+    return this.engine.call('chat', { sessionId: params.sessionId, text: params.text, images, files: params.files }, { signal, token, reading });
   }
 
   /** The real path of `path` if it lies inside an allowed folder; otherwise an InvalidParams error. */

@@ -18,6 +18,7 @@ import type { LlavaRuntime } from '../runtime/llava.js';
 import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
 import { compressOptions, observedWindow } from './compression.js';
+import { ReadingProgress } from './reading.js';
 
 export interface TurnInput {
   text: string;
@@ -135,6 +136,7 @@ interface TurnWork {
   /** Images in the work cache so far: the next image's index. */
   imagesFed: number;
   tokensFed: number;
+  reading: ReadingProgress;
 }
 
 interface Decoded {
@@ -227,9 +229,18 @@ export class Conversation {
    * One turn: feeds what is new (replaying the earlier turns first if the cache was dropped),
    * compresses, decodes and records. A turn that fails, or is cancelled before its first token,
    * records nothing (a cancel throws a RequestCancelled `SidecarError`); one cancelled while
-   * decoding keeps its partial answer, as the user saw it stream.
+   * decoding keeps its partial answer, as the user saw it stream. `onRead` follows the reading
+   * (prefill chunks, a rebuild's replay included) as tokens read of all the turn reads.
    */
-  async turn(runtime: LlavaRuntime, features: FeatureCache, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean, onCacheGrowth?: () => void): Promise<TurnOutput> {
+  async turn(
+    runtime: LlavaRuntime,
+    features: FeatureCache,
+    input: TurnInput,
+    onToken: (text: string, id: number) => void,
+    isCancelled: () => boolean,
+    onCacheGrowth?: () => void,
+    onRead?: (tokensRead: number, tokensTotal: number) => void,
+  ): Promise<TurnOutput> {
     this.lastUsed = Date.now();
     const started = performance.now();
     this.refuseImagesOfTextOnly(runtime, input);
@@ -237,10 +248,11 @@ export class Conversation {
     const { rows, shown, encoded } = await this.ensureImageFeatures(runtime, features, plan);
     throwIfCancelled(isCancelled, 'before its prefill');
     const rebuilt = this.cache === null && this.segments.length > 0;
-    const work = this.takeCache(runtime, plan);
+    const work = this.takeCache(runtime, plan, new ReadingProgress(tokensToRead(plan), runtime.prefillChunk, onRead ?? (() => undefined)));
     this.working = work;
     work.cache.onGrowth = onCacheGrowth ?? null;
     try {
+      work.reading.start();
       for (const turn of plan.replay) await this.replayTurn(runtime, work, turn, rows, isCancelled);
       const prefilled = await this.prefillSegment(runtime, work, plan.fresh, rows, isCancelled);
       throwIfCancelled(isCancelled, 'after its prefill');
@@ -333,11 +345,11 @@ export class Conversation {
    * The cache this turn feeds: the resident one (an incremental turn), or a new one (after an
    * eviction, or when starting over). The conversation holds none until the turn is recorded.
    */
-  private takeCache(runtime: LlavaRuntime, plan: FeedPlan): TurnWork {
+  private takeCache(runtime: LlavaRuntime, plan: FeedPlan, reading: ReadingProgress): TurnWork {
     const previous = this.cache;
     this.cache = null;
-    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: previous.mark(), imagesFed: this.imageCount, tokensFed: 0 };
-    return { cache: runtime.createCache(), tally: new CacheTally(), previous, undo: null, imagesFed: 0, tokensFed: 0 };
+    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: previous.mark(), imagesFed: this.imageCount, tokensFed: 0, reading };
+    return { cache: runtime.createCache(), tally: new CacheTally(), previous, undo: null, imagesFed: 0, tokensFed: 0, reading };
   }
 
   /** After a turn that is not recorded: the cache as it was before the turn, or none (rebuilt exactly next turn). */
@@ -368,6 +380,7 @@ export class Conversation {
     for (const token of turn.generated.ids) {
       throwIfCancelled(isCancelled, 'while rebuilding its cache');
       await runtime.decodeStep(work.cache, token, work.cache.tokensSeen);
+      work.reading.advance(1);
     }
     work.tally.fed(new Array<number>(turn.generated.ids.length).fill(TEXT));
     work.tokensFed += turn.generated.ids.length;
@@ -385,7 +398,12 @@ export class Conversation {
     work.tokensFed += segment.ids.length;
     const first = work.cache.tokensSeen;
     const positions = Int32Array.from(segment.ids, (_, i) => first + i);
-    return runtime.prefill(work.cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, work.cache, segment.ids.length), isCancelled });
+    let read = 0;
+    const onChunk = (done: number) => {
+      work.reading.advance(done - read);
+      read = done;
+    };
+    return runtime.prefill(work.cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, work.cache, segment.ids.length), isCancelled, onChunk });
   }
 
   /** Compresses every layer under the session's policy; from here on the turn cannot be undone. */
@@ -467,6 +485,11 @@ function fedTurns(segments: Segment[]): FedTurn[] {
   const turns: FedTurn[] = [];
   for (let i = 0; i < segments.length; i += 2) turns.push({ prompt: segments[i], generated: segments[i + 1] ?? { ids: [], imageHashes: [] } });
   return turns;
+}
+
+/** Every token a feed runs through the decoder: the replayed turns (prompts and answers), then the new prompt. */
+function tokensToRead(plan: FeedPlan): number {
+  return plan.replay.reduce((sum, turn) => sum + turn.prompt.ids.length + turn.generated.ids.length, 0) + plan.fresh.ids.length;
 }
 
 function cancelled(when: string): SidecarError {

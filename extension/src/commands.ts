@@ -10,6 +10,7 @@ import { CacheViewPanel } from './cacheView/panel.js';
 import { turnFooter } from './chat/format.js';
 import { isImage, readAttachment, type Attachments } from './chat/references.js';
 import { readClipboardImage } from './clipboard/readImage.js';
+import { downloadModelCommand } from './download/downloadModel.js';
 import { createSession, type SessionTracker } from './sessions.js';
 import { SECTION, SETTINGS } from './settings.js';
 import type { Sidecar } from './sidecar/supervisor.js';
@@ -107,6 +108,7 @@ export function registerCommands(context: vscode.ExtensionContext, sidecar: Side
       if (!hasConfig) return void vscode.window.showErrorMessage(`${folder.fsPath} has no config.json: pick the folder of a Hugging Face LLaVA checkpoint.`);
       await vscode.workspace.getConfiguration(SECTION).update(SETTINGS.modelPath.key, folder.fsPath, vscode.ConfigurationTarget.Global);
     }),
+    vscode.commands.registerCommand('lookm.downloadModel', () => downloadModelCommand(sidecar)),
     vscode.commands.registerCommand('lookm.restartSidecar', () => sidecar.restart()),
     vscode.commands.registerCommand('lookm.showLog', () => sidecar.output.show()),
   ];

@@ -24,6 +24,7 @@ export const SETTINGS = {
   stateMaxSessions: { key: 'state.maxSessions', default: 200, restart: true },
   stateMaxAgeDays: { key: 'state.maxAgeDays', default: 90, restart: true },
   stateMaxMb: { key: 'state.maxMb', default: 1024, restart: true },
+  hubEndpoint: { key: 'hubEndpoint', default: '', restart: false },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

@@ -89,7 +89,7 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
 function handle(hub: Omit<LocalHub, 'url' | 'close'>, repos: Record<string, Map<string, HostedFile>>, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://local');
   hub.requests.push({ url: url.pathname, range: req.headers.range, authorization: req.headers.authorization });
-  let match = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)$/.exec(url.pathname);
+  const match = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)$/.exec(url.pathname);
   const resolveMatch = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
   const cdnMatch = /^\/cdn\/([^/]+\/[^/]+)\/(.+)$/.exec(url.pathname);
   const repo = match?.[1] ?? resolveMatch?.[1] ?? cdnMatch?.[1];

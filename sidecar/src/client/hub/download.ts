@@ -12,7 +12,6 @@ import { copyFile, mkdir, rename, stat, symlink, truncate, unlink, writeFile } f
 import { dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { downloadFile, getRepoFolderName, HubApiError, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { isRuntimeFile } from './files.js';
 
@@ -156,7 +155,7 @@ async function fetchBlob(context: HubContext, hub: HubParams, commit: string, en
             done(null, chunk);
           },
         });
-        const body = Readable.fromWeb((offset > 0 ? file.slice(offset) : file).stream() as NodeReadableStream);
+        const body = Readable.fromWeb((offset > 0 ? file.slice(offset) : file).stream());
         await onDisk(cacheDir, partial, () => pipeline(body, counter, createWriteStream(partial, { flags: 'a' }), { signal: context.signal }));
       }
       break;
@@ -180,7 +179,7 @@ async function fetchBlob(context: HubContext, hub: HubParams, commit: string, en
 async function hashFile(file: string, kind: 'sha256' | 'git', size: number): Promise<string> {
   const hash = createHash(kind === 'sha256' ? 'sha256' : 'sha1');
   if (kind === 'git') hash.update(`blob ${size}\0`);
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) hash.update(chunk);
   return hash.digest('hex');
 }
 

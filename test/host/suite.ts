@@ -94,7 +94,7 @@ export async function run(): Promise<void> {
     assert.equal(tokens.length, result.stats.generatedTokens);
   });
 
-  await test('Download Model… fetches a repository from the Hub (lookm.hubEndpoint), refuses a corrupted file, resumes a dropped one, then selects it and restarts the sidecar on it', async () => {
+  await test('Download Model… fetches a repository from the Hub (lookm.hubEndpoint), refuses a corrupted file, resumes a dropped one, then selects it and restarts the sidecar on it; Select Model… lists it', async () => {
     const hub = await startLocalHub({ 'lookm-test/tiny-llava': hostFolder(join(root, 'test/fixtures/models/tiny-llava-llama')) });
     const cache = mkdtempSync(join(tmpdir(), 'lookm-host-hub-'));
     const savedCache = process.env.HF_HUB_CACHE;
@@ -128,6 +128,12 @@ export async function run(): Promise<void> {
       assert.ok(offered.some((o) => /^llava-hf\/llava-1\.5-7b-hf: .*B parameters · download ≈ .* GB · memory ≈ .* GB at \d+-bit weights/.test(o)), offered.join('\n'));
       assert.equal(api.sidecar.state, 'ready');
       assert.equal(api.sidecar.modelInfo?.textModel, 'llama');
+
+      // Select Model… lists what is in the Hugging Face cache.
+      await config.update('modelPath', join(root, 'test/fixtures/models/tiny-llava-llama'), vscode.ConfigurationTarget.Global);
+      window.showQuickPick = (items: unknown) => Promise.resolve((items as { label: string }[]).find((i) => i.label === 'lookm-test/tiny-llava'));
+      await vscode.commands.executeCommand('lookm.selectModel');
+      assert.equal(vscode.workspace.getConfiguration('lookm').get('modelPath'), snapshot);
     } finally {
       shown.restore();
       window.showQuickPick = originals.showQuickPick;

@@ -149,7 +149,9 @@ function serveBytes(hub: Omit<LocalHub, 'url' | 'close'>, path: string, file: Ho
   const drop = hub.dropAfter.get(path);
   if (drop !== undefined && body.length > drop && body.length > 1) {
     hub.dropAfter.delete(path);
-    res.write(body.subarray(0, drop), () => res.destroy());
+    // The connection ends short of Content-Length, as when a proxy or the network drops it; the
+    // pause lets the client take in what was sent (fetch drops what it has queued on an error).
+    res.write(body.subarray(0, drop), () => setTimeout(() => res.socket?.end(), 150));
     return;
   }
   res.end(body);

@@ -10,8 +10,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, rename, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import { downloadFile, getRepoFolderName, HubApiError, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { isRuntimeFile } from './files.js';
 
@@ -146,17 +146,14 @@ async function fetchBlob(context: HubContext, hub: HubParams, commit: string, en
       if (offset < size) {
         const file = await hubCall(context, () => downloadFile({ ...hub, repo: context.repo, path: entry.path, revision: commit, xet: false }));
         if (!file) throw new HubDownloadError(`${entry.path} is listed in ${context.repo} but the Hub answers that it does not exist: try again later.`, 'not-found');
-        let received = offset;
-        const counter = new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            received += chunk.length;
-            fetched += chunk.length;
-            onBytes(received);
-            done(null, chunk);
-          },
-        });
         const body = Readable.fromWeb((offset > 0 ? file.slice(offset) : file).stream());
-        await onDisk(cacheDir, partial, () => pipeline(body, counter, createWriteStream(partial, { flags: 'a' }), { signal: context.signal }));
+        await onDisk(cacheDir, partial, () =>
+          appendAll(body, partial, (length) => {
+            fetched += length;
+            offset += length;
+            onBytes(offset);
+          }),
+        );
       }
       break;
     } catch (error) {
@@ -173,6 +170,26 @@ async function fetchBlob(context: HubContext, hub: HubParams, commit: string, en
   }
   await onDisk(cacheDir, blob, () => rename(partial, blob));
   return fetched;
+}
+
+/**
+ * Appends the body to `file`. Everything received is written, even when the body breaks off (a
+ * dropped connection, a cancel), so that the next attempt resumes exactly after it.
+ */
+async function appendAll(body: Readable, file: string, onChunk: (length: number) => void): Promise<void> {
+  const out = createWriteStream(file, { flags: 'a' });
+  let failure: unknown;
+  out.on('error', (error) => (failure ??= error));
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (failure) break;
+      if (!out.write(chunk)) await once(out, 'drain');
+      onChunk(chunk.length);
+    }
+  } finally {
+    if (!out.destroyed) await new Promise<void>((resolve) => out.end(resolve));
+  }
+  if (failure) throw failure as Error;
 }
 
 /** sha256 of the file, or git's blob id (sha1 of `blob <size>\0` + content) for files not in LFS. */

@@ -11,6 +11,9 @@ import { AnswerView } from './answers/answerView.js';
 import { readingProgress, STOPPED_WHILE_READING, turnFooter } from './chat/format.js';
 import { isImage, readAttachment, type Attachments } from './chat/references.js';
 import { readClipboardImage } from './clipboard/readImage.js';
+import { downloadModelCommand } from './download/downloadModel.js';
+import { findCachedModels } from '../../sidecar/src/client/hub/cached.js';
+import { hubCacheDir } from '../../sidecar/src/client/hub/settings.js';
 import { createSession, type SessionTracker } from './sessions.js';
 import { SECTION, SETTINGS } from './settings.js';
 import type { Sidecar } from './sidecar/supervisor.js';
@@ -117,6 +120,19 @@ export function registerCommands(context: vscode.ExtensionContext, sidecar: Side
       void vscode.window.showInformationMessage('The conversation\'s cache and transcript are cleared; the next question starts a new one.');
     }),
     vscode.commands.registerCommand('lookm.selectModel', async () => {
+      // Checkpoints already in the Hugging Face cache (from Download Model… or Python) come first.
+      const cached = await findCachedModels(hubCacheDir());
+      if (cached.length) {
+        const items = [
+          ...cached.map((m) => ({ label: m.repo, description: m.commit.slice(0, 8), detail: m.path, path: m.path })),
+          { label: 'Browse for a folder…', path: undefined },
+          { label: 'Download Model…', path: 'download' },
+        ];
+        const choice = await vscode.window.showQuickPick(items, { title: 'Select Model', placeHolder: 'Models in the Hugging Face cache' });
+        if (!choice) return;
+        if (choice.path === 'download') return vscode.commands.executeCommand('lookm.downloadModel');
+        if (choice.path) return void (await vscode.workspace.getConfiguration(SECTION).update(SETTINGS.modelPath.key, choice.path, vscode.ConfigurationTarget.Global));
+      }
       const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, title: 'Select a LLaVA model folder (config.json, *.safetensors, tokenizer.json)', openLabel: 'Use This Model' });
       const folder = picked?.[0];
       if (!folder) return;
@@ -127,6 +143,7 @@ export function registerCommands(context: vscode.ExtensionContext, sidecar: Side
       if (!hasConfig) return void vscode.window.showErrorMessage(`${folder.fsPath} has no config.json: pick the folder of a Hugging Face LLaVA checkpoint.`);
       await vscode.workspace.getConfiguration(SECTION).update(SETTINGS.modelPath.key, folder.fsPath, vscode.ConfigurationTarget.Global);
     }),
+    vscode.commands.registerCommand('lookm.downloadModel', () => downloadModelCommand(sidecar)),
     vscode.commands.registerCommand('lookm.restartSidecar', () => sidecar.restart()),
     vscode.commands.registerCommand('lookm.showLog', () => sidecar.output.show()),
   ];

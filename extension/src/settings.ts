@@ -25,6 +25,7 @@ export const SETTINGS = {
   stateMaxAgeDays: { key: 'state.maxAgeDays', default: 90, restart: true },
   stateMaxMb: { key: 'state.maxMb', default: 1024, restart: true },
   prefillChunk: { key: 'prefillChunk', default: 512, restart: true },
+  hubEndpoint: { key: 'hubEndpoint', default: '', restart: false },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

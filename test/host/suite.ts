@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { LookmApi } from '../../extension/src/extension.js';
 import { Methods, type ChatResult, type SessionStats } from '../../sidecar/src/protocol/index.js';
+import { COMMIT, hostFolder, startLocalHub } from '../hub/hubServer.js';
 
 // This bundle has its own copy of vscode-jsonrpc, so the typed request objects of the protocol
 // are not the extension's: talk to its client by method name.
@@ -153,6 +154,57 @@ export async function run(): Promise<void> {
     const result = await client.sendRequest<ChatResult>(CHAT, { sessionId, text: 'Hello?' });
     listener.dispose();
     assert.equal(tokens.length, result.stats.generatedTokens);
+  });
+
+  await test('Download Model… fetches a repository from the Hub (lookm.hubEndpoint), refuses a corrupted file, resumes a dropped one, then selects it and restarts the sidecar on it; Select Model… lists it', async () => {
+    const hub = await startLocalHub({ 'lookm-test/tiny-llava': hostFolder(join(root, 'test/fixtures/models/tiny-llava-llama')) });
+    const cache = mkdtempSync(join(tmpdir(), 'lookm-host-hub-'));
+    const savedCache = process.env.HF_HUB_CACHE;
+    process.env.HF_HUB_CACHE = cache; // the extension runs in this process and reads it when it downloads
+    const window = vscode.window as { showQuickPick: (...args: unknown[]) => Thenable<unknown>; showInputBox: (...args: unknown[]) => Thenable<string | undefined> };
+    const originals = { showQuickPick: window.showQuickPick, showInputBox: window.showInputBox };
+    const offered: string[] = [];
+    window.showQuickPick = (items: unknown) => {
+      const list = items as { label: string; detail?: string }[];
+      offered.push(...list.map((i) => `${i.label}: ${i.detail ?? ''}`));
+      return Promise.resolve(list.find((i) => i.label.startsWith('Other Hugging Face repository')));
+    };
+    window.showInputBox = () => Promise.resolve('lookm-test/tiny-llava');
+    const previousModel = vscode.workspace.getConfiguration('lookm').get<string>('modelPath');
+    const shown = captureErrorMessages();
+    try {
+      await config.update('hubEndpoint', hub.url, vscode.ConfigurationTarget.Global);
+      hub.corrupt.set('model.safetensors', 4242);
+      await vscode.commands.executeCommand('lookm.downloadModel');
+      assert.equal(shown.messages.length, 1, JSON.stringify(shown.messages));
+      assert.match(shown.messages[0][0], /model\.safetensors: the downloaded bytes do not match the sha256/);
+      assert.equal(vscode.workspace.getConfiguration('lookm').get('modelPath'), previousModel, 'nothing selected');
+
+      hub.corrupt.clear();
+      hub.dropAfter.set('model.safetensors', 250_000);
+      await vscode.commands.executeCommand('lookm.downloadModel');
+      assert.equal(shown.messages.length, 1, JSON.stringify(shown.messages));
+      const snapshot = join(cache, 'models--lookm-test--tiny-llava', 'snapshots', COMMIT);
+      assert.equal(vscode.workspace.getConfiguration('lookm').get('modelPath'), snapshot);
+      assert.ok(hub.requests.some((r) => r.url.endsWith('/model.safetensors') && /^bytes=[1-9]\d*-/.test(r.range ?? '')), 'the dropped file was resumed with a range');
+      assert.ok(offered.some((o) => /^llava-hf\/llava-1\.5-7b-hf: .*B parameters · download ≈ .* GB · memory ≈ .* GB at \d+-bit weights/.test(o)), offered.join('\n'));
+      assert.equal(api.sidecar.state, 'ready');
+      assert.equal(api.sidecar.modelInfo?.textModel, 'llama');
+
+      // Select Model… lists what is in the Hugging Face cache.
+      await config.update('modelPath', join(root, 'test/fixtures/models/tiny-llava-llama'), vscode.ConfigurationTarget.Global);
+      window.showQuickPick = (items: unknown) => Promise.resolve((items as { label: string }[]).find((i) => i.label === 'lookm-test/tiny-llava'));
+      await vscode.commands.executeCommand('lookm.selectModel');
+      assert.equal(vscode.workspace.getConfiguration('lookm').get('modelPath'), snapshot);
+    } finally {
+      shown.restore();
+      window.showQuickPick = originals.showQuickPick;
+      window.showInputBox = originals.showInputBox;
+      if (savedCache === undefined) delete process.env.HF_HUB_CACHE;
+      else process.env.HF_HUB_CACHE = savedCache;
+      await config.update('hubEndpoint', undefined, vscode.ConfigurationTarget.Global);
+      await hub.close();
+    }
   });
 
   const image = vscode.Uri.file(join(root, 'test/fixtures/images/red-square.png'));

@@ -9,11 +9,14 @@
  */
 import * as vscode from 'vscode';
 import { Methods, type SessionStats } from '../../../sidecar/src/protocol/index.js';
+import { isEmbeddedModel, readSettings } from '../config.js';
 import { createSession, type SessionTracker } from '../sessions.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { PARTICIPANT_ID, previousSession, type HistoryTurn, type LookmMetadata } from './history.js';
 import { collectAttachments } from './references.js';
 import { readingProgress, statsSummary, STOPPED_WHILE_READING, turnFooter } from './format.js';
+
+let toyNoticeShown = false;
 
 export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
@@ -68,6 +71,12 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
       const result = await sessions.turn(id, () => client.sendRequest(Methods.sessionChat, { sessionId: id, text, images: attachments.images, files: attachments.files }, token));
       stream.markdown(turnFooter(result));
       stream.button({ command: 'lookm.showCache', title: 'Show KV Cache' });
+      if (attachments.images.length > 0 && !toyNoticeShown && isEmbeddedModel(readSettings().modelPath)) {
+        // Once per window: the shipped model reads only simple pictures, which a real photo is not.
+        toyNoticeShown = true;
+        stream.markdown('\n\n_This answer comes from the tiny model shipped with LOOK-M, which reads only simple pictures (colours, shapes, digits, words). For real images, download a LLaVA model:_');
+        stream.button({ command: 'lookm.downloadModel', title: 'Download Model…' });
+      }
     } catch (error) {
       // Stop pressed: the chat marks the answer stopped; it is not an error.
       if (!token.isCancellationRequested) throw error;

@@ -15,7 +15,10 @@ const post = (message: WorkerMessage) => port.postMessage(message);
 
 const log: Logger = { log: (level, message, fields) => post({ kind: 'log', level, message, fields }) };
 const engine = new Engine(workerData as EngineOptions, log);
-post({ kind: 'stats', stats: engine.stats() });
+
+/** The engine's current figures, for the host's `server/stats`. */
+const sendStats = () => post({ kind: 'stats', stats: engine.stats() });
+sendStats();
 
 async function run(call: CallMessage): Promise<void> {
   const flag = call.cancelFlag ? new Int32Array(call.cancelFlag) : null;
@@ -24,14 +27,13 @@ async function run(call: CallMessage): Promise<void> {
     reading: (sessionId, tokensRead, tokensTotal) => post({ kind: 'reading', id: call.id, sessionId, tokensRead, tokensTotal }),
     progress: (step) => {
       post({ kind: 'progress', id: call.id, step });
-      post({ kind: 'stats', stats: engine.stats() });
+      sendStats();
     },
     cancelled: () => (flag ? Atomics.load(flag, 0) === 1 : false),
-    figures: () => post({ kind: 'stats', stats: engine.stats() }),
+    figures: sendStats,
   };
   // Fresh figures go out before the answer, so a client that asks server/stats right after it
   // sees what the call did.
-  const sendStats = () => post({ kind: 'stats', stats: engine.stats() });
   try {
     // Every engine method takes one parameter object and, where it reports or can be cancelled, the events.
     const method = engine[call.method].bind(engine) as (params: unknown, events: CallEvents) => unknown;

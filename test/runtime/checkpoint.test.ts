@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { parseLlavaConfig } from '../../sidecar/src/model/config.js';
 import { CheckpointError, readSafetensorsHeader } from '../../sidecar/src/model/safetensors.js';
+import { checkpointErrorOf } from './checkpointError.js';
 import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
 import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
 import { hostileModels, SECRET, writeSafetensors } from '../../tools/fuzz/hostileModels.js';
@@ -142,13 +143,7 @@ const tinyConfig = (): Record<string, Record<string, unknown>> => JSON.parse(rea
 function configError(edit: (c: Record<string, Record<string, unknown>>) => void): string {
   const config = tinyConfig();
   edit(config);
-  try {
-    parseLlavaConfig(config);
-  } catch (error) {
-    assert.ok(error instanceof CheckpointError, String(error));
-    return error.message;
-  }
-  return assert.fail('the config was accepted');
+  return checkpointErrorOf(() => parseLlavaConfig(config));
 }
 
 describe('config.json sizes', () => {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseLlavaConfig } from '../../sidecar/src/model/config.js';
-import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { checkpointErrorOf } from './checkpointError.js';
 import { LlavaProcessor, type ChatMessage } from '../../sidecar/src/model/processor.js';
 import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
 import { SessionSettings } from '../../sidecar/src/protocol/index.js';
@@ -38,15 +39,7 @@ function withTemplate(name: string, template: string): string {
   return dir;
 }
 
-function configError(raw: unknown): string {
-  try {
-    parseLlavaConfig(raw);
-  } catch (error) {
-    assert.ok(error instanceof CheckpointError, String(error));
-    return error.message;
-  }
-  return assert.fail('the config was accepted');
-}
+const configError = (raw: unknown): string => checkpointErrorOf(() => parseLlavaConfig(raw));
 
 describe('config.json of Hub checkpoints', () => {
   const tiny = () => json(join(llamaDir, 'config.json'));

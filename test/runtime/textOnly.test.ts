@@ -13,7 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { parseModelConfig } from '../../sidecar/src/model/config.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
-import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { checkpointErrorOf } from './checkpointError.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 import { ErrorCode, SessionSettings } from '../../sidecar/src/protocol/index.js';
 import { DEFAULT_PREFILL_CHUNK, LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
@@ -159,15 +160,7 @@ for (const model of MODELS) {
 
 describe('text-only config.json and weights', () => {
   const llama = () => JSON.parse(readFileSync(join(fixtures, 'models/tiny-llama-text/config.json'), 'utf8')) as Record<string, unknown>;
-  const error = (raw: unknown) => {
-    try {
-      parseModelConfig(raw);
-    } catch (e) {
-      assert.ok(e instanceof CheckpointError, String(e));
-      return e.message;
-    }
-    return assert.fail('accepted');
-  };
+  const error = (raw: unknown) => checkpointErrorOf(() => parseModelConfig(raw));
 
   it("transformers' per-type defaults apply to top-level fields (MistralConfig(): a 4096 window; Qwen2Config(): none)", () => {
     const mistral = parseModelConfig({ architectures: ['MistralForCausalLM'], model_type: 'mistral', num_hidden_layers: 2 });

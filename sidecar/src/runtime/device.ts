@@ -53,8 +53,11 @@ export const CUDA_INSTALL_HINT =
   'Install them with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (needs network access, CUDA 12 and cuDNN 9 on the library path), ' +
   'or use --device webgpu (bundled, no download) or --device cpu.';
 
+/** onnxruntime's reason in one line, without the source location of the check that failed. */
 function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0].trim();
+  const line = (error instanceof Error ? error.message : String(error)).split('\n')[0].trim();
+  const check = line.lastIndexOf(' was false. ');
+  return check >= 0 ? line.slice(check + ' was false. '.length) : line;
 }
 
 /** Chooses the provider for `request`; throws `DeviceError` when a demanded one is unusable. */

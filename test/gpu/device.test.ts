@@ -1,6 +1,7 @@
 /** The execution-provider choice (`--device`), with the machine's answers injected. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { startSidecar } from '../sidecar/harness.js';
 import { CUDA_INSTALL_HINT, DeviceError, describeWebGpuAdapter, parseDeviceRequest, providerSessionOptions, resolveDevice, type DeviceProbe } from '../../sidecar/src/runtime/device.js';
 
 /** A machine whose onnxruntime knows `backends` and on which sessions of `usable` providers start. */
@@ -78,5 +79,12 @@ describe('--device', () => {
     assert.equal(describeWebGpuAdapter('darwin', {}), 'WebGPU on Metal');
     assert.equal(describeWebGpuAdapter('linux', {}), 'WebGPU on Vulkan');
     assert.match(describeWebGpuAdapter('linux', { VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' }), /SwiftShader/);
+  });
+
+  it('the sidecar parses the flag: an unknown device is refused by name, a GPU one until the model takes it', async () => {
+    await assert.rejects(startSidecar(['--device', 'gpu']), /--device must be one of auto, cpu, webgpu, cuda, got \\?"gpu/);
+    await assert.rejects(startSidecar(['--device', 'webgpu']), /--device webgpu is not available yet: the model's sessions do not take an execution provider yet/);
+    const sidecar = await startSidecar(['--device', 'cpu']);
+    sidecar.process.kill();
   });
 });

@@ -9,10 +9,9 @@
  */
 import * as ort from 'onnxruntime-node';
 import { buildModel } from '../model/graph/onnxBuilder.js';
+import { DeviceError, type DeviceRequest, type ExecutionProvider } from './deviceRequest.js';
 
-export const DEVICE_REQUESTS = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
-export type DeviceRequest = (typeof DEVICE_REQUESTS)[number];
-export type ExecutionProvider = Exclude<DeviceRequest, 'auto'>;
+export { DEVICE_REQUESTS, DeviceError, parseDeviceRequest, type DeviceRequest, type ExecutionProvider } from './deviceRequest.js';
 
 /** Where the sessions run, and why. */
 export interface ResolvedDevice {
@@ -24,11 +23,6 @@ export interface ResolvedDevice {
   reason: string;
 }
 
-/** A device the user asked for cannot be used; the message says what to do. */
-export class DeviceError extends Error {
-  override name = 'DeviceError';
-}
-
 /** What the choice needs to know about this machine (onnxruntime's answers, or a test's). */
 export interface DeviceProbe {
   /** `ort.listSupportedBackends()`: the providers this build of onnxruntime-node knows. */
@@ -37,13 +31,6 @@ export interface DeviceProbe {
   trySession(provider: Exclude<ExecutionProvider, 'cpu'>): Promise<void>;
   /** What is known of the adapter `provider` runs on (for the log, `model/info`, the status bar). */
   adapter(provider: ExecutionProvider): string;
-}
-
-/** `--device`'s value, checked. */
-export function parseDeviceRequest(value: string): DeviceRequest {
-  const known = DEVICE_REQUESTS.find((d) => d === value);
-  if (!known) throw new DeviceError(`--device must be one of ${DEVICE_REQUESTS.join(', ')}, got "${value}"`);
-  return known;
 }
 
 /** How to get the CUDA provider's libraries, which onnxruntime-node's npm package does not ship. */

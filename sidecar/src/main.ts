@@ -1,5 +1,5 @@
 /**
- * The sidecar process: `node dist/sidecar.js [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu]`
+ * The sidecar process: `node dist/sidecar.js [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda]`
  * (or `npm run sidecar -- ...`). Binds loopback, prints ONE JSON handshake line on stdout
  * (`{"port", "pid", "version"}`) once it listens, logs JSON lines to stderr. The WebSocket upgrade
  * must carry the secret from the LOOKM_SIDECAR_TOKEN environment variable.
@@ -10,10 +10,11 @@ import { version } from '../../package.json';
 import { LIMITS, TOKEN_ENV } from './protocol/index.js';
 import { LEVELS, stderrLogger } from './log.js';
 import { parseWeightBits } from './model/text/decoderGraph.js';
+import { parseDeviceRequest } from './runtime/deviceRequest.js';
 import { SidecarServer } from './server/server.js';
 import { DEFAULT_RETENTION } from './session/store.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device cpu] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--prefill-chunk 512] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--prefill-chunk 512] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -45,7 +46,9 @@ async function main(): Promise<void> {
   const log = stderrLogger(level);
   const token = process.env[TOKEN_ENV];
   if (!token) throw new Error(`${TOKEN_ENV} is not set: the sidecar never runs without its per-launch secret`);
-  if (values.device !== 'cpu') throw new Error(`--device ${values.device} is not available yet (cpu only; GPU providers are untested)`);
+  const device = parseDeviceRequest(values.device);
+  // Until the model's session factory takes `device` (the architecture registry), only the CPU is honest.
+  if (device !== 'cpu') throw new Error(`--device ${device} is not available yet: the model's sessions do not take an execution provider yet (the device seam and KV graphs exist: runtime/device.ts, runtime/deviceKv.ts); use --device cpu`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
   const budgetMb = values['kv-budget-mb'] === undefined ? undefined : Number(values['kv-budget-mb']);
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
     retention,
     maxImagePixels,
     weightBits: parseWeightBits(values['weight-bits']),
+    device,
     prefillChunk,
     host: values.host,
     port,

@@ -14,6 +14,7 @@ import { isLlavaConfig } from '../model/config.js';
 import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type SessionSettings, type SessionStats } from '../protocol/index.js';
+import type { DeviceRequest } from '../runtime/deviceRequest.js';
 import { LlavaRuntime } from '../runtime/llava.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore, type RetentionRules } from '../session/store.js';
@@ -33,6 +34,12 @@ export interface EngineOptions {
   weightBits?: WeightBits;
   /** Tokens per prefill run (default: the runtime's); smaller reports reading progress and honours a stop more often. */
   prefillChunk?: number;
+  /**
+   * `--device`: where the model's sessions should run (`resolveDevice` chooses, `providerSessionOptions`
+   * places a session). Not yet taken by the model's sessions, which run on the CPU: `main.ts` refuses
+   * any other choice until the session factory takes it.
+   */
+  device?: DeviceRequest;
 }
 
 /** What a call may report while it runs, and how it learns that its client gave up. */

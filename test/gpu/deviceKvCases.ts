@@ -8,8 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { createLayer, mulberry32, planCompression, POLICIES, type CompressionPlan, type KvLayer, type Mode, type PolicyName } from '../../sidecar/src/kv/index.js';
 import { mergeEvicted, type MergeRule } from '../../sidecar/src/kv/merge.js';
+import { matchEvicted } from '../../sidecar/src/kv/similarity.js';
 import { buildModel } from '../../sidecar/src/model/graph/onnxBuilder.js';
-import { DeviceKvGraphs, releaseKv, type DeviceKv } from '../../sidecar/src/runtime/deviceKv.js';
+import { DeviceKvGraphs, releaseKv, type DeviceKv, type DeviceMerge } from '../../sidecar/src/runtime/deviceKv.js';
 import { randomLayer } from '../kv/helpers.js';
 
 /** float32 rounding of the merged rows (sums of a few unit-scale rows). */
@@ -97,10 +98,10 @@ export function defineDeviceKvTests(provider: 'cpu' | 'webgpu'): void {
     return found;
   };
   /** Compacts `layer`'s rows on the device by `plan` and reads the result back (checking it stayed on the device until then). */
-  const compactOnDevice = async (layer: KvLayer, plan: CompressionPlan, rule: MergeRule | null) => {
+  const compactOnDevice = async (layer: KvLayer, plan: CompressionPlan, merge: DeviceMerge) => {
     const g = await graphsFor(layer.numHeads, layer.headDim);
     const kv = await g.upload(layer.keys, layer.values, layer.length);
-    const out = await g.compact(kv, plan, rule);
+    const out = await g.compact(kv, plan, merge);
     assert.equal(out.keys.location, expectedLocation);
     assert.deepEqual(out.keys.dims, [layer.numHeads, plan.keptPerHead, layer.headDim], 'exactly the kept size');
     const rows = await g.download(out);
@@ -129,7 +130,7 @@ export function defineDeviceKvTests(provider: 'cpu' | 'webgpu'): void {
             reference.compact(plan);
             const rule = POLICIES[policy].merge;
             const start = performance.now();
-            const rows = await compactOnDevice(layer, plan, rule);
+            const rows = await compactOnDevice(layer, plan, rule && { rule, mode });
             if (seed === 1 && mode === 'improved') timings.push(`${policy} upload+compact+download: ${(performance.now() - start).toFixed(1)} ms`);
             assertSameRows(rows, reference, plan.merged !== null, `${policy} seed ${seed}`);
           }
@@ -145,7 +146,7 @@ export function defineDeviceKvTests(provider: 'cpu' | 'webgpu'): void {
             const plan = randomPlan(layer, seed * 7, rule, mode);
             const reference = layer.clone();
             reference.compact(plan);
-            assertSameRows(await compactOnDevice(layer, plan, rule), reference, true, `${rule} ${mode} seed ${seed}`);
+            assertSameRows(await compactOnDevice(layer, plan, { rule, mode }), reference, true, `${rule} ${mode} seed ${seed}`);
           }
         }
       }
@@ -179,8 +180,53 @@ export function defineDeviceKvTests(provider: 'cpu' | 'webgpu'): void {
       const plan = { keptPerHead: 2, kept: Int32Array.from([0, 1, 0, 20]), evictedPerHead: 18, evicted: new Int32Array(36), matches: null, merged: null, trace: {} };
       await assert.rejects(g.compact(kv, plan, null), /kept slot 20 of head 1 is outside 0\.\.19/);
       await assert.rejects(g.compact(kv, { ...plan, kept: Int32Array.from([0, 1, 2]) }, null), /keeps 3 slots, not 2 heads x 2/);
-      await assert.rejects(g.compact(kv, { ...plan, kept: Int32Array.from([0, 1, 0, 1]) }, 'pivot'), /must carry its matches/);
+      await assert.rejects(g.compact(kv, { ...plan, kept: Int32Array.from([0, 1, 0, 1]) }, { rule: 'pivot', mode: 'improved' }), /must carry its matches/);
+      await assert.rejects(g.match(kv, Int32Array.from([0, 1, 0, 1]), 2, Int32Array.from([2, 25]), 1), /slot 25 of head 1 is outside 0\.\.19/);
       releaseKv(kv);
+    });
+
+    it('matches evicted keys to kept keys where the keys live, like the engine (chunk by chunk)', async () => {
+      for (const seed of [31, 32]) {
+        const { layer } = randomLayer({ seed, numHeads: 3, headDim: 8, length: 90 });
+        const plan = await planCompression(layer, { policy: 'h2o', budget: { hhRatio: 0.15, recentRatio: 0.1 } });
+        assert.ok(plan);
+        const g = await graphsFor(3, 8);
+        const kv = await g.upload(layer.keys, layer.values, layer.length);
+        const exact = matchEvicted(layer, plan.kept, plan.keptPerHead, plan.evicted, plan.evictedPerHead);
+        const device = await g.match(kv, plan.kept, plan.keptPerHead, plan.evicted, plan.evictedPerHead);
+        releaseKv(kv);
+        assert.deepEqual(device.target, exact.target, `seed ${seed}: targets`);
+        for (let i = 0; i < exact.maxSim.length; i++) assert.ok(Math.abs(device.maxSim[i] - exact.maxSim[i]) < 1e-5, `seed ${seed}: similarity ${i}`);
+      }
+      // A block bound of one evicted row per run: the chunks must add up to the same answer.
+      const { layer } = randomLayer({ seed: 33, numHeads: 2, headDim: 8, length: 40 });
+      const plan = await planCompression(layer, { policy: 'h2o', budget: { hhRatio: 0.2, recentRatio: 0.1 } });
+      assert.ok(plan);
+      const small = await DeviceKvGraphs.create({ numHeads: 2, headDim: 8 }, { provider, threads: 1, maxBlockBytes: 1 });
+      const kv = await small.upload(layer.keys, layer.values, layer.length);
+      const chunked = await small.match(kv, plan.kept, plan.keptPerHead, plan.evicted, plan.evictedPerHead);
+      assert.deepEqual(chunked.target, matchEvicted(layer, plan.kept, plan.keptPerHead, plan.evicted, plan.evictedPerHead).target);
+      releaseKv(kv);
+      await small.release();
+    });
+
+    it('compresses with matching and merging both on the device (the CPU only selects): same as the engine', async () => {
+      for (const policy of ['text_prior_pivot_merge', 'text_prior_avg_merge', 'text_prior_weighted_merge', 'pivot_merge'] as const) {
+        const { layer } = randomLayer({ seed: 41, numHeads: 2, headDim: 8, length: 70, imageShare: 0.7 });
+        const plan = await planCompression(layer, { policy, budget: { hhRatio: 0.2, recentRatio: 0.1 } });
+        assert.ok(plan?.merged);
+        const reference = layer.clone();
+        reference.compact(plan);
+        const g = await graphsFor(2, 8);
+        const kv = await g.upload(layer.keys, layer.values, layer.length);
+        // Only the selection crosses from the engine's plan: the device matches and merges.
+        const matches = await g.match(kv, plan.kept, plan.keptPerHead, plan.evicted, plan.evictedPerHead);
+        const selection = { keptPerHead: plan.keptPerHead, kept: plan.kept, evictedPerHead: plan.evictedPerHead, evicted: plan.evicted, matches };
+        const out = await g.compact(kv, selection, { rule: POLICIES[policy].merge, mode: 'improved' });
+        assertSameRows(await g.download(out), reference, true, policy);
+        releaseKv(kv);
+        releaseKv(out);
+      }
     });
 
     it('decodes and compresses with the K/V left where the session put them; only scores-sized outputs come back', async () => {
@@ -225,7 +271,7 @@ export function defineDeviceKvTests(provider: 'cpu' | 'webgpu'): void {
       await decode(12);
       const plan = await planCompression(reference, { policy: 'text_prior_pivot_merge', budget: { hhRatio: 0.25, recentRatio: 0.15 } });
       assert.ok(plan?.merged);
-      const compacted = await g.compact(kv, plan, POLICIES.text_prior_pivot_merge.merge);
+      const compacted = await g.compact(kv, plan, { rule: 'pivot', mode: 'improved' });
       assert.equal(compacted.keys.location, expectedLocation, 'compaction stays on the device');
       releaseKv(kv);
       kv = compacted;

@@ -9,8 +9,10 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { CompressionPlan } from '../kv/compress.js';
-import type { MergeRule } from '../kv/merge.js';
-import { appendGraph, compactGraph, copyGraph, type KvGraphShape } from '../model/graph/kvDeviceGraphs.js';
+import type { Mode } from '../kv/budget.js';
+import { similarityFilter, type MergeRule } from '../kv/merge.js';
+import type { Matches } from '../kv/similarity.js';
+import { appendGraph, compactGraph, copyGraph, matchGraph, type KvGraphShape } from '../model/graph/kvDeviceGraphs.js';
 import { providerSessionOptions, type ExecutionProvider } from './device.js';
 
 /** One layer's K/V, `[numHeads, length, headDim]` each, on the device (or the host under the CPU provider). */
@@ -34,17 +36,24 @@ export interface CompactionRows {
   } | null;
 }
 
+/** What a device compaction needs of a plan: the selection, and the matches when it merges (no merged rows: the device computes them). */
+export type DevicePlan = Pick<CompressionPlan, 'keptPerHead' | 'kept' | 'evictedPerHead' | 'evicted' | 'matches'>;
+
+/** How a merging policy merges (`POLICIES[name].merge` and the compression mode); `null`: it only evicts. */
+export type DeviceMerge = { rule: MergeRule; mode: Mode } | null;
+
 /**
- * The rows and factors of `plan` on a layer of `slots` slots per head, `rule` being its policy's
- * merge rule (`POLICIES[name].merge`). Every kept slot n ends as
+ * The rows and factors of `plan` on a layer of `slots` slots per head. Every kept slot n ends as
  * `(selfFactor * own row + sum of its contributions' weighted rows) / (1 + contributions)`,
  * exactly as `mergeEvicted`: pivot adds every evicted row at 1/2 with the pivot's other halves on
- * its own row; average and weighted add only the filtered rows, at 1 or at their similarity, and
- * average takes its source row from the plan (reference mode's misaligned source included).
+ * its own row; average and weighted add only the rows that pass the similarity filter, at 1 or at
+ * their similarity, and average in reference mode takes the misaligned source row as the
+ * reference does.
  */
-export function compactionRows(plan: CompressionPlan, rule: MergeRule | null, numHeads: number, slots: number): CompactionRows {
+export function compactionRows(plan: DevicePlan, merge: DeviceMerge, numHeads: number, slots: number): CompactionRows {
   const { keptPerHead: N, evictedPerHead: E } = plan;
   if (plan.kept.length !== numHeads * N) throw new RangeError(`plan keeps ${plan.kept.length} slots, not ${numHeads} heads x ${N}`);
+  if (plan.evicted.length !== numHeads * E) throw new RangeError(`plan evicts ${plan.evicted.length} slots, not ${numHeads} heads x ${E}`);
   const kept = new BigInt64Array(numHeads * N);
   for (let h = 0; h < numHeads; h++) {
     for (let n = 0; n < N; n++) {
@@ -53,18 +62,19 @@ export function compactionRows(plan: CompressionPlan, rule: MergeRule | null, nu
       kept[h * N + n] = BigInt(h * slots + slot);
     }
   }
-  if (rule === null || E === 0) return { kept, merge: null };
-  const { matches, merged } = plan;
-  if (!matches || !merged) throw new RangeError(`a ${rule} merge plan must carry its matches and merge outcome`);
-  if ((rule === 'pivot') !== (merged.filter === null)) throw new RangeError(`the plan's merge does not follow the ${rule} rule (its similarity filter is ${merged.filter ? 'present' : 'absent'})`);
-  const entries = merged.filter ? Array.from(merged.filter.keys()).filter((e) => merged.filter![e] === 1) : Array.from({ length: E }, (_, e) => e);
-  const sources = merged.sourceSlot ?? entries;
-  if (sources.length !== entries.length) throw new RangeError(`the plan adds ${sources.length} source rows for ${entries.length} filtered slots`);
+  if (merge === null || E === 0) return { kept, merge: null };
+  const { rule, mode } = merge;
+  const { matches } = plan;
+  if (!matches) throw new RangeError(`a ${rule} merge plan must carry its matches`);
+  // The same choices as mergeEvicted: which evicted entries contribute, and which row each adds.
+  const filter = rule === 'pivot' ? null : similarityFilter(matches.maxSim, numHeads, E);
+  const entries = filter ? Array.from(filter.keys()).filter((e) => filter[e] === 1) : Array.from({ length: E }, (_, e) => e);
+  const sources = rule === 'average' && mode === 'reference' ? entries.map((_, k) => k) : entries;
   const M = numHeads * entries.length;
   const count = new Float64Array(numHeads * N).fill(1);
   for (let h = 0; h < numHeads; h++) for (const e of entries) count[h * N + matches.target[h * E + e]] += 1;
   const selfScale = new Float32Array(numHeads * N);
-  // (1 + c) Kk / 2 ... see mergeEvicted: the pivot's own row counts once plus half per added row.
+  // Pivotal merge: (Kk + sum_e (Ke + Kk) / 2) / (1 + c): the pivot's own row counts 1 + c/2 times.
   for (let i = 0; i < selfScale.length; i++) selfScale[i] = (rule === 'pivot' ? 1 + (count[i] - 1) / 2 : 1) / count[i];
   const source = new BigInt64Array(M);
   const target = new BigInt64Array(M);
@@ -86,6 +96,8 @@ export function compactionRows(plan: CompressionPlan, rule: MergeRule | null, nu
 export interface DeviceKvOptions {
   provider: ExecutionProvider;
   threads: number;
+  /** Bound of the similarity block a match run holds on the device (default 64 MiB): evicted rows go through in chunks under it. */
+  maxBlockBytes?: number;
 }
 
 /** The KV graphs of one model (one session each, shared by its layers). */
@@ -93,7 +105,9 @@ export class DeviceKvGraphs {
   private constructor(
     readonly shape: KvGraphShape,
     readonly provider: ExecutionProvider,
-    private readonly sessions: { gather: ort.InferenceSession; merge: ort.InferenceSession; append: ort.InferenceSession; upload: ort.InferenceSession; download: ort.InferenceSession },
+    private readonly sessions: Record<'gather' | 'merge' | 'append' | 'upload' | 'download' | 'match', ort.InferenceSession>,
+    /** Upper bound of the `[heads, evicted, kept]` similarity block one match run holds. */
+    private readonly maxBlockBytes: number,
   ) {}
 
   static async create(shape: KvGraphShape, options: DeviceKvOptions): Promise<DeviceKvGraphs> {
@@ -111,14 +125,15 @@ export class DeviceKvGraphs {
             }
           : {}),
       });
-    const [gather, merge, append, upload, download] = await Promise.all([
+    const [gather, merge, append, upload, download, match] = await Promise.all([
       session(compactGraph(shape, false), 'device'),
       session(compactGraph(shape, true), 'device'),
       session(appendGraph(shape), 'device'),
       session(copyGraph(shape), 'device'),
       session(copyGraph(shape), 'host'),
+      session(matchGraph(shape), 'host'),
     ]);
-    return new DeviceKvGraphs(shape, options.provider, { gather, merge, append, upload, download });
+    return new DeviceKvGraphs(shape, options.provider, { gather, merge, append, upload, download, match }, options.maxBlockBytes ?? 64 * 2 ** 20);
   }
 
   /** Host rows `[numHeads, length, headDim]` onto the device (a cache's first rows, or a rebuild). */
@@ -142,9 +157,9 @@ export class DeviceKvGraphs {
   }
 
   /** The layer compacted by `plan` (kept slots in its order, merged rows added), in new tensors of exactly the kept size. */
-  async compact(kv: DeviceKv, plan: CompressionPlan, rule: MergeRule | null): Promise<DeviceKv> {
+  async compact(kv: DeviceKv, plan: DevicePlan, merge: DeviceMerge): Promise<DeviceKv> {
     const { numHeads: H } = this.shape;
-    const rows = compactionRows(plan, rule, H, kv.length);
+    const rows = compactionRows(plan, merge, H, kv.length);
     const N = plan.keptPerHead;
     const feeds: Record<string, ort.Tensor> = { keys: kv.keys, values: kv.values, kept_rows: new ort.Tensor('int64', rows.kept, [H * N]) };
     if (rows.merge) {
@@ -156,6 +171,45 @@ export class DeviceKvGraphs {
     }
     const out = await (rows.merge ? this.sessions.merge : this.sessions.gather).run(feeds);
     return { keys: out.keys_out, values: out.values_out, length: N };
+  }
+
+  /**
+   * Each evicted slot's most similar kept slot, by the layer's keys where they live (the engine's
+   * `Matcher` reads host keys): only the `[heads, evicted]` answers come back. Same result as
+   * `matchEvicted` up to float32 rounding of the similarities.
+   */
+  async match(kv: DeviceKv, kept: Int32Array, keptPerHead: number, evicted: Int32Array, evictedPerHead: number): Promise<Matches> {
+    const { numHeads: H } = this.shape;
+    const [N, E, S] = [keptPerHead, evictedPerHead, kv.length];
+    const flatRows = (slots: Int32Array, perHead: number, from: number, count: number) => {
+      const rows = new BigInt64Array(H * count);
+      for (let h = 0; h < H; h++) {
+        for (let i = 0; i < count; i++) {
+          const slot = slots[h * perHead + from + i];
+          if (!(slot >= 0 && slot < S)) throw new RangeError(`slot ${slot} of head ${h} is outside 0..${S - 1}`);
+          rows[h * count + i] = BigInt(h * S + slot);
+        }
+      }
+      return new ort.Tensor('int64', rows, [H * count]);
+    };
+    if (kept.length !== H * N || evicted.length !== H * E) throw new RangeError(`kept/evicted must be [${H}, ${N}] and [${H}, ${E}], got ${kept.length} and ${evicted.length} indices`);
+    const keptRows = flatRows(kept, N, 0, N);
+    const target = new Int32Array(H * E);
+    const maxSim = new Float64Array(H * E);
+    const chunk = Math.max(1, Math.min(E, Math.floor(this.maxBlockBytes / (4 * H * Math.max(1, N)))));
+    for (let start = 0; start < E; start += chunk) {
+      const rows = Math.min(chunk, E - start);
+      const out = await this.sessions.match.run({ keys: kv.keys, kept_rows: keptRows, evicted_rows: flatRows(evicted, E, start, rows) });
+      const targets = out.target.data as BigInt64Array;
+      const sims = out.max_sim.data as Float32Array;
+      for (let h = 0; h < H; h++) {
+        for (let r = 0; r < rows; r++) {
+          target[h * E + start + r] = Number(targets[h * rows + r]);
+          maxSim[h * E + start + r] = sims[h * rows + r];
+        }
+      }
+    }
+    return { target, maxSim };
   }
 
   async release(): Promise<void> {

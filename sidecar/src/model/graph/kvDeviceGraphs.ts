@@ -96,3 +96,41 @@ export function copyGraph(shape: KvGraphShape): Uint8Array {
     int64Constants: g.int64Constants,
   });
 }
+
+/**
+ * LOOK-M's matching where the keys live: each evicted key's most similar kept key (cosine),
+ * `target` (first index on ties, as `ArgMax` with `select_last_index = 0`) and that similarity.
+ * Only these `[heads, evicted]` answers leave the device. A zero key stays zero after the
+ * normalisation (its norm is floored, not divided by), so it has similarity 0 to everything, as
+ * in the engine's matcher.
+ */
+export function matchGraph(shape: KvGraphShape): Uint8Array {
+  const g = new GraphBuilder();
+  const flat = g.op('Reshape', ['keys', g.ints([-1, shape.headDim])], {}, '/keys/flat');
+  const byHead = g.ints([shape.numHeads, -1, shape.headDim]);
+  const lastAxis = g.ints([2]);
+  const unit = (rows: string, name: string) => {
+    const picked = g.op('Reshape', [g.op('Gather', [flat, rows], { axis: 0 }, `/${name}/rows`), byHead], {}, `/${name}/by_head`);
+    const norm = g.op('Sqrt', [g.op('ReduceSumSquare', [picked, lastAxis], { keepdims: 1 }, `/${name}/norm2`)], {}, `/${name}/norm`);
+    return g.op('Div', [picked, g.op('Max', [norm, g.scalar(1e-30)], {}, `/${name}/floored`)], {}, `/${name}/unit`);
+  };
+  const kept = unit('kept_rows', 'kept');
+  const evicted = unit('evicted_rows', 'evicted');
+  const sim = g.op('MatMul', [evicted, g.op('Transpose', [kept], { perm: [0, 2, 1] }, '/kept/t')], {}, '/sim');
+  g.nodes.push(
+    { name: '/target', op: 'ArgMax', inputs: [sim], outputs: ['target'], attributes: { axis: 2, keepdims: 0, select_last_index: 0 } },
+    { name: '/max_sim', op: 'ReduceMax', inputs: [sim, lastAxis], outputs: ['max_sim'], attributes: { keepdims: 0 } },
+  );
+  return buildModel({
+    name: 'kv_match_device',
+    opset: OPSET,
+    inputs: [kv('keys', shape, 'slots'), { name: 'kept_rows', type: 'int64', dims: ['kept_total'] }, { name: 'evicted_rows', type: 'int64', dims: ['evicted_total'] }],
+    outputs: [
+      { name: 'target', type: 'int64', dims: [shape.numHeads, 'evicted'] },
+      { name: 'max_sim', type: 'float32', dims: [shape.numHeads, 'evicted'] },
+    ],
+    nodes: g.nodes,
+    constants: g.constants,
+    int64Constants: g.int64Constants,
+  });
+}

@@ -1,8 +1,9 @@
 /**
  * A layer's K/V as onnxruntime tensors that stay where the session put them (GPU memory under
- * WebGPU), grown and compacted there by the graphs of `kvDeviceGraphs.ts`. The CPU decides what
- * to keep (the KV engine's plan, from scores it holds); this module only turns that plan into
- * row indices and weights, a few numbers per slot, and runs it on the device.
+ * WebGPU), grown, matched and compacted there by the graphs of `kvDeviceGraphs.ts`. The CPU
+ * decides what to keep (the KV engine's selection, from the scores it holds); the keys are
+ * matched where they live (only `[heads, evicted]` answers come back), and this module turns the
+ * selection and matches into row indices and weights, a few numbers per slot, for the device.
  *
  * The KV engine's TypeScript (`kv/merge.ts`) is the reference: a compaction here gives the same
  * kept slots and, for merging policies, the same merged rows up to float32 rounding.

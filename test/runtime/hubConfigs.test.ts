@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { isLlavaConfig, parseModelConfig, SUPPORTED_ARCHITECTURES, type RopeScaling } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
 import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
+import { renderHubTable } from '../../tools/model/hubTable.js';
 import { checkpointErrorOf } from './checkpointError.js';
 
 const hub = join(__dirname, '../fixtures/configs/hub');
@@ -153,6 +154,12 @@ describe('config.json of real Hub checkpoints', () => {
       const inUnits = total / (stated.endsWith('M') ? 1e6 : 1e9);
       assert.ok(Math.abs(inUnits - Number(stated.slice(0, -1))) <= 10 ** -decimals, `${file}: ${total} parameters, the card says ${stated}`);
     }
+  });
+
+  it("docs/models.md holds tools/model/hubTable.ts's current table", () => {
+    const doc = readFileSync(join(__dirname, '../../docs/models.md'), 'utf8');
+    const block = /<!-- hubTable:start -->\n([\s\S]*?)\n<!-- hubTable:end -->/.exec(doc)?.[1];
+    assert.equal(block, renderHubTable(), 'regenerate the table: npx tsx tools/model/hubTable.ts');
   });
 
   it('memory figures follow from the counts (4-bit projections: 4 bits + a float32 scale per 32)', () => {

@@ -137,13 +137,14 @@ describe('config.json of real Hub checkpoints', () => {
   });
 
   it('parameter counts agree with the ones the model cards publish', () => {
-    // Rounded as the cards state them (Qwen2.5 cards: "Number of Parameters"; SmolLM2 and TinyLlama by name).
+    // As the cards state them (Qwen2.5 cards: "Number of Parameters"; SmolLM2 and TinyLlama by name).
     const published: Record<string, string> = {
       'Qwen--Qwen2.5-0.5B-Instruct.json': '0.49B',
       'Qwen--Qwen2.5-1.5B-Instruct.transformers5.json': '1.54B',
       'Qwen--Qwen2.5-3B.json': '3.09B',
       'Qwen--Qwen2.5-7B.json': '7.61B',
       'HuggingFaceTB--SmolLM2-135M.json': '135M',
+      'HuggingFaceTB--SmolLM2-1.7B-Instruct.json': '1.7B',
       'TinyLlama--TinyLlama-1.1B-Chat-v1.0.json': '1.1B',
     };
     for (const [file, stated] of Object.entries(published)) {

@@ -1,5 +1,5 @@
 /**
- * "LOOK-M: Download Model…": a pick of the curated LLaVA checkpoints (or any Hugging Face
+ * "LOOK-M: Download Model…": a pick of the curated checkpoints, LLaVA and text-only (or any Hugging Face
  * repository), downloaded into the Hugging Face cache with progress and cancellation; when it
  * finishes the model is selected (`lookm.modelPath`) and the sidecar restarted on it.
  */

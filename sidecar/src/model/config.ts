@@ -177,8 +177,10 @@ const textSchema = z
     head_dim: size(CONFIG_LIMITS.headDim).nullish(),
     intermediate_size: size(CONFIG_LIMITS.intermediateSize).optional(),
     rms_norm_eps: z.number().positive().default(1e-6),
-    rope_theta: z.number().positive().default(10000),
+    rope_theta: z.number().positive().optional(),
     rope_scaling: ropeScalingSchema.nullish(),
+    // transformers 5 saves rope_theta and the scaling together here (rope_type "default": none).
+    rope_parameters: ropeScalingSchema.extend({ rope_theta: z.number().positive().optional(), factor: z.number().positive().optional() }).nullish(),
     vocab_size: size(CONFIG_LIMITS.vocabSize).optional(),
     max_position_embeddings: size(CONFIG_LIMITS.positions).optional(),
     tie_word_embeddings: z.boolean().optional(),
@@ -243,6 +245,14 @@ function ropeScaling(raw: z.infer<typeof ropeScalingSchema> | null | undefined):
 }
 
 type RawText = z.infer<typeof textSchema>;
+
+/** The scaling part of transformers 5's `rope_parameters`, in rope_scaling's form (null: plain RoPE). */
+function savedRopeScaling(p: RawText['rope_parameters']): z.infer<typeof ropeScalingSchema> | null {
+  const type = p?.rope_type ?? p?.type ?? 'default';
+  if (!p || type === 'default') return null;
+  if (p.factor === undefined) throw new CheckpointError(`config.json: rope_parameters rope_type ${shown(type)} has no factor`);
+  return { ...p, factor: p.factor };
+}
 type RawVision = z.infer<typeof visionSchema>;
 
 /** The text sizes config.json gives, the others at transformers' defaults for its model type. */
@@ -352,8 +362,8 @@ function parseText(t: RawText, tieFallback: boolean | undefined, at: string): Te
     ...text,
     headDim: textHeadDim(t, text.hiddenSize, text.numHeads, at),
     rmsNormEps: t.rms_norm_eps,
-    ropeTheta: t.rope_theta,
-    ropeScaling: ropeScaling(t.rope_scaling),
+    ropeTheta: t.rope_parameters?.rope_theta ?? t.rope_theta ?? 10000,
+    ropeScaling: ropeScaling(t.rope_scaling ?? savedRopeScaling(t.rope_parameters)),
     tieWordEmbeddings: t.tie_word_embeddings ?? tieFallback ?? false,
     qkvBias: t.model_type === 'qwen2' || t.attention_bias === true,
     outputBias: t.model_type !== 'qwen2' && t.attention_bias === true,

@@ -1,16 +1,26 @@
 /**
- * The checkpoints offered by "Download Model…": llava-hf repositories of the one architecture the
- * runtime loads (LlavaForConditionalGeneration). Parameter counts are estimated from each model's
- * config (layer sizes × layers, embeddings, the vision tower), download sizes are those counts in
- * float16 (how they are stored); both are approximate. A licence we could not confirm says so.
+ * The checkpoints offered by "Download Model…": LLaVA checkpoints (LlavaForConditionalGeneration,
+ * images and text) and small text-only causal LMs for questions about long files. Every figure is
+ * computed from the checkpoint's own config.json (the verbatim copies in
+ * test/fixtures/configs/hub, with sidecar/src/model/footprint.ts; test/hub/catalog.test.ts keeps
+ * them equal): parameters as transformers counts them, the download as those parameters in 16-bit
+ * files, memory as the runtime holds the weights. A licence we could not confirm says so.
  */
 export interface CatalogModel {
   repo: string;
+  /** Billions of parameters in the checkpoint. */
+  parametersB: number;
   /** Billions of parameters in the decoder layers' linear projections (what 4-bit weights shrink). */
   layerParamsB: number;
-  /** Billions of other parameters (embeddings, norms, the vision tower, the projector): kept in float32. */
-  otherParamsB: number;
+  /**
+   * Billions of parameters the runtime holds in float32 whatever lookm.weightBits says: the
+   * embeddings (the token-lookup table beside the LM head, so a tied table counts twice), norms,
+   * biases, the vision layers it reads and the projector.
+   */
+  float32ParamsB: number;
   downloadGB: number;
+  /** Text-only causal LM: no images, but a long context for files. */
+  textOnly: boolean;
   license: string;
   goodAt: string;
 }
@@ -18,49 +28,94 @@ export interface CatalogModel {
 export const CATALOG: readonly CatalogModel[] = [
   {
     repo: 'llava-hf/llava-interleave-qwen-0.5b-hf',
-    layerParamsB: 0.31,
-    otherParamsB: 0.59,
-    downloadGB: 1.8,
+    parametersB: 0.864,
+    layerParamsB: 0.308,
+    float32ParamsB: 0.711,
+    downloadGB: 1.73,
+    textOnly: false,
     license: 'unknown: see the model card (Qwen1.5 base)',
     goodAt: 'small and quick on a CPU; several images in one question; simple descriptions',
   },
   {
     repo: 'llava-hf/llava-1.5-7b-hf',
-    layerParamsB: 6.48,
-    otherParamsB: 0.58,
-    downloadGB: 14.1,
+    parametersB: 7.063,
+    layerParamsB: 6.476,
+    float32ParamsB: 0.575,
+    downloadGB: 14.13,
+    textOnly: false,
     license: 'Llama 2 Community License',
-    goodAt: 'the LOOK-M paper\'s model; general questions about photos, screenshots and diagrams',
+    goodAt: "the LOOK-M paper's model; general questions about photos, screenshots and diagrams",
   },
   {
     repo: 'llava-hf/llava-1.5-13b-hf',
-    layerParamsB: 12.69,
-    otherParamsB: 0.66,
+    parametersB: 13.351,
+    layerParamsB: 12.688,
+    float32ParamsB: 0.651,
     downloadGB: 26.7,
+    textOnly: false,
     license: 'Llama 2 Community License',
     goodAt: 'better reasoning and reading than 7B; needs much more memory',
   },
   {
     repo: 'llava-hf/bakLlava-v1-hf',
-    layerParamsB: 6.98,
-    otherParamsB: 0.58,
-    downloadGB: 15.1,
+    parametersB: 7.567,
+    layerParamsB: 6.979,
+    float32ParamsB: 0.575,
+    downloadGB: 15.13,
+    textOnly: false,
     license: 'unknown: see the model card (Mistral-7B base, LLaVA 1.5 data)',
     goodAt: 'a Mistral-7B base: stronger English text than LLaVA 1.5 7B',
   },
+  {
+    repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',
+    parametersB: 0.135,
+    layerParamsB: 0.106,
+    float32ParamsB: 0.057,
+    downloadGB: 0.27,
+    textOnly: true,
+    license: 'Apache 2.0',
+    goodAt: 'tiny and instant; 8K-token context; simple questions about a file',
+  },
+  {
+    repo: 'Qwen/Qwen2.5-0.5B-Instruct',
+    parametersB: 0.494,
+    layerParamsB: 0.358,
+    float32ParamsB: 0.272,
+    downloadGB: 0.99,
+    textOnly: true,
+    license: 'Apache 2.0',
+    goodAt: '32K-token context: long files and code on a laptop CPU',
+  },
+  {
+    repo: 'Qwen/Qwen2.5-1.5B-Instruct',
+    parametersB: 1.544,
+    layerParamsB: 1.31,
+    float32ParamsB: 0.467,
+    downloadGB: 3.09,
+    textOnly: true,
+    license: 'Apache 2.0',
+    goodAt: '32K-token context; better answers about long files and code than 0.5B',
+  },
 ];
 
+/** Bytes per parameter of a 4-bit projection: 4 bits plus a float32 scale per block of 32 (MatMulNBits). */
+const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
+
 /**
- * Memory the weights need once loaded, in GB: float32 throughout, or with 4-bit layers
- * (MatMulNBits: 4 bits plus a scale per block of 32, about 1/7 of float32; see lookm.weightBits).
+ * Memory the weights need once loaded, in GB: float32 throughout, or with 4-bit layer projections
+ * (see lookm.weightBits), the rest float32. The KV cache comes on top (docs/models.md).
  */
 export function memoryNeededGB(model: CatalogModel, weightBits: number): number {
-  const layerBytesPerParam = weightBits === 4 ? 4 / 7 : 4;
-  return model.layerParamsB * layerBytesPerParam + model.otherParamsB * 4;
+  const layerBytesPerParam = weightBits === 4 ? Q4_BYTES_PER_PARAMETER : 4;
+  return model.layerParamsB * layerBytesPerParam + model.float32ParamsB * 4;
+}
+
+function parameters(billions: number): string {
+  return billions < 1 ? `${Math.round(billions * 1000)}M` : `${billions.toFixed(1)}B`;
 }
 
 /** One line for a quick pick's detail. */
 export function describe(model: CatalogModel, weightBits: number): string {
-  const params = model.layerParamsB + model.otherParamsB;
-  return `${params.toFixed(1)}B parameters · download ≈ ${model.downloadGB} GB · memory ≈ ${memoryNeededGB(model, weightBits).toFixed(1)} GB at ${weightBits}-bit weights · ${model.license} · ${model.goodAt}`;
+  const kind = model.textOnly ? 'text only, no images · ' : '';
+  return `${kind}${parameters(model.parametersB)} parameters · download ≈ ${model.downloadGB} GB · memory ≈ ${memoryNeededGB(model, weightBits).toFixed(1)} GB at ${weightBits}-bit weights · ${model.license} · ${model.goodAt}`;
 }

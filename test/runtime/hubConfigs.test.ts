@@ -1,0 +1,179 @@
+/**
+ * The config.json files of real Hub checkpoints (verbatim, test/fixtures/configs/hub, provenance in
+ * SOURCES.md) through the runtime's own parser: the supported ones parse to what transformers reads
+ * from the same file (transformers-reference.json, written by tools/model/hub_config_reference.py
+ * with transformers' config classes and models built on the meta device), and the others are
+ * refused with a message naming the architecture.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { isLlavaConfig, parseModelConfig, SUPPORTED_ARCHITECTURES, type RopeScaling } from '../../sidecar/src/model/config.js';
+import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
+import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
+import { renderHubTable } from '../../tools/model/hubTable.js';
+import { checkpointErrorOf } from './checkpointError.js';
+
+const hub = join(__dirname, '../fixtures/configs/hub');
+const REFERENCE = 'transformers-reference.json';
+
+interface TextReference {
+  modelType: string;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  ropeTheta: number;
+  ropeScaling: Record<string, number | string> | null;
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  layerWindows: (number | null)[];
+}
+interface Reference {
+  architecture: string;
+  supported?: false;
+  text?: TextReference;
+  vision?: { modelType: string; hiddenSize: number; numLayers: number; numHeads: number; intermediateSize: number; imageSize: number; patchSize: number };
+  imageTokenIndex?: number;
+  visionFeatureLayer?: number | number[];
+  selectStrategy?: string;
+  imageTokens?: number;
+  parameters?: number;
+}
+
+const reference = (JSON.parse(readFileSync(join(hub, REFERENCE), 'utf8')) as { configs: Record<string, Reference> }).configs;
+const fixtures = readdirSync(hub).filter((f) => f.endsWith('.json') && f !== REFERENCE).sort();
+const raw = (file: string) => JSON.parse(readFileSync(join(hub, file), 'utf8')) as Record<string, unknown>;
+const supported = fixtures.filter((f) => reference[f]?.supported !== false);
+const refused = fixtures.filter((f) => reference[f]?.supported === false);
+
+/** transformers' rope_scaling dict in the parser's form. */
+function ropeScaling(r: TextReference['ropeScaling']): RopeScaling | null {
+  if (!r) return null;
+  const type = r.rope_type ?? r.type;
+  if (type === 'linear') return { type, factor: Number(r.factor) };
+  assert.equal(type, 'llama3', `a reference rope_scaling the test does not know: ${JSON.stringify(r)}`);
+  return { type: 'llama3', factor: Number(r.factor), lowFreqFactor: Number(r.low_freq_factor), highFreqFactor: Number(r.high_freq_factor), originalMaxPositions: Number(r.original_max_position_embeddings) };
+}
+
+/**
+ * The RoPE base a file means. A config.json saved by transformers 5 keeps it in `rope_parameters`,
+ * which transformers 4.57 (the reference) does not read and silently replaces by 10000; the
+ * checkpoint was trained with the value in the file.
+ */
+function ropeTheta(file: string, r: TextReference): number {
+  const params = raw(file).rope_parameters as { rope_theta?: number } | undefined;
+  return params?.rope_theta ?? r.ropeTheta;
+}
+
+describe('config.json of real Hub checkpoints', () => {
+  it('every fixture has its provenance in SOURCES.md and a transformers reference', () => {
+    const sources = readFileSync(join(hub, 'SOURCES.md'), 'utf8');
+    for (const file of fixtures) {
+      assert.ok(sources.includes(`\`${file}\``), `${file} is not in SOURCES.md`);
+      assert.ok(reference[file], `${file} is not in ${REFERENCE}: run tools/model/hub_config_reference.py`);
+    }
+    assert.ok(supported.length >= 15 && refused.length >= 4, `${supported.length} supported, ${refused.length} refused`);
+  });
+
+  for (const file of supported) {
+    it(`${file} parses to the sizes transformers reads`, () => {
+      const ref = reference[file];
+      const config = parseModelConfig(raw(file));
+      assert.equal(config.architecture, ref.architecture);
+      const r = ref.text!;
+      const t = config.text;
+      assert.deepEqual(
+        {
+          modelType: t.modelType, hiddenSize: t.hiddenSize, numLayers: t.numLayers, numHeads: t.numHeads, numKvHeads: t.numKvHeads, headDim: t.headDim,
+          intermediateSize: t.intermediateSize, vocabSize: t.vocabSize, maxPositionEmbeddings: t.maxPositionEmbeddings, rmsNormEps: t.rmsNormEps,
+          tieWordEmbeddings: t.tieWordEmbeddings, layerWindows: t.layerWindows, ropeTheta: t.ropeTheta, ropeScaling: t.ropeScaling,
+        },
+        {
+          modelType: r.modelType, hiddenSize: r.hiddenSize, numLayers: r.numLayers, numHeads: r.numHeads, numKvHeads: r.numKvHeads, headDim: r.headDim,
+          intermediateSize: r.intermediateSize, vocabSize: r.vocabSize, maxPositionEmbeddings: r.maxPositionEmbeddings, rmsNormEps: r.rmsNormEps,
+          tieWordEmbeddings: r.tieWordEmbeddings, layerWindows: r.layerWindows, ropeTheta: ropeTheta(file, r), ropeScaling: ropeScaling(r.ropeScaling),
+        },
+      );
+      assert.equal(isLlavaConfig(config), ref.vision !== undefined);
+      if (isLlavaConfig(config)) {
+        const { modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize } = config.vision;
+        assert.deepEqual({ modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize }, ref.vision);
+        assert.equal(config.imageTokenIndex, ref.imageTokenIndex);
+        assert.deepEqual(config.visionFeatureLayers, [ref.visionFeatureLayer].flat());
+        assert.equal(config.selectStrategy, ref.selectStrategy);
+        assert.equal(tokensPerImage(config), ref.imageTokens, 'image tokens per image');
+      }
+    });
+
+    it(`${file} has exactly the parameters of transformers' model`, () => {
+      const counts = countParameters(parseModelConfig(raw(file)));
+      assert.equal(counts.layerProjections + counts.other, reference[file].parameters);
+    });
+  }
+
+  for (const file of refused) {
+    it(`${file} is refused by its architecture's name`, () => {
+      const architecture = reference[file].architecture;
+      assert.ok(!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture));
+      const message = checkpointErrorOf(() => parseModelConfig(raw(file)));
+      assert.ok(message.includes(`architecture "${architecture}" is not supported`), message);
+      for (const name of SUPPORTED_ARCHITECTURES) assert.ok(message.includes(name), `the message lists what is supported: ${message}`);
+    });
+  }
+
+  it("transformers 5's rope_parameters carries the same RoPE as rope_theta + rope_scaling (Llama 3.2's llama3 scaling)", () => {
+    const { rope_theta, rope_scaling, ...rest } = raw('meta-llama--Llama-3.2-1B-Instruct.json') as { rope_theta: number; rope_scaling: object };
+    const saved = parseModelConfig({ ...rest, rope_parameters: { ...rope_scaling, rope_theta } });
+    const original = parseModelConfig(raw('meta-llama--Llama-3.2-1B-Instruct.json'));
+    assert.deepEqual([saved.text.ropeTheta, saved.text.ropeScaling], [original.text.ropeTheta, original.text.ropeScaling]);
+    const message = checkpointErrorOf(() => parseModelConfig({ ...rest, rope_parameters: { rope_type: 'linear', rope_theta } }));
+    assert.match(message, /rope_parameters rope_type "linear" has no factor/);
+  });
+
+  it('parameter counts agree with the ones the model cards publish', () => {
+    // As the cards state them (Qwen2.5 cards: "Number of Parameters"; SmolLM2 and TinyLlama by name).
+    const published: Record<string, string> = {
+      'Qwen--Qwen2.5-0.5B-Instruct.json': '0.49B',
+      'Qwen--Qwen2.5-1.5B-Instruct.transformers5.json': '1.54B',
+      'Qwen--Qwen2.5-3B.json': '3.09B',
+      'Qwen--Qwen2.5-7B.json': '7.61B',
+      'HuggingFaceTB--SmolLM2-135M.json': '135M',
+      'HuggingFaceTB--SmolLM2-1.7B-Instruct.json': '1.7B',
+      'TinyLlama--TinyLlama-1.1B-Chat-v1.0.json': '1.1B',
+    };
+    for (const [file, stated] of Object.entries(published)) {
+      const { layerProjections, other } = countParameters(parseModelConfig(raw(file)));
+      const total = layerProjections + other;
+      // Within one unit of the last digit stated (the cards round some and truncate others).
+      const decimals = stated.slice(0, -1).split('.')[1]?.length ?? 0;
+      const inUnits = total / (stated.endsWith('M') ? 1e6 : 1e9);
+      assert.ok(Math.abs(inUnits - Number(stated.slice(0, -1))) <= 10 ** -decimals, `${file}: ${total} parameters, the card says ${stated}`);
+    }
+  });
+
+  it("docs/models.md holds tools/model/hubTable.ts's current table", () => {
+    const doc = readFileSync(join(__dirname, '../../docs/models.md'), 'utf8');
+    const block = /<!-- hubTable:start -->\n([\s\S]*?)\n<!-- hubTable:end -->/.exec(doc)?.[1];
+    assert.equal(block, renderHubTable(), 'regenerate the table: npx tsx tools/model/hubTable.ts');
+  });
+
+  it('memory figures follow from the counts (4-bit projections: 4 bits + a float32 scale per 32)', () => {
+    const config = parseModelConfig(raw('Qwen--Qwen2.5-0.5B-Instruct.json'));
+    const { layerProjections, other, unread } = countParameters(config);
+    assert.equal(unread, 0);
+    // Tied embeddings: the lookup table and the LM head are the same 151936 x 896 matrix, held twice.
+    const table = 151936 * 896;
+    assert.equal(weightBytes(config, 32), (layerProjections + other + table) * 4);
+    assert.equal(weightBytes(config, 4), layerProjections * 0.625 + (other + table) * 4);
+    assert.equal(kvBytesPerToken(config), 24 * 2 * 64 * 2 * 4);
+    const llava = parseModelConfig(raw('llava-hf--llava-1.5-7b-hf.json'));
+    // vision_feature_layer -2: the last of CLIP's 24 layers and its post-layernorm are never read.
+    assert.equal(countParameters(llava).unread, 12_596_224 + 2 * 1024);
+  });
+});

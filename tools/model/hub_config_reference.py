@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""What transformers reads from each verbatim Hub config.json, as the test's independent reference.
+
+Purpose
+-------
+test/fixtures/configs/hub/*.json are config.json files of real Hub checkpoints (see SOURCES.md).
+For each one whose architecture transformers knows, this records the sizes transformers' own
+config classes give (file values, and its per-model_type defaults for what the file leaves out)
+and the exact parameter count of the model built from it on the meta device (no weights are
+allocated or downloaded). test/runtime/hubConfigs.test.ts checks the runtime's parser and its
+parameter count against this file.
+
+How to run (from the repository root)
+-------------------------------------
+    /tmp/h8venv/bin/python tools/model/hub_config_reference.py
+
+Writes test/fixtures/configs/hub/transformers-reference.json. The output is committed; tests
+never run Python.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGeneration
+
+HUB = Path(__file__).resolve().parents[2] / "test/fixtures/configs/hub"
+SUPPORTED = {"LlavaForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+
+
+def text_values(t) -> dict:
+    heads = t.num_attention_heads
+    head_dim = getattr(t, "head_dim", None) or t.hidden_size // heads
+    windows = None
+    if t.model_type == "mistral":
+        windows = [t.sliding_window] * t.num_hidden_layers
+    elif t.model_type == "qwen2":
+        windows = [t.sliding_window if kind == "sliding_attention" else None for kind in t.layer_types]
+    else:
+        windows = [None] * t.num_hidden_layers
+    rope = getattr(t, "rope_scaling", None)
+    return {
+        "modelType": t.model_type,
+        "hiddenSize": t.hidden_size,
+        "numLayers": t.num_hidden_layers,
+        "numHeads": heads,
+        "numKvHeads": t.num_key_value_heads if t.num_key_value_heads is not None else heads,
+        "headDim": head_dim,
+        "intermediateSize": t.intermediate_size,
+        "vocabSize": t.vocab_size,
+        "maxPositionEmbeddings": t.max_position_embeddings,
+        "ropeTheta": float(t.rope_theta),
+        "ropeScaling": dict(rope) if rope else None,
+        "rmsNormEps": float(t.rms_norm_eps),
+        "tieWordEmbeddings": bool(t.tie_word_embeddings),
+        "layerWindows": windows,
+    }
+
+
+def reference(raw: dict) -> dict:
+    config = AutoConfig.for_model(**raw)
+    arch = raw["architectures"][0]
+    with torch.device("meta"):
+        if arch == "LlavaForConditionalGeneration":
+            model = LlavaForConditionalGeneration(config)
+        else:
+            model = AutoModelForCausalLM.from_config(config)
+    params = sum(p.numel() for p in model.parameters())
+    if arch != "LlavaForConditionalGeneration":
+        return {"architecture": arch, "text": text_values(config), "parameters": params}
+    v = config.vision_config
+    # The tower's positions: the patch grid (image_size // patch_size per side, as the conv floors),
+    # plus CLIP's class embedding; the "default" strategy drops the first position (LlavaModel).
+    grid = (v.image_size // v.patch_size) ** 2
+    positions = grid + (1 if v.model_type == "clip_vision_model" else 0)
+    image_tokens = positions - (1 if config.vision_feature_select_strategy == "default" else 0)
+    # PreTrainedModel.tie_weights reads the text config's tie_word_embeddings (its class default
+    # when text_config leaves it out), not LlavaConfig's top-level one.
+    text = text_values(config.get_text_config(decoder=True))
+    return {
+        "architecture": arch,
+        "text": text,
+        "vision": {
+            "modelType": v.model_type,
+            "hiddenSize": v.hidden_size,
+            "numLayers": v.num_hidden_layers,
+            "numHeads": v.num_attention_heads,
+            "intermediateSize": v.intermediate_size,
+            "imageSize": v.image_size,
+            "patchSize": v.patch_size,
+        },
+        "imageTokenIndex": config.image_token_index,
+        "visionFeatureLayer": config.vision_feature_layer,
+        "selectStrategy": config.vision_feature_select_strategy,
+        "imageTokens": image_tokens,
+        "parameters": params,
+    }
+
+
+def main() -> None:
+    out = {"transformers": version("transformers"), "torch": version("torch"), "configs": {}}
+    for path in sorted(HUB.glob("*.json")):
+        if path.name == "transformers-reference.json":
+            continue
+        raw = json.loads(path.read_text())
+        arch = raw["architectures"][0]
+        if arch not in SUPPORTED:
+            out["configs"][path.name] = {"architecture": arch, "supported": False}
+            continue
+        out["configs"][path.name] = reference(raw)
+        print(path.name, out["configs"][path.name]["parameters"])
+    (HUB / "transformers-reference.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    transformers.logging.set_verbosity_error()
+    main()

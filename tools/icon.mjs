@@ -4,6 +4,7 @@
 //   media/icon.svg  the vector, used by the chat participant and the cache view's tab;
 //   media/icon.png  256x256, the extension's icon (the manifest's "icon": vsce takes no SVG).
 // Both are committed; rerun this after changing the drawing.
+import { Buffer } from 'node:buffer';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';

@@ -558,8 +558,6 @@ export async function run(): Promise<void> {
       return;
     }
     const readme = readFileSync(join(extension.extensionPath, 'readme.md'), 'utf8');
-    assert.match(readme, /^# LOOK-M: Local Vision Chat\n/, 'the package\'s README is the user guide');
-    assert.doesNotMatch(readme, /npm (test|run)/, 'the package\'s README is not the developer README');
     const headings = readme.split('\n').filter((line) => line.startsWith('## ')).map((line) => line.slice(3).replace(/`/g, ''));
     await tidyWorkbench();
     await vscode.commands.executeCommand('workbench.action.closeAuxiliaryBar');
@@ -582,6 +580,8 @@ export async function run(): Promise<void> {
     assert.deepEqual(broken, [], 'every image of the README loaded');
     assert.ok(decodeURIComponent(shownIcon.src).includes(icon), `the icon shown is the package's media/icon.png: ${shownIcon.src}`);
     assert.equal(shownIcon.naturalWidth, pngWidth(icon), 'the icon loaded');
+    assert.match(readme, /^# LOOK-M: Local Vision Chat\n/, 'the package\'s README is the user guide');
+    assert.doesNotMatch(readme, /npm (test|run)/, 'the package\'s README is not the developer README');
     note(`README frame: ${page.text.length} characters, ${page.images.length} images; icon ${shownIcon.naturalWidth} px`);
     await screenshot('extension-page');
   });

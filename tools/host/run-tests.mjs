@@ -434,7 +434,7 @@ async function answerProbes(page, dir) {
     for (const frame of page.frames()) {
       const entry = { url: frame.url(), name: frame.name(), text: '', images: [] };
       try {
-        entry.text = await frame.evaluate(() => (document.body ? document.body.innerText.slice(0, 20000) : ''));
+        entry.text = await frame.evaluate(() => (document.body ? document.body.innerText.slice(0, 200000) : ''));
         entry.images = await frame.evaluate(() =>
           Array.from(document.images, (img) => ({
             src: (img.getAttribute('src') ?? '').slice(0, 1000),

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/* global console, setTimeout, clearTimeout, fetch, AbortSignal -- Node globals (the repo's ESLint config only declares process) */
+/* global console, setTimeout, clearTimeout, setInterval, clearInterval, fetch, AbortSignal, document -- Node globals (the repo's ESLint config only declares process), and the browser's in functions evaluated in its frames */
 // Runs a VS Code extension's integration tests inside a real VS Code host, offline:
 // code-server (VS Code 1.117 server + workbench, installed by tools/host/setup.sh and run by the
 // Node 22 that setup.sh installs next to it) driven by a headless Chromium through playwright-core.

@@ -38,6 +38,37 @@ async function screenshot(name: string): Promise<void> {
   while (!existsSync(join(dir, `${name}.png`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 }
 
+/** What the runner saw of one frame of the workbench (a webview is a frame of its own). */
+interface ProbedFrame {
+  url: string;
+  text: string;
+  images: { src: string; className: string; inExtensionEditor: boolean; complete: boolean; naturalWidth: number }[];
+  error?: string;
+}
+
+/**
+ * Asks the runner (tools/host/run-tests.mjs) for the text and images of every frame of the
+ * workbench: the extension host cannot see the browser's DOM.
+ */
+async function probeFrames(): Promise<ProbedFrame[]> {
+  const dir = process.env.LOOKM_HOST_PROBE_DIR;
+  assert.ok(dir, 'the runner answers DOM probes (tools/host/run-tests.mjs sets LOOKM_HOST_PROBE_DIR)');
+  const name = `probe-${Date.now()}`;
+  const answer = join(dir, `${name}.json`);
+  writeFileSync(join(dir, `${name}.images`), '');
+  const deadline = Date.now() + 15_000;
+  while (!existsSync(answer)) {
+    if (Date.now() > deadline) assert.fail('the runner did not answer the DOM probe within 15 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return (JSON.parse(readFileSync(answer, 'utf8')) as { frames: ProbedFrame[] }).frames;
+}
+
+/** A PNG's width, from its IHDR chunk. */
+function pngWidth(file: string): number {
+  return readFileSync(file).readUInt32BE(16);
+}
+
 /** Closes editors, the side bar and notifications, so a screenshot shows what matters. */
 async function tidyWorkbench(): Promise<void> {
   for (const command of ['workbench.action.closeAllEditors', 'workbench.action.closeSidebar', 'notifications.clearAll']) await vscode.commands.executeCommand(command);
@@ -469,6 +500,90 @@ export async function run(): Promise<void> {
     const sample = (name: string) => ({ data: readFileSync(join(root, 'media/samples', name)).toString('base64') });
     const result = await client.sendRequest<ChatResult>(CHAT, { sessionId, text: 'What colour is the shape in image 2?', images: [sample('red-square.png'), sample('blue-circle.png')] });
     assert.equal(result.text.trim(), 'blue');
+  });
+
+  await test('Ask About This File… on the shipped model shows its reading progress, then the answers tab keeps every answer, newest first (screenshots)', async () => {
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.closeAuxiliaryBar');
+    // The answers tab where a user who asked before has it: in the first column (asks reuse its place).
+    await vscode.window.showTextDocument(vscode.Uri.from({ scheme: 'lookm-answer', path: '/LOOK-M Answers.md' }), { viewColumn: vscode.ViewColumn.One, preview: false });
+    const window = vscode.window as { showInputBox: (...args: unknown[]) => Thenable<string | undefined> };
+    const originalInputBox = window.showInputBox;
+    const ask = async (file: string, question: string) => {
+      window.showInputBox = () => Promise.resolve(question);
+      try {
+        await vscode.commands.executeCommand('lookm.askAboutFile', vscode.Uri.file(join(root, 'media/samples', file)));
+      } finally {
+        window.showInputBox = originalInputBox;
+      }
+    };
+    // Half-way through the reading the sidecar is held still (SIGSTOP) for the screenshot: the
+    // shipped model reads the file in well under a second.
+    let paused: Promise<void> | undefined;
+    const progress = captureProgress((message) => {
+      const read = /^Reading… ([\d,]+) \/ ([\d,]+) tokens$/.exec(message);
+      const child = api.sidecar.childForTests;
+      const count = (text: string) => Number(text.replace(/,/g, ''));
+      if (paused || !read || !child || count(read[1]) * 2 < count(read[2])) return;
+      child.kill('SIGSTOP');
+      paused = new Promise((r) => setTimeout(r, 700))
+        .then(() => screenshot('reading-progress'))
+        .finally(() => child.kill('SIGCONT'));
+    });
+    try {
+      await ask('service.conf', 'What is the value of `heap`?');
+    } finally {
+      progress.restore();
+      await paused;
+    }
+    const reading = progress.messages.filter((m) => m.startsWith('Reading…'));
+    note(reading.join(' | '));
+    assert.ok(paused, `the reading was reported half-way: ${reading.join(' | ')}`);
+    assert.match(newestAnswer(await answerView(/> What is the value of `heap`\?[^]*first token/)), /first token \d+ ms/);
+
+    // (Not held still: these answers' figures are the model's own.)
+    await ask('blue-circle.png', 'What colour is the shape in image 1?');
+    await ask('service.conf', 'What is the value of `port`?');
+    await ask('green-triangle.png', 'Which digit is written in image 1?');
+    const view = await answerView((text) => /^green-triangle.png\n[^]*first token/.test(newestAnswer(text)));
+    const order = ['green-triangle.png\n\n> Which digit', 'service.conf\n\n> What is the value of `port`', 'blue-circle.png', 'service.conf\n\n> What is the value of `heap`'].map((title) => view.getText().indexOf(`## ${title}`));
+    assert.ok(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1])), `every answer is kept, newest first: ${order.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 500));
+    await screenshot('answer-view');
+  });
+
+  await test('the extension page (installed .vsix) shows the user guide with no broken image, and the project\'s icon', async () => {
+    if (!process.env.LOOKM_INSTALLED_VSIX) {
+      note('skipped: run from its development folder the extension has no page; npm run test:vsix checks the installed package');
+      return;
+    }
+    const readme = readFileSync(join(extension.extensionPath, 'readme.md'), 'utf8');
+    const headings = readme.split('\n').filter((line) => line.startsWith('## ')).map((line) => line.slice(3).replace(/`/g, ''));
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.closeAuxiliaryBar');
+    // What the Extensions view does for an installed extension (`extension.open` asks the gallery first, which fails offline).
+    await vscode.commands.executeCommand('_extensions.manage', extension.id);
+    const icon = join(extension.extensionPath, 'media/icon.png');
+    let frames: ProbedFrame[] = [];
+    let page: ProbedFrame | undefined;
+    let shownIcon: ProbedFrame['images'][number] | undefined;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      frames = await probeFrames();
+      page = frames.find((f) => f.url.includes('/webview/') && headings.every((h) => f.text.includes(h)));
+      shownIcon = frames.flatMap((f) => f.images).find((i) => i.inExtensionEditor && i.className.split(' ').includes('icon'));
+      if (page && page.images.every((i) => i.complete) && shownIcon?.complete) break;
+      if (Date.now() > deadline) assert.fail(`no extension page with the guide's headings (${headings.join(', ')}) and a loaded icon: ${JSON.stringify(frames.map((f) => ({ url: f.url.slice(0, 120), text: f.text.slice(0, 200), images: f.images })))}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const broken = page.images.filter((i) => !(i.naturalWidth > 0));
+    assert.deepEqual(broken, [], 'every image of the README loaded');
+    assert.ok(decodeURIComponent(shownIcon.src).includes(icon), `the icon shown is the package's media/icon.png: ${shownIcon.src}`);
+    assert.equal(shownIcon.naturalWidth, pngWidth(icon), 'the icon loaded');
+    assert.match(readme, /^# LOOK-M: Local Vision Chat\n/, 'the package\'s README is the user guide');
+    assert.doesNotMatch(readme, /npm (test|run)/, 'the package\'s README is not the developer README');
+    note(`README frame: ${page.text.length} characters, ${page.images.length} images; icon ${shownIcon.naturalWidth} px`);
+    await screenshot('extension-page');
   });
 
   await api.sidecar.stop();

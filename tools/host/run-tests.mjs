@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/* global console, setTimeout, clearTimeout, fetch, AbortSignal -- Node globals (the repo's ESLint config only declares process) */
+/* global console, setTimeout, clearTimeout, setInterval, clearInterval, fetch, AbortSignal, document -- Node globals (the repo's ESLint config only declares process), and the browser's in functions evaluated in its frames */
 // Runs a VS Code extension's integration tests inside a real VS Code host, offline:
 // code-server (VS Code 1.117 server + workbench, installed by tools/host/setup.sh and run by the
 // Node 22 that setup.sh installs next to it) driven by a headless Chromium through playwright-core.
@@ -11,6 +11,7 @@
 //        [--workspace /abs/dir] [--timeout 120] [--results out.json] [--verbose|--quiet] [--keep-temp]
 //        [--host-dir /abs/.host] [--browser /usr/lib/chromium/chromium] [--env NAME=VALUE ...]
 //        [--screenshots DIR]   (tests may ask for PNGs of the workbench: see test/host/suite.ts)
+//        [--extensions-dir DIR] (extensions installed there are the host's installed extensions)
 //
 // Exit codes: the tests' own code (0 = pass); 2 = runner/host error; 124 = timeout.
 // Only loopback addresses are used: code-server binds 127.0.0.1 and the browser resolves no other
@@ -57,6 +58,7 @@ function parseArgs(argv) {
       case '--results': o.results = val(); break;
       case '--host-dir': o.hostDir = val(); break;
       case '--browser': o.browser = val(); break;
+      case '--extensions-dir': o.extensionsDir = path.resolve(val()); break;
       case '--screenshots': o.screenshots = path.resolve(val()); fs.mkdirSync(o.screenshots, { recursive: true }); break;
       case '--env': {
         const kv = val();
@@ -171,6 +173,9 @@ async function main() {
   const workspace = path.resolve(opts.workspace || path.join(tmp, 'workspace'));
   fs.mkdirSync(workspace, { recursive: true });
   const resultsFile = path.join(tmp, 'results.json');
+  // Questions the tests ask about the browser's DOM (see answerProbes below).
+  const probeDir = path.join(tmp, 'probes');
+  fs.mkdirSync(probeDir);
   const configFile = path.join(tmp, 'config.yaml');
   fs.writeFileSync(configFile, 'auth: none\ncert: false\n');
   fs.mkdirSync(path.join(dirs.userData, 'User'), { recursive: true });
@@ -269,7 +274,7 @@ async function main() {
           '--disable-proxy',
           '--ignore-last-opened',
           '--user-data-dir', dirs.userData,
-          '--extensions-dir', dirs.extensions,
+          '--extensions-dir', opts.extensionsDir ?? dirs.extensions,
           '--config', configFile,
         ],
         {
@@ -286,6 +291,7 @@ async function main() {
             VSCODE_HOST_RESULTS_FILE: resultsFile,
             VSCODE_HOST_WORKSPACE: workspace,
             ...(opts.screenshots ? { LOOKM_SCREENSHOT_DIR: opts.screenshots } : {}),
+            LOOKM_HOST_PROBE_DIR: probeDir,
             // no proxies: everything is on loopback
             HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '', NO_PROXY: '*', no_proxy: '*',
             PASSWORD: '', HASHED_PASSWORD: '', PORT: '',
@@ -378,8 +384,10 @@ async function main() {
         log(`screenshot ${name}.png`);
       }
     }, 250);
+    const prober = setInterval(() => answerProbes(page, probeDir).catch((e) => log(`probe failed: ${e.message}`)), 250);
     const code = await done;
     if (shooter) clearInterval(shooter);
+    clearInterval(prober);
     if (finished) return; // timed out meanwhile
     finished = true;
     exitCode = code;
@@ -410,6 +418,45 @@ async function main() {
   await cleanup();
   log(`exit ${exitCode} (${exitCode === 0 ? 'PASS' : 'FAIL'}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   process.exit(exitCode);
+}
+
+/**
+ * What the extension host cannot see: the workbench's DOM. A test writes NAME.images into the probe
+ * folder (LOOKM_HOST_PROBE_DIR) and gets NAME.json back: for every frame (the workbench and its
+ * webviews, nested ones included) its text and every <img> with whether it loaded. A frame that cannot be read is
+ * listed with its error, so a probe never hangs a test.
+ */
+async function answerProbes(page, dir) {
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.images'))) {
+    const name = file.slice(0, -'.images'.length);
+    fs.rmSync(path.join(dir, file));
+    const frames = [];
+    for (const frame of page.frames()) {
+      const entry = { url: frame.url(), name: frame.name(), text: '', images: [] };
+      try {
+        entry.text = await frame.evaluate(() => (document.body ? document.body.innerText.slice(0, 200000) : ''));
+        entry.images = await frame.evaluate(() =>
+          Array.from(document.images, (img) => ({
+            src: (img.getAttribute('src') ?? '').slice(0, 1000),
+            currentSrc: img.currentSrc.slice(0, 1000),
+            alt: img.alt,
+            className: typeof img.className === 'string' ? img.className : '',
+            inExtensionEditor: !!img.closest('.extension-editor'),
+            complete: img.complete,
+            naturalWidth: img.naturalWidth,
+            naturalHeight: img.naturalHeight,
+          })),
+        );
+      } catch (e) {
+        entry.error = e.message;
+      }
+      frames.push(entry);
+    }
+    const out = path.join(dir, `${name}.json`);
+    fs.writeFileSync(`${out}.tmp`, JSON.stringify({ frames }, null, 2));
+    fs.renameSync(`${out}.tmp`, out); // the test reads it only once it is whole
+    log(`probe ${name}: images of ${frames.length} frames`);
+  }
 }
 
 async function waitForServer(port, child, ms) {

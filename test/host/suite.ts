@@ -38,6 +38,38 @@ async function screenshot(name: string): Promise<void> {
   while (!existsSync(join(dir, `${name}.png`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 }
 
+/**
+ * Asks the runner for a browser action (see runAction in tools/host/run-tests.mjs): typing into
+ * the chat input as a user does, reading the chat's transcript. Resolves with the runner's answer.
+ */
+let actionCount = 0;
+async function hostAction<T extends object>(request: { type: string; [key: string]: unknown }): Promise<T> {
+  const dir = process.env.LOOKM_HOST_ACTIONS_DIR;
+  assert.ok(dir, 'the runner offers browser actions (LOOKM_HOST_ACTIONS_DIR): run the suite through tools/host/run-tests.mjs');
+  const name = `${process.pid}-${++actionCount}`;
+  const result = join(dir, `${name}.result.json`);
+  writeFileSync(join(dir, `${name}.action.json`), JSON.stringify(request));
+  const deadline = Date.now() + 30_000;
+  while (!existsSync(result)) {
+    if (Date.now() > deadline) assert.fail(`the runner did not answer the ${request.type} action`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const answer = JSON.parse(readFileSync(result, 'utf8')) as { ok: boolean; error?: string } & T;
+  rmSync(result);
+  if (!answer.ok) assert.fail(`${request.type}: ${answer.error}`);
+  return answer;
+}
+
+/** What the visible chat view shows: one text per request and response, and its input toolbar (mode, model). */
+function readChat(): Promise<{ items: string[]; toolbar: string }> {
+  return hostAction({ type: 'chatRead' });
+}
+
+/** Types `text` into the chat input key by key, as a user, and sends it with Enter. */
+async function typeInChat(text: string): Promise<void> {
+  await hostAction({ type: 'chatType', text, submit: true });
+}
+
 /** Closes editors, the side bar and notifications, so a screenshot shows what matters. */
 async function tidyWorkbench(): Promise<void> {
   for (const command of ['workbench.action.closeAllEditors', 'workbench.action.closeSidebar', 'notifications.clearAll']) await vscode.commands.executeCommand(command);
@@ -115,7 +147,11 @@ async function askAboutSelection(content: string, question: string): Promise<voi
   }
 }
 
+/** `LOOKM_HOST_ONLY=<regex>`: only the tests whose names match run (to iterate on a few). */
+const only = process.env.LOOKM_HOST_ONLY ? new RegExp(process.env.LOOKM_HOST_ONLY) : undefined;
+
 async function test(name: string, body: () => Promise<void>): Promise<void> {
+  if (only && !only.test(name)) return;
   try {
     await body();
     results.push({ name, ok: true, note: pendingNote });
@@ -136,6 +172,24 @@ export async function run(): Promise<void> {
     const commands = await vscode.commands.getCommands(true);
     const manifest = extension.packageJSON as { contributes: { commands: { command: string }[] } };
     for (const { command } of manifest.contributes.commands) assert.ok(commands.includes(command), command);
+  });
+
+  // First, while the profile is clean: nothing has selected a model yet (the tests after this
+  // one call workbench.action.chat.open with a modelSelector and vscode.lm.selectChatModels).
+  await test('from a clean profile with no other language model, @lookm typed into the chat view answers', async () => {
+    const before = api.sessions.turnsCompleted;
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.chat.open');
+    await new Promise((r) => setTimeout(r, 2000));
+    const opened = await readChat();
+    await typeInChat('@lookm What colour is the shape in image 1?');
+    const deadline = Date.now() + 60_000;
+    while (api.sessions.turnsCompleted === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 1000));
+    const chat = await readChat();
+    note(`toolbar at open: ${JSON.stringify(opened.toolbar)}; after: ${JSON.stringify(chat)}`);
+    await screenshot('chat-clean-profile');
+    assert.ok(api.sessions.turnsCompleted > before, `no @lookm turn ran: ${JSON.stringify(chat.items)}`);
   });
 
   await test('starts the sidecar on first use and answers with streamed tokens', async () => {

@@ -171,6 +171,10 @@ async function main() {
   const workspace = path.resolve(opts.workspace || path.join(tmp, 'workspace'));
   fs.mkdirSync(workspace, { recursive: true });
   const resultsFile = path.join(tmp, 'results.json');
+  // Browser actions the tests ask for (type into the chat input as a user does, read the chat):
+  // NAME.action.json in this folder, answered with NAME.result.json (see hostAction in test/host/suite.ts).
+  const actionsDir = path.join(tmp, 'actions');
+  fs.mkdirSync(actionsDir);
   const configFile = path.join(tmp, 'config.yaml');
   fs.writeFileSync(configFile, 'auth: none\ncert: false\n');
   fs.mkdirSync(path.join(dirs.userData, 'User'), { recursive: true });
@@ -285,6 +289,7 @@ async function main() {
             XDG_CACHE_HOME: dirs.xdgCache,
             VSCODE_HOST_RESULTS_FILE: resultsFile,
             VSCODE_HOST_WORKSPACE: workspace,
+            LOOKM_HOST_ACTIONS_DIR: actionsDir,
             ...(opts.screenshots ? { LOOKM_SCREENSHOT_DIR: opts.screenshots } : {}),
             // no proxies: everything is on loopback
             HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '', NO_PROXY: '*', no_proxy: '*',
@@ -378,7 +383,26 @@ async function main() {
         log(`screenshot ${name}.png`);
       }
     }, 250);
+    let acting = false;
+    const actor = setInterval(async () => {
+      if (acting) return;
+      acting = true;
+      try {
+        for (const file of fs.readdirSync(actionsDir).filter((f) => f.endsWith('.action.json'))) {
+          const name = file.slice(0, -'.action.json'.length);
+          const request = JSON.parse(fs.readFileSync(path.join(actionsDir, file), 'utf8'));
+          fs.rmSync(path.join(actionsDir, file));
+          const result = await runAction(page, request).then((value) => ({ ok: true, ...value }), (e) => ({ ok: false, error: e && e.message ? e.message : String(e) }));
+          if (opts.verbose || !result.ok) log(`action ${request.type}: ${result.ok ? 'done' : result.error}`);
+          fs.writeFileSync(path.join(actionsDir, `${name}.result.json.tmp`), JSON.stringify(result));
+          fs.renameSync(path.join(actionsDir, `${name}.result.json.tmp`), path.join(actionsDir, `${name}.result.json`));
+        }
+      } finally {
+        acting = false;
+      }
+    }, 200);
     const code = await done;
+    clearInterval(actor);
     if (shooter) clearInterval(shooter);
     if (finished) return; // timed out meanwhile
     finished = true;
@@ -410,6 +434,44 @@ async function main() {
   await cleanup();
   log(`exit ${exitCode} (${exitCode === 0 ? 'PASS' : 'FAIL'}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   process.exit(exitCode);
+}
+
+// The chat view's input box (a Monaco editor) and its transcript, as a user sees them.
+const CHAT_INPUT = '.interactive-session .interactive-input-editor';
+const CHAT_ITEMS = '.interactive-session .interactive-item-container';
+
+/**
+ * One browser action asked for by the tests:
+ * - `chatType` {text, submit}: clicks the visible chat input, types `text` key by key (as a user:
+ *   the participant completion pops up on `@`) and presses Enter when `submit`;
+ * - `chatRead`: the visible chat's transcript (one text per request/response item) and the text
+ *   of its input toolbars (the mode and model pickers).
+ */
+async function runAction(page, request) {
+  switch (request.type) {
+    case 'chatType': {
+      const input = page.locator(CHAT_INPUT).filter({ visible: true }).first();
+      await input.waitFor({ state: 'visible', timeout: 10000 });
+      await input.click();
+      await page.keyboard.press('ControlOrMeta+A');
+      await page.keyboard.press('Backspace');
+      await page.keyboard.type(request.text, { delay: 15 });
+      if (request.submit) {
+        await sleep(300);
+        // A completion list left open would take the Enter: close it first, as a user would.
+        if (await page.locator('.interactive-session .suggest-widget.visible').count()) await page.keyboard.press('Escape');
+        await page.keyboard.press('Enter');
+      }
+      return {};
+    }
+    case 'chatRead': {
+      const items = await page.locator(CHAT_ITEMS).filter({ visible: true }).allInnerTexts();
+      const toolbar = await page.locator('.interactive-session .interactive-input-part').filter({ visible: true }).first().innerText().catch(() => '');
+      return { items, toolbar };
+    }
+    default:
+      throw new Error(`unknown action ${JSON.stringify(request.type)}`);
+  }
 }
 
 async function waitForServer(port, child, ms) {

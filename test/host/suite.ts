@@ -174,22 +174,147 @@ export async function run(): Promise<void> {
     for (const { command } of manifest.contributes.commands) assert.ok(commands.includes(command), command);
   });
 
-  // First, while the profile is clean: nothing has selected a model yet (the tests after this
-  // one call workbench.action.chat.open with a modelSelector and vscode.lm.selectChatModels).
-  await test('from a clean profile with no other language model, @lookm typed into the chat view answers', async () => {
+  // First, as a new user meets the extension: a clean profile (the runner's fresh user-data folder,
+  // no settings or keybindings of ours), the model shipped with it (lookm.modelPath empty), nothing
+  // that selected a model yet (later tests call workbench.action.chat.open with a modelSelector and
+  // vscode.lm.selectChatModels), the chat used through the browser as a user uses it.
+  const turnRan = async (before: number, seconds = 60) => {
+    const deadline = Date.now() + seconds * 1000;
+    while (api.sessions.turnsCompleted === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    return api.sessions.turnsCompleted > before;
+  };
+  /** The chat's transcript once `done` holds for it (the last item has finished streaming). */
+  const chatWhen = async (done: (chat: { items: string[]; toolbar: string }) => boolean, seconds = 60) => {
+    const deadline = Date.now() + seconds * 1000;
+    let chat = await readChat();
+    while (!done(chat) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      chat = await readChat();
+    }
+    return chat;
+  };
+  // (The chat list renders only the items in view: older ones scroll out of the DOM.)
+  const answered = (chat: { items: string[] }) => /^LOOK-M \(local\)/.test(chat.items.at(-1) ?? '') && /first token \d+ ms|Too long for this model|Language model unavailable/.test(chat.items.at(-1) ?? '');
+
+  await test('from a clean profile with no other language model, the chat selects the LOOK-M model by itself and @lookm typed into it answers', async () => {
+    assert.equal(config.get('modelPath'), '', 'the shipped model');
+    // Short answers: the toy model seldom stops by itself.
+    await config.update('maxNewTokens', 16, vscode.ConfigurationTarget.Global);
     const before = api.sessions.turnsCompleted;
     await tidyWorkbench();
-    await vscode.commands.executeCommand('workbench.action.chat.open');
-    await new Promise((r) => setTimeout(r, 2000));
-    const opened = await readChat();
+    await vscode.commands.executeCommand('workbench.action.chat.open'); // the chat view, as its title-bar button opens it
+    const opened = await chatWhen((chat) => /LOOK-M local/.test(chat.toolbar), 20);
+    assert.match(opened.toolbar, /LOOK-M local \(embedded tiny VLM\)/, `the model picker shows our model: ${JSON.stringify(opened.toolbar)}`);
     await typeInChat('@lookm What colour is the shape in image 1?');
-    const deadline = Date.now() + 60_000;
-    while (api.sessions.turnsCompleted === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    await new Promise((r) => setTimeout(r, 1000));
-    const chat = await readChat();
-    note(`toolbar at open: ${JSON.stringify(opened.toolbar)}; after: ${JSON.stringify(chat)}`);
-    await screenshot('chat-clean-profile');
-    assert.ok(api.sessions.turnsCompleted > before, `no @lookm turn ran: ${JSON.stringify(chat.items)}`);
+    const ran = await turnRan(before);
+    const chat = await chatWhen(answered);
+    note(JSON.stringify(chat).slice(0, 400));
+    assert.ok(ran, `no @lookm turn ran: ${JSON.stringify(chat.items)}`);
+    assert.equal(chat.items.length, 2);
+    assert.match(chat.items[1], /first token \d+ ms/, 'the answer with its footer');
+    await screenshot('chat-first-run');
+  });
+
+  await test('the first answer of the shipped toy model says once what it is, with Download Model; later answers in the chat and the palette do not', async () => {
+    const first = (await readChat()).items[1] ?? '';
+    assert.match(first, /tiny demo model shipped with LOOK-M/);
+    assert.match(first, /only knows the shapes of its training data/);
+    assert.match(first, /Download Model…/, 'the button to a real model');
+    const before = api.sessions.turnsCompleted;
+    await typeInChat('@lookm Which digit is written in image 1?');
+    assert.ok(await turnRan(before));
+    const chat = await chatWhen((c) => /Which digit/.test(c.items.at(-2) ?? '') && answered(c));
+    assert.match(chat.items.at(-2) ?? '', /@lookm Which digit is written in image 1\?/);
+    assert.match(chat.items.at(-1) ?? '', /first token \d+ ms/);
+    assert.doesNotMatch(chat.items.at(-1) ?? '', /tiny demo model/, 'the second answer has no notice');
+    await askAboutSelection('retries = 3\n', 'What is the value of `retries`?');
+    assert.doesNotMatch(newestAnswer(await answerView(/first token/)), /tiny demo model/, 'nor the palette');
+  });
+
+  await test('a question about a file longer than the model\'s context is refused in plain words, in the chat and in the palette', async () => {
+    // 600 settings lines: several thousand tokens, the shipped model reads 2,048.
+    const long = Array.from({ length: 600 }, (_, i) => `setting_${i} = ${(i * 7919) % 1000}`).join('\n');
+    const file = join(mkdtempSync(join(tmpdir(), 'lookm-host-')), 'long-settings.py');
+    writeFileSync(file, long);
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.chat.newChat');
+    await vscode.commands.executeCommand('workbench.action.chat.attachFile', vscode.Uri.file(file));
+    const before = api.sessions.turnsCompleted;
+    await typeInChat('@lookm What does this file do?');
+    const chat = await chatWhen(answered);
+    note(chat.items.join(' | ').slice(0, 600));
+    const refusal = chat.items.at(-1) ?? '';
+    assert.match(refusal, /Too long for this model; nothing of this question was read\./);
+    assert.match(refusal, /The message has [\d,]+ (tokens|characters)[^]*the model's context is 2,048 tokens/);
+    assert.match(refusal, /ask about a shorter file or a selection of it, or use a model with a longer context/);
+    assert.match(refusal, /Select Model…[^]*Download Model…/, 'buttons to a bigger model');
+    assert.doesNotMatch(refusal, /Error|error|-32015|at \w+ \(/, 'no error trace or code');
+    assert.equal(api.sessions.turnsCompleted, before, 'nothing was answered');
+    await screenshot('chat-context-too-long');
+
+    const shown = captureErrorMessages();
+    try {
+      await askAboutSelection(long, 'What does this file do?');
+    } finally {
+      shown.restore();
+    }
+    const answer = newestAnswer(await answerView(/Too long for this model/));
+    assert.match(answer, /\*\*Too long for this model; nothing of this question was read\.\*\* The message has [\d,]+ [^]*2,048 tokens/);
+    assert.doesNotMatch(answer, /The answer failed/, 'not the generic failure');
+    assert.equal(shown.messages.length, 1, JSON.stringify(shown.messages));
+    assert.match(shown.messages[0][0], /^LOOK-M: Too long for this model: the message has [\d,]+ .*2,048 tokens.*shorter file or a selection/);
+    assert.deepEqual(shown.messages[0].slice(1), ['Select Model…', 'Download Model…']);
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+  });
+
+  await test('a chat request VS Code fails before @lookm runs (no language model) offers LOOK-M: Open Chat, which selects the local model', async () => {
+    const window = vscode.window as { showErrorMessage: (...args: unknown[]) => Thenable<unknown> };
+    const original = window.showErrorMessage;
+    const messages: string[][] = [];
+    let press: (choice: string | undefined) => void = () => undefined;
+    window.showErrorMessage = (...args: unknown[]) => {
+      messages.push(args.map(String));
+      return new Promise((resolve) => (press = resolve));
+    };
+    try {
+      // No model to run the request with: as in a profile where the picker lists none.
+      api.models.setListedForTests(false);
+      await tidyWorkbench();
+      await vscode.commands.executeCommand('workbench.action.chat.newChat');
+      await new Promise((r) => setTimeout(r, 1000));
+      await typeInChat('@lookm What colour is the shape in image 1?');
+      const chat = await chatWhen(answered, 30);
+      assert.match(chat.items.at(-1) ?? '', /Language model unavailable/, 'VS Code failed the request before the participant ran');
+      const deadline = Date.now() + 10_000;
+      while (!messages.some((m) => /could not answer/.test(m[0])) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const offer = messages.find((m) => /could not answer/.test(m[0]));
+      assert.ok(offer, `a notification: ${JSON.stringify(messages)}`);
+      assert.match(offer[0], /^LOOK-M could not answer: Language model unavailable\. @lookm runs only with a language model selected in the chat; Open Chat selects the local LOOK-M model\.$/);
+      assert.deepEqual(offer.slice(1), ['Open Chat']);
+      // The model is back (installed, enabled); the user presses Open Chat.
+      api.models.setListedForTests(true);
+      await new Promise((r) => setTimeout(r, 500));
+      press('Open Chat');
+      const reopened = await chatWhen((c) => /@lookm/.test(c.toolbar) && /LOOK-M local/.test(c.toolbar), 20);
+      assert.match(reopened.toolbar, /@lookm[^]*LOOK-M local \(embedded tiny VLM\)/, JSON.stringify(reopened.toolbar));
+    } finally {
+      window.showErrorMessage = original;
+      api.models.setListedForTests(true);
+    }
+  });
+
+  await test('LOOK-M: Open Chat opens the chat with @lookm typed and the local model selected: the user types only the question', async () => {
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.chat.newChat');
+    await vscode.commands.executeCommand('lookm.openChat');
+    const opened = await chatWhen((c) => /@lookm/.test(c.toolbar), 20);
+    assert.match(opened.toolbar, /^@lookm\s[^]*LOOK-M local \(embedded tiny VLM\)/, JSON.stringify(opened.toolbar));
+    const before = api.sessions.turnsCompleted;
+    await hostAction({ type: 'chatType', text: 'Which word is written in image 1?', submit: true, append: true });
+    assert.ok(await turnRan(before), 'the question reached @lookm');
+    const chat = await chatWhen(answered);
+    assert.match(chat.items.at(-2) ?? '', /@lookm Which word is written in image 1\?/);
+    await screenshot('chat-open-chat');
   });
 
   await test('starts the sidecar on first use and answers with streamed tokens', async () => {

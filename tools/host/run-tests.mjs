@@ -442,8 +442,9 @@ const CHAT_ITEMS = '.interactive-session .interactive-item-container';
 
 /**
  * One browser action asked for by the tests:
- * - `chatType` {text, submit}: clicks the visible chat input, types `text` key by key (as a user:
- *   the participant completion pops up on `@`) and presses Enter when `submit`;
+ * - `chatType` {text, submit, append}: clicks the visible chat input, types `text` key by key (as
+ *   a user: the participant completion pops up on `@`), after what is there when `append`, and
+ *   presses Enter when `submit`;
  * - `chatRead`: the visible chat's transcript (one text per request/response item) and the text
  *   of its input toolbars (the mode and model pickers).
  */
@@ -453,8 +454,13 @@ async function runAction(page, request) {
       const input = page.locator(CHAT_INPUT).filter({ visible: true }).first();
       await input.waitFor({ state: 'visible', timeout: 10000 });
       await input.click();
-      await page.keyboard.press('ControlOrMeta+A');
-      await page.keyboard.press('Backspace');
+      // Clear what is typed there unless asked to add to it (an empty input is left alone: Backspace
+      // there would remove an attached file).
+      if (!request.append && (await input.locator('.view-lines').innerText()).trim()) {
+        await page.keyboard.press('ControlOrMeta+A');
+        await page.keyboard.press('Backspace');
+      }
+      if (request.append) await page.keyboard.press('ControlOrMeta+End');
       await page.keyboard.type(request.text, { delay: 15 });
       if (request.submit) {
         await sleep(300);

@@ -20,12 +20,15 @@ export function isContextTooLong(error: unknown): boolean {
 const withThousands = (text: string) => text.replace(/\d{4,}/g, (n) => Number(n).toLocaleString('en-US'));
 const sentence = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
 
+/** The sidecar's refusal (after the method name the client puts in front, e.g. "Session/chat: "): what, why, advice. */
+const REFUSAL = /(the message .*?), but (.*?): ([^:]*)$/s;
+
 /**
  * The refusal as Markdown: what happened (the sidecar's "the message has N tokens …, but the
  * model's context is M tokens …") and what to do about it.
  */
 export function contextTooLongText(sidecarMessage: string): string {
-  const parts = /^(the message .*?), but (.*?): (.*)$/s.exec(sidecarMessage);
+  const parts = REFUSAL.exec(sidecarMessage);
   const what = parts ? `${sentence(parts[1])}, but ${parts[2]}.` : `${sentence(sidecarMessage)}.`;
   const conversation = parts && /new conversation/.test(parts[3]) ? 'start a new conversation, or ' : '';
   return (
@@ -37,7 +40,7 @@ export function contextTooLongText(sidecarMessage: string): string {
 
 /** The refusal in one line, for a notification. */
 export function contextTooLongLine(sidecarMessage: string): string {
-  const parts = /^(the message .*?), but (.*?): /s.exec(sidecarMessage);
+  const parts = REFUSAL.exec(sidecarMessage);
   return parts ? `Too long for this model: ${withThousands(`${parts[1]}, but ${parts[2]}`)}. Ask about a shorter file or a selection, or use a model with a longer context.` : `Too long for this model: ${sidecarMessage}`;
 }
 

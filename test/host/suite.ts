@@ -315,6 +315,8 @@ export async function run(): Promise<void> {
     const chat = await chatWhen(answered);
     assert.match(chat.items.at(-2) ?? '', /@lookm Which word is written in image 1\?/);
     await screenshot('chat-open-chat');
+    // The tests after these use another model: its conversations start in a chat of their own.
+    await vscode.commands.executeCommand('workbench.action.chat.newChat');
   });
 
   await test('starts the sidecar on first use and answers with streamed tokens', async () => {

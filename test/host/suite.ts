@@ -537,6 +537,20 @@ export async function run(): Promise<void> {
     assert.ok(short > 0 && long > 10 * short, `token counts ${short} and ${long}`);
   });
 
+  await test('the language model, listed as tool-calling only for the agent-mode picker, answers a request offering tools in text and refuses one that requires a tool call', async () => {
+    const [model] = await vscode.lm.selectChatModels({ vendor: 'lookm' });
+    assert.ok(model);
+    const tools = [{ name: 'lookm_test_tool', description: 'A tool the local model never calls', inputSchema: { type: 'object', properties: {} } }];
+    const ask = async (toolMode: vscode.LanguageModelChatToolMode) => {
+      const response = await model.sendRequest([vscode.LanguageModelChatMessage.User('Hello?')], { tools, toolMode }, new vscode.CancellationTokenSource().token);
+      let text = '';
+      for await (const chunk of response.text) text += chunk;
+      return text;
+    };
+    assert.ok((await ask(vscode.LanguageModelChatToolMode.Auto)).length > 0, 'a text answer');
+    await assert.rejects(ask(vscode.LanguageModelChatToolMode.Required), /cannot call tools/);
+  });
+
   await test('comes back after the sidecar is killed, with the conversation', async () => {
     const client = await api.sidecar.ready();
     const { sessionId } = await client.sendRequest<{ sessionId: string }>(CREATE, { settings: { maxNewTokens: 4 } });

@@ -12,6 +12,9 @@
 //        [--host-dir /abs/.host] [--browser /usr/lib/chromium/chromium] [--env NAME=VALUE ...]
 //        [--screenshots DIR]   (tests may ask for PNGs of the workbench: see test/host/suite.ts)
 //
+// Tests may also ask for browser actions (type into the chat input as a user does, read the chat):
+// request files in the folder named by LOOKM_HOST_ACTIONS_DIR, see runAction below.
+//
 // Exit codes: the tests' own code (0 = pass); 2 = runner/host error; 124 = timeout.
 // Only loopback addresses are used: code-server binds 127.0.0.1 and the browser resolves no other
 // host name.

@@ -41,9 +41,9 @@ export function registerLanguageModelProvider(sidecar: Sidecar, sessions: Sessio
   const provider: vscode.LanguageModelChatProvider = {
     onDidChangeLanguageModelChatInformation: changed.event,
     provideLanguageModelChatInformation() {
-      // Always listed (even without a usable model folder): a request then fails with our clear
-      // message instead of VS Code's "Language model unavailable".
       if (!listed) return [];
+      // Listed even without a usable model folder: a request then fails with our clear message
+      // (from the sidecar's start) instead of VS Code's "Language model unavailable".
       const settings = readSettings();
       const source = { modelPath: settings.modelPath, embedded: isEmbeddedModel(settings.modelPath), policy: settings.policy, maxNewTokens: settings.maxNewTokens };
       return [localModelInformation(source, readModelFolder(settings.modelPath))];

@@ -53,17 +53,19 @@ export class OnnxModelRuntime implements ModelRuntime {
   ) {
     const { config } = checkpoint;
     const image = architecture.imageInput(config);
+    // The decoder's sizes as its graph declares them (the same the KV cache is made with).
+    const shape = decoder.shape;
     this.info = {
       architecture: config.architecture,
       textModel: config.text.modelType,
       imageInput: image !== null,
       visionModel: image?.visionModel ?? null,
-      layers: config.text.numLayers,
-      heads: config.text.numHeads,
-      kvHeads: config.text.numKvHeads,
-      headDim: config.text.headDim,
-      hiddenSize: config.text.hiddenSize,
-      vocabSize: config.text.vocabSize,
+      layers: shape.numLayers,
+      heads: shape.numHeads,
+      kvHeads: shape.numKvHeads,
+      headDim: shape.headDim,
+      hiddenSize: shape.hiddenSize,
+      vocabSize: shape.vocabSize,
       imageSize: image?.imageSize ?? null,
       tokensPerImage: image?.tokensPerImage ?? 0,
     };

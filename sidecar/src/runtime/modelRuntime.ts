@@ -45,6 +45,9 @@ export interface PromptEmbedding {
   positions: Int32Array;
 }
 
+/** What a turn (and token counting) asks of the processor: the chat template, tokens in and out, the image token. */
+export type TurnProcessor = Pick<LlavaProcessor, 'renderChatTemplate' | 'applyChatTemplate' | 'encode' | 'encodeText' | 'decode' | 'eosTokenIds' | 'imageTokenId' | 'longestTokenChars'>;
+
 /** The model as the engine reports it (its path aside). */
 export type RuntimeInfo = Omit<ModelInfo, 'path'>;
 
@@ -52,8 +55,8 @@ export interface ModelRuntime {
   readonly info: RuntimeInfo;
   /** Positions the model holds, prompt and answers together. */
   readonly contextLength: number;
-  /** Chat template, tokenizer, image preprocessing. */
-  readonly processor: LlavaProcessor;
+  /** Chat template and tokenizer (the checkpoint's own). */
+  readonly processor: TurnProcessor;
   /** Tokens per prefill run unless a call says otherwise. */
   readonly prefillChunk: number;
   /** Evicted-to-kept key matching for merging policies in improved mode. */

@@ -162,7 +162,7 @@ export class TextDecoder {
     const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
     const io = this.io;
     const S = positions.length;
-    if (embeds.length !== S * E) throw new RangeError(`inputs_embeds must be [${S}, ${E}], got ${embeds.length} values`);
+    if (embeds.length !== S * E) throw new RangeError(`${io.embeds} must be [${S}, ${E}], got ${embeds.length} values`);
     if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
     const P = past[0].length;
     const windowRows = options.windowRows ?? 0;

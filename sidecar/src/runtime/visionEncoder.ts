@@ -29,7 +29,7 @@ export class VisionEncoder {
   /** `[images, tokensPerImage, textHidden]` features of `[images, channels, size, size]` pixel values. */
   async encode(pixels: Float32Array, images: number): Promise<Float32Array> {
     const { imageSize: S, channels: C } = this;
-    if (pixels.length !== images * C * S * S) throw new RangeError(`pixel_values must be [${images}, ${C}, ${S}, ${S}], got ${pixels.length} values`);
+    if (pixels.length !== images * C * S * S) throw new RangeError(`${this.names.pixels} must be [${images}, ${C}, ${S}, ${S}], got ${pixels.length} values`);
     const out = await this.session.run({ [this.names.pixels]: new ort.Tensor('float32', pixels, [images, C, S, S]) });
     return out[this.names.features].data as Float32Array;
   }

@@ -19,10 +19,13 @@ const ropeScalingSchema = z
   })
   .loose();
 
+/** A text `model_type` of the registry, or an error listing them. */
+export const textModelTypeSchema = z.enum(TEXT_MODEL_TYPES, { error: (i) => `text model_type ${shown(i.input)} is not supported (supported: ${TEXT_MODEL_TYPES.join(', ')})` });
+
+/** The decoder's fields (the architecture decides what a missing model_type means). */
 export const textSchema = z
   .object({
-    // LlavaConfig reads a text_config without model_type as Llama's.
-    model_type: z.enum(TEXT_MODEL_TYPES, { error: (i) => `text model_type ${shown(i.input)} is not supported (supported: ${TEXT_MODEL_TYPES.join(', ')})` }).default('llama'),
+    model_type: textModelTypeSchema,
     hidden_size: size(CONFIG_LIMITS.hiddenSize).optional(),
     num_hidden_layers: size(CONFIG_LIMITS.layers).optional(),
     num_attention_heads: size(CONFIG_LIMITS.heads).optional(),

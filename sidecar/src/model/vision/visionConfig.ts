@@ -11,10 +11,13 @@ import { VISION_MODEL_TYPES, VISION_TOWERS } from './towers/registry.js';
 /** An activation the graph builds, or an error naming the field (`what`) and the ones supported. */
 export const activationSchema = (what: string) => z.enum(ACTIVATIONS, { error: (i) => `${what} ${shown(i.input)} is not supported (supported: ${ACTIVATIONS.join(', ')})` });
 
+/** A vision tower `model_type` of the registry, or an error listing them. */
+export const visionModelTypeSchema = z.enum(VISION_MODEL_TYPES, { error: (i) => `vision model_type ${shown(i.input)} is not supported (supported: ${VISION_MODEL_TYPES.join(', ')})` });
+
+/** A tower's fields (the architecture decides what a missing model_type means). */
 export const visionSchema = z
   .object({
-    // LlavaConfig reads a vision_config without model_type as CLIP's.
-    model_type: z.enum(VISION_MODEL_TYPES, { error: (i) => `vision model_type ${shown(i.input)} is not supported (supported: ${VISION_MODEL_TYPES.join(', ')})` }).default('clip_vision_model'),
+    model_type: visionModelTypeSchema,
     hidden_size: size(CONFIG_LIMITS.hiddenSize).optional(),
     num_hidden_layers: size(CONFIG_LIMITS.layers).optional(),
     num_attention_heads: size(CONFIG_LIMITS.heads).optional(),

@@ -6,8 +6,8 @@
 import { z } from 'zod';
 import { CheckpointError } from '../../checkpointError.js';
 import { CONFIG_LIMITS, shown, type ModelConfig, type TextConfig, type VisionConfig } from '../../config.js';
-import { parseText, textSchema } from '../../text/textConfig.js';
-import { activationSchema, parseVision, visionSchema } from '../../vision/visionConfig.js';
+import { parseText, textModelTypeSchema, textSchema } from '../../text/textConfig.js';
+import { activationSchema, parseVision, visionModelTypeSchema, visionSchema } from '../../vision/visionConfig.js';
 
 export interface LlavaConfig extends ModelConfig {
   architecture: 'LlavaForConditionalGeneration';
@@ -33,8 +33,9 @@ const llavaSchema = z
   .object({
     architectures: z.array(z.string()).min(1),
     // A missing text_config is LlamaConfig(); a missing vision_config is LlavaConfig's CLIP ViT-L/14-336.
-    text_config: textSchema.prefault({}),
-    vision_config: visionSchema.prefault(LLAVA_DEFAULT_VISION),
+    // LlavaConfig reads a text_config without model_type as Llama's, a vision_config without one as CLIP's.
+    text_config: textSchema.extend({ model_type: textModelTypeSchema.default('llama') }).prefault({}),
+    vision_config: visionSchema.extend({ model_type: visionModelTypeSchema.default('clip_vision_model') }).prefault(LLAVA_DEFAULT_VISION),
     image_token_index: z.number().int().nonnegative().optional(),
     image_token_id: z.number().int().nonnegative().optional(),
     vision_feature_layer: z.union([z.number().int(), z.array(z.number().int()).min(1).max(CONFIG_LIMITS.layers)], { error: (i) => `vision_feature_layer ${shown(i.input)} is not supported (an integer, or a non-empty list of integers)` }).default(-2),

@@ -116,12 +116,15 @@ describe('an architecture added from one folder and one registry line (ToyGeluFo
   });
 
   it('is refused by name once unregistered, like any architecture not in the registry', () => {
-    unregister();
+    const first = unregister;
+    first();
     try {
       assert.throws(() => Checkpoint.open(dir), /architecture "ToyGeluForCausalLM" is not supported \(supported: LlavaForConditionalGeneration, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
       assert.throws(() => registerArchitecture('LlamaForCausalLM', toyGelu), /already registered/);
     } finally {
       unregister = registerArchitecture(TOY_NAME, toyGelu);
     }
+    first();
+    assert.ok(supportedArchitectures().includes(TOY_NAME), 'a spent undo removes no later registration');
   });
 });

@@ -27,7 +27,12 @@ export function supportedArchitectures(): string[] {
 export function registerArchitecture<C extends ModelConfig>(name: string, architecture: Architecture<C>): () => void {
   if (ARCHITECTURES.has(name)) throw new RangeError(`architecture ${name} is already registered`);
   ARCHITECTURES.set(name, architecture);
-  return () => void ARCHITECTURES.delete(name);
+  // Undoes this registration once: a later registration under the same name stays.
+  let undone = false;
+  return () => {
+    if (!undone && ARCHITECTURES.get(name) === architecture) ARCHITECTURES.delete(name);
+    undone = true;
+  };
 }
 
 /** The entry for `name` (config.json's `architectures[0]`), or a CheckpointError listing the supported ones. */

@@ -3,7 +3,7 @@
  * dist-test/host.js and loaded as the `extensionTestsPath` module, which exports `run()`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
@@ -69,7 +69,9 @@ async function hostAction<T extends object>(request: { type: string; [key: strin
   assert.ok(dir, 'the runner offers browser actions (LOOKM_HOST_ACTIONS_DIR): run the suite through tools/host/run-tests.mjs');
   const name = `${process.pid}-${++actionCount}`;
   const result = join(dir, `${name}.result.json`);
-  writeFileSync(join(dir, `${name}.action.json`), JSON.stringify(request));
+  // Written whole, then renamed: the runner polls the folder and must never read half a request.
+  writeFileSync(join(dir, `${name}.action.tmp`), JSON.stringify(request));
+  renameSync(join(dir, `${name}.action.tmp`), join(dir, `${name}.action.json`));
   const deadline = Date.now() + 30_000;
   while (!existsSync(result)) {
     if (Date.now() > deadline) assert.fail(`the runner did not answer the ${request.type} action`);

@@ -9,6 +9,7 @@ import type { Checkpoint } from '../model/checkpoint.js';
 import type { TextConfig } from '../model/config.js';
 import { buildDecoderGraph, type WeightBits } from '../model/text/decoderGraph.js';
 import { WeightPool } from '../model/graph/weightPool.js';
+import type { TensorRows } from '../model/tensorRows.js';
 import { createSession, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
@@ -41,7 +42,8 @@ export class TextDecoder {
   private constructor(
     readonly config: TextConfig,
     private readonly session: ort.InferenceSession,
-    private readonly embeddings: Float32Array,
+    /** The token embedding table, read row by row from the checkpoint's file (no copy held here). */
+    private readonly embeddings: TensorRows,
   ) {}
 
   static async create(checkpoint: Checkpoint, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
@@ -49,20 +51,17 @@ export class TextDecoder {
     const weights = new WeightPool(checkpoint);
     const graph = buildDecoderGraph(text, weights, options.weightBits);
     const session = await createSession(graph.model, weights, options);
-    const embeddings = checkpoint.float32('text.embed_tokens.weight', [text.vocabSize, text.hiddenSize]);
+    const embeddings = checkpoint.rows('text.embed_tokens.weight', [text.vocabSize, text.hiddenSize]);
     return new TextDecoder(text, session, embeddings);
   }
 
   /** `[ids.length, hidden]` embeddings of token ids. */
   embed(ids: ArrayLike<number>): Float32Array {
-    const E = this.config.hiddenSize;
-    const out = new Float32Array(ids.length * E);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) throw new SidecarError(ErrorCode.TokenOutOfRange, `token id ${id} is outside the model's vocabulary (0..${this.config.vocabSize - 1}): the conversation does not belong to this model or its saved state is corrupt; clear the conversation`);
-      out.set(this.embeddings.subarray(id * E, (id + 1) * E), i * E);
     }
-    return out;
+    return this.embeddings.read(ids);
   }
 
   /** Whether `forward` needs the past slots' true positions (some layer has a sliding window). */
@@ -126,6 +125,7 @@ export class TextDecoder {
   }
 
   async release(): Promise<void> {
+    this.embeddings.close();
     await this.session.release();
   }
 }

@@ -71,7 +71,7 @@ export class WeightPool {
    * Reads every registered tensor into one buffer, for `InferenceSession.create(..., { externalData })`.
    * Each tensor is read from its file straight into its place (F16/BF16 widened in slices), and a
    * quantized weight is read and quantized a bounded slice of rows at a time: beyond the buffer
-   * itself, load holds at most QUANTIZE_SLICE_ELEMENTS floats (or safetensors' 2 MiB half slice).
+   * itself, load holds a few MiB (QUANTIZE_SLICE_ELEMENTS floats, their codes, the half slice).
    * onnxruntime copies the buffer into its own tensors (measured: overwriting it after the
    * session is created changes nothing), so callers hand it over and keep no reference.
    */

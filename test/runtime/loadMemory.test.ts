@@ -128,8 +128,8 @@ describe('4-bit weights', () => {
     names.forEach((name, i) => {
       const [N, K] = shapes[i];
       const q = quantize4(checkpoint.float32(name, [N, K]), N, K);
-      assert.deepEqual(data.subarray(at.get(registered[i].data)!, at.get(registered[i].data)! + q.data.length), q.data, `${name} codes`);
-      assert.deepEqual(new Float32Array(data.buffer, at.get(registered[i].scales)!, q.scales.length), q.scales, `${name} scales`);
+      assert.deepEqual(data.subarray(at.get(registered[i].data), at.get(registered[i].data)! + q.data.length), q.data, `${name} codes`);
+      assert.deepEqual(new Float32Array(data.buffer, at.get(registered[i].scales), q.scales.length), q.scales, `${name} scales`);
     });
   });
 });

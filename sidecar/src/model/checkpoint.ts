@@ -12,7 +12,8 @@ import type { Architecture } from './architectures/architecture.js';
 import { architectureFor } from './architectures/registry.js';
 import type { ModelConfig } from './config.js';
 import { openRegularFile, readExactly } from './files.js';
-import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32, type TensorEntry } from './safetensors.js';
+import { CheckpointError, readFloat32Into, readSafetensorsHeader, type TensorEntry } from './safetensors.js';
+import { TensorRows } from './tensorRows.js';
 
 /** `name` with the first of `prefixes` it starts with replaced (the architecture's weight-name mapping). */
 export function canonicalName(name: string, prefixes: Architecture['weightPrefixes']): string {
@@ -138,8 +139,23 @@ export class Checkpoint {
     return entry;
   }
 
+  /** The tensor as float32, read straight into the one array returned (F16/BF16 widened in slices). */
   float32(name: string, shape: number[]): Float32Array {
-    const entry = this.entry(name, shape);
-    return toFloat32(entry, readTensorBytes(entry));
+    const into = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    this.readFloat32Into(name, shape, into);
+    return into;
+  }
+
+  /** Elements `[first, first + into.length)` of the tensor, as float32, read from its file into `into`. */
+  readFloat32Into(name: string, shape: number[], into: Float32Array, first = 0): void {
+    readFloat32Into(this.entry(name, shape), into, first);
+  }
+
+  /**
+   * Rows of a 2-D tensor read from its file on demand (an embedding table looked up token by
+   * token), so no copy of the table is held: see `TensorRows`.
+   */
+  rows(name: string, shape: [number, number]): TensorRows {
+    return new TensorRows(this.entry(name, shape), shape[1]);
   }
 }

@@ -47,15 +47,13 @@ export const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
 
 /**
  * Bytes the weights take once loaded at `weightBits` (32: float32 throughout; 4: the layer
- * projections in 4-bit blocks, everything else float32). The runtime keeps the token embedding
- * table in float32 for lookups beside the graph's LM head, so a tied checkpoint holds that table
- * twice; vision layers it never reads are not loaded.
+ * projections in 4-bit blocks, everything else float32). Token embeddings are read from the
+ * checkpoint's file row by row (no second copy beside the graph's LM head); vision layers it never
+ * reads are not loaded.
  */
 export function weightBytes(config: ModelConfig, weightBits: 32 | 4): number {
   const counts = countParameters(config);
-  const t = config.text;
-  const lookupTable = t.tieWordEmbeddings ? t.vocabSize * t.hiddenSize : 0;
-  const float32 = counts.other - counts.unread + lookupTable;
+  const float32 = counts.other - counts.unread;
   const projections = counts.layerProjections * (weightBits === 4 ? Q4_BYTES_PER_PARAMETER : 4);
   return float32 * 4 + projections;
 }

@@ -13,6 +13,7 @@ import type { TextConfig } from '../model/config.js';
 import type { WeightBits } from '../model/graph/layers/linear.js';
 import { fixedDim, layerValues, valueOf, type GraphManifest, type IoRole } from '../model/graph/manifest.js';
 import { WeightPool } from '../model/graph/weightPool.js';
+import type { TensorRows } from '../model/tensorRows.js';
 import { createSession, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
@@ -105,7 +106,8 @@ export class TextDecoder {
   private constructor(
     readonly config: TextConfig,
     private readonly session: ort.InferenceSession,
-    private readonly embeddings: Float32Array,
+    /** The token embedding table, read row by row from the checkpoint's file (no copy held here). */
+    private readonly embeddings: TensorRows,
     manifest: GraphManifest,
   ) {
     ({ io: this.io, shape: this.shape } = decoderIo(manifest));
@@ -125,20 +127,17 @@ export class TextDecoder {
     const weights = new WeightPool(checkpoint);
     const graph = spec.build(weights);
     const session = await createSession(graph.model, weights, options);
-    const embeddings = checkpoint.float32(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
+    const embeddings = checkpoint.rows(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
     return new TextDecoder(text, session, embeddings, graph.manifest);
   }
 
   /** `[ids.length, hidden]` embeddings of token ids. */
   embed(ids: ArrayLike<number>): Float32Array {
-    const E = this.config.hiddenSize;
-    const out = new Float32Array(ids.length * E);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) throw new SidecarError(ErrorCode.TokenOutOfRange, `token id ${id} is outside the model's vocabulary (0..${this.config.vocabSize - 1}): the conversation does not belong to this model or its saved state is corrupt; clear the conversation`);
-      out.set(this.embeddings.subarray(id * E, (id + 1) * E), i * E);
     }
-    return out;
+    return this.embeddings.read(ids);
   }
 
   /** Whether `forward` needs the past slots' true positions (some layer has a sliding window). */
@@ -205,6 +204,7 @@ export class TextDecoder {
   }
 
   async release(): Promise<void> {
+    this.embeddings.close();
     await this.session.release();
   }
 }

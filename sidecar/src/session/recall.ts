@@ -1,0 +1,143 @@
+/**
+ * A conversation's cold tier as a turn uses it: where its settings come from, the recall spans
+ * of the tokens fed, and the recall itself. Before a prompt's tokens are prefilled, the newest of
+ * them (the question) are run once on top of the hot cache and the cold entries, in chunks of
+ * cold entries, without keeping anything: the attention each cold entry receives ranks the cold
+ * spans, and the best spans, within the recall budget, go back into the hot cache at their true
+ * positions, so the prefill that follows attends to them.
+ */
+import { ColdStore, planRecall, SpanIndex, TEXT, type ColdCompression, type ColdQuantization, type KvCache } from '../kv/index.js';
+import type { LlavaProcessor } from '../model/processor.js';
+import type { SessionSettings } from '../protocol/index.js';
+import type { LlavaRuntime } from '../runtime/llava.js';
+
+export const DEFAULT_RECALL_SPAN = 16;
+export const DEFAULT_RECALL_BUDGET = 0.1;
+/** The newest prompt tokens whose attention scores the cold tier (the question and the template's end). */
+export const RECALL_QUERY_ROWS = 64;
+/** Cold entries per scoring run at least (more when the hot cache is longer: a run never holds more than twice it). */
+const MIN_SCORING_CHUNK = 256;
+
+/** The cold tier of a conversation: its entries and the recall spans of every token fed. */
+export interface ColdTier {
+  store: ColdStore;
+  spans: SpanIndex;
+}
+
+/** A turn's use of the cold tier. */
+export interface ColdWork extends ColdTier {
+  /** Per layer, per head: the true positions recalled this turn (held out of the prompt's compression). */
+  pinned: Set<number>[][] | null;
+  /** Per layer: the prompt's compression, once done (the end-of-turn compression's budget follows it). */
+  compressed: ColdCompression[] | null;
+  recalled: number;
+  recallMs: number;
+}
+
+export function coldQuantization(settings: SessionSettings): ColdQuantization | null {
+  return settings.coldTier === 'int8' || settings.coldTier === 'int4' ? settings.coldTier : null;
+}
+
+/** A new, empty cold tier for the runtime's cache shape, or null when the settings turn it off. */
+export function createColdTier(settings: SessionSettings, runtime: LlavaRuntime): ColdTier | null {
+  const quantization = coldQuantization(settings);
+  if (!quantization) return null;
+  const { numLayers, numKvHeads, headDim } = runtime.config.text;
+  return { store: new ColdStore(numLayers, numKvHeads, headDim, quantization), spans: new SpanIndex(settings.recallSpan ?? DEFAULT_RECALL_SPAN) };
+}
+
+export function coldWork(tier: ColdTier): ColdWork {
+  return { ...tier, pinned: null, compressed: null, recalled: 0, recallMs: 0 };
+}
+
+/** Slots per head a turn may recall after `tokensSeen` tokens. */
+export function recallSlots(settings: SessionSettings, tokensSeen: number): number {
+  const budget = settings.recallBudget ?? DEFAULT_RECALL_BUDGET;
+  return budget < 1 ? Math.floor(budget * tokensSeen) : budget;
+}
+
+const lineEndCache = new WeakMap<LlavaProcessor, Map<number, boolean>>();
+
+/** Per token, whether its text ends a line (a recall span closes after it). */
+export function lineEnds(processor: LlavaProcessor, ids: readonly number[], modality: ArrayLike<number>): boolean[] {
+  let known = lineEndCache.get(processor);
+  if (!known) lineEndCache.set(processor, (known = new Map()));
+  return ids.map((id, i) => {
+    if (modality[i] !== TEXT) return false;
+    let ends = known.get(id);
+    if (ends === undefined) known.set(id, (ends = processor.decode([id], false).includes('\n')));
+    return ends;
+  });
+}
+
+/** `[H, a, D]` and `[H, b, D]` per head into `[H, a + b, D]`. */
+function concatHeads<T extends Float32Array | Int32Array>(first: T, a: number, second: T, b: number, H: number, width: number): T {
+  const out = new (first.constructor as new (n: number) => T)(H * (a + b) * width);
+  for (let h = 0; h < H; h++) {
+    out.set(first.subarray(h * a * width, (h + 1) * a * width), h * (a + b) * width);
+    out.set(second.subarray(h * b * width, (h + 1) * b * width), (h * (a + b) + a) * width);
+  }
+  return out;
+}
+
+/**
+ * Per layer, `[numHeads, cold count]`: the attention the newest `RECALL_QUERY_ROWS` of the new
+ * tokens pay each cold entry (summed over those rows and over the query heads of its KV head),
+ * each chunk of cold entries scored as a past after the hot cache. Nothing is kept.
+ */
+export async function scoreColdEntries(runtime: LlavaRuntime, cache: KvCache, store: ColdStore, embeds: Float32Array, positions: Int32Array): Promise<Float64Array[]> {
+  const { hiddenSize: E, numHeads: Hq, numKvHeads: H, headDim: D } = runtime.config.text;
+  const Q = Math.min(RECALL_QUERY_ROWS, positions.length);
+  const queryEmbeds = embeds.subarray((positions.length - Q) * E);
+  const queryPositions = positions.subarray(positions.length - Q);
+  const C = store.count;
+  const hot = cache.length;
+  const group = Hq / H;
+  const scores = store.layers.map(() => new Float64Array(H * C));
+  const chunk = Math.max(MIN_SCORING_CHUNK, hot);
+  for (let from = 0; from < C; from += chunk) {
+    const to = Math.min(C, from + chunk);
+    const n = to - from;
+    const past = cache.layers.map((layer, i) => ({
+      keys: concatHeads(layer.keys, hot, store.layers[i].rows('keys', from, to), n, H, D),
+      values: concatHeads(layer.values, hot, store.layers[i].rows('values', from, to), n, H, D),
+      length: hot + n,
+    }));
+    const pastPositions = runtime.decoder.needsPastPositions
+      ? cache.layers.map((layer, i) => {
+          const cold = new Int32Array(H * n);
+          for (let h = 0; h < H; h++) cold.set(store.layers[i].positions.subarray(h * C + from, h * C + to), h * n);
+          return concatHeads(layer.positions, hot, cold, n, H, 1);
+        })
+      : undefined;
+    const out = await runtime.decoder.forward(queryEmbeds, queryPositions, past, { pastPositions });
+    const width = hot + n + Q;
+    out.colsums.forEach((colsum, i) => {
+      for (let q = 0; q < Hq; q++) {
+        const h = Math.floor(q / group);
+        for (let j = 0; j < n; j++) scores[i][h * C + from + j] += colsum[q * width + hot + j];
+      }
+    });
+  }
+  return scores;
+}
+
+/**
+ * Recalls the cold spans the new tokens attend to most into the hot cache, within the settings'
+ * recall budget, before those tokens are prefilled. Returns the slots per head recalled.
+ */
+export async function recallFor(runtime: LlavaRuntime, cache: KvCache, cold: ColdWork, settings: SessionSettings, embeds: Float32Array, positions: Int32Array): Promise<number> {
+  const started = performance.now();
+  const budget = recallSlots(settings, cache.tokensSeen);
+  if (budget === 0 || cold.store.count === 0 || positions.length === 0) return 0;
+  const scores = await scoreColdEntries(runtime, cache, cold.store, embeds, positions);
+  const plan = planRecall(cold.store, scores, budget);
+  if (plan.perHead > 0) {
+    const rows = cold.store.layers.map((layer, i) => layer.take(plan.indices[i], plan.perHead));
+    cache.insert(rows);
+    cold.pinned = rows.map((r) => Array.from({ length: r.positions.length / r.perHead }, (_, h) => new Set(r.positions.subarray(h * r.perHead, (h + 1) * r.perHead))));
+    cold.recalled += plan.perHead;
+  }
+  cold.recallMs += performance.now() - started;
+  return plan.perHead;
+}

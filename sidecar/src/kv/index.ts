@@ -15,4 +15,4 @@ export { SpanIndex } from './spans.js';
 export { ColdLayer, ColdStore, type ColdRows } from './cold.js';
 export { DEFAULT_QUANT_GROUP, quantFormat, quantizeRows, dequantizeRows, codeBytes, groupsPerRow, type ColdQuantization, type QuantFormat } from './quantize.js';
 export { planRecall, rankSpans, type RecallPlan } from './recall.js';
-export { budgetBack, compressToCold, evictToCold, scoresAsWindow, type ColdCompression } from './coldTier.js';
+export { compressToCold, deferredBudget, deferredWindowScores, evictToCold } from './coldTier.js';

@@ -10,7 +10,7 @@
  * generated token), rebuilds the very cache the live turns built, whatever the policy.
  */
 import { createHash } from 'node:crypto';
-import { budgetBack, compressToCold, planCompression, scoresAsWindow, TEXT, type KvCache } from '../kv/index.js';
+import { compressToCold, deferredBudget, deferredWindowScores, planCompression, resolveBudget, TEXT, type KvCache } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
@@ -445,18 +445,18 @@ export class Conversation {
 
   /** Compresses every layer under the session's policy; from here on the turn cannot be undone. */
   private async compress(runtime: LlavaRuntime, work: TurnWork, windowScores: Float32Array[] | null): Promise<void> {
-    work.undo = null;
-    if (this.settings.policy === 'full') return;
-    const { cold } = work;
-    if (cold) {
-      // Evicted slots go cold; this turn's recalled slots sit out (the answer reads them) and compete at its end.
-      cold.compressed = [];
-      for (const [i, layer] of work.cache.layers.entries()) {
-        const options = { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i] };
-        cold.compressed.push(await compressToCold(layer, options, cold.store.layers[i], cold.spans, cold.pinned?.[i] ?? null, (plan) => work.tally.compressed(layer, plan)));
-      }
+    if (this.settings.policy === 'full') {
+      work.undo = null;
       return;
     }
+    if (work.cold) {
+      // With the cold tier the answer reads the prompt and the recalled spans whole; the turn
+      // compresses at its end to what this compression would have kept (`compressBack`).
+      const { budget, mode = 'improved' } = compressOptions(this.settings, runtime);
+      work.cold.deferred = { budgets: work.cache.layers.map((layer) => resolveBudget(budget, layer.length, layer.tokensSeen, mode)), windowScores };
+      return;
+    }
+    work.undo = null;
     for (const [i, layer] of work.cache.layers.entries()) {
       const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i] });
       if (!plan) continue;
@@ -466,21 +466,23 @@ export class Conversation {
   }
 
   /**
-   * The end of a turn that recalled: the generated tokens get their recall spans, and every layer
-   * is compressed back to the length it would have had without the recall (the recalled slots
-   * compete with the others; what loses goes back to the cold tier).
+   * The end of a turn with the cold tier: the generated tokens get their recall spans, and every
+   * layer is compressed to the length the turn would have had without the cold tier (the recalled
+   * slots compete with the others; what loses goes to the cold tier).
    */
   private async compressBack(runtime: LlavaRuntime, work: TurnWork, generated: readonly number[]): Promise<void> {
     const { cold } = work;
     if (!cold) return;
-    cold.spans.feed(new Array<number>(generated.length).fill(TEXT), lineEnds(runtime.processor, [...generated], new Array<number>(generated.length).fill(TEXT)));
-    const { pinned, compressed } = cold;
-    cold.pinned = null;
-    cold.compressed = null;
-    if (!pinned || !compressed) return;
+    const text = new Array<number>(generated.length).fill(TEXT);
+    cold.spans.feed(text, lineEnds(runtime.processor, [...generated], text));
+    const { deferred } = cold;
+    cold.deferred = null;
+    if (!deferred) return;
+    work.undo = null;
     for (const [i, layer] of work.cache.layers.entries()) {
-      const options = { ...compressOptions(this.settings, runtime), slots: budgetBack(compressed[i], generated.length) };
-      await compressToCold(layer, { ...options, windowScores: scoresAsWindow(layer, options) }, cold.store.layers[i], cold.spans, null, (plan) => work.tally.compressed(layer, plan));
+      const options = { ...compressOptions(this.settings, runtime), slots: deferredBudget(deferred.budgets[i], generated.length) };
+      const windowScores = deferredWindowScores(layer, options, deferred.windowScores?.[i]);
+      await compressToCold(layer, { ...options, windowScores }, cold.store.layers[i], cold.spans, (plan) => work.tally.compressed(layer, plan));
     }
   }
 

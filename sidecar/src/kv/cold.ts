@@ -111,12 +111,7 @@ export class ColdLayer {
   /** Removes the entries `indices` (`[numHeads, perHead]`, per head) and returns them dequantized. */
   take(indices: Int32Array, perHead: number): ColdRows {
     const { numHeads: H, headDim: D, count: C } = this;
-    if (indices.length !== H * perHead) throw new RangeError(`indices must be [${H}, ${perHead}], got ${indices.length}`);
-    const taken = this.map((key, width) => gather(this.fields[key], H, C, width, indices, perHead));
-    const keys = new Float32Array(H * perHead * D);
-    const values = new Float32Array(H * perHead * D);
-    dequantizeRows(this.format, taken.keyCodes, taken.keyScales, 0, H * perHead, keys);
-    dequantizeRows(this.format, taken.valueCodes, taken.valueScales, 0, H * perHead, values);
+    if (indices.length !== H * perHead || perHead > C) throw new RangeError(`indices must be [${H}, ${perHead}] with at most ${C} per head, got ${indices.length}`);
     const left = new Int32Array(H * (C - perHead));
     const isTaken = new Uint8Array(C);
     for (let h = 0; h < H; h++) {
@@ -128,6 +123,11 @@ export class ColdLayer {
       }
       for (let j = 0, k = 0; j < C; j++) if (!isTaken[j]) left[h * (C - perHead) + k++] = j;
     }
+    const taken = this.map((key, width) => gather(this.fields[key], H, C, width, indices, perHead));
+    const keys = new Float32Array(H * perHead * D);
+    const values = new Float32Array(H * perHead * D);
+    dequantizeRows(this.format, taken.keyCodes, taken.keyScales, 0, H * perHead, keys);
+    dequantizeRows(this.format, taken.valueCodes, taken.valueScales, 0, H * perHead, values);
     this.fields = this.map((key, width) => gather(this.fields[key], H, C, width, left, C - perHead));
     this.count = C - perHead;
     return { perHead, keys, values, positions: taken.positions, modality: taken.modality, spans: taken.spans, scores: taken.scores };

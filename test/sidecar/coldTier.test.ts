@@ -119,7 +119,7 @@ describe('the cold tier with the embedded model', () => {
         figures.hotOverFull.push(s.kvBytes / s.fullKvBytes);
         // The hot cache ends the turn within the budget: 10% of the tokens seen at the prefill, plus the answer.
         const budget = Math.floor((s.tokensSeen - s.generatedTokens) * 0.1 + 1e-9) + s.generatedTokens;
-        assert.ok(Math.max(...s.keptSlots) <= budget, `seed ${seed}: ${s.keptSlots} slots over the budget ${budget}`);
+        assert.ok(Math.max(...s.keptSlots) <= budget, `seed ${seed}: ${s.keptSlots.join(', ')} slots over the budget ${budget}`);
       }
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
       t.diagnostic(`${policy} at 10%, ${seeds.length} files of 16 lines: right with the full cache ${right.full}, cold tier off ${right.off}, int8 cold tier on ${right.on}`);

@@ -69,7 +69,7 @@ const lineEndCache = new WeakMap<LlavaProcessor, Map<number, boolean>>();
 /** Per token, whether its text ends a line (a recall span closes after it). */
 export function lineEnds(processor: LlavaProcessor, ids: readonly number[], modality: ArrayLike<number>): boolean[] {
   let known = lineEndCache.get(processor);
-  if (!known) lineEndCache.set(processor, (known = new Map()));
+  if (!known) lineEndCache.set(processor, (known = new Map<number, boolean>()));
   return ids.map((id, i) => {
     if (modality[i] !== TEXT) return false;
     let ends = known.get(id);

@@ -103,12 +103,15 @@ describe('the cold tier with the embedded model', () => {
   ]) {
     it(`on: a value asked in turn 3 about turn 1's file is answered at 10% (LOOK-M ${policy}), lost with the cold tier off`, async (t) => {
       const seeds = Array.from({ length: 10 }, (_, i) => 101 + i);
-      const right = { full: 0, off: 0, on: 0 };
+      const right = { full: 0, off: 0, on: 0, deferredOnly: 0 };
       const figures = { recallMs: [] as number[], coldOverFull: [] as number[], hotOverFull: [] as number[], recalled: [] as number[] };
       for (const seed of seeds) {
         const full = await threeTurns({ policy: 'full' }, seed);
         const off = await threeTurns({ policy }, seed);
         const on = await threeTurns({ policy, coldTier: 'int8' }, seed);
+        // The cold tier's turn compresses after the answer; recalling one slot shows that this alone does not answer turn 3.
+        const deferredOnly = await threeTurns({ policy, coldTier: 'int8', recallBudget: 1 }, seed);
+        right.deferredOnly += Number(deferredOnly.third.text === deferredOnly.expected);
         right.full += Number(full.third.text === full.expected);
         right.off += Number(off.third.text === off.expected);
         right.on += Number(on.third.text === on.expected);
@@ -122,11 +125,12 @@ describe('the cold tier with the embedded model', () => {
         assert.ok(Math.max(...s.keptSlots) <= budget, `seed ${seed}: ${s.keptSlots.join(', ')} slots over the budget ${budget}`);
       }
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-      t.diagnostic(`${policy} at 10%, ${seeds.length} files of 16 lines: right with the full cache ${right.full}, cold tier off ${right.off}, int8 cold tier on ${right.on}`);
+      t.diagnostic(`${policy} at 10%, ${seeds.length} files of 16 lines: right with the full cache ${right.full}, cold tier off ${right.off}, int8 cold tier on ${right.on}, on with a recall of 1 slot ${right.deferredOnly}`);
       t.diagnostic(`turn 3: recall ${mean(figures.recallMs).toFixed(1)} ms (max ${Math.max(...figures.recallMs).toFixed(1)}), ${mean(figures.recalled).toFixed(1)} slots/head recalled; hot ${mean(figures.hotOverFull).toFixed(3)} and cold ${mean(figures.coldOverFull).toFixed(3)} of the full cache's bytes`);
       assert.equal(right.full, seeds.length, 'the full cache answers every item (else the item says nothing)');
       assert.ok(right.off <= 1, `the cold tier off answered ${right.off}: the item does not need the cold tier`);
       assert.ok(right.on >= minOn, `the cold tier on answered ${right.on} of ${seeds.length}`);
+      assert.ok(right.deferredOnly <= 1, `the cold tier recalling 1 slot answered ${right.deferredOnly}: the answers do not come from the recall`);
     });
   }
 

@@ -1,32 +1,22 @@
 /**
  * A Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or sharded
- * `model-*.safetensors` with `model.safetensors.index.json`. Tensor names are normalised from
- * both the Hub's legacy LLaVA layout (`language_model.model.*`, `vision_tower.vision_model.*`)
- * and the current transformers one (`model.language_model.*`, `model.vision_tower.*`) to
- * `text.*`, `vision.*` and `projector.*`; a text-only causal LM's `model.*` and `lm_head.*`
- * become `text.*` and `text.lm_head.*` likewise.
+ * `model-*.safetensors` with `model.safetensors.index.json`. config.json is read by the
+ * architecture its `architectures[0]` names (`architectures/registry.ts`), and tensor names are
+ * normalised by that architecture's prefixes to the canonical `text.*`, `vision.*`, `projector.*`
+ * the graphs use (LLaVA's legacy `language_model.model.*` and current `model.language_model.*`
+ * alike; a causal LM's `model.*` and `lm_head.*`).
  */
 import { closeSync, existsSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
-import { minimumParameterCount, parseModelConfig, type ModelConfig } from './config.js';
+import type { Architecture } from './architectures/architecture.js';
+import { architectureFor } from './architectures/registry.js';
+import type { ModelConfig } from './config.js';
 import { openRegularFile, readExactly } from './files.js';
 import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32, type TensorEntry } from './safetensors.js';
 
-const PREFIXES: [string, string][] = [
-  ['language_model.model.', 'text.'],
-  ['language_model.lm_head.', 'text.lm_head.'],
-  ['model.language_model.', 'text.'],
-  ['lm_head.', 'text.lm_head.'],
-  ['vision_tower.vision_model.', 'vision.'],
-  ['model.vision_tower.vision_model.', 'vision.'],
-  ['multi_modal_projector.', 'projector.'],
-  ['model.multi_modal_projector.', 'projector.'],
-  // A text-only causal LM (LlamaForCausalLM...): after every LLaVA prefix that starts with `model.`.
-  ['model.', 'text.'],
-];
-
-export function canonicalName(name: string): string {
-  for (const [from, to] of PREFIXES) if (name.startsWith(from)) return to + name.slice(from.length);
+/** `name` with the first of `prefixes` it starts with replaced (the architecture's weight-name mapping). */
+export function canonicalName(name: string, prefixes: Architecture['weightPrefixes']): string {
+  for (const [from, to] of prefixes) if (name.startsWith(from)) return to + name.slice(from.length);
   return name;
 }
 
@@ -96,7 +86,10 @@ export class Checkpoint {
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw new CheckpointError(`model folder not found: ${dir}`);
-    const config = parseModelConfig(readJsonFile(dir, 'config.json', true));
+    const raw = readJsonFile(dir, 'config.json', true);
+    const name = (raw.architectures as unknown[] | undefined)?.[0];
+    const architecture = architectureFor(name);
+    const config = architecture.parseConfig(raw, name as string);
     const index = readJsonFile(dir, 'model.safetensors.index.json', false) as { weight_map?: Record<string, string> } | null;
     let files: string[];
     if (index) {
@@ -113,7 +106,7 @@ export class Checkpoint {
     let tensorBytes = 0;
     for (const file of files) {
       for (const [name, entry] of readSafetensorsHeader(file)) {
-        const canonical = canonicalName(name);
+        const canonical = canonicalName(name, architecture.weightPrefixes);
         const other = tensors.get(canonical);
         if (other) throw new CheckpointError(`tensor "${canonical}" appears twice: as "${other.name}" in ${other.file} and as "${name}" in ${file}`);
         tensors.set(canonical, entry);
@@ -122,7 +115,7 @@ export class Checkpoint {
     }
     // Before any graph is built or tensor read: weights too small for config.json's sizes mean
     // the two do not belong together (or config.json is inflated).
-    const parameters = minimumParameterCount(config);
+    const parameters = architecture.minimumParameters(config);
     if (parameters * 2 > tensorBytes) {
       throw new CheckpointError(
         `config.json implies at least ${parameters} parameters (${((parameters * 2) / 1e9).toFixed(2)} GB as 16-bit floats), but the weights in ${dir} hold ${tensorBytes} bytes: config.json does not describe these weights`,

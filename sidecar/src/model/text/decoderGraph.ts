@@ -4,7 +4,7 @@
  * `graph/layers/`. Batch 1, activations `[S, hidden]`.
  *
  * Inputs: `inputs_embeds [S, hidden]` (image features go straight in), `position_ids [S]` (int64,
- * the true positions: a compressed cache's positions are not 0..n-1), `attention_mask [S, T]`
+ * the true positions: a compressed cache's positions are not 0..n-1; `[3, S]` for M-RoPE, see `DecoderRope`), `attention_mask [S, T]`
  * (additive, T = past + S), `window_rows [1]`, and per layer the past (see `CachedAttention`).
  * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched),
  * per layer the chunk's new keys and values and the attention column sums LOOK-M accumulates.

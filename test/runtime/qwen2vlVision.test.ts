@@ -6,52 +6,18 @@
  * within 1e-4.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { parseQwen2VLConfig, type Qwen2VLConfig } from '../../sidecar/src/model/architectures/qwen2vl/config.js';
-import { buildQwen2VLVisionGraph, type VisionWeights } from '../../sidecar/src/model/architectures/qwen2vl/visionGraph.js';
+import { buildQwen2VLVisionGraph } from '../../sidecar/src/model/architectures/qwen2vl/visionGraph.js';
 import { unpermuteMerged, visionInputs, type Grid } from '../../sidecar/src/model/architectures/qwen2vl/visionInputs.js';
-import { externalBytes, type ExternalTensor } from '../../sidecar/src/model/graph/onnxBuilder.js';
-import { readSafetensorsHeader, readTensorBytes, toFloat32, type TensorEntry } from '../../sidecar/src/model/safetensors.js';
+import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { CheckpointVisionWeights } from './qwen2vlWeights.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;
-
-/** The checkpoint's `visual.*` tensors as `vision.*`, in one external-data buffer (what WeightPool does for a Checkpoint). */
-class CheckpointVisionWeights implements VisionWeights {
-  readonly initializers: ExternalTensor[] = [];
-  private readonly entries = new Map<string, TensorEntry>();
-  private size = 0;
-
-  constructor(dir: string) {
-    const index = join(dir, 'model.safetensors.index.json');
-    const files = existsSync(index) ? [...new Set(Object.values((JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map))] : ['model.safetensors'];
-    for (const file of files) for (const [name, entry] of readSafetensorsHeader(join(dir, file))) if (name.startsWith('visual.')) this.entries.set(`vision.${name.slice(7)}`, entry);
-  }
-
-  use(canonical: string, shape: number[]): string {
-    const entry = this.entries.get(canonical);
-    assert.ok(entry, `tensor ${canonical}`);
-    assert.deepEqual(entry.shape, shape, canonical);
-    if (!this.initializers.some((t) => t.name === canonical)) {
-      const offset = Math.ceil(this.size / 64) * 64;
-      this.initializers.push({ name: canonical, dims: shape, location: 'weights.bin', offset });
-      this.size = offset + externalBytes({ dims: shape });
-    }
-    return canonical;
-  }
-
-  load(): { path: string; data: Uint8Array } {
-    const buffer = new ArrayBuffer(Math.ceil(this.size / 64) * 64);
-    for (const t of this.initializers) {
-      const entry = this.entries.get(t.name)!;
-      new Float32Array(buffer, t.offset, t.dims.reduce((a, b) => a * b, 1)).set(toFloat32(entry, readTensorBytes(entry)));
-    }
-    return { path: 'weights.bin', data: new Uint8Array(buffer) };
-  }
-}
 
 interface Fixture {
   model_dir: string;

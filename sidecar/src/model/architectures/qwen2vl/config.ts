@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { CheckpointError } from '../../checkpointError.js';
-import { CONFIG_LIMITS } from '../../config.js';
+import { CONFIG_LIMITS, shown } from '../../config.js';
 
 export const QWEN2VL_ARCHITECTURES = ['Qwen2VLForConditionalGeneration', 'Qwen2_5_VLForConditionalGeneration'] as const;
 export type Qwen2VLArchitecture = (typeof QWEN2VL_ARCHITECTURES)[number];
@@ -57,12 +57,6 @@ export interface Qwen2VLConfig {
   visionEndTokenId: number;
 }
 
-/** A config value for an error message: short names are quoted, anything else only described. */
-function shown(value: unknown): string {
-  if (typeof value === 'string') return /^[\w.-]{1,64}$/.test(value) ? JSON.stringify(value) : `a ${value.length}-character string`;
-  if (value === undefined || value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return Array.isArray(value) ? 'an array' : 'an object';
-}
 
 const size = (max: number) => z.number().int().positive().max(max);
 const tokenId = z.number().int().nonnegative().max(CONFIG_LIMITS.vocabSize);

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { CheckpointError } from '../../checkpointError.js';
+import { shown } from '../../config.js';
 import { pilBicubicResize } from '../../pilResize.js';
 import { ImageError, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
 
@@ -18,10 +19,6 @@ const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 /** Pillow's BICUBIC, the only resampling filter implemented. */
 const PIL_BICUBIC = 3;
 
-function shown(value: unknown): string {
-  if (typeof value === 'string') return /^[\w.-]{1,64}$/.test(value) ? JSON.stringify(value) : `a ${value.length}-character string`;
-  return typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined ? String(value) : 'a value';
-}
 
 const positiveInt = z.number().int().positive();
 const channelStats = z.union([z.number(), z.array(z.number()).length(3)]);

@@ -17,6 +17,8 @@
  * Canonical weight names: the checkpoint's `visual.*` as `vision.*`.
  */
 import type { ExternalTensor, ValueSpec } from '../../graph/onnxBuilder.js';
+import { activation as sharedActivation } from '../../graph/layers/activations.js';
+import { rotateHalf } from '../../graph/layers/rotary.js';
 import { buildModel, GraphBuilder } from '../../graph/onnxBuilder.js';
 import type { Qwen2VLVisionConfig } from './config.js';
 
@@ -28,26 +30,9 @@ export interface VisionWeights {
 
 const EPS = 1e-6;
 
+/** transformers' activations by name: the shared ones, and SiLU (Qwen2.5-VL's SwiGLU gate). */
 function activation(g: GraphBuilder, x: string, kind: string, name: string): string {
-  switch (kind) {
-    case 'quick_gelu':
-      return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.scalar(1.702)], {}, `${name}/scaled`)], {}, `${name}/sigmoid`)], {}, name);
-    case 'gelu': {
-      const erf = g.op('Erf', [g.op('Mul', [x, g.scalar(Math.SQRT1_2)], {}, `${name}/scaled`)], {}, `${name}/erf`);
-      return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)], {}, `${name}/half`), g.op('Add', [erf, g.scalar(1)], {}, `${name}/one_plus`)], {}, name);
-    }
-    case 'gelu_pytorch_tanh':
-    case 'gelu_new': {
-      const cube = g.op('Mul', [g.op('Mul', [x, x], {}, `${name}/sq`), x], {}, `${name}/cube`);
-      const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, g.scalar(0.044715)], {}, `${name}/c`)], {}, `${name}/sum`), g.scalar(Math.sqrt(2 / Math.PI))], {}, `${name}/inner`);
-      const tanh = g.op('Tanh', [inner], {}, `${name}/tanh`);
-      return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)], {}, `${name}/half`), g.op('Add', [tanh, g.scalar(1)], {}, `${name}/one_plus`)], {}, name);
-    }
-    case 'silu':
-      return g.op('Mul', [x, g.op('Sigmoid', [x], {}, `${name}/sigmoid`)], {}, name);
-    default:
-      throw new RangeError(`vision activation ${JSON.stringify(kind)} is not supported`);
-  }
+  return kind === 'silu' ? g.op('Mul', [x, g.op('Sigmoid', [x], {}, `${name}/sigmoid`)], {}, name) : sharedActivation(g, x, kind, name);
 }
 
 export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionWeights): Uint8Array {
@@ -83,12 +68,7 @@ export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionW
   // Rotary: [1, N, hd] broadcast over the heads of [heads, N, hd].
   const cos = g.op('Unsqueeze', ['rotary_cos', g.ints([0])], {}, '/vision/rotary/cos');
   const sin = g.op('Unsqueeze', ['rotary_sin', g.ints([0])], {}, '/vision/rotary/sin');
-  const rotate = (t: string, name: string) => {
-    const first = g.op('Slice', [t, g.ints([0]), g.ints([hd / 2]), g.ints([2])], {}, `${name}/x1`);
-    const second = g.op('Slice', [t, g.ints([hd / 2]), g.ints([hd]), g.ints([2])], {}, `${name}/x2`);
-    const rotated = g.op('Concat', [g.op('Neg', [second], {}, `${name}/neg`), first], { axis: 2 }, `${name}/rotate_half`);
-    return g.op('Add', [g.op('Mul', [t, cos], {}, `${name}/cos`), g.op('Mul', [rotated, sin], {}, `${name}/sin`)], {}, name);
-  };
+  const rotate = (t: string, name: string) => rotateHalf(g, t, { cos, sin }, hd, name);
   const scale = g.scalar(1 / Math.sqrt(hd));
 
   for (let i = 0; i < v.depth; i++) {

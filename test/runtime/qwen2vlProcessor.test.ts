@@ -228,6 +228,17 @@ describe('Qwen2-VL config and preprocessor refusals name the option', () => {
     refuses({ ...nested, architectures: ['LlavaForConditionalGeneration'] }, /"LlavaForConditionalGeneration" is not a Qwen2-VL family model/);
   });
 
+  it('reads a Hub Qwen2-VL-2B-Instruct fine-tune (flat, rope_type "default", a sparse vision_config) as transformers 4.57 does', () => {
+    // Expected values printed by transformers 4.57's Qwen2VLConfig(**config.json) for this file.
+    const hub = parseQwen2VLConfig(JSON.parse(readFileSync(join(root, 'test/fixtures/configs/hub/lightonai--MonoQwen2-VL-v0.1.json'), 'utf8')));
+    const t = hub.text;
+    assert.deepEqual([t.hiddenSize, t.numLayers, t.numHeads, t.numKvHeads, t.intermediateSize, t.vocabSize, t.rmsNormEps, t.ropeTheta, t.tieWordEmbeddings, t.maxPositionEmbeddings], [1536, 28, 12, 2, 8960, 151936, 1e-6, 1e6, true, 32768]);
+    assert.deepEqual(t.mropeSection, [16, 24, 24]);
+    const v = hub.vision;
+    assert.deepEqual([v.depth, v.hiddenSize, v.numHeads, v.intermediateSize, v.outHiddenSize, v.patchSize, v.spatialMergeSize, v.temporalPatchSize, v.hiddenAct], [32, 1280, 16, 5120, 1536, 14, 2, 2, 'quick_gelu']);
+    assert.deepEqual([hub.imageTokenId, hub.visionStartTokenId], [151655, 151652]);
+  });
+
   it('applies transformers defaults for what config.json leaves out', () => {
     const config = parseQwen2VLConfig({ architectures: ['Qwen2_5_VLForConditionalGeneration'], rope_scaling: { type: 'mrope', mrope_section: [16, 24, 24] }, vision_config: { out_hidden_size: 8192 } });
     assert.equal(config.text.hiddenSize, 8192);

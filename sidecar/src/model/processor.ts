@@ -187,6 +187,27 @@ function tokenText(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * An encoded image, checked (documented formats only, by signature; TIFF page count; declared
+ * pixels under `maxInputPixels`) and opened: an sRGB pipeline without alpha, first page/frame
+ * only, and its size. Every refusal is an `ImageError` that says what is wrong.
+ */
+export async function openImage(bytes: Uint8Array, maxInputPixels: number): Promise<{ image: ReturnType<typeof sharp>; width: number; height: number }> {
+  const format = signatureFormat(bytes);
+  if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
+  if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
+    throw new ImageError(`the image cannot be used: a TIFF of more than ${MAX_TIFF_PAGES} pages (only the first would be used; send that page alone)`);
+  }
+  // pages: 1 (sharp's default, made explicit): a GIF's or TIFF's first frame only, its declared
+  // size the one limitInputPixels checks.
+  const image = sharp(bytes, { limitInputPixels: maxInputPixels, failOn: 'error', pages: 1 }).removeAlpha().toColourspace('srgb');
+  const metadata = await image.metadata().catch((error: unknown) => imageError(error, maxInputPixels));
+  if (metadata.format !== format) throw new ImageError(`the image cannot be used: it starts like ${format.toUpperCase()} but decodes as ${metadata.format}`);
+  const { width, height } = metadata;
+  if (width * height > maxInputPixels) imageError(new Error(`${width} x ${height} exceeds the pixel limit`), maxInputPixels);
+  return { image, width, height };
+}
+
 export class LlavaProcessor {
   /** Digits no content can guess: markers made with them cannot be forged by a message. */
   private readonly nonce = `${randomInt(2 ** 47)}${randomInt(2 ** 47)}`;
@@ -378,18 +399,7 @@ export class LlavaProcessor {
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
     const c = this.image;
     if (c === null) throw new ImageError('this model reads text only: it has no image preprocessing (no preprocessor_config.json)');
-    const format = signatureFormat(bytes);
-    if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
-    if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
-      throw new ImageError(`the image cannot be used: a TIFF of more than ${MAX_TIFF_PAGES} pages (only the first would be used; send that page alone)`);
-    }
-    // pages: 1 (sharp's default, made explicit): a GIF's or TIFF's first frame only, its declared
-    // size the one limitInputPixels checks.
-    let image = sharp(bytes, { limitInputPixels: this.maxInputPixels, failOn: 'error', pages: 1 }).removeAlpha().toColourspace('srgb');
-    const metadata = await image.metadata().catch((error: unknown) => imageError(error, this.maxInputPixels));
-    if (metadata.format !== format) throw new ImageError(`the image cannot be used: it starts like ${format.toUpperCase()} but decodes as ${metadata.format}`);
-    let { width, height } = metadata;
-    if (width * height > this.maxInputPixels) imageError(new Error(`${width} x ${height} exceeds the pixel limit`), this.maxInputPixels);
+    let { image, width, height } = await openImage(bytes, this.maxInputPixels);
     if (c.do_resize) {
       if ('shortest_edge' in c.size) {
         // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes

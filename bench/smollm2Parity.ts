@@ -8,6 +8,7 @@
  * bench/results/smollm2-parity.txt.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ChatMessage } from '../sidecar/src/model/processor.js';
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
   say('');
 
   // Speed, on prompts of about 1K and 4K tokens: a settings file and a question, as in the evaluation.
-  say(`## Speed (this machine: 2 shared cores, ${values.threads} onnxruntime threads; quiet run, other work on the machine)`);
+  say(`## Speed (this machine: 2 cores shared with other work, ${values.threads} onnxruntime threads; the load average says how busy they were)`);
   say('');
   say(`- load: ${loadSeconds.toFixed(1)} s (config, 540 MB of float32 safetensors, ONNX graph build, sessions)`);
   for (const target of [1000, 4000]) {
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
     started = performance.now();
     for (let k = 0; k < steps; k++) logits = await runtime.decodeStep(cache, argmax(logits), ids.length + k);
     const decodeSeconds = (performance.now() - started) / 1000;
-    say(`- ${ids.length}-token prompt: prefill ${(ids.length / prefillSeconds).toFixed(0)} tokens/s (${prefillSeconds.toFixed(1)} s, chunks of ${DEFAULT_PREFILL_CHUNK}); then decode ${(steps / decodeSeconds).toFixed(1)} tokens/s (${steps} steps on that cache)`);
+    say(`- ${ids.length}-token prompt (load average ${loadavg()[0].toFixed(1)} on 2 cores at its start): prefill ${(ids.length / prefillSeconds).toFixed(0)} tokens/s (${prefillSeconds.toFixed(1)} s, chunks of ${DEFAULT_PREFILL_CHUNK}); then decode ${(steps / decodeSeconds).toFixed(1)} tokens/s (${steps} steps on that cache)`);
   }
   await runtime.release();
   writeFileSync(join(root, 'bench/results/smollm2-parity.txt'), `${lines.join('\n')}\n`);

@@ -82,38 +82,91 @@ def make_press(name: str, ratio: float):
     return presses[name]()
 
 
+class Prefilled:
+    """Turn 1 prefilled once with the full cache, with what every attention layer's forward saw.
+
+    A press's hook changes only the cache, after each layer's attention has run on the whole
+    prompt: the hidden states and the first answer token are the same under every press. So each
+    press is applied to these recorded inputs exactly as its hook would (`press.compress(module,
+    hidden_states, keys, values, attentions, kwargs)`), instead of prefilling the file once per
+    press on two shared cores. `check_against_hook` confirms it on one item.
+    """
+
+    @torch.no_grad()
+    def __init__(self, model, ids: list[int]):
+        language_model = model.model
+        self.model = model
+        self.ids = ids
+        self.seen: list[dict] = [{} for _ in language_model.layers]
+        hooks = []
+        for i, layer in enumerate(language_model.layers):
+            layer.self_attn.rotary_emb = language_model.rotary_emb  # as BasePress.__call__ sets it
+
+            def record(module, args, kwargs, output, i=i):
+                self.seen[i] = {k: v for k, v in kwargs.items() if k != "past_key_values"}
+                self.seen[i]["attentions"] = output[1]
+
+            hooks.append(layer.self_attn.register_forward_hook(record, with_kwargs=True))
+        try:
+            self.cache = DynamicCache()
+            out = model(input_ids=torch.tensor([ids]), past_key_values=self.cache, position_ids=torch.arange(len(ids)).unsqueeze(0), use_cache=True, logits_to_keep=1)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.logits = out.logits[0, -1]
+
+    @torch.no_grad()
+    def compressed(self, press) -> DynamicCache:
+        cache = DynamicCache()
+        if press is not None:
+            press.post_init_from_model(self.model)
+        for i, layer in enumerate(self.model.model.layers):
+            keys, values = self.cache.layers[i].keys, self.cache.layers[i].values
+            if press is not None:
+                seen = self.seen[i]
+                keys, values = press.compress(layer.self_attn, seen["hidden_states"], keys, values, seen["attentions"], seen)
+            cache.update(keys.clone(), values.clone(), i)
+        return cache
+
+    @torch.no_grad()
+    def check_against_hook(self, press) -> None:
+        """The press run as kvpress runs it (its hook, during a prefill) keeps the same keys."""
+        cache = DynamicCache()
+        with press(self.model):
+            self.model(input_ids=torch.tensor([self.ids]), past_key_values=cache, position_ids=torch.arange(len(self.ids)).unsqueeze(0), use_cache=True, logits_to_keep=1)
+        replayed = self.compressed(press)
+        for i in range(len(self.model.model.layers)):
+            if not torch.equal(cache.layers[i].keys, replayed.layers[i].keys):
+                raise SystemExit(f"replaying {type(press).__name__} differs from its hook at layer {i}: the replay is not exact here")
+
+
 @torch.no_grad()
-def converse(model, tokenizer, item: dict, press, max_new_tokens: int) -> tuple[list[str], int, int]:
-    """The item's turns on one cache, turn 1 prefilled under `press`. Returns the answers, the
-    turn-1 prompt length and the cache length right after turn 1's prefill."""
-    cache = DynamicCache()
+def converse(model, tokenizer, item: dict, prefilled: Prefilled, press, max_new_tokens: int) -> tuple[list[str], int]:
+    """The item's turns on one cache, turn 1 compressed by `press`. Returns the answers and the
+    cache length right after turn 1's prefill."""
+    cache = prefilled.compressed(press)
+    kept = cache.get_seq_length()
     messages: list[dict[str, str]] = []
     answers: list[str] = []
-    fed = 0  # true positions used so far
-    prompt_len = kept = 0
+    fed = len(prefilled.ids)  # true positions used so far
     answers_ended = True
     for t, turn in enumerate(item["turns"]):
         messages.append({"role": "user", "content": turn["content"]})
         if t == 0:
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            logits = prefilled.logits
         else:
             # ChatML continuation after the last answer (which stopped at <|im_end|> or at the limit).
             tail = "" if answers_ended else "<|im_end|>"
             ids = tokenizer(f"{tail}\n<|im_start|>user\n{turn['content']}<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False).input_ids
-        positions = torch.arange(fed, fed + len(ids)).unsqueeze(0)
-        with press(model) if (press is not None and t == 0) else nullcontext():
-            out = model(input_ids=torch.tensor([ids]), past_key_values=cache, position_ids=positions, use_cache=True, logits_to_keep=1)
-        fed += len(ids)
-        if t == 0:
-            prompt_len, kept = len(ids), cache.get_seq_length()
+            out = model(input_ids=torch.tensor([ids]), past_key_values=cache, position_ids=torch.arange(fed, fed + len(ids)).unsqueeze(0), use_cache=True, logits_to_keep=1)
+            fed += len(ids)
+            logits = out.logits[0, -1]
         generated: list[int] = []
-        logits = out.logits[0, -1]
         answers_ended = False
         for _ in range(max_new_tokens):
             token = int(torch.argmax(logits))
             generated.append(token)
-            if token == EOS:
-                answers_ended = True
+            answers_ended = token == EOS
             step = model(input_ids=torch.tensor([[token]]), past_key_values=cache, position_ids=torch.tensor([[fed]]), use_cache=True)
             fed += 1
             if answers_ended:
@@ -122,7 +175,7 @@ def converse(model, tokenizer, item: dict, press, max_new_tokens: int) -> tuple[
         answer = tokenizer.decode(generated, skip_special_tokens=True)
         answers.append(answer)
         messages.append({"role": "assistant", "content": answer})
-    return answers, prompt_len, kept
+    return answers, kept
 
 
 def main() -> None:
@@ -135,6 +188,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N items only")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "kvpress-peer.md"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="check the replay of each press against its hook on the first item")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     exported = json.loads(Path(args.items).read_text())
@@ -142,26 +196,48 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="sdpa").eval()
 
-    def score(press_name: str | None, budget: float) -> dict:
+    prefilled: dict[str, Prefilled] = {}
+
+    def prefill(item: dict) -> Prefilled:
+        if item["id"] not in prefilled:
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": item["turns"][0]["content"]}], add_generation_prompt=True, tokenize=True)
+            prefilled.clear()  # one item's recording at a time (30 layers of hidden states)
+            prefilled[item["id"]] = Prefilled(model, ids)
+        return prefilled[item["id"]]
+
+    def score(press_name: str | None, budget: float, batch: list[dict]) -> dict:
         right: dict[str, list[bool]] = {}
         shares: list[float] = []
         answers: list[str] = []
-        for item in items:
+        for item in batch:
             press = None if press_name is None else make_press(press_name, 1 - budget)
-            said, prompt_len, kept = converse(model, tokenizer, item, press, args.max_new_tokens)
+            turn1 = prefill(item)
+            said, kept = converse(model, tokenizer, item, turn1, press, args.max_new_tokens)
             last = item["turns"][-1]
             right.setdefault(item["kind"], []).append(last["expected"].lower() in said[-1].lower())
-            shares.append(kept / prompt_len)
+            shares.append(kept / len(turn1.ids))
             answers.append(said[-1])
-            print(f"{press_name or 'full'} {budget:.2f} {item['id']}: {said[-1]!r} (expected {last['expected']}; kept {kept}/{prompt_len})", flush=True)
+            print(f"{press_name or 'full'} {budget:.2f} {item['id']}: {said[-1]!r} (expected {last['expected']}; kept {kept}/{len(turn1.ids)})", flush=True)
         return {"press": press_name or "full", "budget": budget, "right": right, "share": sum(shares) / len(shares), "answers": answers}
 
+    names = [p for p in args.presses.split(",") if p]
+    budgets = [float(b) for b in args.budgets.split(",")]
     started = time.time()
-    full = score(None, 1.0)
-    rows = [full]
-    for name in [p for p in args.presses.split(",") if p]:
-        for budget in [float(b) for b in args.budgets.split(",")]:
-            rows.append(score(name, budget))
+    if names and args.check:
+        # The replay of each press against its own hook, on the first item at the first budget.
+        for name in names:
+            prefill(items[0]).check_against_hook(make_press(name, 1 - budgets[0]))
+        print(f"replay = hook for {', '.join(names)} on {items[0]['id']}", flush=True)
+    # Item by item (one turn-1 recording at a time), every configuration on each.
+    rows = [{"press": "full", "budget": 1.0, "right": {}, "share": 0.0, "answers": []}] + [{"press": n, "budget": b, "right": {}, "share": 0.0, "answers": []} for n in names for b in budgets]
+    for item in items:
+        for row in rows:
+            one = score(None if row["press"] == "full" else row["press"], row["budget"], [item])
+            for kind, oks in one["right"].items():
+                row["right"].setdefault(kind, []).extend(oks)
+            row["share"] += one["share"] / len(items)
+            row["answers"] += one["answers"]
+    full = rows[0]
     seconds = time.time() - started
 
     kinds = list(full["right"])

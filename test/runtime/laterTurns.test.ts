@@ -63,7 +63,7 @@ describe('later-turn evaluation items', () => {
     }
   });
 
-  it('exports text items as chat messages (files in front, as the session sends them) and refuses images', async () => {
+  it('exports text items as chat messages (files in front, as the session sends them) and refuses images', () => {
     const items = laterTurnTextItems(2, chars, mulberry32(6), [300]);
     const exported = JSON.parse(exportItems(items, { model: 'm', seed: 6, maxNewTokens: 8 })) as { items: { turns: { content: string; scored: boolean }[] }[] };
     assert.match(exported.items[0].turns[0].content, /^File settings\.ini:\n```\n[\s\S]*\n```\n\nHere is settings\.ini\./);

@@ -249,6 +249,11 @@ def main() -> None:
             return "–"
         return f"{sum(row['right'][kind][i] for i in base) / len(base):.2f}"
 
+    def same(row: dict, kind: str) -> str:
+        """Items of `kind` whose last answer is the full cache's, right or wrong."""
+        idx = [i for i, item in enumerate(items) if item["kind"] == kind]
+        return f"{sum(row['answers'][i] == full['answers'][i] for i in idx)}/{len(idx)}"
+
     def acc(row: dict, kind: str) -> str:
         xs = row["right"][kind]
         return f"{sum(xs)}/{len(xs)}"
@@ -260,13 +265,13 @@ def main() -> None:
         "",
         "Protocol: turn 1 (the file and a request to acknowledge it) is prefilled under the press, which keeps the budget's share of it in every layer and head; the later turns (unrelated questions, then the question about one line) are appended to that cache uncompressed, at their true positions, and answered greedily. See the docstring of bench/kvpress_peer.py.",
         "",
-        "Full cache, right answers by kind: " + " · ".join(f"{k} {acc(full, k)}" for k in kinds),
+        "relative: right under the press among the items right with the full cache; same answer: the last answer is the full cache's, word for word (right or wrong). Full cache, right answers by kind: " + " · ".join(f"{k} {acc(full, k)}" for k in kinds),
         "",
-        f"| press | budget | share of turn 1 kept | {' | '.join(f'{k} right' for k in kinds)} | {' | '.join(f'{k} relative' for k in kinds)} |",
-        f"|---|---|---|{'---|' * len(kinds)}{'---|' * len(kinds)}",
+        f"| press | budget | share of turn 1 kept | {' | '.join(f'{k} right' for k in kinds)} | {' | '.join(f'{k} relative' for k in kinds)} | {' | '.join(f'{k} same answer as full' for k in kinds)} |",
+        f"|---|---|---|{'---|' * len(kinds)}{'---|' * len(kinds)}{'---|' * len(kinds)}",
     ]
     for row in rows:
-        lines.append(f"| {row['press']} | {row['budget'] * 100:.0f}% | {row['share'] * 100:.1f}% | {' | '.join(acc(row, k) for k in kinds)} | {' | '.join(relative(row, k) for k in kinds)} |")
+        lines.append(f"| {row['press']} | {row['budget'] * 100:.0f}% | {row['share'] * 100:.1f}% | {' | '.join(acc(row, k) for k in kinds)} | {' | '.join(relative(row, k) for k in kinds)} | {' | '.join(same(row, k) for k in kinds)} |")
     lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else [])) + "`", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

@@ -35,6 +35,8 @@ export interface ConfigScore extends EvalConfig {
   /** Accuracy per item kind (multi-image, follow-up, file-lookup, or a MileBench subset). */
   accuracyByKind: Record<string, number>;
   steps: number;
+  /** Share of items per kind whose scored answers are identical to the full cache's (right or wrong). */
+  identicalByKind: Record<string, number>;
   /** Accuracy over the full cache's accuracy, per kind (null where the full cache got none right). */
   relativeByKind: Record<string, number | null>;
   /** Mean bytes of KV the conversation holds after its last turn (allocated, see TurnStats.kvBytes). */
@@ -154,6 +156,7 @@ export async function evaluate(
     let followUpAgree = 0;
     let correct = 0;
     const byKind = new Map<string, { ran: number; correct: number }>();
+    const identicalByKind = new Map<string, { ran: number; correct: number }>();
     const kvBytes: number[] = [];
     const kvShares: number[] = [];
     let failed = 0;
@@ -191,6 +194,7 @@ export async function evaluate(
       const right = allAgree && ref.correct.every(Boolean);
       if (right) correct++;
       tally(byKind, item.kind, right);
+      tally(identicalByKind, item.kind, allAgree);
     }
     const ran = Math.max(1, items.length - failed);
     const accuracyByKind = rates(byKind);
@@ -203,6 +207,7 @@ export async function evaluate(
       meanKl: kl / Math.max(1, steps),
       accuracy: correct / ran,
       accuracyByKind,
+      identicalByKind: rates(identicalByKind),
       relativeByKind,
       kvBytes: meanOf(kvBytes),
       kvShare: meanOf(kvShares),

@@ -45,9 +45,12 @@ export interface LookupLine {
   value: number;
 }
 
-/** Distinct `section_key` names in a seeded order (2,048 of them). */
+/**
+ * Distinct names in a seeded order: the 128 single words first (SmolLM2-135M finds a single-word
+ * name far more reliably than `section_key`), then 2,048 `section_key` names for longer files.
+ */
 function names(random: () => number): string[] {
-  return shuffled(SECTIONS.flatMap((s) => LOOKUP_KEYS.map((k) => `${s}_${k}`)), random);
+  return [...shuffled(LOOKUP_KEYS, random), ...shuffled(SECTIONS.flatMap((s) => LOOKUP_KEYS.map((k) => `${s}_${k}`)), random)];
 }
 
 /** A `name = value` file of about `targetTokens` tokens (stops at the first line that reaches it). */

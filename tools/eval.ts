@@ -12,7 +12,7 @@
  * `--policies a,b --budgets 0.2,0.1` choose the grid, `--session '{"...": ...}'` adds session
  * settings to every configuration (the cold tier's, once the session has them), and
  * `--export-items FILE` writes the items as chat messages (for bench/kvpress_peer.py) and stops.
- * Writes bench/results/eval-later-<model folder>.json and .md.
+ * Writes bench/results/eval-later-<model folder, or embedded>.json and .md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -110,7 +110,7 @@ async function laterTurns(values: Values): Promise<void> {
     const report = { date: new Date().toISOString(), model, items: items.length, seed: Number(values.seed), lengths, maxNewTokens: Number(values['max-new-tokens']), session: session ?? null, seconds: (Date.now() - started) / 1000, ...result };
     const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results');
     mkdirSync(dir, { recursive: true });
-    const name = `eval-later-${basename(model)}`;
+    const name = `eval-later-${model === resolve(root, 'sidecar/model') ? 'embedded' : basename(model)}`;
     writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     const md = laterTurnMarkdown(report);
     writeFileSync(join(dir, `${name}.md`), md);

@@ -186,13 +186,15 @@ def main() -> None:
     parser.add_argument("--budgets", default="0.2,0.1,0.05", help="shares of turn 1's prompt kept")
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--limit", type=int, default=0, help="first N items only")
+    parser.add_argument("--kinds", default="", help="only items of these kinds (comma-separated), e.g. later-lookup")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "kvpress-peer.md"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="check the replay of each press against its hook on the first item")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     exported = json.loads(Path(args.items).read_text())
-    items = exported["items"][: args.limit or None]
+    kinds_wanted = [k for k in args.kinds.split(",") if k]
+    items = [i for i in exported["items"] if not kinds_wanted or i["kind"] in kinds_wanted][: args.limit or None]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="sdpa").eval()
 
@@ -228,6 +230,9 @@ def main() -> None:
         for name in names:
             prefill(items[0]).check_against_hook(make_press(name, 1 - budgets[0]))
         print(f"replay = hook for {', '.join(names)} on {items[0]['id']}", flush=True)
+        checked = f"Each press's replay was checked against its own hook (identical kept keys in every layer) on {items[0]['id']}."
+    else:
+        checked = "The replay was not checked against the hooks in this run (--no-check)."
     # Item by item (one turn-1 recording at a time), every configuration on each.
     rows = [{"press": "full", "budget": 1.0, "right": {}, "share": 0.0, "answers": []}] + [{"press": n, "budget": b, "right": {}, "share": 0.0, "answers": []} for n in names for b in budgets]
     for item in items:
@@ -263,7 +268,7 @@ def main() -> None:
         "",
         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} · {len(items)} items from `{Path(args.items).name}` (seed {exported.get('seed')}; file lengths {lengths} tokens) · {args.max_new_tokens} new tokens per answer · {seconds:.0f} s on {args.threads} shared cores",
         "",
-        "Protocol: turn 1 (the file and a request to acknowledge it) is prefilled under the press, which keeps the budget's share of it in every layer and head; the later turns (unrelated questions, then the question about one line) are appended to that cache uncompressed, at their true positions, and answered greedily. See the docstring of bench/kvpress_peer.py.",
+        checked + " Protocol: turn 1 (the file and a request to acknowledge it) is prefilled under the press, which keeps the budget's share of it in every layer and head; the later turns (unrelated questions, then the question about one line) are appended to that cache uncompressed, at their true positions, and answered greedily. See the docstring of bench/kvpress_peer.py.",
         "",
         "relative: right under the press among the items right with the full cache; same answer: the last answer is the full cache's, word for word (right or wrong). Full cache, right answers by kind: " + " · ".join(f"{k} {acc(full, k)}" for k in kinds),
         "",
@@ -272,7 +277,7 @@ def main() -> None:
     ]
     for row in rows:
         lines.append(f"| {row['press']} | {row['budget'] * 100:.0f}% | {row['share'] * 100:.1f}% | {' | '.join(acc(row, k) for k in kinds)} | {' | '.join(relative(row, k) for k in kinds)} | {' | '.join(same(row, k) for k in kinds)} |")
-    lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else [])) + "`", ""]
+    lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else []) + ([f"--kinds {args.kinds}"] if args.kinds else [])) + "`", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

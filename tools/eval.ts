@@ -4,15 +4,26 @@
  * budgets 100/20/10/5%, both modes, scored against the full cache on a seeded synthetic set
  * (tools/eval/) or on a MileBench subset. Writes bench/results/eval[-milebench].json and .md. `--quick` (a subset, well under a minute on
  * the tiny checkpoint) is what CI runs.
+ *
+ * `--later-turns` (issue 19): the question comes one to three turns after the file or images
+ * (tools/eval/laterTurns.ts): long `name = value` and code files for a text-only model (e.g.
+ * `--model .models/smollm2-135m-instruct`, `--lengths 500,1000,2000,4000`), image follow-ups and
+ * file lookups for a LLaVA model. Scored per kind relative to the full cache, with KV bytes;
+ * `--policies a,b --budgets 0.2,0.1` choose the grid, `--session '{"...": ...}'` adds session
+ * settings to every configuration (the cold tier's, once the session has them), and
+ * `--export-items FILE` writes the items as chat messages (for bench/kvpress_peer.py) and stops.
+ * Writes bench/results/eval-later-<model folder, or embedded>.json and .md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { POLICY_NAMES, type Mode, type PolicyName } from '../sidecar/src/kv/index.js';
+import { mulberry32, POLICY_NAMES, type Mode, type PolicyName } from '../sidecar/src/kv/index.js';
 import { OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
 import { evalSet } from './eval/dataset.js';
 import { loadMileBench } from './eval/milebench.js';
 import { evaluate, type EvalConfig } from './eval/run.js';
+import { exportItems, laterTurnMarkdown } from './eval/laterReport.js';
+import { laterTurnEmbeddedItems, laterTurnTextItems } from './eval/laterTurns.js';
 
 const root = join(__dirname, '..');
 
@@ -24,8 +35,16 @@ async function main(): Promise<void> {
       'max-new-tokens': { type: 'string', default: '8' },
       quick: { type: 'boolean', default: false },
       milebench: { type: 'string' },
+      'later-turns': { type: 'boolean', default: false },
+      lengths: { type: 'string', default: '500,1000,2000,4000' },
+      policies: { type: 'string' },
+      budgets: { type: 'string' },
+      session: { type: 'string' },
+      seed: { type: 'string', default: '19' },
+      'export-items': { type: 'string' },
     },
   });
+  if (values['later-turns']) return laterTurns(values);
   const quick = values.quick;
   const policies: PolicyName[] = quick ? ['full', 'text_prior_pivot_merge', 'h2o', 'snapkv', 'window', 'random'] : [...POLICY_NAMES];
   const budgets = quick ? [1, 0.2, 0.05] : [1, 0.2, 0.1, 0.05];
@@ -62,4 +81,46 @@ async function main(): Promise<void> {
   process.stdout.write(md);
 }
 
-void main();
+type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; seed: string; 'export-items'?: string };
+
+/** The later-turn evaluation (issue 19, section 3): see the comment at the top. */
+async function laterTurns(values: Values): Promise<void> {
+  const policies = (values.policies?.split(',') ?? ['full', 'text_prior_pivot_merge', 'snapkv', 'h2o', 'window']) as PolicyName[];
+  const unknown = policies.filter((p) => !(POLICY_NAMES as readonly string[]).includes(p));
+  if (unknown.length) throw new Error(`--policies: ${unknown.join(', ')} not among ${POLICY_NAMES.join(', ')}`);
+  const budgets = values.budgets?.split(',').map(Number) ?? [0.2, 0.1, 0.05];
+  if (budgets.some((b) => !(b > 0 && b <= 1))) throw new Error(`--budgets: shares in (0, 1], e.g. 0.2,0.1,0.05 (got ${values.budgets})`);
+  const session = values.session === undefined ? undefined : (JSON.parse(values.session) as Record<string, unknown>);
+  // The full cache once (the 100% row), every other policy at each budget.
+  const configs: EvalConfig[] = [{ policy: 'full', mode: 'improved', budget: 1 }, ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.map((budget) => ({ policy, mode: 'improved' as const, budget, session })))];
+  const model = resolve(values.model);
+  const runtime = await OnnxModelRuntime.load(model);
+  try {
+    const random = mulberry32(Number(values.seed));
+    const count = Number(values.items);
+    const lengths = values.lengths.split(',').map(Number);
+    const items = runtime.imageInput ? await laterTurnEmbeddedItems(count, random) : laterTurnTextItems(count, (text) => runtime.processor.encode(text, false).length, random, lengths);
+    if (values['export-items']) {
+      writeFileSync(resolve(values['export-items']), exportItems(items, { model, seed: Number(values.seed), maxNewTokens: Number(values['max-new-tokens']) }));
+      process.stderr.write(`wrote ${items.length} items to ${values['export-items']}\n`);
+      return;
+    }
+    const started = Date.now();
+    const result = await evaluate(runtime, items, configs, Number(values['max-new-tokens']), (line) => process.stderr.write(`${line}\n`));
+    const report = { date: new Date().toISOString(), model, items: items.length, seed: Number(values.seed), lengths, maxNewTokens: Number(values['max-new-tokens']), session: session ?? null, seconds: (Date.now() - started) / 1000, ...result };
+    const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results');
+    mkdirSync(dir, { recursive: true });
+    const name = `eval-later-${model === resolve(root, 'sidecar/model') ? 'embedded' : basename(model)}`;
+    writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+    const md = laterTurnMarkdown(report);
+    writeFileSync(join(dir, `${name}.md`), md);
+    process.stdout.write(md);
+  } finally {
+    await runtime.release();
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`eval: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { mulberry32 } from '../../sidecar/src/kv/index.js';
+import type { LaterTurnKind } from './laterTurns.js';
 
 export type Kind = 'multi-image' | 'follow-up' | 'file-lookup';
 
@@ -15,19 +16,23 @@ export interface EvalTurn {
   images: Uint8Array[];
   files: { name: string; text: string }[];
   expected: string;
+  /** false: a turn that only builds the history (its answer is not scored); default true. */
+  scored?: boolean;
 }
 
 export interface EvalItem {
   id: string;
   /** A synthetic kind, or `milebench:<subset>` for items loaded from MileBench JSON. */
-  kind: Kind | `milebench:${string}`;
+  kind: Kind | LaterTurnKind | `milebench:${string}`;
   turns: EvalTurn[];
+  /** Tokens of the item's file, where the item's kind is measured by file length. */
+  fileTokens?: number;
 }
 
 /** Setting names of the lookup files (also used by tools/model/train/train_vlm.py's training data). */
 const LOOKUP_KEYS = JSON.parse(readFileSync(new URL('./lookup-keys.json', import.meta.url), 'utf8')) as readonly string[];
 
-function shuffled<T>(xs: readonly T[], random: () => number): T[] {
+export function shuffled<T>(xs: readonly T[], random: () => number): T[] {
   const out = [...xs];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
@@ -36,10 +41,10 @@ function shuffled<T>(xs: readonly T[], random: () => number): T[] {
   return out;
 }
 
-const COLOURS = { red: '#d02020', green: '#20a040', blue: '#2050d0', yellow: '#e0c020', purple: '#8030b0' } as const;
-const SHAPES = ['circle', 'square', 'triangle'] as const;
+export const COLOURS = { red: '#d02020', green: '#20a040', blue: '#2050d0', yellow: '#e0c020', purple: '#8030b0' } as const;
+export const SHAPES = ['circle', 'square', 'triangle'] as const;
 
-async function picture(colour: keyof typeof COLOURS, shape: (typeof SHAPES)[number], digit: number): Promise<Uint8Array> {
+export async function picture(colour: keyof typeof COLOURS, shape: (typeof SHAPES)[number], digit: number): Promise<Uint8Array> {
   const fill = COLOURS[colour];
   const body =
     shape === 'circle' ? `<circle cx="32" cy="32" r="24" fill="${fill}"/>` : shape === 'square' ? `<rect x="10" y="10" width="44" height="44" fill="${fill}"/>` : `<polygon points="32,6 58,56 6,56" fill="${fill}"/>`;

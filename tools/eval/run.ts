@@ -18,6 +18,12 @@ export interface EvalConfig {
   mode: Mode;
   /** Nominal share kept: hh and recent ratios are half of it each. */
   budget: number;
+  /**
+   * More session settings for this configuration, passed through to `SessionSettings` as they
+   * are (e.g. the cold tier's, issue 19 section 2, once the session has them). SessionSettings is
+   * strict: a setting this build does not know is refused by name, never silently ignored.
+   */
+  session?: Record<string, unknown>;
 }
 
 export interface ConfigScore extends EvalConfig {
@@ -29,6 +35,14 @@ export interface ConfigScore extends EvalConfig {
   /** Accuracy per item kind (multi-image, follow-up, file-lookup, or a MileBench subset). */
   accuracyByKind: Record<string, number>;
   steps: number;
+  /** Share of items per kind whose scored answers are identical to the full cache's (right or wrong). */
+  identicalByKind: Record<string, number>;
+  /** Accuracy over the full cache's accuracy, per kind (null where the full cache got none right). */
+  relativeByKind: Record<string, number | null>;
+  /** Mean bytes of KV the conversation holds after its last turn (allocated, see TurnStats.kvBytes). */
+  kvBytes: number;
+  /** Mean of kvBytes over the bytes a full cache of the same tokens would take. */
+  kvShare: number;
   /** Items on which the configuration could not run (reference mode fails where the official code does). */
   failed: number;
   error: string | null;
@@ -38,6 +52,16 @@ interface Reference {
   tokens: number[][];
   logits: Float32Array[][];
   correct: boolean[];
+}
+
+/** Whether turn `t` of `item` is scored (turns that only build the history are not). */
+const scored = (item: EvalItem, t: number) => item.turns[t].scored !== false;
+
+/** Full-cache exact-match accuracy per kind (and per file length where an item has one). */
+export interface FullAccuracy {
+  accuracy: number;
+  byKind: Record<string, number>;
+  byLength: Record<string, number>;
 }
 
 function logSoftmax(logits: Float32Array): Float64Array {
@@ -59,10 +83,28 @@ export function klDivergence(p: Float32Array, q: Float32Array): number {
 
 const budgetOf = (share: number): Budget => ({ hhRatio: share / 2, recentRatio: share / 2 });
 
-async function converse(runtime: ModelRuntime, item: EvalItem, settings: SessionSettings, forced?: number[][]): Promise<{ tokens: number[][]; logits: Float32Array[][]; texts: string[] }> {
+/** The session settings of a configuration; a setting SessionSettings does not know is refused by name. */
+export function settingsOf(config: EvalConfig, maxNewTokens: number): SessionSettings {
+  const parsed = SessionSettings.safeParse({ policy: config.policy, mode: config.mode, budget: budgetOf(config.budget), maxNewTokens, ...config.session });
+  if (!parsed.success) throw new Error(`evaluation settings ${JSON.stringify(config.session ?? {})} are not session settings of this build: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return parsed.data;
+}
+
+const meanOf = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+function rates(groups: Map<string, { ran: number; correct: number }>): Record<string, number> {
+  return Object.fromEntries([...groups].map(([k, v]) => [k, v.correct / v.ran]));
+}
+
+function tally(groups: Map<string, { ran: number; correct: number }>, key: string, right: boolean): void {
+  const group = groups.get(key) ?? { ran: 0, correct: 0 };
+  groups.set(key, { ran: group.ran + 1, correct: group.correct + (right ? 1 : 0) });
+}
+
+async function converse(runtime: ModelRuntime, item: EvalItem, settings: SessionSettings, forced?: number[][]): Promise<{ tokens: number[][]; logits: Float32Array[][]; texts: string[]; kvBytes: number; fullKvBytes: number }> {
   const conversation = new Conversation(item.id, settings);
   const features = new FeatureCache();
-  const result = { tokens: [] as number[][], logits: [] as Float32Array[][], texts: [] as string[] };
+  const result = { tokens: [] as number[][], logits: [] as Float32Array[][], texts: [] as string[], kvBytes: 0, fullKvBytes: 0 };
   for (const [t, turn] of item.turns.entries()) {
     const logits: Float32Array[] = [];
     const tokens: number[] = [];
@@ -76,18 +118,33 @@ async function converse(runtime: ModelRuntime, item: EvalItem, settings: Session
     result.tokens.push(tokens);
     result.logits.push(logits);
     result.texts.push(out.text);
+    result.kvBytes = out.stats.kvBytes;
+    result.fullKvBytes = out.stats.fullKvBytes;
   }
   return result;
 }
 
-export async function evaluate(runtime: ModelRuntime, items: EvalItem[], configs: EvalConfig[], maxNewTokens: number, progress: (line: string) => void = () => undefined): Promise<{ full: { accuracy: number }; scores: ConfigScore[] }> {
+export async function evaluate(
+  runtime: ModelRuntime,
+  items: EvalItem[],
+  configs: EvalConfig[],
+  maxNewTokens: number,
+  progress: (line: string) => void = () => undefined,
+): Promise<{ full: FullAccuracy; scores: ConfigScore[] }> {
   const references: Reference[] = [];
+  const fullByKind = new Map<string, { ran: number; correct: number }>();
+  const fullByLength = new Map<string, { ran: number; correct: number }>();
   for (const item of items) {
-    const settings = SessionSettings.parse({ policy: 'full', maxNewTokens });
+    const settings = settingsOf({ policy: 'full', mode: 'improved', budget: 1 }, maxNewTokens);
     const run = await converse(runtime, item, settings);
-    references.push({ tokens: run.tokens, logits: run.logits, correct: item.turns.map((turn, t) => run.texts[t].toLowerCase().includes(turn.expected.toLowerCase())) });
+    const correct = item.turns.map((turn, t) => !scored(item, t) || run.texts[t].toLowerCase().includes(turn.expected.toLowerCase()));
+    references.push({ tokens: run.tokens, logits: run.logits, correct });
+    tally(fullByKind, item.kind, correct.every(Boolean));
+    if (item.fileTokens !== undefined) tally(fullByLength, `${item.kind} ${item.fileTokens}`, correct.every(Boolean));
+    progress(`full ${item.id}: ${item.turns.map((turn, t) => (scored(item, t) ? `${JSON.stringify(run.texts[t])} (expected ${turn.expected})` : null)).filter(Boolean).join(', ')}`);
   }
   const fullAccuracy = references.reduce((n, r) => n + (r.correct.every(Boolean) ? 1 : 0), 0) / items.length;
+  const fullRates = rates(fullByKind);
   const scores: ConfigScore[] = [];
   for (const config of configs) {
     progress(`${config.policy} ${config.mode} ${config.budget}`);
@@ -99,11 +156,14 @@ export async function evaluate(runtime: ModelRuntime, items: EvalItem[], configs
     let followUpAgree = 0;
     let correct = 0;
     const byKind = new Map<string, { ran: number; correct: number }>();
+    const identicalByKind = new Map<string, { ran: number; correct: number }>();
+    const kvBytes: number[] = [];
+    const kvShares: number[] = [];
     let failed = 0;
     let error: string | null = null;
     for (const [i, item] of items.entries()) {
       const ref = references[i];
-      const settings = SessionSettings.parse({ policy: config.policy, mode: config.mode, budget: budgetOf(config.budget), maxNewTokens });
+      const settings = settingsOf(config, maxNewTokens);
       let run: Awaited<ReturnType<typeof converse>>;
       try {
         run = await converse(runtime, item, settings, ref.tokens);
@@ -112,16 +172,20 @@ export async function evaluate(runtime: ModelRuntime, items: EvalItem[], configs
         error ??= e instanceof Error ? e.message : String(e);
         continue;
       }
+      kvBytes.push(run.kvBytes);
+      kvShares.push(run.kvBytes / Math.max(1, run.fullKvBytes));
       let allAgree = true;
       for (let t = 0; t < item.turns.length; t++) {
+        // An unscored turn is forced like the others (the same history) but need not agree.
+        const counts = scored(item, t);
         for (let s = 0; s < ref.tokens[t].length; s++) {
           const agree = argmax(run.logits[t][s]) === ref.tokens[t][s];
-          if (t > 0 && s === 0) {
+          if (t > 0 && s === 0 && counts) {
             followUps++;
             if (agree) followUpAgree++;
           }
           agreeing += agree ? 1 : 0;
-          allAgree &&= agree;
+          if (counts) allAgree &&= agree;
           kl += klDivergence(ref.logits[t][s], run.logits[t][s]);
           steps++;
         }
@@ -129,11 +193,28 @@ export async function evaluate(runtime: ModelRuntime, items: EvalItem[], configs
       if (allAgree) identical++;
       const right = allAgree && ref.correct.every(Boolean);
       if (right) correct++;
-      const kind = byKind.get(item.kind) ?? { ran: 0, correct: 0 };
-      byKind.set(item.kind, { ran: kind.ran + 1, correct: kind.correct + (right ? 1 : 0) });
+      tally(byKind, item.kind, right);
+      tally(identicalByKind, item.kind, allAgree);
     }
     const ran = Math.max(1, items.length - failed);
-    scores.push({ ...config, answersIdentical: identical / ran, stepAgreement: agreeing / Math.max(1, steps), followUpFirstToken: followUps ? followUpAgree / followUps : null, meanKl: kl / Math.max(1, steps), accuracy: correct / ran, accuracyByKind: Object.fromEntries([...byKind].map(([k, v]) => [k, v.correct / v.ran])), steps, failed, error });
+    const accuracyByKind = rates(byKind);
+    const relativeByKind = Object.fromEntries(Object.entries(accuracyByKind).map(([k, v]) => [k, fullRates[k] ? v / fullRates[k] : null]));
+    scores.push({
+      ...config,
+      answersIdentical: identical / ran,
+      stepAgreement: agreeing / Math.max(1, steps),
+      followUpFirstToken: followUps ? followUpAgree / followUps : null,
+      meanKl: kl / Math.max(1, steps),
+      accuracy: correct / ran,
+      accuracyByKind,
+      identicalByKind: rates(identicalByKind),
+      relativeByKind,
+      kvBytes: meanOf(kvBytes),
+      kvShare: meanOf(kvShares),
+      steps,
+      failed,
+      error,
+    });
   }
-  return { full: { accuracy: fullAccuracy }, scores };
+  return { full: { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, scores };
 }

@@ -52,8 +52,8 @@ function inShape(message: ChatMessage, shape: ContentShape): ChatMessage {
 
 /**
  * The content shapes `template` takes, probed on a user-assistant-user conversation: the first
- * candidate whose rendering shows every text, else the first that renders at all (a template may
- * rewrite text), else the processor format. A template that throws on, or skips, a shape is not
+ * candidate whose rendering shows every text as text (not inside a part's JSON), else the first
+ * that renders at all (a template may rewrite text), else the processor format. A template that throws on, or skips, a shape is not
  * given it. System messages take the user's shape.
  */
 function templateShapes(template: Template, context: Record<string, unknown>): MessageShapes {
@@ -67,7 +67,10 @@ function templateShapes(template: Template, context: Record<string, unknown>): M
       return null; // not the shape this template takes
     }
   });
-  const showsAll = rendered.findIndex((text) => text !== null && texts.every((t) => text.includes(t)));
+  // A part list concatenated to a string renders as its JSON (`{"type": "text", "text": "..."}`):
+  // that shows the text too, but as data, not as the message.
+  const showsAsText = (text: string, t: string) => text.includes(t) && !new RegExp(`["']text["']\\s*:\\s*["']${t}`).test(text);
+  const showsAll = rendered.findIndex((text) => text !== null && texts.every((t) => showsAsText(text, t)));
   const renders = rendered.findIndex((text) => text !== null);
   return SHAPE_CANDIDATES[showsAll >= 0 ? showsAll : Math.max(renders, 0)];
 }

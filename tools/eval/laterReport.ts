@@ -1,0 +1,52 @@
+/**
+ * Output of the later-turn evaluation (tools/eval.ts --later-turns): the markdown table, and the
+ * items as plain chat messages for peers outside the project's runtime (bench/kvpress_peer.py).
+ */
+import type { EvalItem } from './dataset.js';
+import type { ConfigScore, FullAccuracy } from './run.js';
+
+/**
+ * A user turn's content as the session sends it: attached files in front, each fenced and named
+ * (sidecar/src/session/conversation.ts `withFiles`; a peer must see the same text).
+ */
+function userContent(turn: EvalItem['turns'][number]): string {
+  const files = turn.files.map((f) => `File ${f.name}:\n\`\`\`\n${f.text}\n\`\`\`\n`).join('\n');
+  return files ? `${files}\n${turn.text}` : turn.text;
+}
+
+/** The items as JSON chat turns (text only: a peer that reads images is not part of this). */
+export function exportItems(items: EvalItem[], about: { model: string; seed: number; maxNewTokens: number }): string {
+  const withImages = items.find((item) => item.turns.some((turn) => turn.images.length > 0));
+  if (withImages) throw new Error(`item ${withImages.id} has images: only text items can be exported (use a text-only model, e.g. --model .models/smollm2-135m-instruct)`);
+  const exported = items.map((item) => ({
+    id: item.id,
+    kind: item.kind,
+    fileTokens: item.fileTokens ?? null,
+    turns: item.turns.map((turn) => ({ content: userContent(turn), expected: turn.expected, scored: turn.scored !== false })),
+  }));
+  return `${JSON.stringify({ ...about, items: exported }, null, 1)}\n`;
+}
+
+const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(0)}%`);
+const ratio = (x: number | null) => (x === null ? '–' : x.toFixed(2));
+
+export function laterTurnMarkdown(report: { date: string; model: string; items: number; seed: number; maxNewTokens: number; seconds: number; session: unknown; full: FullAccuracy; scores: ConfigScore[] }): string {
+  const kinds = Object.keys(report.full.byKind);
+  return [
+    `# Later-turn items: KV policies vs the full cache (${report.items} items, seed ${report.seed}, ${report.maxNewTokens} tokens per answer)`,
+    '',
+    `${report.date} · ${report.model} · ${report.seconds.toFixed(0)} s${report.session ? ` · session settings ${JSON.stringify(report.session)}` : ''}`,
+    '',
+    `Full-cache exact match (the answer contains the expected value): ${pct(report.full.accuracy)} overall; by kind ${Object.entries(report.full.byKind).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}${Object.keys(report.full.byLength).length ? `; by file length (tokens) ${Object.entries(report.full.byLength).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}` : ''}.`,
+    '',
+    'Each configuration is teacher-forced on the full cache\'s turns. "identical": every step of the question turn agrees with the full cache\'s answer (right or wrong); "relative": items identical to a correct full-cache answer over the items the full cache got right, per kind. KV: bytes the conversation holds after its last turn (allocated), and their share of a full cache of the same tokens.',
+    '',
+    `| policy | budget | KV MB | KV share | ${kinds.map((k) => `${k} identical`).join(' | ')} | ${kinds.map((k) => `${k} relative`).join(' | ')} | accuracy | could not run |`,
+    `|---|---|---|---|${kinds.map(() => '---|').join('')}${kinds.map(() => '---|').join('')}---|---|`,
+    ...report.scores.map(
+      (s) =>
+        `| ${s.policy} | ${s.budget * 100}% | ${(s.kvBytes / 1e6).toFixed(1)} | ${pct(s.kvShare)} | ${kinds.map((k) => pct(s.identicalByKind[k] ?? null)).join(' | ')} | ${kinds.map((k) => ratio(s.relativeByKind[k] ?? null)).join(' | ')} | ${pct(s.accuracy)} | ${s.failed ? `${s.failed}: ${s.error}` : ''} |`,
+    ),
+    '',
+  ].join('\n');
+}

@@ -7,6 +7,7 @@ import { registerLanguageModelProvider } from './lm/provider.js';
 import { SessionTracker } from './sessions.js';
 import { Sidecar } from './sidecar/supervisor.js';
 import { registerStatusBar } from './statusBar.js';
+import { registerGetStarted, showWalkthroughOnFirstRun } from './walkthrough/index.js';
 
 let sidecar: Sidecar | undefined;
 
@@ -16,7 +17,9 @@ export interface LookmApi {
   sessions: SessionTracker;
 }
 
-export function activate(context: vscode.ExtensionContext): LookmApi {
+export async function activate(context: vscode.ExtensionContext): Promise<LookmApi> {
+  context.subscriptions.push(registerGetStarted(context));
+  await showWalkthroughOnFirstRun(context);
   setEmbeddedModel(context.extensionPath);
   sidecar = new Sidecar(context);
   const sessions = new SessionTracker();

@@ -162,6 +162,8 @@ export async function run(): Promise<void> {
   assert.ok(extension, 'the extension is installed in the host');
   const api = await extension.activate();
   const config = vscode.workspace.getConfiguration('lookm');
+  // The editors open once activation is over (a clean profile: the walkthrough opens by itself).
+  const tabsAfterActivation = vscode.window.tabGroups.all.flatMap((g) => g.tabs.map((t) => t.label));
 
   await test('registers its commands', async () => {
     const commands = await vscode.commands.getCommands(true);
@@ -584,6 +586,52 @@ export async function run(): Promise<void> {
     assert.doesNotMatch(readme, /npm (test|run)/, 'the package\'s README is not the developer README');
     note(`README frame: ${page.text.length} characters, ${page.images.length} images; icon ${shownIcon.naturalWidth} px`);
     await screenshot('extension-page');
+  });
+
+  await test('the getting-started walkthrough opened by itself on the first activation; LOOK-M: Get Started opens it, every step\'s title shows and every image of every step loads (screenshot)', async () => {
+    type Step = { id: string; title: string; media: { image?: string; markdown?: string; altText?: string } };
+    const [walkthrough] = (extension.packageJSON as { contributes: { walkthroughs: { id: string; title: string; steps: Step[] }[] } }).contributes.walkthroughs;
+    // Its tab is named after the extension ("Walkthrough: LOOK-M: Local Vision Chat").
+    const displayName = (extension.packageJSON as { displayName: string }).displayName;
+    assert.ok(tabsAfterActivation.some((label) => label.includes(displayName)), `the walkthrough was open after the first activation: tabs ${JSON.stringify(tabsAfterActivation)}`);
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.closeAuxiliaryBar');
+    await vscode.commands.executeCommand('lookm.getStarted');
+    const category = `${extension.id}#${walkthrough.id}`;
+    type Image = ProbedFrame['images'][number] & { currentSrc: string; alt: string };
+    const where = (image: Image) => decodeURIComponent(image.currentSrc || image.src);
+    const seen: string[] = [];
+    for (const step of [...walkthrough.steps].reverse()) {
+      await vscode.commands.executeCommand('workbench.action.openWalkthrough', { category, step: step.id }, false);
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const frames = await probeFrames();
+        const workbench = frames[0];
+        const titles = walkthrough.steps.every((s) => workbench.text.includes(s.title)) && workbench.text.includes(walkthrough.title);
+        // What the step shows: an image in the workbench (media.image), or a webview of its own (media.markdown).
+        const media = step.media.image
+          ? { frame: workbench, images: (workbench.images as Image[]).filter((i) => where(i).includes(join(extension.extensionPath, step.media.image ?? ''))) }
+          : { frame: frames.find((f) => f.url.includes('/webview/') && /What the demo model knows/.test(f.text)), images: (frames.find((f) => f.url.includes('/webview/') && /What the demo model knows/.test(f.text))?.images ?? []) as Image[] };
+        // Besides the step's media, the walkthrough shows the extension's icon: from the extension's folder too.
+        const ours = (workbench.images as Image[]).filter((i) => where(i).includes(extension.extensionPath));
+        const loaded = (images: Image[]) => images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0);
+        if (titles && media.frame && loaded(media.images) && loaded(ours)) {
+          seen.push(`${step.id}: ${media.images.map((i) => `${where(i).split('/').pop()} ${i.naturalWidth} px`).join(', ')}`);
+          break;
+        }
+        if (Date.now() > deadline) {
+          assert.fail(`step ${step.id}: titles shown ${titles}, media ${JSON.stringify(media.images.map((i) => ({ src: where(i).slice(-160), complete: i.complete, naturalWidth: i.naturalWidth })))}, the extension's images ${JSON.stringify(ours.map((i) => ({ src: where(i).slice(-160), naturalWidth: i.naturalWidth })))}, frames ${JSON.stringify(frames.map((f) => ({ url: f.url.slice(0, 100), text: f.text.slice(0, 120), images: f.images.length })))}`);
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    const markdownImages = (readFileSync(join(extension.extensionPath, walkthrough.steps[0].media.markdown ?? ''), 'utf8').match(/!\[/g) ?? []).length;
+    assert.match(seen.at(-1) ?? '', new RegExp(`^model: (\\S+ \\d+ px(, )?){${markdownImages}}$`), 'the demo model step shows every picture of its markdown');
+    const text = (await probeFrames())[0].text;
+    for (const button of ['Download Model…', 'Select Model…']) assert.ok(text.includes(button), `the first step offers ${button}`);
+    note(seen.join(' | '));
+    await new Promise((r) => setTimeout(r, 500));
+    await screenshot('walkthrough');
   });
 
   await api.sidecar.stop();

@@ -3,8 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import { describe, it } from 'node:test';
-import { openWalkthroughOnFirstRun, WALKTHROUGH_SHOWN_KEY, type FirstRunMemory } from '../../extension/src/walkthrough/firstRun.js';
-import { GET_STARTED_COMMAND, WALKTHROUGH } from '../../extension/src/walkthrough/index.js';
+import { GET_STARTED_COMMAND, openWalkthroughOnFirstRun, WALKTHROUGH, WALKTHROUGH_SHOWN_KEY, type FirstRunMemory } from '../../extension/src/walkthrough/firstRun.js';
 
 const root = join(__dirname, '../..');
 

@@ -598,29 +598,36 @@ export async function run(): Promise<void> {
     await vscode.commands.executeCommand('workbench.action.closeAuxiliaryBar');
     await vscode.commands.executeCommand('lookm.getStarted');
     const category = `${extension.id}#${walkthrough.id}`;
-    type Image = ProbedFrame['images'][number] & { currentSrc: string; alt: string };
-    const where = (image: Image) => decodeURIComponent(image.currentSrc || image.src);
+    type Image = ProbedFrame['images'][number] & { currentSrc: string };
+    const where = (image: Image): string => decodeURIComponent(image.currentSrc || image.src);
+    const loaded = (images: Image[]): boolean => images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0);
+    const describe = (images: Image[]) => JSON.stringify(images.map((i) => ({ src: where(i).slice(-160), complete: i.complete, naturalWidth: i.naturalWidth })));
+    /** The images a step shows: in the workbench (media.image), or in a webview of its own (media.markdown). */
+    const stepImages = (step: Step, frames: ProbedFrame[]): Image[] => {
+      if (step.media.image) {
+        const file = join(extension.extensionPath, step.media.image);
+        return (frames[0].images as Image[]).filter((i) => where(i).includes(file));
+      }
+      const heading = readFileSync(join(extension.extensionPath, step.media.markdown ?? ''), 'utf8').split('\n')[0].replace(/^# /, '');
+      return (frames.find((f) => f.url.includes('/webview/') && f.text.includes(heading))?.images ?? []) as Image[];
+    };
     const seen: string[] = [];
     for (const step of [...walkthrough.steps].reverse()) {
       await vscode.commands.executeCommand('workbench.action.openWalkthrough', { category, step: step.id }, false);
       const deadline = Date.now() + 20_000;
       for (;;) {
         const frames = await probeFrames();
-        const workbench = frames[0];
-        const titles = walkthrough.steps.every((s) => workbench.text.includes(s.title)) && workbench.text.includes(walkthrough.title);
-        // What the step shows: an image in the workbench (media.image), or a webview of its own (media.markdown).
-        const media = step.media.image
-          ? { frame: workbench, images: (workbench.images as Image[]).filter((i) => where(i).includes(join(extension.extensionPath, step.media.image ?? ''))) }
-          : { frame: frames.find((f) => f.url.includes('/webview/') && /What the demo model knows/.test(f.text)), images: (frames.find((f) => f.url.includes('/webview/') && /What the demo model knows/.test(f.text))?.images ?? []) as Image[] };
-        // Besides the step's media, the walkthrough shows the extension's icon: from the extension's folder too.
-        const ours = (workbench.images as Image[]).filter((i) => where(i).includes(extension.extensionPath));
-        const loaded = (images: Image[]) => images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0);
-        if (titles && media.frame && loaded(media.images) && loaded(ours)) {
-          seen.push(`${step.id}: ${media.images.map((i) => `${where(i).split('/').pop()} ${i.naturalWidth} px`).join(', ')}`);
+        const text = frames[0].text;
+        const titles = [walkthrough.title, ...walkthrough.steps.map((s) => s.title)].filter((title) => !text.includes(title));
+        const media: Image[] = stepImages(step, frames);
+        // Besides the step's media, the walkthrough shows the extension's icon, from its folder too.
+        const ours: Image[] = (frames[0].images as Image[]).filter((i) => where(i).includes(extension.extensionPath));
+        if (titles.length === 0 && loaded(media) && loaded(ours)) {
+          seen.push(`${step.id}: ${media.map((i) => `${where(i).split('/').pop()} ${i.naturalWidth} px`).join(', ')}`);
           break;
         }
         if (Date.now() > deadline) {
-          assert.fail(`step ${step.id}: titles shown ${titles}, media ${JSON.stringify(media.images.map((i) => ({ src: where(i).slice(-160), complete: i.complete, naturalWidth: i.naturalWidth })))}, the extension's images ${JSON.stringify(ours.map((i) => ({ src: where(i).slice(-160), naturalWidth: i.naturalWidth })))}, frames ${JSON.stringify(frames.map((f) => ({ url: f.url.slice(0, 100), text: f.text.slice(0, 120), images: f.images.length })))}`);
+          assert.fail(`step ${step.id}: titles not shown ${JSON.stringify(titles)}; its images ${describe(media)}; the extension's images in the workbench ${describe(ours)}; frames ${JSON.stringify(frames.map((f) => ({ url: f.url.slice(0, 100), text: f.text.slice(0, 120), images: describe(f.images as Image[]) })))}`);
         }
         await new Promise((r) => setTimeout(r, 500));
       }

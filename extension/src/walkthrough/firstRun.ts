@@ -1,9 +1,14 @@
 /**
- * When the getting-started walkthrough opens by itself (pure; no VS Code import): once, on the
+ * The getting-started walkthrough's names, and when it opens by itself (pure; no VS Code import,
+ * so the unit tests read them): once, on the
  * first activation of a user who has not chosen a model (an empty `lookm.modelPath` means the
  * tiny demo model, which the walkthrough's first step explains). Once means once: a user who
  * closes it is not shown it again; LOOK-M: Get Started opens it on demand.
  */
+
+/** The walkthrough's `id` in package.json (`contributes.walkthroughs`). */
+export const WALKTHROUGH = 'getStarted';
+export const GET_STARTED_COMMAND = 'lookm.getStarted';
 
 /** Where the flag is kept (VS Code's global state, shared by every window and workspace). */
 export const WALKTHROUGH_SHOWN_KEY = 'lookm.walkthroughShown';

@@ -5,11 +5,8 @@
  */
 import * as vscode from 'vscode';
 import { SECTION, SETTINGS } from '../settings.js';
-import { openWalkthroughOnFirstRun } from './firstRun.js';
+import { GET_STARTED_COMMAND, openWalkthroughOnFirstRun, WALKTHROUGH } from './firstRun.js';
 
-export const GET_STARTED_COMMAND = 'lookm.getStarted';
-/** The walkthrough's `id` in package.json. */
-export const WALKTHROUGH = 'getStarted';
 /** Longest wait for the walkthrough's editor at activation (it normally takes a fraction of a second). */
 const OPEN_WAIT_MS = 3000;
 

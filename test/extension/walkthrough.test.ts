@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import { describe, it } from 'node:test';
-import { GET_STARTED_COMMAND, openWalkthroughOnFirstRun, WALKTHROUGH, WALKTHROUGH_SHOWN_KEY, type FirstRunMemory } from '../../extension/src/walkthrough/firstRun.js';
+import { FIRST_STEP, GET_STARTED_COMMAND, openWalkthroughOnFirstRun, WALKTHROUGH, WALKTHROUGH_SHOWN_KEY, type FirstRunMemory } from '../../extension/src/walkthrough/firstRun.js';
 
 const root = join(__dirname, '../..');
 
@@ -53,6 +53,7 @@ describe('walkthrough: manifest', () => {
   it('is declared under the id the code opens, with LOOK-M: Get Started', () => {
     assert.ok(walkthrough, `contributes.walkthroughs has "${WALKTHROUGH}"`);
     assert.ok(manifest.contributes.commands.some((c) => c.command === GET_STARTED_COMMAND));
+    assert.equal(walkthrough?.steps[0].id, FIRST_STEP, 'it opens on its first step');
   });
 
   it('every step\'s media exists, is packed into the .vsix, and every image has a description', () => {

@@ -9,6 +9,8 @@
 /** The walkthrough's `id` in package.json (`contributes.walkthroughs`). */
 export const WALKTHROUGH = 'getStarted';
 export const GET_STARTED_COMMAND = 'lookm.getStarted';
+/** Its first step's `id`: what the walkthrough opens on. */
+export const FIRST_STEP = 'model';
 
 /** Where the flag is kept (VS Code's global state, shared by every window and workspace). */
 export const WALKTHROUGH_SHOWN_KEY = 'lookm.walkthroughShown';

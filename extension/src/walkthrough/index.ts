@@ -17,10 +17,7 @@ export function walkthroughCategory(context: vscode.ExtensionContext): string {
   return `${context.extension.id}#${WALKTHROUGH}`;
 }
 
-/**
- * Opens the walkthrough on its first step. (Named by its id alone, VS Code 1.117 showed its general
- * Welcome page instead, at activation as later.)
- */
+/** Opens the walkthrough on its first step (`{ category, step }`: the form the host tests check step by step). */
 function openWalkthrough(context: vscode.ExtensionContext): Thenable<unknown> {
   return vscode.commands.executeCommand('workbench.action.openWalkthrough', { category: walkthroughCategory(context), step: FIRST_STEP }, false);
 }

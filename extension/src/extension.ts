@@ -8,6 +8,7 @@ import { registerLanguageModelProvider, type LanguageModelRegistration } from '.
 import { SessionTracker } from './sessions.js';
 import { Sidecar } from './sidecar/supervisor.js';
 import { registerStatusBar } from './statusBar.js';
+import { registerGetStarted, showWalkthroughOnFirstRun } from './walkthrough/index.js';
 
 let sidecar: Sidecar | undefined;
 
@@ -18,7 +19,9 @@ export interface LookmApi {
   models: LanguageModelRegistration;
 }
 
-export function activate(context: vscode.ExtensionContext): LookmApi {
+export async function activate(context: vscode.ExtensionContext): Promise<LookmApi> {
+  context.subscriptions.push(registerGetStarted(context));
+  await showWalkthroughOnFirstRun(context);
   setEmbeddedModel(context.extensionPath);
   sidecar = new Sidecar(context);
   const sessions = new SessionTracker();

@@ -190,6 +190,11 @@ export async function run(): Promise<void> {
   assert.ok(extension, 'the extension is installed in the host');
   const api = await extension.activate();
   const config = vscode.workspace.getConfiguration('lookm');
+  // What the workbench shows once activation is over (a clean profile: the walkthrough opens by itself).
+  const shownAfterActivation = await probeFrames().then(
+    (frames) => frames[0].text,
+    (error: unknown) => `(the probe failed: ${String(error)})`,
+  );
 
   await test('registers its commands', async () => {
     const commands = await vscode.commands.getCommands(true);
@@ -771,6 +776,57 @@ export async function run(): Promise<void> {
     assert.doesNotMatch(readme, /npm (test|run)/, 'the package\'s README is not the developer README');
     note(`README frame: ${page.text.length} characters, ${page.images.length} images; icon ${shownIcon.naturalWidth} px`);
     await screenshot('extension-page');
+  });
+
+  await test('the getting-started walkthrough opened by itself on the first activation; LOOK-M: Get Started opens it, every step\'s title shows and every image of every step loads (screenshot)', async () => {
+    type Step = { id: string; title: string; media: { image?: string; markdown?: string; altText?: string } };
+    const [walkthrough] = (extension.packageJSON as { contributes: { walkthroughs: { id: string; title: string; steps: Step[] }[] } }).contributes.walkthroughs;
+    assert.ok(shownAfterActivation.includes(walkthrough.title), `the walkthrough was open after the first activation: ${JSON.stringify(shownAfterActivation.slice(0, 400))}`);
+    await tidyWorkbench();
+    await vscode.commands.executeCommand('workbench.action.closeAuxiliaryBar');
+    await vscode.commands.executeCommand('lookm.getStarted');
+    const category = `${extension.id}#${walkthrough.id}`;
+    type Image = ProbedFrame['images'][number] & { currentSrc: string };
+    const where = (image: Image): string => decodeURIComponent(image.currentSrc || image.src);
+    const loaded = (images: Image[]): boolean => images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0);
+    const describe = (images: Image[]) => JSON.stringify(images.map((i) => ({ src: where(i).slice(-160), complete: i.complete, naturalWidth: i.naturalWidth })));
+    /** The images a step shows: in the workbench (media.image), or in a webview of its own (media.markdown). */
+    const stepImages = (step: Step, frames: ProbedFrame[]): Image[] => {
+      if (step.media.image) {
+        const file = join(extension.extensionPath, step.media.image);
+        return (frames[0].images as Image[]).filter((i) => where(i).includes(file));
+      }
+      const heading = readFileSync(join(extension.extensionPath, step.media.markdown ?? ''), 'utf8').split('\n')[0].replace(/^# /, '');
+      return (frames.find((f) => f.url.includes('/webview/') && f.text.includes(heading))?.images ?? []) as Image[];
+    };
+    const seen: string[] = [];
+    for (const step of [...walkthrough.steps].reverse()) {
+      await vscode.commands.executeCommand('workbench.action.openWalkthrough', { category, step: step.id }, false);
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const frames = await probeFrames();
+        const text = frames[0].text;
+        const titles = [walkthrough.title, ...walkthrough.steps.map((s) => s.title)].filter((title) => !text.includes(title));
+        const media: Image[] = stepImages(step, frames);
+        // Besides the step's media, the walkthrough shows the extension's icon, from its folder too.
+        const ours: Image[] = (frames[0].images as Image[]).filter((i) => where(i).includes(extension.extensionPath));
+        if (titles.length === 0 && loaded(media) && loaded(ours)) {
+          seen.push(`${step.id}: ${media.map((i) => `${where(i).split('/').pop()} ${i.naturalWidth} px`).join(', ')}`);
+          break;
+        }
+        if (Date.now() > deadline) {
+          assert.fail(`step ${step.id}: titles not shown ${JSON.stringify(titles)}; its images ${describe(media)}; the extension's images in the workbench ${describe(ours)}; frames ${JSON.stringify(frames.map((f) => ({ url: f.url.slice(0, 100), text: f.text.slice(0, 120), images: describe(f.images as Image[]) })))}`);
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    const markdownImages = (readFileSync(join(extension.extensionPath, walkthrough.steps[0].media.markdown ?? ''), 'utf8').match(/!\[/g) ?? []).length;
+    assert.match(seen.at(-1) ?? '', new RegExp(`^model: (\\S+ \\d+ px(, )?){${markdownImages}}$`), 'the demo model step shows every picture of its markdown');
+    const text = (await probeFrames())[0].text;
+    for (const button of ['Download Model…', 'Select Model…']) assert.ok(text.includes(button), `the first step offers ${button}`);
+    note(seen.join(' | '));
+    await new Promise((r) => setTimeout(r, 500));
+    await screenshot('walkthrough');
   });
 
   await api.sidecar.stop();

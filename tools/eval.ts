@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       policies: { type: 'string' },
       budgets: { type: 'string' },
       session: { type: 'string' },
+      'cold-tiers': { type: 'string', default: 'off' },
       seed: { type: 'string', default: '19' },
       'export-items': { type: 'string' },
     },
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
   process.stdout.write(md);
 }
 
-type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; seed: string; 'export-items'?: string };
+type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; 'cold-tiers': string; seed: string; 'export-items'?: string };
 
 /** The later-turn evaluation (issue 19, section 3): see the comment at the top. */
 async function laterTurns(values: Values): Promise<void> {
@@ -92,7 +93,14 @@ async function laterTurns(values: Values): Promise<void> {
   if (budgets.some((b) => !(b > 0 && b <= 1))) throw new Error(`--budgets: shares in (0, 1], e.g. 0.2,0.1,0.05 (got ${values.budgets})`);
   const session = values.session === undefined ? undefined : (JSON.parse(values.session) as Record<string, unknown>);
   // The full cache once (the 100% row), every other policy at each budget.
-  const configs: EvalConfig[] = [{ policy: 'full', mode: 'improved', budget: 1 }, ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.map((budget) => ({ policy, mode: 'improved' as const, budget, session })))];
+  // `--cold-tiers off,int8`: every compressed configuration with the cold tier off and on.
+  const coldTiers = values['cold-tiers'].split(',');
+  if (coldTiers.some((t) => !['off', 'int8', 'int4'].includes(t))) throw new Error(`--cold-tiers: off, int8, int4 (got ${values['cold-tiers']})`);
+  const withTier = (tier: string) => (tier === 'off' ? session : { ...session, coldTier: tier });
+  const configs: EvalConfig[] = [
+    { policy: 'full', mode: 'improved', budget: 1 },
+    ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.flatMap((budget) => coldTiers.map((tier) => ({ policy, mode: 'improved' as const, budget, session: withTier(tier) })))),
+  ];
   const model = resolve(values.model);
   const runtime = await OnnxModelRuntime.load(model);
   try {
@@ -110,7 +118,7 @@ async function laterTurns(values: Values): Promise<void> {
     const report = { date: new Date().toISOString(), model, items: items.length, seed: Number(values.seed), lengths, maxNewTokens: Number(values['max-new-tokens']), session: session ?? null, seconds: (Date.now() - started) / 1000, ...result };
     const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results');
     mkdirSync(dir, { recursive: true });
-    const name = `eval-later-${model === resolve(root, 'sidecar/model') ? 'embedded' : basename(model)}`;
+    const name = `eval-later-${model === resolve(root, 'sidecar/model') ? 'embedded' : basename(model)}${coldTiers.some((t) => t !== 'off') ? '-cold' : ''}`;
     writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     const md = laterTurnMarkdown(report);
     writeFileSync(join(dir, `${name}.md`), md);

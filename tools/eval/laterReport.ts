@@ -39,13 +39,13 @@ export function laterTurnMarkdown(report: { date: string; model: string; items: 
     '',
     `Full-cache exact match (the answer contains the expected value): ${pct(report.full.accuracy)} overall; by kind ${Object.entries(report.full.byKind).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}${Object.keys(report.full.byLength).length ? `; by file length (tokens) ${Object.entries(report.full.byLength).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}` : ''}.`,
     '',
-    'Each configuration is teacher-forced on the full cache\'s turns. "identical": every step of the question turn agrees with the full cache\'s answer (right or wrong); "relative": items identical to a correct full-cache answer over the items the full cache got right, per kind. KV: bytes the conversation holds after its last turn (allocated), and their share of a full cache of the same tokens.',
+    'Each configuration is teacher-forced on the full cache\'s turns. "identical": every step of the question turn agrees with the full cache\'s answer (right or wrong); "relative": items identical to a correct full-cache answer over the items the full cache got right, per kind. KV (hot): bytes the conversation holds after its last turn (allocated), and their share of a full cache of the same tokens; cold: the cold tier\'s bytes then (host memory, quantized), and hot + cold over the full cache; recall: milliseconds per item spent scoring and recalling cold spans.',
     '',
-    `| policy | budget | KV MB | KV share | ${kinds.map((k) => `${k} identical`).join(' | ')} | ${kinds.map((k) => `${k} relative`).join(' | ')} | accuracy | could not run |`,
-    `|---|---|---|---|${kinds.map(() => '---|').join('')}${kinds.map(() => '---|').join('')}---|---|`,
+    `| policy | budget | cold tier | KV MB | KV share | cold MB | hot+cold share | recall ms | ${kinds.map((k) => `${k} identical`).join(' | ')} | ${kinds.map((k) => `${k} relative`).join(' | ')} | accuracy | could not run |`,
+    `|---|---|---|---|---|---|---|---|${kinds.map(() => '---|').join('')}${kinds.map(() => '---|').join('')}---|---|`,
     ...report.scores.map(
       (s) =>
-        `| ${s.policy} | ${s.budget * 100}% | ${(s.kvBytes / 1e6).toFixed(1)} | ${pct(s.kvShare)} | ${kinds.map((k) => pct(s.identicalByKind[k] ?? null)).join(' | ')} | ${kinds.map((k) => ratio(s.relativeByKind[k] ?? null)).join(' | ')} | ${pct(s.accuracy)} | ${s.failed ? `${s.failed}: ${s.error}` : ''} |`,
+        `| ${s.policy} | ${s.budget * 100}% | ${String(s.session?.coldTier ?? 'off')} | ${(s.kvBytes / 1e6).toFixed(1)} | ${pct(s.kvShare)} | ${(s.coldBytes / 1e6).toFixed(2)} | ${pct(s.hotColdShare)} | ${s.recallMs.toFixed(0)} | ${kinds.map((k) => pct(s.identicalByKind[k] ?? null)).join(' | ')} | ${kinds.map((k) => ratio(s.relativeByKind[k] ?? null)).join(' | ')} | ${pct(s.accuracy)} | ${s.failed ? `${s.failed}: ${s.error}` : ''} |`,
     ),
     '',
   ].join('\n');

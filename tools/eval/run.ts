@@ -43,6 +43,11 @@ export interface ConfigScore extends EvalConfig {
   kvBytes: number;
   /** Mean of kvBytes over the bytes a full cache of the same tokens would take. */
   kvShare: number;
+  /** Mean bytes of the cold tier after the last turn (0 with it off), and hot + cold over the full cache's bytes. */
+  coldBytes: number;
+  hotColdShare: number;
+  /** Mean milliseconds per item spent recalling from the cold tier (all turns). */
+  recallMs: number;
   /** Items on which the configuration could not run (reference mode fails where the official code does). */
   failed: number;
   error: string | null;
@@ -101,10 +106,10 @@ function tally(groups: Map<string, { ran: number; correct: number }>, key: strin
   groups.set(key, { ran: group.ran + 1, correct: group.correct + (right ? 1 : 0) });
 }
 
-async function converse(runtime: ModelRuntime, item: EvalItem, settings: SessionSettings, forced?: number[][]): Promise<{ tokens: number[][]; logits: Float32Array[][]; texts: string[]; kvBytes: number; fullKvBytes: number }> {
+async function converse(runtime: ModelRuntime, item: EvalItem, settings: SessionSettings, forced?: number[][]): Promise<{ tokens: number[][]; logits: Float32Array[][]; texts: string[]; kvBytes: number; fullKvBytes: number; coldBytes: number; recallMs: number }> {
   const conversation = new Conversation(item.id, settings);
   const features = new FeatureCache();
-  const result = { tokens: [] as number[][], logits: [] as Float32Array[][], texts: [] as string[], kvBytes: 0, fullKvBytes: 0 };
+  const result = { tokens: [] as number[][], logits: [] as Float32Array[][], texts: [] as string[], kvBytes: 0, fullKvBytes: 0, coldBytes: 0, recallMs: 0 };
   for (const [t, turn] of item.turns.entries()) {
     const logits: Float32Array[] = [];
     const tokens: number[] = [];
@@ -120,6 +125,8 @@ async function converse(runtime: ModelRuntime, item: EvalItem, settings: Session
     result.texts.push(out.text);
     result.kvBytes = out.stats.kvBytes;
     result.fullKvBytes = out.stats.fullKvBytes;
+    result.coldBytes = out.stats.coldBytes ?? 0;
+    result.recallMs += out.stats.recallMs ?? 0;
   }
   return result;
 }
@@ -159,6 +166,9 @@ export async function evaluate(
     const identicalByKind = new Map<string, { ran: number; correct: number }>();
     const kvBytes: number[] = [];
     const kvShares: number[] = [];
+    const coldBytes: number[] = [];
+    const hotColdShares: number[] = [];
+    const recallMs: number[] = [];
     let failed = 0;
     let error: string | null = null;
     for (const [i, item] of items.entries()) {
@@ -174,6 +184,9 @@ export async function evaluate(
       }
       kvBytes.push(run.kvBytes);
       kvShares.push(run.kvBytes / Math.max(1, run.fullKvBytes));
+      coldBytes.push(run.coldBytes);
+      hotColdShares.push((run.kvBytes + run.coldBytes) / Math.max(1, run.fullKvBytes));
+      recallMs.push(run.recallMs);
       let allAgree = true;
       for (let t = 0; t < item.turns.length; t++) {
         // An unscored turn is forced like the others (the same history) but need not agree.
@@ -211,6 +224,9 @@ export async function evaluate(
       relativeByKind,
       kvBytes: meanOf(kvBytes),
       kvShare: meanOf(kvShares),
+      coldBytes: meanOf(coldBytes),
+      hotColdShare: meanOf(hotColdShares),
+      recallMs: meanOf(recallMs),
       steps,
       failed,
       error,

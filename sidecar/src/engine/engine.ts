@@ -154,8 +154,13 @@ export class Engine {
     return this.whilePending(conversation.id, async () => {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, 'cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
-      // A saved conversation replays its tokens: refuse ids this model cannot embed, naming the conversation.
-      conversation.checkTokenIds(runtime.info.vocabSize, runtime.processor.imageTokenId);
+      if (conversation.madeByAnotherModel(runtime.fingerprint)) {
+        // Its token ids are another tokenizer's: the turn feeds its transcript again as text.
+        this.log.log('info', 'conversation made by another model (or saved before models were recorded): rebuilt from its transcript text with this model\'s tokenizer and template', { session: conversation.id, turns: conversation.turns.length, model: this.model.state === 'ready' ? this.model.path : null });
+      } else {
+        // Its tokens are this model's and are replayed: refuse ids it cannot embed (a damaged file), naming the conversation.
+        conversation.checkTokenIds(runtime.info.vocabSize, runtime.processor.imageTokenId);
+      }
       this.enforceBudget(conversation);
       try {
         const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);

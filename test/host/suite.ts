@@ -417,7 +417,7 @@ export async function run(): Promise<void> {
     await config.update('maxNewTokens', 8, vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('lookm.explainImage', image);
     const doc = await answerView(/^Explain red-square.png\n[^]*first token/);
-    assert.match(newestAnswer(doc), /^Explain red-square.png\n[^]*KV [\d.]+ KiB held of [\d.]+ KiB \(\d+%\) · first token \d+ ms · 1 image encoded/);
+    assert.match(newestAnswer(doc), /^Explain red-square.png\n[^]*KV [\d.]+ KiB kept of [\d.]+ KiB \((\d|\d\d|100)%\) · [\d.]+ KiB allocated · first token \d+ ms · 1 image encoded/);
   });
 
   await test('palette answers share one read-only answer view: one tab, no new column, no unsaved or untitled buffers', async () => {

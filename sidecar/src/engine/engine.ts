@@ -144,7 +144,7 @@ export class Engine {
 
   sessionCache({ sessionId, maxColumns }: { sessionId: string; maxColumns?: number }): CacheMap {
     const c = this.session(sessionId);
-    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
+    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, keptKvBytes: c.turns.at(-1)?.keptKvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
   }
 
   /** One turn, queued behind the work in flight; streams its tokens through `events.token`. */
@@ -189,7 +189,9 @@ export class Engine {
       newTokens: s.newTokens,
       generated: s.generatedTokens,
       stop: stopReason,
-      kv: `${kib(s.kvBytes)}/${kib(s.fullKvBytes)}`,
+      // kept/full compares slots with slots; allocated (spare capacity included) is the memory figure.
+      kv: `${s.keptKvBytes === undefined ? '?' : kib(s.keptKvBytes)}/${kib(s.fullKvBytes)}`,
+      kvAllocated: kib(s.kvBytes),
       images: `${s.imagesEncoded}+${s.imagesReused}`,
       firstTokenMs: Math.round(s.timeToFirstTokenMs),
       prefillMs: Math.round(s.prefillMs),

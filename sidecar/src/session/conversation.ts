@@ -311,6 +311,7 @@ export class Conversation {
         tokensSeen: work.cache.tokensSeen,
         keptSlots: work.cache.layers.map((layer) => layer.length),
         kvBytes: work.cache.allocatedBytes,
+        keptKvBytes: work.cache.keptBytes,
         fullKvBytes: work.cache.fullBytes,
         timeToFirstTokenMs: decoded.firstTokenMs,
         prefillMs,

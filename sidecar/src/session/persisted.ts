@@ -19,6 +19,7 @@ const TurnStatsSchema = z.object({
   tokensSeen: count,
   keptSlots: z.array(count),
   kvBytes: count,
+  keptKvBytes: count.optional(),
   fullKvBytes: count,
   timeToFirstTokenMs: milliseconds,
   prefillMs: milliseconds,

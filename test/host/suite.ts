@@ -364,6 +364,8 @@ export async function run(): Promise<void> {
     await vscode.commands.executeCommand('lookm.restartSidecar');
     await api.sidecar.ready();
     assert.equal(api.sidecar.modelInfo?.vocabSize, 400, 'the sidecar runs the second model');
+    // The offer to restart for the new setting (already done) covers the chat's input.
+    await vscode.commands.executeCommand('notifications.clearAll');
     before = api.sessions.turnsCompleted;
     await typeInChat('@lookm And what shape is it?');
     assert.ok(await turnRan(before), `the second question was answered: ${JSON.stringify((await readChat()).items.slice(-2))}`);

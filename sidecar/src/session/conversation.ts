@@ -205,8 +205,9 @@ export class Conversation {
   }
 
   /**
-   * Refuses a conversation whose saved tokens this model cannot embed (a damaged state file, or
-   * one saved under another model): its replay would fail with a misleading error.
+   * Refuses a conversation whose saved tokens this model cannot embed although this model made
+   * them (a damaged state file): its replay would fail with a misleading error. One saved under
+   * another model is not checked: it is rebuilt from its text (`madeByAnotherModel`).
    */
   checkTokenIds(vocabSize: number, imageTokenId: number | null): void {
     for (const segment of this.segments) {

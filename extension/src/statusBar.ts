@@ -1,4 +1,4 @@
-/** One status bar item: the sidecar's state, KV memory used / budget, a spinner while a turn runs. */
+/** One status bar item: the sidecar's state, KV memory allocated / budget, a spinner while a turn runs. */
 import * as vscode from 'vscode';
 import { Methods } from '../../sidecar/src/protocol/index.js';
 import type { SessionTracker } from './sessions.js';

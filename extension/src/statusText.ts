@@ -5,7 +5,7 @@ import type { SidecarState } from './sidecar/state.js';
 export interface StatusFigures {
   /** A turn is running. */
   busy: boolean;
-  /** KV bytes of all conversations, and the sidecar's budget; null until known. */
+  /** Allocated KV bytes of all conversations (what the budget bounds), and the sidecar's budget; null until known. */
   kvBytes: number | null;
   kvBudgetBytes: number | null;
 }
@@ -15,7 +15,7 @@ export function statusText(state: SidecarState, model: string | null, figures: S
     case 'ready': {
       const memory = figures.kvBytes === null ? '' : ` ${kib(figures.kvBytes)}${figures.kvBudgetBytes === null ? '' : ` / ${kib(figures.kvBudgetBytes)}`}`;
       const icon = figures.busy ? '$(sync~spin)' : '$(database)';
-      return { text: `${icon} LOOK-M${memory}`, tooltip: `Local model ready: ${model ?? ''}\nKV cache memory used / budget. Click for the cache view.` };
+      return { text: `${icon} LOOK-M${memory}`, tooltip: `Local model ready: ${model ?? ''}\nKV cache memory allocated / budget. Click for the cache view.` };
     }
     case 'starting':
       return { text: '$(sync~spin) LOOK-M', tooltip: 'Starting the local model…' };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it, mock } from 'node:test';
 import { AnswerLog } from '../../extension/src/answers/answerLog.js';
 import { Coalescer } from '../../extension/src/answers/coalesce.js';
-import { readingProgress, statsSummary, turnFooter } from '../../extension/src/chat/format.js';
+import { kvPhrase, readingProgress, statsSummary, turnFooter } from '../../extension/src/chat/format.js';
 import { contextTooLongLine, contextTooLongText, isContextTooLong, TOY_MODEL_NOTICE, ToyModelNotice } from '../../extension/src/chat/notices.js';
 import { localModelInformation } from '../../extension/src/lm/modelInformation.js';
 import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
@@ -25,7 +25,7 @@ const manifest = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 
   main: string;
 };
 
-const stats: TurnStats = { newTokens: 40, generatedTokens: 8, tokensSeen: 48, keptSlots: [10, 10], kvBytes: 10240, fullKvBytes: 51200, timeToFirstTokenMs: 123.4, prefillMs: 100, compressMs: 2, decodeMs: 50, imagesEncoded: 1, imagesReused: 0, rebuilt: false };
+const stats: TurnStats = { newTokens: 40, generatedTokens: 8, tokensSeen: 48, keptSlots: [10, 10], kvBytes: 12288, keptKvBytes: 10240, fullKvBytes: 51200, timeToFirstTokenMs: 123.4, prefillMs: 100, compressMs: 2, decodeMs: 50, imagesEncoded: 1, imagesReused: 0, rebuilt: false };
 
 describe('extension manifest', () => {
   it('declares exactly the settings the code reads, with the same defaults', () => {
@@ -119,11 +119,32 @@ describe('sidecar log lines', () => {
 });
 
 describe('chat formatting', () => {
-  it('ends an answer with KV kept vs full and the time to first token', () => {
+  it('ends an answer with KV kept vs full, the memory allocated and the time to first token', () => {
     const footer = turnFooter({ text: 'x', stopReason: 'eos', stats } satisfies ChatResult);
-    assert.match(footer, /KV 10\.0 KiB held of 50\.0 KiB \(20%\) · first token 123 ms · 1 image encoded\*/);
+    assert.match(footer, /\*KV 10\.0 KiB kept of 50\.0 KiB \(20%\) · 12\.0 KiB allocated · first token 123 ms · 1 image encoded\*/);
     assert.match(turnFooter({ text: 'x', stopReason: 'cancelled', stats }), /stopped/);
     assert.match(turnFooter({ text: 'x', stopReason: 'eos', stats: { ...stats, imagesEncoded: 0, imagesReused: 2 } }), /0 images encoded, 2 reused/);
+  });
+
+  it('never shows the allocated bytes as a share of the full cache (a short answer\'s headroom made it 125%)', () => {
+    // The embedded model's short answer: 51.0 KiB of slots, all kept (full policy), 63.8 KiB allocated with the regrowth headroom.
+    const short: TurnStats = { ...stats, kvBytes: 65_331, keptKvBytes: 52_224, fullKvBytes: 52_224 };
+    const footer = turnFooter({ text: 'x', stopReason: 'eos', stats: short });
+    assert.match(footer, /KV 51\.0 KiB kept of 51\.0 KiB \(100%\) · 63\.8 KiB allocated ·/);
+    for (const text of [footer, statsSummary({ sessionId: 'abcdef123456', settings: SessionSettings.parse({}), turns: [short], kvBytes: 65_331, tokensSeen: 48, cached: true })]) {
+      const shares = [...text.matchAll(/\((\d+)%\)/g)].map((m) => Number(m[1]));
+      assert.ok(shares.length > 0 && shares.every((share) => share <= 100), text);
+      assert.doesNotMatch(text, /held of/);
+    }
+    const compressed = kvPhrase({ kvBytes: 30_000, keptKvBytes: 20_480, fullKvBytes: 102_400 });
+    assert.equal(compressed, 'KV 20.0 KiB kept of 100.0 KiB (20%) · 29.3 KiB allocated');
+  });
+
+  it('shows a turn saved before kept bytes were reported with its allocated bytes alone', () => {
+    const old: TurnStats = { ...stats };
+    delete old.keptKvBytes;
+    assert.equal(kvPhrase(old), 'KV 12.0 KiB allocated');
+    assert.match(turnFooter({ text: 'x', stopReason: 'eos', stats: old }), /\*KV 12\.0 KiB allocated · first token/);
   });
 
   it('says nothing about images on a turn that showed none', () => {
@@ -176,7 +197,8 @@ describe('cache view model', () => {
     settings: SessionSettings.parse({}),
     cached: true,
     tokensSeen: 20,
-    kvBytes: 400,
+    kvBytes: 600,
+    keptKvBytes: 400,
     fullKvBytes: 2000,
     kvBudgetBytes: 4000,
     keptPerHead: 4,
@@ -191,6 +213,9 @@ describe('cache view model', () => {
     const text = cacheViewModel(map).figures.map((f) => `${f.label}: ${f.value}`).join('\n');
     assert.match(text, /Tokens seen \/ kept per head: 20 \/ 4 \(20%\)/);
     assert.match(text, /KV bytes kept \/ full: 0\.4 KiB \/ 2\.0 KiB \(20%\)/);
+    assert.match(text, /KV memory allocated: 0\.6 KiB/, 'allocated memory is its own figure, not a share of full');
+    assert.match(cacheViewModel({ ...map, keptKvBytes: undefined }).figures[1].value, /^– \/ 2\.0 KiB$/);
+    assert.equal(cacheViewModel(map).turns[0].kept, '10.0 KiB / 50.0 KiB (20%)');
     assert.match(text, /Image tokens kept: 50% of 4/);
     assert.doesNotMatch(text, /evicted to the transcript/);
     assert.match(cacheViewModel({ ...map, cached: false }).figures.at(-1)!.value, /rebuilt on the next turn/);

@@ -4,7 +4,7 @@
  * timings. The webview only draws what this returns.
  */
 import type { CacheMap } from '../../../sidecar/src/protocol/index.js';
-import { kib, percent } from '../chat/format.js';
+import { keptOfFull, kib, percent } from '../chat/format.js';
 
 export interface CacheViewModel {
   title: string;
@@ -16,12 +16,21 @@ export interface CacheViewModel {
   turns: { turn: number; newTokens: number; tokensSeen: number; kept: string; firstTokenMs: number; prefillMs: number; compressMs: number; decodeMs: number; images: string }[];
 }
 
+/** '0.4 KiB / 2.0 KiB (20%)', kept against full; a turn saved without its kept bytes shows '– / 2.0 KiB'. */
+function kvKeptOfFull(figures: { keptKvBytes?: number; fullKvBytes: number; kvBytes: number }): string {
+  if (keptOfFull(figures) === null) return `– / ${kib(figures.fullKvBytes)}`;
+  const kept = figures.keptKvBytes ?? 0;
+  return `${kib(kept)} / ${kib(figures.fullKvBytes)} (${percent(kept, figures.fullKvBytes)})`;
+}
+
 export function cacheViewModel(map: CacheMap): CacheViewModel {
   const imageTokens = map.images.reduce((n, image) => n + image.tokens, 0);
   const keptImageShare = imageTokens > 0 ? map.images.reduce((n, image) => n + image.kept.reduce((a, b) => a + b, 0), 0) / imageTokens : 0;
   const figures = [
     { label: 'Tokens seen / kept per head', value: `${map.tokensSeen} / ${map.keptPerHead} (${percent(map.keptPerHead, map.tokensSeen)})` },
-    { label: 'KV bytes kept / full', value: `${kib(map.kvBytes)} / ${kib(map.fullKvBytes)} (${percent(map.kvBytes, map.fullKvBytes)})` },
+    // Kept against full compares slots with slots (the latest turn's); allocated memory is its own figure.
+    { label: 'KV bytes kept / full', value: kvKeptOfFull(map) },
+    { label: 'KV memory allocated', value: map.cached ? `${kib(map.kvBytes)} (kept slots and room to grow)` : 'none (evicted)' },
     { label: 'Sidecar KV budget', value: map.kvBudgetBytes === null ? 'none' : `${kib(map.kvBudgetBytes)} (this conversation: ${percent(map.kvBytes, map.kvBudgetBytes)})` },
     { label: 'Image tokens kept', value: imageTokens > 0 ? `${(100 * keptImageShare).toFixed(0)}% of ${imageTokens}` : 'no images' },
     { label: 'Layers × KV heads', value: `${map.layers.length} × ${map.layers[0]?.heads.length ?? 0}` },
@@ -39,7 +48,7 @@ export function cacheViewModel(map: CacheMap): CacheViewModel {
       turn: i + 1,
       newTokens: t.newTokens,
       tokensSeen: t.tokensSeen,
-      kept: `${kib(t.kvBytes)} / ${kib(t.fullKvBytes)}`,
+      kept: kvKeptOfFull(t),
       firstTokenMs: Math.round(t.timeToFirstTokenMs),
       prefillMs: Math.round(t.prefillMs),
       compressMs: Math.round(t.compressMs),

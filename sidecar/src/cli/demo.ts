@@ -94,7 +94,7 @@ async function main(): Promise<number> {
     const last = results[results.length - 1].stats;
     const encoded = results.reduce((n, r) => n + r.stats.imagesEncoded, 0);
     const followUps = results.slice(1).map((r) => r.stats.timeToFirstTokenMs.toFixed(0));
-    console.log(`\n  ${turns.length} turns: ${encoded} image encodes; KV ${kib(last.kvBytes)} kept vs ${kib(last.fullKvBytes)} with the full cache (${((100 * last.kvBytes) / last.fullKvBytes).toFixed(0)}%); first token of the follow-ups ${followUps.join(' / ')} ms vs ${results[0].stats.timeToFirstTokenMs.toFixed(0)} ms for the opening turn.`);
+    console.log(`\n  ${turns.length} turns: ${encoded} image encodes; KV ${kib(last.keptKvBytes ?? 0)} kept vs ${kib(last.fullKvBytes)} with the full cache (${((100 * (last.keptKvBytes ?? 0)) / last.fullKvBytes).toFixed(0)}%), ${kib(last.kvBytes)} allocated; first token of the follow-ups ${followUps.join(' / ')} ms vs ${results[0].stats.timeToFirstTokenMs.toFixed(0)} ms for the opening turn.`);
   }
   console.log(`\nAnswers right: ${tallies.ours.right}/${tallies.ours.total} with ${policy} at ${budget * 100}%, ${tallies.full.right}/${tallies.full.total} with the full cache.`);
   return stop(sidecar, connection);

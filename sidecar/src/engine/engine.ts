@@ -144,7 +144,7 @@ export class Engine {
 
   sessionCache({ sessionId, maxColumns }: { sessionId: string; maxColumns?: number }): CacheMap {
     const c = this.session(sessionId);
-    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
+    return { sessionId: c.id, settings: c.settings, cached: c.cached, tokensSeen: c.tokensSeen, kvBytes: c.kvBytes, keptKvBytes: c.turns.at(-1)?.keptKvBytes, fullKvBytes: c.turns.at(-1)?.fullKvBytes ?? 0, kvBudgetBytes: this.kvBudgetBytes, turns: c.turns, ...c.cacheMap(maxColumns) };
   }
 
   /** One turn, queued behind the work in flight; streams its tokens through `events.token`. */
@@ -154,8 +154,13 @@ export class Engine {
     return this.whilePending(conversation.id, async () => {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, 'cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
-      // A saved conversation replays its tokens: refuse ids this model cannot embed, naming the conversation.
-      conversation.checkTokenIds(runtime.info.vocabSize, runtime.processor.imageTokenId);
+      if (conversation.madeByAnotherModel(runtime.fingerprint)) {
+        // Its token ids are another tokenizer's: the turn feeds its transcript again as text.
+        this.log.log('info', 'conversation made by another model (or saved before models were recorded): rebuilt from its transcript text with this model\'s tokenizer and template', { session: conversation.id, turns: conversation.turns.length, model: this.model.state === 'ready' ? this.model.path : null });
+      } else {
+        // Its tokens are this model's and are replayed: refuse ids it cannot embed (a damaged file), naming the conversation.
+        conversation.checkTokenIds(runtime.info.vocabSize, runtime.processor.imageTokenId);
+      }
       this.enforceBudget(conversation);
       try {
         const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);
@@ -184,7 +189,9 @@ export class Engine {
       newTokens: s.newTokens,
       generated: s.generatedTokens,
       stop: stopReason,
-      kv: `${kib(s.kvBytes)}/${kib(s.fullKvBytes)}`,
+      // kept/full compares slots with slots; allocated (spare capacity included) is the memory figure.
+      kv: `${s.keptKvBytes === undefined ? '?' : kib(s.keptKvBytes)}/${kib(s.fullKvBytes)}`,
+      kvAllocated: kib(s.kvBytes),
       images: `${s.imagesEncoded}+${s.imagesReused}`,
       firstTokenMs: Math.round(s.timeToFirstTokenMs),
       prefillMs: Math.round(s.prefillMs),

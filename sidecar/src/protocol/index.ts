@@ -157,10 +157,18 @@ export interface TurnStats {
   /**
    * Bytes the conversation's KV cache holds allocated after this turn: K/V rows, positions,
    * modality and scores of the kept slots plus the bounded spare capacity (compression releases
-   * the rest). Every `kvBytes` of the protocol means this: what the cache costs the process.
+   * the rest). Every `kvBytes` of the protocol means this: what the cache costs the process, the
+   * figure budgets bound. Not to be compared with `fullKvBytes`: a short conversation's spare
+   * capacity alone can make it larger.
    */
   kvBytes: number;
-  /** Bytes a full cache of every token seen would take (the same per-slot buffers, no spare capacity). */
+  /**
+   * Bytes of the slots kept after this turn (the same per-slot buffers, no spare capacity): the
+   * figure to compare with `fullKvBytes`, like with like (at most 100%). Absent in turns saved
+   * before it was reported.
+   */
+  keptKvBytes?: number;
+  /** Bytes a full cache of every token seen would take (the same per-slot buffers, no spare capacity); compare `keptKvBytes` with it. */
   fullKvBytes: number;
   timeToFirstTokenMs: number;
   prefillMs: number;
@@ -188,7 +196,10 @@ export interface SessionStats {
   sessionId: string;
   settings: SessionSettings;
   turns: TurnStats[];
-  /** Allocated bytes of the session's KV cache now, a running turn's included (see `TurnStats.kvBytes`). */
+  /**
+   * Allocated bytes of the session's KV cache now, a running turn's included (see `TurnStats.kvBytes`):
+   * memory, not a share of the full cache; each turn's `keptKvBytes` against its `fullKvBytes` is that.
+   */
   kvBytes: number;
   /** Bytes of the session's cold tier now (0 when it is off or empty; the sidecar always sends it). */
   coldBytes?: number;
@@ -203,8 +214,11 @@ export interface CacheMap {
   /** False when the cache was evicted to the transcript (rebuilt on the next turn). */
   cached: boolean;
   tokensSeen: number;
-  /** Allocated bytes of the session's KV cache (see `TurnStats.kvBytes`). */
+  /** Allocated bytes of the session's KV cache now (see `TurnStats.kvBytes`); 0 while evicted. */
   kvBytes: number;
+  /** The last turn's kept bytes (see `TurnStats.keptKvBytes`; absent when it did not report them): compare with `fullKvBytes`. */
+  keptKvBytes?: number;
+  /** The last turn's full-cache bytes (see `TurnStats.fullKvBytes`); 0 before any turn. */
   fullKvBytes: number;
   /** The sidecar's global KV budget (null: none). */
   kvBudgetBytes: number | null;

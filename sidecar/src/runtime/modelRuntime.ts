@@ -62,6 +62,11 @@ export type RuntimeInfo = Omit<ModelInfo, 'path'>;
 
 export interface ModelRuntime {
   readonly info: RuntimeInfo;
+  /**
+   * Which model made a token id (tokenizer, chat template, config; `model/fingerprint.ts`): a
+   * conversation saved under another fingerprint is rebuilt from its transcript's text.
+   */
+  readonly fingerprint: string;
   /** Positions the model holds, prompt and answers together. */
   readonly contextLength: number;
   /** Chat template and tokenizer (the checkpoint's own). */

@@ -13,6 +13,7 @@ import type { Architecture } from '../model/architectures/architecture.js';
 import { architectureFor } from '../model/architectures/registry.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
+import { modelFingerprint } from '../model/fingerprint.js';
 import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
@@ -50,6 +51,8 @@ export class OnnxModelRuntime implements ModelRuntime {
     readonly matcher: Matcher & { release(): Promise<void> },
     /** Tokens per prefill run unless a call says otherwise. */
     readonly prefillChunk = DEFAULT_PREFILL_CHUNK,
+    /** Of the tokenizer, template and config (`modelFingerprint`): which model saved token ids belong to. */
+    readonly fingerprint = modelFingerprint(checkpoint.dir),
   ) {
     const { config } = checkpoint;
     const image = architecture.imageInput(config);

@@ -70,6 +70,12 @@ export interface PersistedConversation {
   fedText: string;
   imageCount: number;
   turns: TurnStats[];
+  /**
+   * The fingerprint of the model whose tokenizer and template made `segments` and `fedText`
+   * (`ModelRuntime.fingerprint`). Absent in files saved before it was recorded: such a
+   * conversation's model is unknown, so it is treated as another model's.
+   */
+  model?: string;
 }
 
 /** What was fed, in order: token ids, with the content hash of each image whose tokens are among them. */
@@ -163,6 +169,8 @@ export class Conversation {
   private tally = new CacheTally();
   readonly turns: TurnStats[] = [];
   lastUsed = Date.now();
+  /** The fingerprint of the model that made `segments` and `fedText`; null until a turn is recorded (or saved before it was kept). */
+  private model: string | null = null;
 
   constructor(
     readonly id: string,
@@ -171,7 +179,7 @@ export class Conversation {
   ) {}
 
   toJSON(): PersistedConversation {
-    return { version: 1, id: this.id, settings: this.settings, messages: this.messages, segments: this.segments, fedText: this.fedText, imageCount: this.imageCount, turns: this.turns };
+    return { version: 1, id: this.id, settings: this.settings, messages: this.messages, segments: this.segments, fedText: this.fedText, imageCount: this.imageCount, turns: this.turns, ...(this.model ? { model: this.model } : {}) };
   }
 
   /** A conversation from its persisted form, without a cache: its next turn rebuilds it. */
@@ -181,12 +189,25 @@ export class Conversation {
     c.segments.push(...data.segments);
     c.turns.push(...data.turns);
     c.fedText = data.fedText;
+    c.model = data.model ?? null;
     return c;
   }
 
   /**
-   * Refuses a conversation whose saved tokens this model cannot embed (a damaged state file, or
-   * one saved under another model): its replay would fail with a misleading error.
+   * Whether the saved token ids were made by a model other than the one with `fingerprint` (or
+   * by an unknown one): they mean nothing to it, so the next turn feeds the whole transcript
+   * again as text, rendered and tokenized by the current model (messages, answers, files and
+   * images as they were), instead of replaying them. Nothing is lost; the old ids are replaced
+   * only when that turn is recorded.
+   */
+  madeByAnotherModel(fingerprint: string): boolean {
+    return this.segments.length > 0 && this.model !== fingerprint;
+  }
+
+  /**
+   * Refuses a conversation whose saved tokens this model cannot embed although this model made
+   * them (a damaged state file): its replay would fail with a misleading error. One saved under
+   * another model is not checked: it is rebuilt from its text (`madeByAnotherModel`).
    */
   checkTokenIds(vocabSize: number, imageTokenId: number | null): void {
     for (const segment of this.segments) {
@@ -291,6 +312,7 @@ export class Conversation {
         tokensSeen: work.cache.tokensSeen,
         keptSlots: work.cache.layers.map((layer) => layer.length),
         kvBytes: work.cache.allocatedBytes,
+        keptKvBytes: work.cache.keptBytes,
         fullKvBytes: work.cache.fullBytes,
         timeToFirstTokenMs: decoded.firstTokenMs,
         prefillMs,
@@ -332,7 +354,7 @@ export class Conversation {
     const content: ContentPart[] = [...input.images.map(() => ({ type: 'image' as const })), { type: 'text', text: withFiles(input) }];
     const prompt = processor.renderChatTemplate([...this.messages, { role: 'user', content }]);
     const hashes = input.images.map(contentHash);
-    const incremental = this.segments.length > 0 && prompt.text.startsWith(this.fedText);
+    const incremental = this.segments.length > 0 && !this.madeByAnotherModel(runtime.fingerprint) && prompt.text.startsWith(this.fedText);
     const before = incremental ? this.tokensSeen : 0;
     refuseTooManyCharacters(runtime, prompt.text.length - (incremental ? this.fedText.length : 0), before);
     const fresh: Segment = incremental
@@ -527,6 +549,7 @@ export class Conversation {
   private record(runtime: ModelRuntime, plan: FeedPlan, work: TurnWork, decoded: Decoded, stats: TurnStats): string {
     const { processor } = runtime;
     if (!plan.incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
+    this.model = runtime.fingerprint;
     this.segments.push(plan.fresh, { ids: decoded.generated, imageHashes: [] });
     this.cache = work.cache;
     this.cold = work.cold && { store: work.cold.store, spans: work.cold.spans };

@@ -19,6 +19,7 @@ const TurnStatsSchema = z.object({
   tokensSeen: count,
   keptSlots: z.array(count),
   kvBytes: count,
+  keptKvBytes: count.optional(),
   fullKvBytes: count,
   timeToFirstTokenMs: milliseconds,
   prefillMs: milliseconds,
@@ -50,6 +51,7 @@ export const PersistedConversationSchema = z.object({
   fedText: z.string(),
   imageCount: count,
   turns: z.array(TurnStatsSchema),
+  model: z.string().regex(/^[0-9a-f]{1,64}$/, 'a model fingerprint is hex digits').optional(),
 }) satisfies z.ZodType<PersistedConversation>;
 
 /** The conversation in `text` (the content of `<expectedId>.json`); throws what is wrong with it. */

@@ -30,6 +30,12 @@ export function exportItems(items: EvalItem[], about: { model: string; seed: num
 const pct = (x: number | null) => (x === null ? '–' : `${(100 * x).toFixed(0)}%`);
 const ratio = (x: number | null) => (x === null ? '–' : x.toFixed(2));
 
+/** The cold tier a configuration ran with (its session settings' `coldTier`, else off). */
+function coldTierOf(score: ConfigScore): string {
+  const tier = score.session?.coldTier;
+  return typeof tier === 'string' ? tier : 'off';
+}
+
 export function laterTurnMarkdown(report: { date: string; model: string; items: number; seed: number; maxNewTokens: number; seconds: number; session: unknown; full: FullAccuracy; scores: ConfigScore[] }): string {
   const kinds = Object.keys(report.full.byKind);
   return [
@@ -45,7 +51,7 @@ export function laterTurnMarkdown(report: { date: string; model: string; items: 
     `|---|---|---|---|---|---|---|---|${kinds.map(() => '---|').join('')}${kinds.map(() => '---|').join('')}---|---|`,
     ...report.scores.map(
       (s) =>
-        `| ${s.policy} | ${s.budget * 100}% | ${String(s.session?.coldTier ?? 'off')} | ${(s.kvBytes / 1e6).toFixed(1)} | ${pct(s.kvShare)} | ${(s.coldBytes / 1e6).toFixed(2)} | ${pct(s.hotColdShare)} | ${s.recallMs.toFixed(0)} | ${kinds.map((k) => pct(s.identicalByKind[k] ?? null)).join(' | ')} | ${kinds.map((k) => ratio(s.relativeByKind[k] ?? null)).join(' | ')} | ${pct(s.accuracy)} | ${s.failed ? `${s.failed}: ${s.error}` : ''} |`,
+        `| ${s.policy} | ${s.budget * 100}% | ${coldTierOf(s)} | ${(s.kvBytes / 1e6).toFixed(1)} | ${pct(s.kvShare)} | ${(s.coldBytes / 1e6).toFixed(2)} | ${pct(s.hotColdShare)} | ${s.recallMs.toFixed(0)} | ${kinds.map((k) => pct(s.identicalByKind[k] ?? null)).join(' | ')} | ${kinds.map((k) => ratio(s.relativeByKind[k] ?? null)).join(' | ')} | ${pct(s.accuracy)} | ${s.failed ? `${s.failed}: ${s.error}` : ''} |`,
     ),
     '',
   ].join('\n');

@@ -388,6 +388,77 @@ def record(name: str, case_name: str, spec: dict) -> None:
     print(f"  {case_name}: L={L} frames={case['frames_per_image']} greedy={gen1[:8]}... margin={min(margins):.4f} generate-equal={same_as_generate}")
 
 
+def record_layouts() -> None:
+    """transformers' own resize/split arithmetic on many image sizes (no pixels: resize returns a
+    zero-stride array of the target shape), for SmolVLM's real processor settings and ours."""
+    rng = np.random.default_rng(7)
+    sizes = [(int(w), int(h)) for w, h in rng.integers(1, 5000, size=(150, 2))]
+    sizes += [(int(w), int(h)) for w, h in rng.integers(1, 300, size=(100, 2))]
+    sizes += [(512, 512), (2048, 2048), (2049, 1), (1, 2049), (384, 1536), (1000, 3), (3, 1000), (4097, 100), (5000, 4999)]
+    configs = [
+        {"size": {"longest_edge": 2048}, "max_image_size": {"longest_edge": 512}, "do_image_splitting": True},  # SmolVLM-500M
+        {"size": {"longest_edge": 1536}, "max_image_size": {"longest_edge": 384}, "do_image_splitting": True},
+        {"size": {"longest_edge": 192}, "max_image_size": {"longest_edge": 48}, "do_image_splitting": True},
+        {"size": {"longest_edge": 144}, "max_image_size": {"longest_edge": 36}, "do_image_splitting": False},
+    ]
+    out = []
+    for cfg in configs:
+        ip = Idefics3ImageProcessor(**cfg)
+        shapes = []
+        real_resize = Idefics3ImageProcessor.resize
+
+        def fake_resize(self, image, size, resample=None, data_format=None, input_data_format=None, **kw):
+            h, w = image.shape[:2]
+            if "longest_edge" in size:
+                from transformers.models.idefics3.image_processing_idefics3 import get_resize_output_image_size
+                h, w = get_resize_output_image_size(image, resolution_max_side=size["longest_edge"], input_data_format="channels_last")
+            else:
+                h, w = size["height"], size["width"]
+            shapes.append((w, h))
+            return np.broadcast_to(np.uint8(0), (h, w, 3))
+
+        Idefics3ImageProcessor.resize = fake_resize
+        try:
+            rows_out = []
+            for w, h in sizes:
+                shapes.clear()
+                img = np.broadcast_to(np.uint8(0), (h, w, 3))
+                resized = ip.resize(img, size=ip.size) if ip.do_resize else img
+                r_h, r_w = resized.shape[:2]
+                if ip.do_image_splitting:
+                    split = ip.resize_for_vision_encoder(resized, ip.max_image_size["longest_edge"], input_data_format="channels_last")
+                    frames, rows, cols = ip.split_image(split, max_image_size=ip.max_image_size, input_data_format="channels_last")
+                    s_h, s_w = split.shape[:2]
+                else:
+                    m = ip.max_image_size["longest_edge"]
+                    frames, rows, cols, s_w, s_h = [ip.resize(resized, size={"height": m, "width": m})], 0, 0, m, m
+                assert all(f.shape[:2] == (ip.max_image_size["longest_edge"],) * 2 for f in frames)
+                rows_out.append({"width": w, "height": h, "resized": [r_w, r_h], "split": [s_w, s_h], "rows": rows, "cols": cols, "frames": len(frames)})
+        finally:
+            Idefics3ImageProcessor.resize = real_resize
+        out.append({"config": cfg, "cases": rows_out})
+    (PARITY / "idefics3-layouts.json").write_text(json.dumps(out) + "\n")
+    print(f"  idefics3-layouts.json: {len(configs)} configs x {len(sizes)} sizes")
+
+
+PIL_RESIZE_SIZES = [(60, 45), (13, 9), (40, 6), (7, 50), (90, 20), (25, 80), (41, 30), (120, 100), (39, 31), (20, 44), (3, 3), (59, 1)]
+
+
+def record_pil_resizes() -> None:
+    """Pillow's own resize of one random 41 x 31 RGB image to sizes up and down, each axis and
+    both, either pass order (Pillow >= 13 runs the vertical pass first when the height shrinks by
+    more than twice as many pixels as the width), with LANCZOS and BICUBIC."""
+    rng = np.random.default_rng(11)
+    source = rng.integers(0, 256, size=(31, 41, 3), dtype=np.uint8)
+    tensors = {"input": torch.from_numpy(source)}
+    for resample, name in ((1, "lanczos"), (3, "bicubic")):
+        for w, h in PIL_RESIZE_SIZES:
+            out = np.array(Image.fromarray(source).resize((w, h), resample=resample))
+            tensors[f"{name}.{w}x{h}"] = torch.from_numpy(np.ascontiguousarray(out))
+    save_file(tensors, str(PARITY / "pil-resize.safetensors"), metadata={"pillow": version("pillow")})
+    print(f"  pil-resize.safetensors: {len(tensors) - 1} resizes (pillow {version('pillow')})")
+
+
 def main() -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -398,6 +469,8 @@ def main() -> int:
             shutil.rmtree(PARITY / name)
         for case_name, spec in case_specs(split).items():
             record(name, case_name, spec)
+    record_layouts()
+    record_pil_resizes()
     return 0
 
 

@@ -8,7 +8,7 @@
 import { randomInt } from 'node:crypto';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { z } from 'zod';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode } from '../protocol/index.js';
@@ -101,7 +101,7 @@ export class ImageError extends RangeError {
   override name = 'ImageError';
 }
 
-function imageError(error: unknown, maxPixels: number): never {
+export function imageError(error: unknown, maxPixels: number): never {
   throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${maxPixels / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
 }
 
@@ -179,6 +179,28 @@ function refusedFormat(bytes: Uint8Array): string {
   if (h.slice(4, 8) === 'ftyp') return 'HEIF/AVIF';
   if (h.startsWith('BM')) return 'BMP';
   return 'not a recognised image';
+}
+
+/**
+ * An encoded image (PNG, JPEG, WebP, GIF or TIFF, first frame) opened with sharp after the checks
+ * every processor needs: the signature (before sharp parses anything), a TIFF's page count, the
+ * declared pixels against `maxInputPixels`. `alpha` says what becomes of an alpha channel (dropped,
+ * or flattened onto a background); the result is sRGB. Anything else is an `ImageError`.
+ */
+export async function openImage(bytes: Uint8Array, maxInputPixels: number, alpha: (image: Sharp) => Sharp): Promise<{ image: Sharp; width: number; height: number }> {
+  const format = signatureFormat(bytes);
+  if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
+  if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
+    throw new ImageError(`the image cannot be used: a TIFF of more than ${MAX_TIFF_PAGES} pages (only the first would be used; send that page alone)`);
+  }
+  // pages: 1 (sharp's default, made explicit): a GIF's or TIFF's first frame only, its declared
+  // size the one limitInputPixels checks.
+  const image = alpha(sharp(bytes, { limitInputPixels: maxInputPixels, failOn: 'error', pages: 1 })).toColourspace('srgb');
+  const metadata = await image.metadata().catch((error: unknown) => imageError(error, maxInputPixels));
+  if (metadata.format !== format) throw new ImageError(`the image cannot be used: it starts like ${format.toUpperCase()} but decodes as ${metadata.format}`);
+  const { width, height } = metadata;
+  if (width * height > maxInputPixels) imageError(new Error(`${width} x ${height} exceeds the pixel limit`), maxInputPixels);
+  return { image, width, height };
 }
 
 function tokenText(value: unknown): string | undefined {
@@ -378,18 +400,9 @@ export class LlavaProcessor {
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
     const c = this.image;
     if (c === null) throw new ImageError('this model reads text only: it has no image preprocessing (no preprocessor_config.json)');
-    const format = signatureFormat(bytes);
-    if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
-    if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
-      throw new ImageError(`the image cannot be used: a TIFF of more than ${MAX_TIFF_PAGES} pages (only the first would be used; send that page alone)`);
-    }
-    // pages: 1 (sharp's default, made explicit): a GIF's or TIFF's first frame only, its declared
-    // size the one limitInputPixels checks.
-    let image = sharp(bytes, { limitInputPixels: this.maxInputPixels, failOn: 'error', pages: 1 }).removeAlpha().toColourspace('srgb');
-    const metadata = await image.metadata().catch((error: unknown) => imageError(error, this.maxInputPixels));
-    if (metadata.format !== format) throw new ImageError(`the image cannot be used: it starts like ${format.toUpperCase()} but decodes as ${metadata.format}`);
-    let { width, height } = metadata;
-    if (width * height > this.maxInputPixels) imageError(new Error(`${width} x ${height} exceeds the pixel limit`), this.maxInputPixels);
+    const opened = await openImage(bytes, this.maxInputPixels, (image) => image.removeAlpha());
+    let { image } = opened;
+    let { width, height } = opened;
     if (c.do_resize) {
       if ('shortest_edge' in c.size) {
         // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes

@@ -37,6 +37,10 @@ export default tseslint.config(
   layer('sidecar/src/kv/**/*.ts', ['model', 'runtime', 'session', 'engine', 'server', 'client', 'cli', 'transport'], ['vscode', 'onnxruntime-node', 'ws', 'node:*', 'fs', 'path'], ['(^|/)protocol/(?!policies\\.js$)']),
   layer('sidecar/src/transport/**/*.ts', ['kv', 'model', 'runtime', 'session', 'engine', 'server', 'client', 'cli'], ['vscode']),
   layer('sidecar/src/model/**/*.ts', ['runtime', 'session', 'engine', 'server', 'client', 'cli', 'transport'], ['vscode', 'onnxruntime-node']),
+  // Inside model/: the graph pieces know no model; text models and vision towers know no architecture
+  // (architectures/ composes them). Each entry repeats model/'s own list: a later rule replaces an earlier one.
+  layer('sidecar/src/model/graph/**/*.ts', ['runtime', 'session', 'engine', 'server', 'client', 'cli', 'transport', 'text', 'vision', 'architectures'], ['vscode', 'onnxruntime-node']),
+  layer(['sidecar/src/model/text/**/*.ts', 'sidecar/src/model/vision/**/*.ts'], ['runtime', 'session', 'engine', 'server', 'client', 'cli', 'transport', 'architectures'], ['vscode', 'onnxruntime-node']),
   layer('sidecar/src/runtime/**/*.ts', ['session', 'engine', 'server', 'client', 'cli', 'transport'], ['vscode']),
   layer('sidecar/src/session/**/*.ts', ['engine', 'server', 'client', 'cli', 'transport'], ['vscode']),
   layer('sidecar/src/engine/**/*.ts', ['server', 'client', 'cli', 'transport'], ['vscode']),

@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KvCache, planCompression, TEXT } from '../sidecar/src/kv/index.js';
-import { LlavaRuntime } from '../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
 
 const { values } = parseArgs({ options: { tokens: { type: 'string', default: '1900' }, model: { type: 'string', default: join(__dirname, '../sidecar/model') }, steps: { type: 'string', default: '32' } } });
 const tokens = Number(values.tokens);
@@ -20,7 +20,7 @@ const held = (cache: KvCache) => [...new Set(cache.layers.flatMap((l) => [l.keys
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rss = () => (globalThis.gc?.(), process.memoryUsage().rss);
 
-async function longTurn(runtime: LlavaRuntime) {
+async function longTurn(runtime: OnnxModelRuntime) {
   const ids = Array.from({ length: tokens }, (_, i) => 4 + ((i * 7) % 300));
   const cache = runtime.createCache();
   const rssBefore = rss();
@@ -68,7 +68,7 @@ function appendAtScale() {
 }
 
 async function main(): Promise<void> {
-  const runtime = await LlavaRuntime.load(values.model, { threads: 2 });
+  const runtime = await OnnxModelRuntime.load(values.model, { threads: 2 });
   const turn = await longTurn(runtime);
   await runtime.release();
   process.stdout.write(`${JSON.stringify({ turn, atScale: appendAtScale() }, null, 2)}\n`);

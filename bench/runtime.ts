@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { TEXT } from '../sidecar/src/kv/index.js';
 import { argmax } from '../sidecar/src/runtime/sampling.js';
-import { DEFAULT_PREFILL_CHUNK, LlavaRuntime } from '../sidecar/src/runtime/llava.js';
+import { DEFAULT_PREFILL_CHUNK, OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
 
 const root = join(__dirname, '..');
 const { values } = parseArgs({
@@ -41,7 +41,7 @@ function promptIds(): number[] {
 
 async function ours(ids: number[]) {
   let started = performance.now();
-  const runtime = await LlavaRuntime.load(modelDir, { threads });
+  const runtime = await OnnxModelRuntime.load(modelDir, { threads });
   const loadS = (performance.now() - started) / 1000;
   const cache = runtime.createCache();
   const embeds = runtime.decoder.embed(ids);
@@ -74,7 +74,7 @@ function highWaterMark(): number {
 }
 
 /** A long prefill: its peak memory against the size of the KV it produces, and decode on top of it. */
-async function longContext(runtime: LlavaRuntime, ids: number[]) {
+async function longContext(runtime: OnnxModelRuntime, ids: number[]) {
   const longIds = Array.from({ length: longPrompt }, (_, i) => ids[i % ids.length]);
   const cache = runtime.createCache();
   const embeds = runtime.decoder.embed(longIds);

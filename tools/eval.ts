@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { POLICY_NAMES, type Mode, type PolicyName } from '../sidecar/src/kv/index.js';
-import { LlavaRuntime } from '../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
 import { evalSet } from './eval/dataset.js';
 import { loadMileBench } from './eval/milebench.js';
 import { evaluate, type EvalConfig } from './eval/run.js';
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const budgets = quick ? [1, 0.2, 0.05] : [1, 0.2, 0.1, 0.05];
   const modes: Mode[] = quick ? ['improved'] : ['improved', 'reference'];
   const configs: EvalConfig[] = policies.flatMap((policy) => budgets.flatMap((budget) => modes.map((mode) => ({ policy, mode, budget }))));
-  const runtime = await LlavaRuntime.load(resolve(values.model));
+  const runtime = await OnnxModelRuntime.load(resolve(values.model));
   // MileBench's JSON format (a subset folder) instead of the synthetic set.
   const items = values.milebench ? loadMileBench(resolve(values.milebench), quick ? 6 : Number(values.items)) : await evalSet(quick ? 6 : Number(values.items));
   const started = Date.now();

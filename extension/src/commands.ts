@@ -1,6 +1,6 @@
 /**
- * Palette actions (category "LOOK-M"): explain an image (a file, the open one, the clipboard's),
- * ask about the open file or selection, show or clear the cache, pick the model, restart the
+ * Palette actions (category "LOOK-M"): open the chat with @lookm, explain an image (a file, the
+ * open one, the clipboard's), ask about the open file or selection, show or clear the cache, pick the model, restart the
  * sidecar, show its log. Answers stream into one read-only answer view, reused across asks.
  */
 import { basename } from 'node:path';
@@ -9,7 +9,10 @@ import { Methods } from '../../sidecar/src/protocol/index.js';
 import { CacheViewPanel } from './cacheView/panel.js';
 import { AnswerView } from './answers/answerView.js';
 import { readingProgress, STOPPED_WHILE_READING, turnFooter } from './chat/format.js';
+import { contextTooLongLine, contextTooLongText, isContextTooLong, TOY_MODEL_NOTICE, type ToyModelNotice } from './chat/notices.js';
+import { OPEN_CHAT_COMMAND, openChat } from './chat/openChat.js';
 import { isImage, readAttachment, type Attachments } from './chat/references.js';
+import { isEmbeddedModel, readSettings } from './config.js';
 import { readClipboardImage } from './clipboard/readImage.js';
 import { downloadModelCommand } from './download/downloadModel.js';
 import { findCachedModels } from '../../sidecar/src/client/hub/cached.js';
@@ -22,8 +25,14 @@ import type { Sidecar } from './sidecar/supervisor.js';
  * Runs one question in a fresh session, its answer streaming into the answer view; the reading
  * progress shows there and in a notification whose Cancel stops the question, at any point.
  */
-async function answerInView(sidecar: Sidecar, sessions: SessionTracker, answers: AnswerView, title: string, text: string, attachments: Attachments): Promise<void> {
+async function answerInView(sidecar: Sidecar, sessions: SessionTracker, answers: AnswerView, notice: ToyModelNotice, title: string, text: string, attachments: Attachments): Promise<void> {
   const answer = await answers.begin(title, text);
+  if (notice.take(isEmbeddedModel(readSettings().modelPath))) {
+    // Once, above the first answer of the shipped toy model (the chat says it instead if asked first).
+    answer.text = `**About this model:** ${TOY_MODEL_NOTICE}\n\n`;
+    answers.update();
+    void vscode.window.showInformationMessage('LOOK-M: this answer comes from the tiny demo model shipped with the extension, which only knows its training shapes.', 'Download Model…').then((choice) => (choice ? vscode.commands.executeCommand('lookm.downloadModel') : undefined));
+  }
   await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LOOK-M: ${title}`, cancellable: true }, async (progress, token) => {
     const sessionId = await createSession(sidecar);
     const client = await sidecar.ready();
@@ -55,9 +64,16 @@ async function answerInView(sidecar: Sidecar, sessions: SessionTracker, answers:
         if (!answering) answer.text += STOPPED_WHILE_READING;
         return;
       }
+      const message = error instanceof Error ? error.message : String(error);
+      if (isContextTooLong(error)) {
+        // Refused before reading: what happened and what to do.
+        answer.text += `\n\n${contextTooLongText(message)}\n`;
+        const choices = { 'Select Model…': 'lookm.selectModel', 'Download Model…': 'lookm.downloadModel' } as const;
+        void vscode.window.showErrorMessage(`LOOK-M: ${contextTooLongLine(message)}`, ...Object.keys(choices)).then((choice) => (choice ? vscode.commands.executeCommand(choices[choice as keyof typeof choices]) : undefined));
+        return;
+      }
       // A bad image, a crash mid-answer: said in the view and in a notification, not as a
       // generic "command failed".
-      const message = error instanceof Error ? error.message : String(error);
       answer.text += `\n\n**The answer failed:** ${message}\n`;
       void vscode.window.showErrorMessage(`LOOK-M: ${message}`, 'Show Log').then((choice) => choice && sidecar.output.show());
     } finally {
@@ -68,11 +84,12 @@ async function answerInView(sidecar: Sidecar, sessions: SessionTracker, answers:
   });
 }
 
-export function registerCommands(context: vscode.ExtensionContext, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable[] {
+export function registerCommands(context: vscode.ExtensionContext, sidecar: Sidecar, sessions: SessionTracker, notice: ToyModelNotice): vscode.Disposable[] {
   const answers = new AnswerView();
-  const answer = (title: string, text: string, attachments: Attachments) => answerInView(sidecar, sessions, answers, title, text, attachments);
+  const answer = (title: string, text: string, attachments: Attachments) => answerInView(sidecar, sessions, answers, notice, title, text, attachments);
   return [
     answers,
+    vscode.commands.registerCommand(OPEN_CHAT_COMMAND, openChat),
     vscode.commands.registerCommand('lookm.explainImage', async (uri?: vscode.Uri) => {
       const active = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
       const fromTab = active instanceof vscode.TabInputCustom || active instanceof vscode.TabInputText ? active.uri : undefined;

@@ -1,9 +1,10 @@
 /** Activation: the supervised sidecar, the chat participant, the model provider, the palette commands, the status bar. */
 import * as vscode from 'vscode';
+import { ToyModelNotice } from './chat/notices.js';
 import { registerChatParticipant } from './chat/participant.js';
 import { registerCommands } from './commands.js';
 import { setEmbeddedModel } from './config.js';
-import { registerLanguageModelProvider } from './lm/provider.js';
+import { registerLanguageModelProvider, type LanguageModelRegistration } from './lm/provider.js';
 import { SessionTracker } from './sessions.js';
 import { Sidecar } from './sidecar/supervisor.js';
 import { registerStatusBar } from './statusBar.js';
@@ -14,14 +15,17 @@ let sidecar: Sidecar | undefined;
 export interface LookmApi {
   sidecar: Sidecar;
   sessions: SessionTracker;
+  models: LanguageModelRegistration;
 }
 
 export function activate(context: vscode.ExtensionContext): LookmApi {
   setEmbeddedModel(context.extensionPath);
   sidecar = new Sidecar(context);
   const sessions = new SessionTracker();
-  context.subscriptions.push(sidecar, sessions, registerChatParticipant(context.extensionUri, sidecar, sessions), registerStatusBar(sidecar, sessions), registerLanguageModelProvider(sidecar, sessions), ...registerCommands(context, sidecar, sessions));
-  return { sidecar, sessions };
+  const notice = new ToyModelNotice(context.globalState);
+  const models = registerLanguageModelProvider(sidecar, sessions);
+  context.subscriptions.push(sidecar, sessions, registerChatParticipant(context.extensionUri, sidecar, sessions, notice), registerStatusBar(sidecar, sessions), models, ...registerCommands(context, sidecar, sessions, notice));
+  return { sidecar, sessions, models };
 }
 
 export function deactivate(): Promise<void> | undefined {

@@ -6,6 +6,8 @@ import { describe, it, mock } from 'node:test';
 import { AnswerLog } from '../../extension/src/answers/answerLog.js';
 import { Coalescer } from '../../extension/src/answers/coalesce.js';
 import { readingProgress, statsSummary, turnFooter } from '../../extension/src/chat/format.js';
+import { contextTooLongLine, contextTooLongText, isContextTooLong, TOY_MODEL_NOTICE, ToyModelNotice } from '../../extension/src/chat/notices.js';
+import { localModelInformation } from '../../extension/src/lm/modelInformation.js';
 import { cacheViewModel } from '../../extension/src/cacheView/viewModel.js';
 import { previousSession } from '../../extension/src/chat/history.js';
 import { imageFromDataUrl } from '../../extension/src/clipboard/dataUrl.js';
@@ -54,6 +56,11 @@ describe('extension manifest', () => {
     assert.deepEqual(improved.budget, { hhRatio: 0.1, recentRatio: 0.1, maxSlots: 64 });
     const reference = SessionSettings.parse(sessionSettings({ ...(defaults as object), maxSlots: 64, mode: 'reference' } as never));
     assert.equal(reference.budget.maxSlots, undefined, 'the reference takes ratios only');
+  });
+
+  it('offers LOOK-M: Open Chat and activates after start-up, so the chat lists the local model before the first question', () => {
+    assert.ok(manifest.contributes.commands.some((c) => c.command === 'lookm.openChat'));
+    assert.ok(manifest.activationEvents.includes('onStartupFinished'));
   });
 
   it('puts every command in the LOOK-M category and never activates on "*"', () => {
@@ -293,5 +300,69 @@ describe('reading progress and the answer view', () => {
     } finally {
       mock.timers.reset();
     }
+  });
+});
+
+describe('the model in the chat picker', () => {
+  const source = { modelPath: '/ext/sidecar/model', embedded: true, policy: 'text_prior_pivot_merge', maxNewTokens: 512 };
+
+  it('is user-selectable and declares tool calling: VS Code 1.117 lists nothing else in the picker (agent mode), and a participant runs only with a model', () => {
+    const info = localModelInformation(source, { contextLength: 2048, imageInput: true });
+    assert.equal(info.isUserSelectable, true);
+    assert.equal(info.capabilities.toolCalling, true);
+    assert.equal(info.capabilities.imageInput, true);
+    assert.equal(info.id, 'lookm-local');
+    assert.equal(info.family, 'lookm');
+    assert.equal(info.maxInputTokens, 2048);
+    assert.equal(info.maxOutputTokens, 512);
+    assert.equal(info.name, 'LOOK-M local (embedded tiny VLM)');
+  });
+
+  it('names a model folder, and is listed (with what to do) when there is none', () => {
+    assert.equal(localModelInformation({ ...source, modelPath: '/models/llava-1.5-7b-hf', embedded: false }, { contextLength: 0, imageInput: false }).name, 'LOOK-M local (llava-1.5-7b-hf)');
+    const none = localModelInformation({ ...source, modelPath: '', embedded: false }, { contextLength: 0, imageInput: true });
+    assert.equal(none.name, 'LOOK-M local (no model selected)');
+    assert.match(none.tooltip, /Select Model…/);
+    assert.equal(none.maxInputTokens, 4096, 'unknown length: a generous guess, the sidecar refuses what does not fit');
+  });
+});
+
+describe('chat notices', () => {
+  const refusal = "Session/chat: the message has 14315 tokens with its chat markup and images, but the model's context is 2048 tokens, so 2047 fit (one is kept for the answer): send a shorter message with fewer images or files";
+
+  it('says what a context-length refusal means and what to do, with readable numbers and without the method name', () => {
+    const text = contextTooLongText(refusal);
+    assert.match(text, /^\*\*Too long for this model; nothing of this question was read\.\*\* The message has 14,315 tokens with its chat markup and images, but the model's context is 2,048 tokens, so 2,047 fit \(one is kept for the answer\)\./);
+    assert.match(text, /ask about a shorter file or a selection of it, or use a model with a longer context/);
+    assert.doesNotMatch(text, /Session\/chat|start a new conversation/);
+    assert.match(contextTooLongLine(refusal), /^Too long for this model: the message has 14,315 tokens .* 2,048 tokens, so 2,047 fit \(one is kept for the answer\)\. Ask about a shorter file or a selection/);
+  });
+
+  it('advises a new conversation when the conversation fills the context', () => {
+    const text = contextTooLongText("the message has 300 tokens with its chat markup and images, but the conversation already holds 400 of the model's 512-token context, so 111 fit: start a new conversation, or send a shorter message with fewer images or files");
+    assert.match(text, /The message has 300 tokens [^]*already holds 400 of the model's 512-token context, so 111 fit\./);
+    assert.match(text, /To ask anyway: start a new conversation, or ask about a shorter file/);
+  });
+
+  it('keeps a refusal of another wording whole', () => {
+    assert.match(contextTooLongText('too long'), /\*\* Too long\.\n/);
+  });
+
+  it('tells the refusal from other failures by its protocol code', () => {
+    assert.ok(isContextTooLong({ code: -32015, message: refusal }));
+    assert.ok(!isContextTooLong({ code: -32014, message: 'bad image' }));
+    assert.ok(!isContextTooLong(new Error('crash')));
+    assert.ok(!isContextTooLong(undefined));
+  });
+
+  it('says the toy-model notice once per installation, only for the shipped model, and points to a real one', () => {
+    const stored = new Map<string, unknown>();
+    const memory = { get: <T>(key: string) => stored.get(key) as T | undefined, update: (key: string, value: unknown) => Promise.resolve(void stored.set(key, value)) };
+    const notice = new ToyModelNotice(memory);
+    assert.equal(notice.take(false), false, 'another model: nothing said, nothing used up');
+    assert.equal(notice.take(true), true);
+    assert.equal(notice.take(true), false);
+    assert.equal(new ToyModelNotice(memory).take(true), false, 'remembered across windows');
+    assert.match(TOY_MODEL_NOTICE, /tiny demo model[^]*only knows the shapes of its training data[^]*LOOK-M: Download Model…/);
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe as suite, it } from 'node:test';
 import { CATALOG, describe, memoryNeededGB } from '../../sidecar/src/client/hub/catalog.js';
-import { isLlavaConfig } from '../../sidecar/src/model/config.js';
+import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { countParameters, weightBytes } from '../../sidecar/src/model/footprint.js';
 import { hubCheckpoints } from '../../tools/model/hubTable.js';
 

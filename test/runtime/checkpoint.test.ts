@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
-import { parseLlavaConfig } from '../../sidecar/src/model/config.js';
+import { parseLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { CheckpointError, readSafetensorsHeader } from '../../sidecar/src/model/safetensors.js';
 import { checkpointErrorOf } from './checkpointError.js';
-import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { hostileModels, SECRET, writeSafetensors } from '../../tools/fuzz/hostileModels.js';
 
 const source = join(__dirname, '../fixtures/models/tiny-llava-llama');
@@ -43,7 +43,7 @@ function editHeader(file: string, edit: (header: Record<string, { dtype: string;
 }
 
 async function expectLoadError(dir: string, pattern: RegExp): Promise<void> {
-  await assert.rejects(LlavaRuntime.load(dir, { threads: 1 }), (error: Error) => {
+  await assert.rejects(OnnxModelRuntime.load(dir, { threads: 1 }), (error: Error) => {
     assert.ok(error instanceof CheckpointError, `${error.name}: ${error.message}`);
     assert.match(error.message, pattern);
     return true;
@@ -225,7 +225,7 @@ describe('JSON files of the model folder', () => {
       rmSync(join(d, 'config.json'));
       symlinkSync(join(d, 'secret.txt'), join(d, 'config.json'));
     });
-    await assert.rejects(LlavaRuntime.load(dir, { threads: 1 }), (error: Error) => {
+    await assert.rejects(OnnxModelRuntime.load(dir, { threads: 1 }), (error: Error) => {
       assert.match(error.message, /config\.json is not valid JSON/);
       assert.ok(!error.message.includes(SECRET), error.message);
       return true;
@@ -340,7 +340,7 @@ describe('hostile model folders fail at once, quoting no file contents', () => {
     it(model.name, async () => {
       const dir = brokenCopy(model.breakIt);
       const started = performance.now();
-      await assert.rejects(LlavaRuntime.load(dir, { threads: 1 }), (error: Error) => {
+      await assert.rejects(OnnxModelRuntime.load(dir, { threads: 1 }), (error: Error) => {
         assert.ok(error instanceof CheckpointError, `${error.name}: ${error.message}`);
         assert.match(error.message, model.error);
         assert.ok(!error.message.includes(SECRET), error.message);

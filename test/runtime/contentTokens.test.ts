@@ -18,7 +18,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { LlavaProcessor, type ChatMessage, type ChatPrompt } from '../../sidecar/src/model/processor.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 import { ErrorCode, SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache } from '../../sidecar/src/session/conversation.js';
 
 const root = join(__dirname, '../..');
@@ -109,7 +109,7 @@ describe('content with no special strings: ids exactly as before', () => {
   for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
     it(`${model}: the transformers ids of the parity fixture`, async () => {
       const c = JSON.parse(readFileSync(join(root, 'test/fixtures/parity', model, 'case.json'), 'utf8')) as { messages: ChatMessage[]; input_ids: number[] };
-      const runtime = await LlavaRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
+      const runtime = await OnnxModelRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
       try {
         assert.deepEqual(runtime.processor.encode(runtime.processor.renderChatTemplate(c.messages)), c.input_ids);
       } finally {
@@ -203,9 +203,9 @@ describe('a conversation about a file that mentions <image>', () => {
     ['sidecar/model', embeddedDir],
   ] as const) {
     describe(name, () => {
-      let runtime: LlavaRuntime;
+      let runtime: OnnxModelRuntime;
       before(async () => {
-        runtime = await LlavaRuntime.load(dir, { threads: 1 });
+        runtime = await OnnxModelRuntime.load(dir, { threads: 1 });
       });
       after(async () => runtime.release());
 

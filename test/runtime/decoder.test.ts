@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 import { argmax, createSampler } from '../../sidecar/src/runtime/sampling.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { ErrorCode } from '../../sidecar/src/protocol/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 
@@ -85,9 +85,9 @@ describe('sampler', () => {
 });
 
 describe('failures with their own codes', () => {
-  let runtime: LlavaRuntime;
+  let runtime: OnnxModelRuntime;
   before(async () => {
-    runtime = await LlavaRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-llama'), { threads: 1 });
+    runtime = await OnnxModelRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-llama'), { threads: 1 });
   });
   after(async () => runtime.release());
 

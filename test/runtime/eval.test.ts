@@ -2,14 +2,14 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { evalSet } from '../../tools/eval/dataset.js';
 import { evaluate, klDivergence } from '../../tools/eval/run.js';
 
 describe('evaluation against the full cache', () => {
-  let runtime: LlavaRuntime;
+  let runtime: OnnxModelRuntime;
   before(async () => {
-    runtime = await LlavaRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-llama'), { threads: 1 });
+    runtime = await OnnxModelRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-llama'), { threads: 1 });
   });
   after(async () => runtime.release());
 

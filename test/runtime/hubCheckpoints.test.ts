@@ -10,13 +10,13 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseLlavaConfig } from '../../sidecar/src/model/config.js';
+import { parseLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { checkpointErrorOf } from './checkpointError.js';
 import { LlavaProcessor, type ChatMessage } from '../../sidecar/src/model/processor.js';
-import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
+import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
 import { SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { chunkMask } from '../../sidecar/src/runtime/textDecoder.js';
 import { contentHash, Conversation, FeatureCache, type PersistedConversation } from '../../sidecar/src/session/conversation.js';
 import { HUB_TEMPLATES, LLAVA_15 } from './hubTemplates.js';
@@ -121,7 +121,7 @@ describe('chat templates of llava-hf checkpoints, verbatim', () => {
     });
 
     it(`${name}: a greedy conversation continues turn after turn, each on top of the cache`, async () => {
-      const runtime = await LlavaRuntime.load(withTemplate(`c-${name}`, template), { threads: 1 });
+      const runtime = await OnnxModelRuntime.load(withTemplate(`c-${name}`, template), { threads: 1 });
       try {
         const conversation = new Conversation('c', SessionSettings.parse({ policy: 'full', maxNewTokens: 5 }));
         const turn = (text: string, images: Uint8Array[]) => conversation.turn(runtime, new FeatureCache(), { text, images, files: [] }, () => undefined, () => false);
@@ -149,7 +149,7 @@ describe('chat templates of llava-hf checkpoints, verbatim', () => {
   }
 
   it('llava-1.5: a conversation saved with a plain-string answer continues', async () => {
-    const runtime = await LlavaRuntime.load(withTemplate('restore', LLAVA_15), { threads: 1 });
+    const runtime = await OnnxModelRuntime.load(withTemplate('restore', LLAVA_15), { threads: 1 });
     try {
       const settings = SessionSettings.parse({ policy: 'full', maxNewTokens: 3 });
       const live = new Conversation('c', settings);
@@ -182,9 +182,9 @@ for (const name of ['tiny-llava-mistral-hub', 'tiny-llava-qwen2-hub']) {
     const recorded = json(join(fixtures, 'parity', name, 'conversation.json')) as unknown as RecordedConversation;
     const entries = readSafetensorsHeader(join(fixtures, 'parity', name, 'conversation.safetensors'));
     const tensors = new Map([...entries].map(([key, entry]) => [key, toFloat32(entry, readTensorBytes(entry))]));
-    let runtime: LlavaRuntime;
+    let runtime: OnnxModelRuntime;
     before(async () => {
-      runtime = await LlavaRuntime.load(join(fixtures, 'models', name), { threads: 1 });
+      runtime = await OnnxModelRuntime.load(join(fixtures, 'models', name), { threads: 1 });
     });
     after(async () => runtime?.release());
 

@@ -10,14 +10,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { denseRows, denseSlots } from '../../sidecar/src/kv/index.js';
 import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { generate } from '../../sidecar/src/session/generate.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;
 
 interface Case {
-  messages: Parameters<LlavaRuntime['processor']['applyChatTemplate']>[0];
+  messages: Parameters<OnnxModelRuntime['processor']['applyChatTemplate']>[0];
   prompt: string;
   input_ids: number[];
   image_files: string[];
@@ -58,7 +58,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
     // The fixture's one user turn: its images, then this question.
     const content = c.messages[0].content;
     const question = typeof content === 'string' ? content : content.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('');
-    let runtime: LlavaRuntime;
+    let runtime: OnnxModelRuntime;
     /**
      * The fixture's images, with the runtime's preprocessing replaced by transformers' pixel
      * values for them (sharp resamples slightly differently from Pillow; see processor.ts).
@@ -79,7 +79,7 @@ for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
       return images;
     };
     before(async () => {
-      runtime = await LlavaRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
+      runtime = await OnnxModelRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
     });
     after(async () => runtime.release());
 

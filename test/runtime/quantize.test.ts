@@ -66,9 +66,10 @@ describe('decoder on 4-bit weights (onnxruntime MatMulNBits)', () => {
     // The same checkpoint, its projection weights replaced by what their 4-bit codes stand for.
     const LINEAR = /layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/;
     const rounded = Object.create(checkpoint) as Checkpoint;
-    rounded.float32 = (name: string, shape: number[]) => {
+    rounded.readFloat32Into = (name: string, shape: number[], into: Float32Array, first = 0) => {
+      if (!LINEAR.test(name)) return checkpoint.readFloat32Into(name, shape, into, first);
       const w = checkpoint.float32(name, shape);
-      return LINEAR.test(name) ? dequantize4(quantize4(w, shape[0], shape[1]), shape[0], shape[1]) : w;
+      into.set(dequantize4(quantize4(w, shape[0], shape[1]), shape[0], shape[1]).subarray(first, first + into.length));
     };
     const reference = await TextDecoder.create(rounded, { threads: 1 });
     const q4 = await TextDecoder.create(checkpoint, { threads: 1, weightBits: 4 });

@@ -9,14 +9,14 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { observedRows, planCompression, TEXT, type CompressOptions } from '../../sidecar/src/kv/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 
 const model = join(__dirname, '../fixtures/models/tiny-llava-qwen2');
 
 describe('SnapKV window across prefill chunks', () => {
-  let runtime: LlavaRuntime;
+  let runtime: OnnxModelRuntime;
   before(async () => {
-    runtime = await LlavaRuntime.load(model, { threads: 1 });
+    runtime = await OnnxModelRuntime.load(model, { threads: 1 });
   });
   after(async () => runtime.release());
 

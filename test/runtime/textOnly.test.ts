@@ -1,6 +1,6 @@
 /**
  * Text-only causal LMs (issue 14, section 2): `LlamaForCausalLM`, `MistralForCausalLM` and
- * `Qwen2ForCausalLM` checkpoints load through `LlavaRuntime` with no vision encoder and match
+ * `Qwen2ForCausalLM` checkpoints load through `OnnxModelRuntime` with no vision encoder and match
  * transformers on tiny seeded checkpoints (tools/model/make_text_only.py): the ids of a rendered
  * multi-turn prompt, its logits within 1e-4 whole and prefilled in chunks, and 32 greedy tokens;
  * a prompt with a file longer than one 512-token prefill chunk and than the sliding window.
@@ -11,13 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
-import { parseModelConfig } from '../../sidecar/src/model/config.js';
+import { parseModelConfig } from '../../sidecar/src/model/architectures/registry.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { checkpointErrorOf } from './checkpointError.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 import { ErrorCode, SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { DEFAULT_PREFILL_CHUNK, LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { DEFAULT_PREFILL_CHUNK, OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/session/conversation.js';
 import { TEXT } from '../../sidecar/src/kv/index.js';
 
@@ -62,9 +62,9 @@ for (const model of MODELS) {
       assert.ok(entry, `fixture tensor ${name}`);
       return toFloat32(entry, readTensorBytes(entry));
     };
-    let runtime: LlavaRuntime;
+    let runtime: OnnxModelRuntime;
     before(async () => {
-      runtime = await LlavaRuntime.load(dir, { threads: 1 });
+      runtime = await OnnxModelRuntime.load(dir, { threads: 1 });
     });
     after(async () => runtime?.release());
 

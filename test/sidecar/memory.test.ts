@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { KvCache, planCompression, TEXT } from '../../sidecar/src/kv/index.js';
 import { Engine } from '../../sidecar/src/engine/engine.js';
 import { SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { TextDecoder, type PastLayer } from '../../sidecar/src/runtime/textDecoder.js';
 import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/session/conversation.js';
 import { tinyModel } from './harness.js';
@@ -48,14 +48,14 @@ describe('KV memory', () => {
   // The tiny checkpoint's context is 512 positions: a copy of it with a 4096-position context
   // holds a long turn (its RoPE is computed for any position).
   let longModel: string;
-  let runtime: LlavaRuntime;
+  let runtime: OnnxModelRuntime;
   before(async () => {
     longModel = mkdtempSync(join(tmpdir(), 'lookm-long-'));
     cpSync(tinyModel, longModel, { recursive: true });
     const config = JSON.parse(readFileSync(join(longModel, 'config.json'), 'utf8')) as { text_config: { max_position_embeddings: number } };
     config.text_config.max_position_embeddings = 4096;
     writeFileSync(join(longModel, 'config.json'), JSON.stringify(config));
-    runtime = await LlavaRuntime.load(longModel, { threads: 1 });
+    runtime = await OnnxModelRuntime.load(longModel, { threads: 1 });
   });
   after(async () => {
     await runtime.release();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { compressOptions } from '../../sidecar/src/session/compression.js';
 import { Conversation, FeatureCache } from '../../sidecar/src/session/conversation.js';
 
@@ -30,9 +30,9 @@ describe('policy parameters in session settings', () => {
   });
 
   describe('in a conversation', () => {
-    let runtime: LlavaRuntime;
+    let runtime: OnnxModelRuntime;
     before(async () => {
-      runtime = await LlavaRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-qwen2'), { threads: 1 });
+      runtime = await OnnxModelRuntime.load(join(__dirname, '../fixtures/models/tiny-llava-qwen2'), { threads: 1 });
     });
     after(async () => runtime.release());
 

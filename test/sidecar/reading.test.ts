@@ -5,7 +5,7 @@ import { CancellationTokenSource, ResponseError, type MessageConnection } from '
 import { ErrorCode, Methods, type ReadingProgressNotification } from '../../sidecar/src/protocol/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 import { SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/session/conversation.js';
 import { ReadingProgress } from '../../sidecar/src/session/reading.js';
 import { connect, startSidecar, tinyModel, type Sidecar } from './harness.js';
@@ -84,9 +84,9 @@ describe('reading progress', () => {
 });
 
 describe('reading progress of a rebuilt cache', () => {
-  let runtime: LlavaRuntime;
+  let runtime: OnnxModelRuntime;
   before(async () => {
-    runtime = await LlavaRuntime.load(tinyModel, { threads: 1, prefillChunk: CHUNK });
+    runtime = await OnnxModelRuntime.load(tinyModel, { threads: 1, prefillChunk: CHUNK });
   });
   after(async () => runtime.release());
 

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { TEXT } from '../../sidecar/src/kv/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
 import { ErrorCode, POLICY_NAMES, SessionSettings } from '../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache, MemoryImageStore, type PersistedConversation, type TurnInput } from '../../sidecar/src/session/conversation.js';
 import { root, tinyModel } from './harness.js';
 
@@ -29,9 +29,9 @@ const cancelledError = (e: unknown) => e instanceof SidecarError && e.code === E
 const tooLongError = (pattern: RegExp) => (e: unknown) => e instanceof SidecarError && e.code === ErrorCode.ContextTooLong && pattern.test(e.message);
 
 describe('conversation turns', () => {
-  let runtime: LlavaRuntime;
+  let runtime: OnnxModelRuntime;
   before(async () => {
-    runtime = await LlavaRuntime.load(tinyModel, { threads: 1 });
+    runtime = await OnnxModelRuntime.load(tinyModel, { threads: 1 });
   });
   after(async () => runtime.release());
 

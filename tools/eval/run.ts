@@ -8,7 +8,7 @@
  */
 import type { Budget, Mode, PolicyName } from '../../sidecar/src/kv/index.js';
 import { SessionSettings } from '../../sidecar/src/protocol/index.js';
-import type { LlavaRuntime } from '../../sidecar/src/runtime/llava.js';
+import type { ModelRuntime } from '../../sidecar/src/runtime/modelRuntime.js';
 import { argmax } from '../../sidecar/src/runtime/sampling.js';
 import { Conversation, FeatureCache } from '../../sidecar/src/session/conversation.js';
 import type { EvalItem } from './dataset.js';
@@ -59,7 +59,7 @@ export function klDivergence(p: Float32Array, q: Float32Array): number {
 
 const budgetOf = (share: number): Budget => ({ hhRatio: share / 2, recentRatio: share / 2 });
 
-async function converse(runtime: LlavaRuntime, item: EvalItem, settings: SessionSettings, forced?: number[][]): Promise<{ tokens: number[][]; logits: Float32Array[][]; texts: string[] }> {
+async function converse(runtime: ModelRuntime, item: EvalItem, settings: SessionSettings, forced?: number[][]): Promise<{ tokens: number[][]; logits: Float32Array[][]; texts: string[] }> {
   const conversation = new Conversation(item.id, settings);
   const features = new FeatureCache();
   const result = { tokens: [] as number[][], logits: [] as Float32Array[][], texts: [] as string[] };
@@ -80,7 +80,7 @@ async function converse(runtime: LlavaRuntime, item: EvalItem, settings: Session
   return result;
 }
 
-export async function evaluate(runtime: LlavaRuntime, items: EvalItem[], configs: EvalConfig[], maxNewTokens: number, progress: (line: string) => void = () => undefined): Promise<{ full: { accuracy: number }; scores: ConfigScore[] }> {
+export async function evaluate(runtime: ModelRuntime, items: EvalItem[], configs: EvalConfig[], maxNewTokens: number, progress: (line: string) => void = () => undefined): Promise<{ full: { accuracy: number }; scores: ConfigScore[] }> {
   const references: Reference[] = [];
   for (const item of items) {
     const settings = SessionSettings.parse({ policy: 'full', maxNewTokens });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/* global console, setTimeout, clearTimeout, fetch, AbortSignal -- Node globals (the repo's ESLint config only declares process) */
+/* global console, setTimeout, clearTimeout, setInterval, clearInterval, fetch, AbortSignal, document -- Node globals (the repo's ESLint config only declares process), and the browser's in functions evaluated in its frames */
 // Runs a VS Code extension's integration tests inside a real VS Code host, offline:
 // code-server (VS Code 1.117 server + workbench, installed by tools/host/setup.sh and run by the
 // Node 22 that setup.sh installs next to it) driven by a headless Chromium through playwright-core.
@@ -11,6 +11,10 @@
 //        [--workspace /abs/dir] [--timeout 120] [--results out.json] [--verbose|--quiet] [--keep-temp]
 //        [--host-dir /abs/.host] [--browser /usr/lib/chromium/chromium] [--env NAME=VALUE ...]
 //        [--screenshots DIR]   (tests may ask for PNGs of the workbench: see test/host/suite.ts)
+//        [--extensions-dir DIR] (extensions installed there are the host's installed extensions)
+//
+// Tests may also ask for browser actions (type into the chat input as a user does, read the chat):
+// request files in the folder named by LOOKM_HOST_ACTIONS_DIR, see runAction below.
 //
 // Exit codes: the tests' own code (0 = pass); 2 = runner/host error; 124 = timeout.
 // Only loopback addresses are used: code-server binds 127.0.0.1 and the browser resolves no other
@@ -57,6 +61,7 @@ function parseArgs(argv) {
       case '--results': o.results = val(); break;
       case '--host-dir': o.hostDir = val(); break;
       case '--browser': o.browser = val(); break;
+      case '--extensions-dir': o.extensionsDir = path.resolve(val()); break;
       case '--screenshots': o.screenshots = path.resolve(val()); fs.mkdirSync(o.screenshots, { recursive: true }); break;
       case '--env': {
         const kv = val();
@@ -171,6 +176,10 @@ async function main() {
   const workspace = path.resolve(opts.workspace || path.join(tmp, 'workspace'));
   fs.mkdirSync(workspace, { recursive: true });
   const resultsFile = path.join(tmp, 'results.json');
+  // Browser actions the tests ask for (type into the chat input as a user does, read the chat):
+  // NAME.action.json in this folder, answered with NAME.result.json (see hostAction in test/host/suite.ts).
+  const actionsDir = path.join(tmp, 'actions');
+  fs.mkdirSync(actionsDir);
   const configFile = path.join(tmp, 'config.yaml');
   fs.writeFileSync(configFile, 'auth: none\ncert: false\n');
   fs.mkdirSync(path.join(dirs.userData, 'User'), { recursive: true });
@@ -269,7 +278,7 @@ async function main() {
           '--disable-proxy',
           '--ignore-last-opened',
           '--user-data-dir', dirs.userData,
-          '--extensions-dir', dirs.extensions,
+          '--extensions-dir', opts.extensionsDir ?? dirs.extensions,
           '--config', configFile,
         ],
         {
@@ -285,6 +294,7 @@ async function main() {
             XDG_CACHE_HOME: dirs.xdgCache,
             VSCODE_HOST_RESULTS_FILE: resultsFile,
             VSCODE_HOST_WORKSPACE: workspace,
+            LOOKM_HOST_ACTIONS_DIR: actionsDir,
             ...(opts.screenshots ? { LOOKM_SCREENSHOT_DIR: opts.screenshots } : {}),
             // no proxies: everything is on loopback
             HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '', NO_PROXY: '*', no_proxy: '*',
@@ -378,7 +388,32 @@ async function main() {
         log(`screenshot ${name}.png`);
       }
     }, 250);
+    let acting = false;
+    const actor = setInterval(async () => {
+      if (acting) return;
+      acting = true;
+      try {
+        for (const file of fs.readdirSync(actionsDir).filter((f) => f.endsWith('.action.json'))) {
+          const name = file.slice(0, -'.action.json'.length);
+          // Tests write requests whole (then rename); one that still does not parse is answered, not fatal.
+          let request;
+          try {
+            request = JSON.parse(fs.readFileSync(path.join(actionsDir, file), 'utf8'));
+          } catch (e) {
+            request = { type: 'unreadable', error: e.message };
+          }
+          fs.rmSync(path.join(actionsDir, file));
+          const result = await runAction(page, request).then((value) => ({ ok: true, ...value }), (e) => ({ ok: false, error: e && e.message ? e.message : String(e) }));
+          if (opts.verbose || !result.ok) log(`action ${request.type}: ${result.ok ? 'done' : result.error}`);
+          fs.writeFileSync(path.join(actionsDir, `${name}.result.json.tmp`), JSON.stringify(result));
+          fs.renameSync(path.join(actionsDir, `${name}.result.json.tmp`), path.join(actionsDir, `${name}.result.json`));
+        }
+      } finally {
+        acting = false;
+      }
+    }, 200);
     const code = await done;
+    clearInterval(actor);
     if (shooter) clearInterval(shooter);
     if (finished) return; // timed out meanwhile
     finished = true;
@@ -410,6 +445,84 @@ async function main() {
   await cleanup();
   log(`exit ${exitCode} (${exitCode === 0 ? 'PASS' : 'FAIL'}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   process.exit(exitCode);
+}
+
+/**
+ * What the extension host cannot see: the workbench's DOM. For every frame (the workbench and its
+ * webviews, nested ones included) its text and every <img> with whether it loaded. A frame that
+ * cannot be read is listed with its error, so a probe never hangs a test.
+ */
+async function probeFrames(page) {
+  const frames = [];
+  for (const frame of page.frames()) {
+    const entry = { url: frame.url(), name: frame.name(), text: '', images: [] };
+    try {
+      entry.text = await frame.evaluate(() => (document.body ? document.body.innerText.slice(0, 200000) : ''));
+      entry.images = await frame.evaluate(() =>
+        Array.from(document.images, (img) => ({
+          src: (img.getAttribute('src') ?? '').slice(0, 1000),
+          currentSrc: img.currentSrc.slice(0, 1000),
+          alt: img.alt,
+          className: typeof img.className === 'string' ? img.className : '',
+          inExtensionEditor: !!img.closest('.extension-editor'),
+          complete: img.complete,
+          naturalWidth: img.naturalWidth,
+          naturalHeight: img.naturalHeight,
+        })),
+      );
+    } catch (e) {
+      entry.error = e.message;
+    }
+    frames.push(entry);
+  }
+  return { frames };
+}
+
+// The chat view's input box (a Monaco editor) and its transcript, as a user sees them.
+const CHAT_INPUT = '.interactive-session .interactive-input-editor';
+const CHAT_ITEMS = '.interactive-session .interactive-item-container';
+
+/**
+ * One browser action asked for by the tests:
+ * - `chatType` {text, submit, append}: clicks the visible chat input, types `text` key by key (as
+ *   a user: the participant completion pops up on `@`), after what is there when `append`, and
+ *   presses Enter when `submit`;
+ * - `frames`: the text and images of every frame (probeFrames);
+ * - `chatRead`: the visible chat's transcript (one text per request/response item) and the text
+ *   of its input toolbars (the mode and model pickers).
+ */
+async function runAction(page, request) {
+  switch (request.type) {
+    case 'chatType': {
+      const input = page.locator(CHAT_INPUT).filter({ visible: true }).first();
+      await input.waitFor({ state: 'visible', timeout: 10000 });
+      await input.click();
+      // Clear what is typed there unless asked to add to it (an empty input is left alone: Backspace
+      // there would remove an attached file).
+      if (!request.append && (await input.locator('.view-lines').innerText()).trim()) {
+        await page.keyboard.press('ControlOrMeta+A');
+        await page.keyboard.press('Backspace');
+      }
+      if (request.append) await page.keyboard.press('ControlOrMeta+End');
+      await page.keyboard.type(request.text, { delay: 15 });
+      if (request.submit) {
+        await sleep(300);
+        // A completion list left open would take the Enter: close it first, as a user would.
+        if (await page.locator('.interactive-session .suggest-widget.visible').count()) await page.keyboard.press('Escape');
+        await page.keyboard.press('Enter');
+      }
+      return {};
+    }
+    case 'frames':
+      return probeFrames(page);
+    case 'chatRead': {
+      const items = await page.locator(CHAT_ITEMS).filter({ visible: true }).allInnerTexts();
+      const toolbar = await page.locator('.interactive-session .interactive-input-part').filter({ visible: true }).first().innerText().catch(() => '');
+      return { items, toolbar };
+    }
+    default:
+      throw new Error(`unknown action ${JSON.stringify(request.type)}`);
+  }
 }
 
 async function waitForServer(port, child, ms) {

@@ -9,10 +9,12 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isLlavaConfig, parseModelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig } from '../../sidecar/src/model/config.js';
+import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
+import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
+import type { ModelConfig } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
 import { CheckpointError } from '../../sidecar/src/model/safetensors.js';
-import { tokensPerImage } from '../../sidecar/src/model/vision/visionGraph.js';
 
 export const HUB_CONFIGS = join(__dirname, '../../test/fixtures/configs/hub');
 const REFERENCE = 'transformers-reference.json';
@@ -83,7 +85,7 @@ function row(c: HubCheckpoint): string {
 
 export function renderHubTable(checkpoints = hubCheckpoints()): string {
   const loaded = checkpoints.filter((c) => c.config);
-  const architectures = SUPPORTED_ARCHITECTURES.filter((a) => loaded.some((c) => c.architecture === a));
+  const architectures = supportedArchitectures().filter((a) => loaded.some((c) => c.architecture === a));
   const lines: string[] = [];
   for (const architecture of architectures) {
     lines.push(`### ${architecture}`, '');

@@ -5,7 +5,9 @@
  * `/explain` (an image or screenshot), `/file` (a whole file), `/clear` (drop this conversation's
  * cache), `/stats` (the session's KV figures). While the model reads, the progress line counts
  * tokens read; Stop works then too. Each answer ends with a footer of KV kept vs full and time to
- * first token.
+ * first token. The first answer of the shipped toy model says what it is; a question longer than
+ * the model's context is refused in plain words; a request VS Code failed before it reached us
+ * (no language model to run it with) is answered with a notification offering Open Chat.
  */
 import * as vscode from 'vscode';
 import { Methods, type SessionStats } from '../../../sidecar/src/protocol/index.js';
@@ -13,13 +15,13 @@ import { isEmbeddedModel, readSettings } from '../config.js';
 import { createSession, type SessionTracker } from '../sessions.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { PARTICIPANT_ID, previousSession, type HistoryTurn, type LookmMetadata } from './history.js';
+import { contextTooLongText, isContextTooLong, TOY_MODEL_NOTICE, type ToyModelNotice } from './notices.js';
+import { offerOpenChat } from './openChat.js';
 import { collectAttachments } from './references.js';
 import { readingProgress, statsSummary, STOPPED_WHILE_READING, turnFooter } from './format.js';
 
-let toyNoticeShown = false;
-
-export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
-  const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
+export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidecar, sessions: SessionTracker, notice: ToyModelNotice): vscode.Disposable {
+  const answer: vscode.ChatRequestHandler = async (request, context, stream, token) => {
     stream.progress('Starting the local model…');
     const client = await sidecar.ready();
     let sessionId = previousSession(context.history.map((turn): HistoryTurn => (turn instanceof vscode.ChatResponseTurn ? turn : { participant: turn.participant })));
@@ -54,6 +56,11 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
       return { metadata: { sessionId } satisfies LookmMetadata };
     }
     const text = request.prompt || (request.command === 'explain' ? 'Explain this image.' : request.command === 'file' ? 'Explain this file.' : '');
+    if (notice.take(isEmbeddedModel(readSettings().modelPath))) {
+      // Before the answer: a user reads this first, and a toy answer follows.
+      stream.markdown(`> ${TOY_MODEL_NOTICE}\n\n`);
+      stream.button({ command: 'lookm.downloadModel', title: 'Download Model…' });
+    }
     stream.progress('Reading…');
     let answering = false;
     const listeners = [
@@ -71,13 +78,14 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
       const result = await sessions.turn(id, () => client.sendRequest(Methods.sessionChat, { sessionId: id, text, images: attachments.images, files: attachments.files }, token));
       stream.markdown(turnFooter(result));
       stream.button({ command: 'lookm.showCache', title: 'Show KV Cache' });
-      if (attachments.images.length > 0 && !toyNoticeShown && isEmbeddedModel(readSettings().modelPath)) {
-        // Once per window: the shipped model reads only simple pictures, which a real photo is not.
-        toyNoticeShown = true;
-        stream.markdown('\n\n_This answer comes from the tiny model shipped with LOOK-M, which reads only simple pictures (colours, shapes, digits, words). For real images, download a LLaVA model:_');
-        stream.button({ command: 'lookm.downloadModel', title: 'Download Model…' });
-      }
     } catch (error) {
+      if (isContextTooLong(error) && error instanceof Error) {
+        // Refused before reading: what happened and what to do, not an error trace.
+        stream.markdown(contextTooLongText(error.message));
+        stream.button({ command: 'lookm.selectModel', title: 'Select Model…' });
+        stream.button({ command: 'lookm.downloadModel', title: 'Download Model…' });
+        return { metadata: { sessionId } satisfies LookmMetadata };
+      }
       // Stop pressed: the chat marks the answer stopped; it is not an error.
       if (!token.isCancellationRequested) throw error;
       if (!answering) stream.markdown(`*${STOPPED_WHILE_READING}*`);
@@ -86,7 +94,25 @@ export function registerChatParticipant(extensionUri: vscode.Uri, sidecar: Sidec
     }
     return { metadata: { sessionId } satisfies LookmMetadata };
   };
+  const handler: vscode.ChatRequestHandler = async (request, context, stream, token) => {
+    try {
+      return await answer(request, context, stream, token);
+    } catch (error) {
+      // Returned rather than thrown so that the result keeps its metadata: the follow-up provider
+      // tells our failures from the requests VS Code failed before they reached us.
+      return { errorDetails: { message: error instanceof Error ? error.message : String(error) }, metadata: {} satisfies LookmMetadata };
+    }
+  };
   const participant = vscode.chat.createChatParticipant(PARTICIPANT_ID, handler);
   participant.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'icon.svg');
+  // VS Code asks for follow-ups after every request to @lookm, also one it failed before running the
+  // handler ("Language model unavailable": no model selected and no Copilot default), whose result
+  // has an error and none of the metadata every result of ours carries. That is where the failure can be answered.
+  participant.followupProvider = {
+    provideFollowups(result) {
+      if (result.errorDetails && !result.metadata) offerOpenChat(result.errorDetails.message);
+      return [];
+    },
+  };
   return participant;
 }

@@ -5,7 +5,6 @@
  * cancellation honoured, tokens counted by the model's own tokenizer. The sidecar starts on the
  * first request, never just to list the model.
  */
-import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { Methods } from '../../../sidecar/src/protocol/index.js';
 import { isEmbeddedModel, readSettings } from '../config.js';
@@ -13,6 +12,7 @@ import { createSession, type SessionTracker } from '../sessions.js';
 import { SECTION, SETTINGS } from '../settings.js';
 import type { Sidecar } from '../sidecar/supervisor.js';
 import { ConversationIndex, type PlainMessage } from './conversations.js';
+import { localModelInformation } from './modelInformation.js';
 import { readModelFolder } from './modelFolder.js';
 
 export const VENDOR = 'lookm';
@@ -29,29 +29,30 @@ function plain(message: vscode.LanguageModelChatRequestMessage): PlainMessage {
   return { role: message.role === vscode.LanguageModelChatMessageRole.Assistant ? 'assistant' : 'user', text, images };
 }
 
-export function registerLanguageModelProvider(sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
+/** The registered provider; the integration tests can take the model out of the list, as a profile where it is missing. */
+export interface LanguageModelRegistration extends vscode.Disposable {
+  setListedForTests(listed: boolean): void;
+}
+
+export function registerLanguageModelProvider(sidecar: Sidecar, sessions: SessionTracker): LanguageModelRegistration {
   const changed = new vscode.EventEmitter<void>();
+  let listed = true;
   const conversations = new ConversationIndex();
   const provider: vscode.LanguageModelChatProvider = {
     onDidChangeLanguageModelChatInformation: changed.event,
     provideLanguageModelChatInformation() {
+      if (!listed) return [];
+      // Listed even without a usable model folder: a request then fails with our clear message
+      // (from the sidecar's start) instead of VS Code's "Language model unavailable".
       const settings = readSettings();
-      if (!settings.modelPath) return [];
-      const model = readModelFolder(settings.modelPath);
-      return [
-        {
-          id: 'lookm-local',
-          name: `LOOK-M local (${isEmbeddedModel(settings.modelPath) ? 'embedded tiny VLM' : basename(settings.modelPath)})`,
-          family: 'lookm',
-          version: '1',
-          tooltip: `The local ${model.imageInput ? 'vision-language' : 'text-only'} model in ${settings.modelPath}, with a LOOK-M compressed KV cache (${settings.policy}).`,
-          maxInputTokens: model.contextLength || 4096,
-          maxOutputTokens: settings.maxNewTokens,
-          capabilities: { imageInput: model.imageInput, toolCalling: false },
-        },
-      ];
+      const source = { modelPath: settings.modelPath, embedded: isEmbeddedModel(settings.modelPath), policy: settings.policy, maxNewTokens: settings.maxNewTokens };
+      return [localModelInformation(source, readModelFolder(settings.modelPath))];
     },
-    async provideLanguageModelChatResponse(_model, messages, _options, progress, token) {
+    async provideLanguageModelChatResponse(_model, messages, options, progress, token) {
+      // Tool calling is declared only so that the agent-mode picker lists the model (modelInformation.ts).
+      if (options.toolMode === vscode.LanguageModelChatToolMode.Required && options.tools?.length) {
+        throw new Error('The local LOOK-M model cannot call tools; ask it without requiring a tool (for example @lookm in the chat).');
+      }
       const plainMessages = messages.map(plain);
       const client = await sidecar.ready();
       let turn = conversations.plan(plainMessages);
@@ -76,11 +77,26 @@ export function registerLanguageModelProvider(sidecar: Sidecar, sessions: Sessio
       return tokens + message.images.length * (sidecar.modelInfo?.tokensPerImage ?? 0);
     },
   };
-  return vscode.Disposable.from(
+  const registration = vscode.lm.registerLanguageModelChatProvider(VENDOR, provider);
+  // The workbench asks a provider for its models at registration only when the user once changed
+  // the picker's choice for it (a clean profile never did); a change event makes it ask now, so
+  // the chat's picker lists our model (and selects it when it is the only one) before the first question.
+  const announce = setTimeout(() => changed.fire(), 0);
+  const disposable = vscode.Disposable.from(
     changed,
-    vscode.lm.registerLanguageModelChatProvider(VENDOR, provider),
+    registration,
+    { dispose: () => clearTimeout(announce) },
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration(`${SECTION}.${SETTINGS.modelPath.key}`)) changed.fire();
     }),
   );
+  return {
+    dispose() {
+      disposable.dispose();
+    },
+    setListedForTests(value: boolean) {
+      listed = value;
+      changed.fire();
+    },
+  };
 }

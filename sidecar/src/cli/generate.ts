@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { isPolicyName } from '../kv/index.js';
 import { generate } from '../session/generate.js';
 import { parseWeightBits } from '../model/text/decoderGraph.js';
-import { LlavaRuntime } from '../runtime/llava.js';
+import { OnnxModelRuntime } from '../runtime/onnxModelRuntime.js';
 
 const USAGE = `usage: npm run generate -- --model DIR [--image FILE ...] [--max-new-tokens N] [--policy NAME|full]
                             [--hh-ratio R] [--recent-ratio R] [--temperature T] [--top-k K] [--top-p P] [--seed S]
@@ -42,7 +42,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const images = values.image.map((file) => readFileSync(file));
-  const runtime = await LlavaRuntime.load(values.model, {
+  const runtime = await OnnxModelRuntime.load(values.model, {
     threads: values.threads ? Number(values.threads) : undefined,
     weightBits: parseWeightBits(values['weight-bits']),
     onProgress: (step) => console.error(`[load] ${step}`),

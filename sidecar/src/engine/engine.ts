@@ -10,12 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
-import { isLlavaConfig } from '../model/config.js';
-import { tokensPerImage } from '../model/vision/visionGraph.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type SessionSettings, type SessionStats } from '../protocol/index.js';
 import type { DeviceRequest } from '../runtime/deviceRequest.js';
-import { LlavaRuntime } from '../runtime/llava.js';
+import type { ModelRuntime } from '../runtime/modelRuntime.js';
+import { OnnxModelRuntime } from '../runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore, type RetentionRules } from '../session/store.js';
 
@@ -72,27 +71,11 @@ export interface EngineStats {
 type ModelState =
   | { state: 'none' }
   | { state: 'loading'; path: string; done: Promise<void> }
-  | { state: 'ready'; path: string; runtime: LlavaRuntime; info: ModelInfo }
+  | { state: 'ready'; path: string; runtime: ModelRuntime; info: ModelInfo }
   | { state: 'failed'; path: string; error: string };
 
-function describe(runtime: LlavaRuntime, path: string): ModelInfo {
-  const { config } = runtime;
-  const llava = isLlavaConfig(config) ? config : null;
-  return {
-    path,
-    architecture: config.architecture,
-    textModel: config.text.modelType,
-    imageInput: llava !== null,
-    visionModel: llava?.vision.modelType ?? null,
-    layers: config.text.numLayers,
-    heads: config.text.numHeads,
-    kvHeads: config.text.numKvHeads,
-    headDim: config.text.headDim,
-    hiddenSize: config.text.hiddenSize,
-    vocabSize: config.text.vocabSize,
-    imageSize: llava?.vision.imageSize ?? null,
-    tokensPerImage: llava ? tokensPerImage(llava) : 0,
-  };
+function describe(runtime: ModelRuntime, path: string): ModelInfo {
+  return { path, ...runtime.info };
 }
 
 export class Engine {
@@ -164,7 +147,7 @@ export class Engine {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, 'cancelled (or its client left) before it started');
       const runtime = await this.readyRuntime();
       // A saved conversation replays its tokens: refuse ids this model cannot embed, naming the conversation.
-      conversation.checkTokenIds(runtime.config.text.vocabSize, runtime.processor.imageTokenId);
+      conversation.checkTokenIds(runtime.info.vocabSize, runtime.processor.imageTokenId);
       this.enforceBudget(conversation);
       try {
         const onToken = (text: string, tokenId: number) => events.token?.(conversation.id, text, tokenId);
@@ -283,7 +266,7 @@ export class Engine {
   }
 
   /** The loaded model, waiting for a load in flight. */
-  private async readyRuntime(): Promise<LlavaRuntime> {
+  private async readyRuntime(): Promise<ModelRuntime> {
     while (this.model.state === 'loading') await this.model.done;
     if (this.model.state === 'ready') return this.model.runtime;
     throw new SidecarError(ErrorCode.ModelNotLoaded, `no model is loaded${this.model.state === 'failed' ? ` (loading ${this.model.path} failed: ${this.model.error})` : ''}; send model/load`);
@@ -291,23 +274,23 @@ export class Engine {
 
   private async replaceModel(path: string, onProgress: (step: string) => void): Promise<ModelInfo> {
     if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
-    const previous = this.model.state === 'ready' ? this.model.runtime : null;
+    const previous = this.model.state === 'ready' ? this.model : null;
     let finish!: () => void;
     this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
     this.log.log('info', 'loading model', { path });
     try {
-      const runtime = await LlavaRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, onProgress });
+      const runtime = await OnnxModelRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, onProgress });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
       // Caches and image features belong to the previous model: conversations rebuild on their next turn.
       this.features = new FeatureCache();
       for (const conversation of this.sessions.values()) conversation.evict();
-      await previous?.release();
+      await previous?.runtime.release();
       this.log.log('info', 'model ready', { path });
       return info;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.model = previous ? { state: 'ready', path: previous.checkpoint.dir, runtime: previous, info: describe(previous, previous.checkpoint.dir) } : { state: 'failed', path, error: message };
+      this.model = previous ?? { state: 'failed', path, error: message };
       this.log.log('error', 'model load failed', { path, error: message });
       throw new SidecarError(ErrorCode.ModelLoadFailed, message);
     } finally {

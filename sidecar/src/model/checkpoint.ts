@@ -1,32 +1,23 @@
 /**
  * A Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or sharded
- * `model-*.safetensors` with `model.safetensors.index.json`. Tensor names are normalised from
- * both the Hub's legacy LLaVA layout (`language_model.model.*`, `vision_tower.vision_model.*`)
- * and the current transformers one (`model.language_model.*`, `model.vision_tower.*`) to
- * `text.*`, `vision.*` and `projector.*`; a text-only causal LM's `model.*` and `lm_head.*`
- * become `text.*` and `text.lm_head.*` likewise.
+ * `model-*.safetensors` with `model.safetensors.index.json`. config.json is read by the
+ * architecture its `architectures[0]` names (`architectures/registry.ts`), and tensor names are
+ * normalised by that architecture's prefixes to the canonical `text.*`, `vision.*`, `projector.*`
+ * the graphs use (LLaVA's legacy `language_model.model.*` and current `model.language_model.*`
+ * alike; a causal LM's `model.*` and `lm_head.*`).
  */
 import { closeSync, existsSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
-import { minimumParameterCount, parseModelConfig, type ModelConfig } from './config.js';
+import type { Architecture } from './architectures/architecture.js';
+import { architectureFor } from './architectures/registry.js';
+import type { ModelConfig } from './config.js';
 import { openRegularFile, readExactly } from './files.js';
-import { CheckpointError, readSafetensorsHeader, readTensorBytes, toFloat32, type TensorEntry } from './safetensors.js';
+import { CheckpointError, readFloat32Into, readSafetensorsHeader, type TensorEntry } from './safetensors.js';
+import { TensorRows } from './tensorRows.js';
 
-const PREFIXES: [string, string][] = [
-  ['language_model.model.', 'text.'],
-  ['language_model.lm_head.', 'text.lm_head.'],
-  ['model.language_model.', 'text.'],
-  ['lm_head.', 'text.lm_head.'],
-  ['vision_tower.vision_model.', 'vision.'],
-  ['model.vision_tower.vision_model.', 'vision.'],
-  ['multi_modal_projector.', 'projector.'],
-  ['model.multi_modal_projector.', 'projector.'],
-  // A text-only causal LM (LlamaForCausalLM...): after every LLaVA prefix that starts with `model.`.
-  ['model.', 'text.'],
-];
-
-export function canonicalName(name: string): string {
-  for (const [from, to] of PREFIXES) if (name.startsWith(from)) return to + name.slice(from.length);
+/** `name` with the first of `prefixes` it starts with replaced (the architecture's weight-name mapping). */
+export function canonicalName(name: string, prefixes: Architecture['weightPrefixes']): string {
+  for (const [from, to] of prefixes) if (name.startsWith(from)) return to + name.slice(from.length);
   return name;
 }
 
@@ -96,7 +87,10 @@ export class Checkpoint {
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw new CheckpointError(`model folder not found: ${dir}`);
-    const config = parseModelConfig(readJsonFile(dir, 'config.json', true));
+    const raw = readJsonFile(dir, 'config.json', true);
+    const name = (raw.architectures as unknown[] | undefined)?.[0];
+    const architecture = architectureFor(name);
+    const config = architecture.parseConfig(raw, name as string);
     const index = readJsonFile(dir, 'model.safetensors.index.json', false) as { weight_map?: Record<string, string> } | null;
     let files: string[];
     if (index) {
@@ -113,7 +107,7 @@ export class Checkpoint {
     let tensorBytes = 0;
     for (const file of files) {
       for (const [name, entry] of readSafetensorsHeader(file)) {
-        const canonical = canonicalName(name);
+        const canonical = canonicalName(name, architecture.weightPrefixes);
         const other = tensors.get(canonical);
         if (other) throw new CheckpointError(`tensor "${canonical}" appears twice: as "${other.name}" in ${other.file} and as "${name}" in ${file}`);
         tensors.set(canonical, entry);
@@ -122,7 +116,7 @@ export class Checkpoint {
     }
     // Before any graph is built or tensor read: weights too small for config.json's sizes mean
     // the two do not belong together (or config.json is inflated).
-    const parameters = minimumParameterCount(config);
+    const parameters = architecture.minimumParameters(config);
     if (parameters * 2 > tensorBytes) {
       throw new CheckpointError(
         `config.json implies at least ${parameters} parameters (${((parameters * 2) / 1e9).toFixed(2)} GB as 16-bit floats), but the weights in ${dir} hold ${tensorBytes} bytes: config.json does not describe these weights`,
@@ -145,8 +139,23 @@ export class Checkpoint {
     return entry;
   }
 
+  /** The tensor as float32, read straight into the one array returned (F16/BF16 widened in slices). */
   float32(name: string, shape: number[]): Float32Array {
-    const entry = this.entry(name, shape);
-    return toFloat32(entry, readTensorBytes(entry));
+    const into = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    this.readFloat32Into(name, shape, into);
+    return into;
+  }
+
+  /** Elements `[first, first + into.length)` of the tensor, as float32, read from its file into `into`. */
+  readFloat32Into(name: string, shape: number[], into: Float32Array, first = 0): void {
+    readFloat32Into(this.entry(name, shape), into, first);
+  }
+
+  /**
+   * Rows of a 2-D tensor read from its file on demand (an embedding table looked up token by
+   * token), so no copy of the table is held: see `TensorRows`.
+   */
+  rows(name: string, shape: [number, number]): TensorRows {
+    return new TensorRows(this.entry(name, shape), shape[1]);
   }
 }

@@ -7,7 +7,7 @@
  * bytes would otherwise load as many times its size), no duplicate names. Every error names the
  * file and the tensor.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CheckpointError } from './checkpointError.js';
 import { openRegularFile, readExactly } from './files.js';
@@ -148,6 +148,68 @@ export function readTensorBytes(entry: TensorEntry): Buffer {
   }
 }
 
+/**
+ * Half-precision elements widened per read: bounds the scratch buffer of a F16/BF16 tensor to
+ * 2 MiB, whatever the tensor's size.
+ */
+export const HALF_SLICE_ELEMENTS = 1 << 20;
+
+/** Fills `into` with the file's bytes at `position`, or fails naming the file and the tensor. */
+function readFully(fd: number, entry: TensorEntry, into: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < into.length) {
+    const read = readSync(fd, into, done, into.length - done, position + done);
+    if (read === 0) fail(entry.file, `truncated while reading tensor ${quoteName(entry.name)}`);
+    done += read;
+  }
+}
+
+/** IEEE half to float32, for all 65,536 bit patterns: built on first use (256 KiB). */
+let halfTable: Float32Array | null = null;
+function halfToFloatTable(): Float32Array {
+  if (halfTable) return halfTable;
+  halfTable = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  return halfTable;
+}
+
+/**
+ * Reads elements `[first, first + into.length)` of a floating-point tensor from its file into
+ * `into` as float32, with no copy of the tensor: F32 bytes are read straight into `into`; F16 and
+ * BF16 are read in slices of at most HALF_SLICE_ELEMENTS and widened (exactly) into place.
+ * `fd`: the tensor's file, already open (row reads); otherwise the file is opened for this read.
+ */
+export function readFloat32Into(entry: TensorEntry, into: Float32Array, first = 0, fd?: number): void {
+  const count = entry.length / DTYPE_BYTES[entry.dtype];
+  if (!(Number.isInteger(first) && first >= 0 && first + into.length <= count)) {
+    throw new RangeError(`elements ${first}..${first + into.length} are outside tensor ${quoteName(entry.name)} (${count} elements)`);
+  }
+  if (entry.dtype !== 'F32' && entry.dtype !== 'F16' && entry.dtype !== 'BF16') fail(entry.file, `tensor ${quoteName(entry.name)} is ${entry.dtype}, not a floating-point type`);
+  const own = fd === undefined ? openRegularFile(entry.file).fd : fd;
+  try {
+    const start = entry.offset + first * DTYPE_BYTES[entry.dtype];
+    if (entry.dtype === 'F32') {
+      // safetensors is little-endian, as every platform onnxruntime-node ships for.
+      readFully(own, entry, new Uint8Array(into.buffer, into.byteOffset, into.byteLength), start);
+      return;
+    }
+    const slice = Math.min(into.length, HALF_SLICE_ELEMENTS);
+    const halves = new Uint16Array(slice);
+    const bytes = new Uint8Array(halves.buffer);
+    const table = entry.dtype === 'F16' ? halfToFloatTable() : null;
+    // bfloat16 is the upper half of a float32: its bits shifted into place.
+    const bits = new Uint32Array(into.buffer, into.byteOffset, into.length);
+    for (let done = 0; done < into.length; done += slice) {
+      const n = Math.min(slice, into.length - done);
+      readFully(own, entry, bytes.subarray(0, 2 * n), start + 2 * done);
+      if (table) for (let i = 0; i < n; i++) into[done + i] = table[halves[i]];
+      else for (let i = 0; i < n; i++) bits[done + i] = halves[i] << 16;
+    }
+  } finally {
+    if (fd === undefined) closeSync(own);
+  }
+}
+
 /** IEEE half to float. */
 function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
@@ -158,15 +220,16 @@ function halfToFloat(h: number): number {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
-/** A floating-point tensor's values as float32 (F16 and BF16 are widened exactly). */
+/** A floating-point tensor's values as float32 from bytes already read (F16 and BF16 are widened exactly). */
 export function toFloat32(entry: TensorEntry, bytes: Buffer): Float32Array {
   const count = bytes.length / DTYPE_BYTES[entry.dtype];
   switch (entry.dtype) {
     case 'F32':
       return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
     case 'F16': {
+      const table = halfToFloatTable();
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(bytes.readUInt16LE(2 * i));
+      for (let i = 0; i < count; i++) out[i] = table[bytes.readUInt16LE(2 * i)];
       return out;
     }
     case 'BF16': {

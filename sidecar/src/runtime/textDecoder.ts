@@ -1,14 +1,19 @@
 /**
  * The text decoder session: token embeddings, and one forward pass over a chunk of new tokens on
- * top of a past cache of any length with explicit positions.
+ * top of a past cache of any length with explicit positions. The graph is the architecture's
+ * (`SessionSpec` of role `decoder`); its feeds and fetches are found by role in its manifest.
  */
 import * as ort from 'onnxruntime-node';
 import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
+import type { SessionSpec } from '../model/architectures/architecture.js';
+import { architectureFor } from '../model/architectures/registry.js';
 import type { TextConfig } from '../model/config.js';
-import { buildDecoderGraph, type WeightBits } from '../model/text/decoderGraph.js';
+import type { WeightBits } from '../model/graph/layers/linear.js';
+import { fixedDim, layerValues, valueOf, type GraphManifest, type IoRole } from '../model/graph/manifest.js';
 import { WeightPool } from '../model/graph/weightPool.js';
+import type { TensorRows } from '../model/tensorRows.js';
 import { createSession, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
@@ -37,37 +42,107 @@ export function chunkMask(chunk: number, past: number): Float32Array {
   return mask;
 }
 
+/** The decoder's sizes, as its graph declares them. */
+export interface DecoderShape {
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+}
+
+/** The graph's value names by role (`pastPosition[i]` undefined: layer i has no sliding window). */
+interface DecoderIo {
+  embeds: string;
+  positions: string;
+  attentionMask: string;
+  windowRows: string;
+  pastKey: string[];
+  pastValue: string[];
+  pastPosition: (string | undefined)[];
+  logits: string;
+  lastLogits: string;
+  key: string[];
+  value: string[];
+  columnSums: string[];
+  windowColumnSums: string[];
+}
+
+function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: DecoderShape } {
+  const numLayers = inputs.filter((v) => v.role === 'pastKey').length;
+  const every = (values: typeof inputs, role: IoRole) => Array.from({ length: numLayers }, (_, i) => valueOf(values, role, i).name);
+  const pastKey = valueOf(inputs, 'pastKey', 0);
+  const io: DecoderIo = {
+    embeds: valueOf(inputs, 'embeds').name,
+    positions: valueOf(inputs, 'positions').name,
+    attentionMask: valueOf(inputs, 'attentionMask').name,
+    windowRows: valueOf(inputs, 'windowRows').name,
+    pastKey: every(inputs, 'pastKey'),
+    pastValue: every(inputs, 'pastValue'),
+    pastPosition: layerValues(inputs, 'pastPosition', numLayers).map((v) => v?.name),
+    logits: valueOf(outputs, 'logits').name,
+    lastLogits: valueOf(outputs, 'lastLogits').name,
+    key: every(outputs, 'key'),
+    value: every(outputs, 'value'),
+    columnSums: every(outputs, 'columnSums'),
+    windowColumnSums: every(outputs, 'windowColumnSums'),
+  };
+  const shape: DecoderShape = {
+    hiddenSize: fixedDim(valueOf(inputs, 'embeds'), 1),
+    numLayers,
+    numHeads: fixedDim(valueOf(outputs, 'columnSums', 0), 0),
+    numKvHeads: fixedDim(pastKey, 0),
+    headDim: fixedDim(pastKey, 2),
+    vocabSize: fixedDim(valueOf(outputs, 'lastLogits'), 1),
+  };
+  return { io, shape };
+}
+
 export class TextDecoder {
+  private readonly io: DecoderIo;
+  readonly shape: DecoderShape;
+
   private constructor(
     readonly config: TextConfig,
     private readonly session: ort.InferenceSession,
-    private readonly embeddings: Float32Array,
-  ) {}
+    /** The token embedding table, read row by row from the checkpoint's file (no copy held here). */
+    private readonly embeddings: TensorRows,
+    manifest: GraphManifest,
+  ) {
+    ({ io: this.io, shape: this.shape } = decoderIo(manifest));
+  }
 
+  /** The decoder of the checkpoint's architecture. */
   static async create(checkpoint: Checkpoint, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
+    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, { weightBits: options.weightBits ?? 32 });
+    const spec = sessions.find((s) => s.role === 'decoder');
+    if (!spec) throw new Error(`architecture ${checkpoint.config.architecture} lists no decoder session`);
+    return TextDecoder.fromSpec(checkpoint, spec, options);
+  }
+
+  /** The decoder `spec` builds, its session created with the weights the graph registered. */
+  static async fromSpec(checkpoint: Checkpoint, spec: Extract<SessionSpec, { role: 'decoder' }>, options: SessionOptions): Promise<TextDecoder> {
     const { text } = checkpoint.config;
     const weights = new WeightPool(checkpoint);
-    const graph = buildDecoderGraph(text, weights, options.weightBits);
+    const graph = spec.build(weights);
     const session = await createSession(graph.model, weights, options);
-    const embeddings = checkpoint.float32('text.embed_tokens.weight', [text.vocabSize, text.hiddenSize]);
-    return new TextDecoder(text, session, embeddings);
+    const embeddings = checkpoint.rows(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
+    return new TextDecoder(text, session, embeddings, graph.manifest);
   }
 
   /** `[ids.length, hidden]` embeddings of token ids. */
   embed(ids: ArrayLike<number>): Float32Array {
-    const E = this.config.hiddenSize;
-    const out = new Float32Array(ids.length * E);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (!(Number.isInteger(id) && id >= 0 && id < this.config.vocabSize)) throw new SidecarError(ErrorCode.TokenOutOfRange, `token id ${id} is outside the model's vocabulary (0..${this.config.vocabSize - 1}): the conversation does not belong to this model or its saved state is corrupt; clear the conversation`);
-      out.set(this.embeddings.subarray(id * E, (id + 1) * E), i * E);
     }
-    return out;
+    return this.embeddings.read(ids);
   }
 
   /** Whether `forward` needs the past slots' true positions (some layer has a sliding window). */
   get needsPastPositions(): boolean {
-    return this.config.layerWindows.some((window) => window !== null);
+    return this.io.pastPosition.some((name) => name !== undefined);
   }
 
   /**
@@ -83,49 +158,53 @@ export class TextDecoder {
     past: PastLayer[],
     options: { mask?: Float32Array; allLogits?: boolean; windowRows?: number; pastPositions?: Int32Array[] } = {},
   ): Promise<DecoderOutput> {
-    const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.config;
+    const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
+    const io = this.io;
     const S = positions.length;
-    if (embeds.length !== S * E) throw new RangeError(`inputs_embeds must be [${S}, ${E}], got ${embeds.length} values`);
+    if (embeds.length !== S * E) throw new RangeError(`${io.embeds} must be [${S}, ${E}], got ${embeds.length} values`);
     if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
     const P = past[0].length;
     const windowRows = options.windowRows ?? 0;
     if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
     const feeds: Record<string, ort.Tensor> = {
-      inputs_embeds: new ort.Tensor('float32', embeds, [S, E]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
-      attention_mask: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
-      window_rows: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
+      [io.embeds]: new ort.Tensor('float32', embeds, [S, E]),
+      [io.positions]: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
+      [io.attentionMask]: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
+      [io.windowRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
     };
     past.forEach((layer, i) => {
       if (layer.length !== P || layer.keys.length !== Hkv * P * D || layer.values.length !== Hkv * P * D) {
         throw new RangeError(`past of layer ${i} must be [${Hkv}, ${P}, ${D}] like layer 0`);
       }
-      feeds[`past_key.${i}`] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
-      feeds[`past_value.${i}`] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
-      if (this.config.layerWindows[i] === null) return;
+      feeds[io.pastKey[i]] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
+      feeds[io.pastValue[i]] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
+      const pastPosition = io.pastPosition[i];
+      if (pastPosition === undefined) return;
       const slots = P === 0 ? new Int32Array(0) : options.pastPositions?.[i];
       if (slots?.length !== Hkv * P) throw new RangeError(`layer ${i} has a sliding window: pastPositions must give the true position of each of its ${Hkv} x ${P} past slots`);
-      feeds[`past_position.${i}`] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
+      feeds[pastPosition] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
     });
     const layers = Array.from({ length: numLayers }, (_, i) => i);
-    const logitsName = options.allLogits ? 'logits' : 'last_logits';
-    const fetches = [logitsName, ...layers.flatMap((i) => [`key.${i}`, `value.${i}`, `colsum.${i}`, ...(windowRows > 0 ? [`window_colsum.${i}`] : [])])];
+    const logitsName = options.allLogits ? io.logits : io.lastLogits;
+    const fetches = [logitsName, ...layers.flatMap((i) => [io.key[i], io.value[i], io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
     const out = await this.session.run(feeds, fetches);
+    const data = (name: string) => out[name].data as Float32Array;
     return {
-      logits: out[logitsName].data as Float32Array,
-      keys: layers.map((i) => out[`key.${i}`].data as Float32Array),
-      values: layers.map((i) => out[`value.${i}`].data as Float32Array),
-      colsums: layers.map((i) => out[`colsum.${i}`].data as Float32Array),
-      windowColsums: windowRows > 0 ? layers.map((i) => out[`window_colsum.${i}`].data as Float32Array) : null,
+      logits: data(logitsName),
+      keys: io.key.map(data),
+      values: io.value.map(data),
+      colsums: io.columnSums.map(data),
+      windowColsums: windowRows > 0 ? io.windowColumnSums.map(data) : null,
     };
   }
 
   /** An empty past for every layer. */
   emptyPast(): PastLayer[] {
-    return Array.from({ length: this.config.numLayers }, () => ({ keys: new Float32Array(0), values: new Float32Array(0), length: 0 }));
+    return Array.from({ length: this.shape.numLayers }, () => ({ keys: new Float32Array(0), values: new Float32Array(0), length: 0 }));
   }
 
   async release(): Promise<void> {
+    this.embeddings.close();
     await this.session.release();
   }
 }

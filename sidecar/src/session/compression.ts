@@ -5,15 +5,15 @@
  */
 import { observedRows, type CompressOptions, type KvCache } from '../kv/index.js';
 import type { SessionSettings } from '../protocol/index.js';
-import type { LlavaRuntime } from '../runtime/llava.js';
+import type { ModelRuntime } from '../runtime/modelRuntime.js';
 
-export function compressOptions(settings: SessionSettings, runtime: LlavaRuntime): CompressOptions {
+export function compressOptions(settings: SessionSettings, runtime: ModelRuntime): CompressOptions {
   const { policy, budget, mode, seed, sinks, snapkvWindow } = settings;
-  return { policy, budget, mode, seed, sinks, snapkvWindow, numQueryHeads: runtime.config.text.numHeads, matcher: runtime.matcher };
+  return { policy, budget, mode, seed, sinks, snapkvWindow, numQueryHeads: runtime.info.heads, matcher: runtime.matcher };
 }
 
 /** Rows of the prefill's end whose attention the policy observes, for a cache about to take `newTokens` more. */
-export function observedWindow(settings: SessionSettings, runtime: LlavaRuntime, cache: KvCache, newTokens: number): number {
+export function observedWindow(settings: SessionSettings, runtime: ModelRuntime, cache: KvCache, newTokens: number): number {
   const { length, tokensSeen } = cache;
   return observedRows(compressOptions(settings, runtime), length + newTokens, tokensSeen + newTokens);
 }

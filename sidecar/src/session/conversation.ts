@@ -14,7 +14,7 @@ import { planCompression, TEXT, type KvCache } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
-import type { LlavaRuntime } from '../runtime/llava.js';
+import type { ModelRuntime } from '../runtime/modelRuntime.js';
 import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
 import { compressOptions, observedWindow } from './compression.js';
@@ -233,7 +233,7 @@ export class Conversation {
    * (prefill chunks, a rebuild's replay included) as tokens read of all the turn reads.
    */
   async turn(
-    runtime: LlavaRuntime,
+    runtime: ModelRuntime,
     features: FeatureCache,
     input: TurnInput,
     onToken: (text: string, id: number) => void,
@@ -288,9 +288,9 @@ export class Conversation {
   }
 
   /** A text-only model refuses a turn with images, and a conversation that already shows some (saved under a LLaVA model). */
-  private refuseImagesOfTextOnly(runtime: LlavaRuntime, input: TurnInput): void {
+  private refuseImagesOfTextOnly(runtime: ModelRuntime, input: TurnInput): void {
     runtime.refuseImages(input.images.length);
-    if (!runtime.imageInput && this.imageCount > 0) {
+    if (!runtime.info.imageInput && this.imageCount > 0) {
       throw new SidecarError(
         ErrorCode.InvalidParams,
         `this model reads text only; the conversation ${this.id} holds ${this.imageCount} image(s) from a model that reads images: start a new conversation (/clear in the chat, or "LOOK-M: Clear Conversation Cache")`,
@@ -303,7 +303,7 @@ export class Conversation {
    * cache was dropped), or, when the template rewrote earlier turns, the whole prompt from
    * scratch. Refuses a prompt over the context length before any work.
    */
-  private planFeed(runtime: LlavaRuntime, input: TurnInput): FeedPlan {
+  private planFeed(runtime: ModelRuntime, input: TurnInput): FeedPlan {
     const { processor } = runtime;
     const content: ContentPart[] = [...input.images.map(() => ({ type: 'image' as const })), { type: 'text', text: withFiles(input) }];
     const prompt = processor.renderChatTemplate([...this.messages, { role: 'user', content }]);
@@ -320,7 +320,7 @@ export class Conversation {
   }
 
   /** Features of every image the feed shows (`shown` times): from the shared cache, else encoded (and kept there). */
-  private async ensureImageFeatures(runtime: LlavaRuntime, features: FeatureCache, plan: FeedPlan): Promise<{ rows: Map<string, Float32Array>; shown: number; encoded: number }> {
+  private async ensureImageFeatures(runtime: ModelRuntime, features: FeatureCache, plan: FeedPlan): Promise<{ rows: Map<string, Float32Array>; shown: number; encoded: number }> {
     const rows = new Map<string, Float32Array>();
     const shown = [...plan.replay.flatMap((turn) => turn.prompt.imageHashes), ...plan.fresh.imageHashes];
     let encoded = 0;
@@ -330,8 +330,7 @@ export class Conversation {
       if (!f) {
         const bytes = plan.newImages.get(hash) ?? this.images.get(hash);
         if (!bytes) throw new Error(`image ${hash.slice(0, 12)} of an earlier turn is no longer available`);
-        if (!runtime.vision) throw new Error('image features asked of a text-only model (refuseImagesOfTextOnly lets no image through)');
-        f = await runtime.vision.encode(await runtime.pixelValues([bytes]), 1);
+        f = await runtime.encodeImages([bytes]);
         features.set(hash, f);
         encoded++;
       }
@@ -345,7 +344,7 @@ export class Conversation {
    * The cache this turn feeds: the resident one (an incremental turn), or a new one (after an
    * eviction, or when starting over). The conversation holds none until the turn is recorded.
    */
-  private takeCache(runtime: LlavaRuntime, plan: FeedPlan, reading: ReadingProgress): TurnWork {
+  private takeCache(runtime: ModelRuntime, plan: FeedPlan, reading: ReadingProgress): TurnWork {
     const previous = this.cache;
     this.cache = null;
     if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: previous.mark(), imagesFed: this.imageCount, tokensFed: 0, reading };
@@ -369,7 +368,7 @@ export class Conversation {
    * would not be bit-identical and a near tie in a policy's top-k or in a greedy answer could
    * turn. Decode steps make the rebuild exact by construction.
    */
-  private async replayTurn(runtime: LlavaRuntime, work: TurnWork, turn: FedTurn, rows: Map<string, Float32Array>, isCancelled: () => boolean): Promise<void> {
+  private async replayTurn(runtime: ModelRuntime, work: TurnWork, turn: FedTurn, rows: Map<string, Float32Array>, isCancelled: () => boolean): Promise<void> {
     const prefilled = await this.prefillSegment(runtime, work, turn.prompt, rows, isCancelled);
     if (this.settings.policy === 'full') {
       // Nothing is ever evicted, so no choice can turn on rounding: one chunk rebuilds the same cache.
@@ -387,17 +386,15 @@ export class Conversation {
   }
 
   /** Prefills a prompt segment on top of the work cache, its images numbered from the cache's start. */
-  private async prefillSegment(runtime: LlavaRuntime, work: TurnWork, segment: Segment, rows: Map<string, Float32Array>, isCancelled: () => boolean) {
+  private async prefillSegment(runtime: ModelRuntime, work: TurnWork, segment: Segment, rows: Map<string, Float32Array>, isCancelled: () => boolean) {
     const segmentRows = segment.imageHashes.map((hash) => rows.get(hash)!);
     const features = new Float32Array(segmentRows.reduce((n, r) => n + r.length, 0));
     segmentRows.reduce((offset, r) => (features.set(r, offset), offset + r.length), 0);
-    const { embeds, modality } = runtime.embedPrompt(segment.ids, features);
+    const { embeds, modality, positions } = runtime.embedPrompt(segment.ids, features, work.cache.tokensSeen);
     for (let i = 0; i < modality.length; i++) if (modality[i] !== TEXT) modality[i] += work.imagesFed;
     work.imagesFed += segment.imageHashes.length;
     work.tally.fed(modality);
     work.tokensFed += segment.ids.length;
-    const first = work.cache.tokensSeen;
-    const positions = Int32Array.from(segment.ids, (_, i) => first + i);
     let read = 0;
     const onChunk = (done: number) => {
       work.reading.advance(done - read);
@@ -407,7 +404,7 @@ export class Conversation {
   }
 
   /** Compresses every layer under the session's policy; from here on the turn cannot be undone. */
-  private async compress(runtime: LlavaRuntime, work: TurnWork, windowScores: Float32Array[] | null): Promise<void> {
+  private async compress(runtime: ModelRuntime, work: TurnWork, windowScores: Float32Array[] | null): Promise<void> {
     work.undo = null;
     if (this.settings.policy === 'full') return;
     for (const [i, layer] of work.cache.layers.entries()) {
@@ -422,11 +419,11 @@ export class Conversation {
    * Samples (or takes the forced tokens), streaming each and feeding it back, until EOS, the
    * token limit or the context's end. Cancelled before the first token: throws (nothing to keep).
    */
-  private async decode(runtime: LlavaRuntime, work: TurnWork, firstLogits: Float32Array, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean, started: number): Promise<Decoded> {
+  private async decode(runtime: ModelRuntime, work: TurnWork, firstLogits: Float32Array, input: TurnInput, onToken: (text: string, id: number) => void, isCancelled: () => boolean, started: number): Promise<Decoded> {
     const { processor } = runtime;
     const sample = createSampler(this.settings);
     const forced = input.forcedTokens;
-    const room = runtime.config.text.maxPositionEmbeddings - work.cache.tokensSeen;
+    const room = runtime.contextLength - work.cache.tokensSeen;
     const limit = Math.min(forced ? forced.length : this.settings.maxNewTokens, room);
     const out: Decoded = { generated: [], text: '', stopReason: 'length', firstTokenMs: 0 };
     let logits = firstLogits;
@@ -459,7 +456,7 @@ export class Conversation {
   }
 
   /** The turn joins the conversation: segments, transcript, cache and stats. Returns the answer. */
-  private record(runtime: LlavaRuntime, plan: FeedPlan, work: TurnWork, decoded: Decoded, stats: TurnStats): string {
+  private record(runtime: ModelRuntime, plan: FeedPlan, work: TurnWork, decoded: Decoded, stats: TurnStats): string {
     const { processor } = runtime;
     if (!plan.incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
     this.segments.push(plan.fresh, { ids: decoded.generated, imageHashes: [] });
@@ -505,18 +502,18 @@ function throwIfCancelled(isCancelled: () => boolean, when: string): void {
  * vocabulary entry. Checked before tokenizing, which takes long on a huge text; the factor 2
  * leaves room for normalizers that compose characters.
  */
-function refuseTooManyCharacters(runtime: LlavaRuntime, chars: number, before: number): void {
+function refuseTooManyCharacters(runtime: ModelRuntime, chars: number, before: number): void {
   const fewest = Math.ceil(chars / (2 * runtime.processor.longestTokenChars));
-  if (fewest + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${chars} characters with its chat markup, at least ${fewest} tokens`, before);
+  if (fewest + before + 1 > runtime.contextLength) throw contextTooLong(runtime, `has ${chars} characters with its chat markup, at least ${fewest} tokens`, before);
 }
 
 /** The new prompt plus at least one answer token must fit the context after what the cache holds. */
-function refuseTooManyTokens(runtime: LlavaRuntime, tokens: number, before: number): void {
-  if (tokens + before + 1 > runtime.config.text.maxPositionEmbeddings) throw contextTooLong(runtime, `has ${tokens} tokens with its chat markup and images`, before);
+function refuseTooManyTokens(runtime: ModelRuntime, tokens: number, before: number): void {
+  if (tokens + before + 1 > runtime.contextLength) throw contextTooLong(runtime, `has ${tokens} tokens with its chat markup and images`, before);
 }
 
-function contextTooLong(runtime: LlavaRuntime, size: string, before: number): SidecarError {
-  const context = runtime.config.text.maxPositionEmbeddings;
+function contextTooLong(runtime: ModelRuntime, size: string, before: number): SidecarError {
+  const context = runtime.contextLength;
   const room = Math.max(0, context - before - 1);
   const held = before > 0 ? `the conversation already holds ${before} of the model's ${context}-token context, so ${room} fit` : `the model's context is ${context} tokens, so ${room} fit (one is kept for the answer)`;
   const advice = before > 0 ? 'start a new conversation, or send a shorter message with fewer images or files' : 'send a shorter message with fewer images or files';

@@ -6,7 +6,7 @@
 import type { Budget, Mode, PolicyName } from '../kv/index.js';
 import { SessionSettings } from '../protocol/index.js';
 import { Conversation, FeatureCache, type TurnOutput } from './conversation.js';
-import type { LlavaRuntime } from '../runtime/llava.js';
+import type { ModelRuntime } from '../runtime/modelRuntime.js';
 import type { SamplingOptions } from '../runtime/sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -19,7 +19,7 @@ export interface GenerateOptions extends SamplingOptions {
 }
 
 export function generate(
-  runtime: LlavaRuntime,
+  runtime: ModelRuntime,
   question: string,
   images: Uint8Array[],
   options: GenerateOptions = {},

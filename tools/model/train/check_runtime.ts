@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SessionSettings } from '../../../sidecar/src/protocol/index.js';
-import { LlavaRuntime } from '../../../sidecar/src/runtime/llava.js';
+import { OnnxModelRuntime } from '../../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache } from '../../../sidecar/src/session/conversation.js';
 
 interface Case { name: string; text: string; images: string[]; ids: number[]; logits: number[]; expected: string }
@@ -21,7 +21,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const cases = JSON.parse(readFileSync(values.cases, 'utf8')) as Case[];
-  const runtime = await LlavaRuntime.load(values.model);
+  const runtime = await OnnxModelRuntime.load(values.model);
   let failed = 0;
   for (const c of cases) {
     const content = [...c.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: c.text }];

@@ -14,7 +14,7 @@ export interface CatalogModel {
   layerParamsB: number;
   /**
    * Billions of parameters the runtime holds in float32 whatever lookm.weightBits says: the
-   * embeddings (the token-lookup table beside the LM head, so a tied table counts twice), norms,
+   * embeddings, norms,
    * biases, the vision layers it reads and the projector.
    */
   float32ParamsB: number;
@@ -30,7 +30,7 @@ export const CATALOG: readonly CatalogModel[] = [
     repo: 'llava-hf/llava-interleave-qwen-0.5b-hf',
     parametersB: 0.864,
     layerParamsB: 0.308,
-    float32ParamsB: 0.711,
+    float32ParamsB: 0.556,
     downloadGB: 1.73,
     textOnly: false,
     license: 'unknown: see the model card (Qwen1.5 base)',
@@ -70,7 +70,7 @@ export const CATALOG: readonly CatalogModel[] = [
     repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',
     parametersB: 0.135,
     layerParamsB: 0.106,
-    float32ParamsB: 0.057,
+    float32ParamsB: 0.028,
     downloadGB: 0.27,
     textOnly: true,
     license: 'Apache 2.0',
@@ -80,7 +80,7 @@ export const CATALOG: readonly CatalogModel[] = [
     repo: 'Qwen/Qwen2.5-0.5B-Instruct',
     parametersB: 0.494,
     layerParamsB: 0.358,
-    float32ParamsB: 0.272,
+    float32ParamsB: 0.136,
     downloadGB: 0.99,
     textOnly: true,
     license: 'Apache 2.0',
@@ -90,7 +90,7 @@ export const CATALOG: readonly CatalogModel[] = [
     repo: 'Qwen/Qwen2.5-1.5B-Instruct',
     parametersB: 1.544,
     layerParamsB: 1.31,
-    float32ParamsB: 0.467,
+    float32ParamsB: 0.234,
     downloadGB: 3.09,
     textOnly: true,
     license: 'Apache 2.0',

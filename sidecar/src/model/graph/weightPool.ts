@@ -4,14 +4,21 @@
  * onnxruntime refuses external-data paths for models created from bytes unless the bytes are
  * handed over (`externalData: [{ path, data }]`), and writing a `.onnx` file into the user's
  * model folder is not ours to do. So each tensor is read from its `.safetensors` file once,
- * widened to float32 when stored as F16/BF16, and placed in the buffer the session receives.
+ * straight into its place in the buffer the session receives.
+ *
+ * Precision: the CPU execution provider computes in float32 here, so F16/BF16 weights are widened
+ * to float32 as they are read (one float32 copy, never two). A device that runs half precision
+ * would instead register the tensor with its stored type (an `ExternalTensor` type of float16)
+ * and read its bytes unwidened: the per-tensor read in `load` is the one place that decides.
  */
 import type { Checkpoint } from '../checkpoint.js';
 import { externalBytes, type ExternalTensor } from './onnxBuilder.js';
-import { quantize4, type Quantized } from './quantize.js';
+import { quantize4 } from './quantize.js';
 
 /** Offsets of the external buffer are kept aligned (float32 views, and onnxruntime's own copies). */
 const ALIGN = 64;
+/** Floats of a linear weight read at a time for 4-bit quantization (4 MiB). */
+const QUANTIZE_SLICE_ELEMENTS = 1 << 20;
 
 type PoolEntry = { canonical: string; shape: number[]; external: ExternalTensor } & ({ kind: 'float32' } | { kind: 'q4-data' | 'q4-scales'; blockSize: number });
 
@@ -55,24 +62,42 @@ export class WeightPool {
     return this.tensors.map((t) => t.external);
   }
 
-  /** Reads every registered tensor into one buffer, for `InferenceSession.create(..., { externalData })`. */
+  /** Bytes of the buffer `load` returns: the weights of the graph, as the session receives them. */
+  get bytes(): number {
+    return Math.ceil(this.size / ALIGN) * ALIGN;
+  }
+
+  /**
+   * Reads every registered tensor into one buffer, for `InferenceSession.create(..., { externalData })`.
+   * Each tensor is read from its file straight into its place (F16/BF16 widened in slices), and a
+   * quantized weight is read and quantized a bounded slice of rows at a time: beyond the buffer
+   * itself, load holds a few MiB (QUANTIZE_SLICE_ELEMENTS floats, their codes, the half slice).
+   * onnxruntime copies the buffer into its own tensors (measured: overwriting it after the
+   * session is created changes nothing), so callers hand it over and keep no reference.
+   */
   load(): { path: string; data: Uint8Array } {
-    const buffer = new ArrayBuffer(Math.ceil(this.size / ALIGN) * ALIGN);
-    const quantized = new Map<string, Quantized>();
+    const buffer = new ArrayBuffer(this.bytes);
+    const scales = new Map(this.tensors.filter((t) => t.kind === 'q4-scales').map((t) => [t.canonical, t.external.offset]));
     for (const t of this.tensors) {
       const at = t.external.offset;
-      if (t.kind === 'float32') {
-        new Float32Array(buffer, at, t.external.dims.reduce((a, b) => a * b, 1)).set(this.checkpoint.float32(t.canonical, t.shape));
-        continue;
-      }
-      let q = quantized.get(t.canonical);
-      if (!q) {
-        q = quantize4(this.checkpoint.float32(t.canonical, t.shape), t.shape[0], t.shape[1], t.blockSize);
-        quantized.set(t.canonical, q);
-      }
-      if (t.kind === 'q4-data') new Uint8Array(buffer, at, q.data.length).set(q.data);
-      else new Float32Array(buffer, at, q.scales.length).set(q.scales);
+      if (t.kind === 'float32') this.checkpoint.readFloat32Into(t.canonical, t.shape, new Float32Array(buffer, at, t.external.dims.reduce((a, b) => a * b, 1)));
+      else if (t.kind === 'q4-data') this.quantizeInto(buffer, t.canonical, t.shape as [number, number], t.blockSize, at, scales.get(t.canonical)!);
     }
     return { path: this.location, data: new Uint8Array(buffer) };
+  }
+
+  /** Quantizes `[N, K]` rows a slice at a time into the packed codes at `dataAt` and the scales at `scalesAt` (rows are independent). */
+  private quantizeInto(buffer: ArrayBuffer, canonical: string, [N, K]: [number, number], blockSize: number, dataAt: number, scalesAt: number): void {
+    const blocks = Math.ceil(K / blockSize);
+    const rowsPerSlice = Math.max(1, Math.floor(QUANTIZE_SLICE_ELEMENTS / K));
+    const slice = new Float32Array(Math.min(N, rowsPerSlice) * K);
+    for (let row = 0; row < N; row += rowsPerSlice) {
+      const rows = Math.min(rowsPerSlice, N - row);
+      const weights = slice.subarray(0, rows * K);
+      this.checkpoint.readFloat32Into(canonical, [N, K], weights, row * K);
+      const q = quantize4(weights, rows, K, blockSize);
+      new Uint8Array(buffer, dataAt + (row * blocks * blockSize) / 2, q.data.length).set(q.data);
+      new Float32Array(buffer, scalesAt + row * blocks * 4, q.scales.length).set(q.scales);
+    }
   }
 }

@@ -1,22 +1,28 @@
 /**
- * A loaded checkpoint: processor, vision encoder (none for a text-only causal LM such as
- * LlamaForCausalLM, whose every token is text) and text decoder, and the steps of a turn
- * (encode images, build the prompt's embeddings, prefill in chunks on top of a KV cache, decode).
- * The KV cache is the engine's `KvCache` (a `KvLayer` per decoder layer), so a caller can compress
- * it between steps with any policy; the decoder reads its layers as the past in place.
+ * A loaded checkpoint on onnxruntime: its architecture (`model/architectures/registry.ts`) says
+ * which sessions to create (an image encoder for a LLaVA model, none for a text-only causal LM,
+ * whose every token is text; a decoder always) and builds their graphs; this class only creates
+ * the sessions and runs a turn's steps (encode images, build the prompt's embeddings, prefill in
+ * chunks on top of a KV cache, decode). The KV cache is the engine's `KvCache` (a `KvLayer` per
+ * decoder layer), so a caller can compress it between steps with any policy; the decoder reads
+ * its layers as the past in place.
  */
 import { cpus } from 'node:os';
 import { KvCache, TEXT, type Matcher } from '../kv/index.js';
+import type { Architecture } from '../model/architectures/architecture.js';
+import { architectureFor } from '../model/architectures/registry.js';
 import { Checkpoint } from '../model/checkpoint.js';
-import { isLlavaConfig } from '../model/config.js';
+import type { ModelConfig } from '../model/config.js';
 import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
-import { tokensPerImage } from '../model/vision/visionGraph.js';
-import type { WeightBits } from '../model/text/decoderGraph.js';
+import type { WeightBits } from '../model/graph/layers/linear.js';
+import { DEFAULT_PREFILL_CHUNK, type ModelRuntime, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
 import { TextDecoder } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
+
+export { DEFAULT_PREFILL_CHUNK, type PrefillOptions, type Prefilled } from './modelRuntime.js';
 
 export interface LoadOptions {
   /** onnxruntime intra-op threads; default: the cores available. */
@@ -30,35 +36,12 @@ export interface LoadOptions {
   weightBits?: WeightBits;
 }
 
-/**
- * Prefill chunk length (a setting). Measured on a Qwen2-0.5B-shaped model over an 8K prompt on 2
- * cores: 512 -> 239 tokens/s, 256 -> 225 tokens/s, neither raising peak memory past loading.
- */
-export const DEFAULT_PREFILL_CHUNK = 512;
+export class OnnxModelRuntime implements ModelRuntime {
+  readonly info: RuntimeInfo;
 
-export interface PrefillOptions {
-  /** Tokens per decoder run (default DEFAULT_PREFILL_CHUNK). */
-  chunk?: number;
-  /** How many of the newest tokens' query rows SnapKV observes (default 0: no window scores). */
-  windowRows?: number;
-  /** Asked before every chunk; true stops the prefill with a RequestCancelled `SidecarError`. */
-  isCancelled?: () => boolean;
-  /** Told after every chunk how many of this prefill's tokens have been run. */
-  onChunk?: (tokensDone: number) => void;
-}
-
-export interface Prefilled {
-  /** Logits of the last token (empty when there were no tokens). */
-  logits: Float32Array;
-  /** Per layer, `[numHeads, cache length]`: the observation window's attention per slot (null: no window). */
-  windowScores: Float32Array[] | null;
-  /** Query rows the window holds: the rows asked for, at most the tokens prefilled. */
-  windowRows: number;
-}
-
-export class LlavaRuntime {
   private constructor(
     readonly checkpoint: Checkpoint,
+    readonly architecture: Architecture,
     readonly processor: LlavaProcessor,
     /** null: a text-only model; a turn with images is refused (`refuseImages`). */
     readonly vision: VisionEncoder | null,
@@ -67,9 +50,28 @@ export class LlavaRuntime {
     readonly matcher: Matcher & { release(): Promise<void> },
     /** Tokens per prefill run unless a call says otherwise. */
     readonly prefillChunk = DEFAULT_PREFILL_CHUNK,
-  ) {}
+  ) {
+    const { config } = checkpoint;
+    const image = architecture.imageInput(config);
+    // The decoder's sizes as its graph declares them (the same the KV cache is made with).
+    const shape = decoder.shape;
+    this.info = {
+      architecture: config.architecture,
+      textModel: config.text.modelType,
+      imageInput: image !== null,
+      visionModel: image?.visionModel ?? null,
+      layers: shape.numLayers,
+      heads: shape.numHeads,
+      kvHeads: shape.numKvHeads,
+      headDim: shape.headDim,
+      hiddenSize: shape.hiddenSize,
+      vocabSize: shape.vocabSize,
+      imageSize: image?.imageSize ?? null,
+      tokensPerImage: image?.tokensPerImage ?? 0,
+    };
+  }
 
-  static async load(dir: string, options: LoadOptions = {}): Promise<LlavaRuntime> {
+  static async load(dir: string, options: LoadOptions = {}): Promise<OnnxModelRuntime> {
     const progress = options.onProgress ?? (() => undefined);
     const threads = options.threads ?? Math.max(1, cpus().length);
     const { prefillChunk = DEFAULT_PREFILL_CHUNK } = options;
@@ -77,21 +79,28 @@ export class LlavaRuntime {
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);
     const { config } = checkpoint;
-    const llava = isLlavaConfig(config);
-    const processor = LlavaProcessor.open(dir, llava ? config.imageTokenIndex : null, llava ? tokensPerImage(config) : 0, options.maxImagePixels);
+    const architecture = architectureFor(config.architecture);
+    const image = architecture.imageInput(config);
+    const processor = LlavaProcessor.open(dir, image?.imageTokenIndex ?? null, image?.tokensPerImage ?? 0, options.maxImagePixels);
     let vision: VisionEncoder | null = null;
-    if (llava) {
-      progress('building vision graph and session');
-      vision = await VisionEncoder.create(checkpoint, config, { threads });
+    let decoder: TextDecoder | null = null;
+    for (const spec of architecture.sessions(config, { weightBits: options.weightBits ?? 32 })) {
+      if (spec.role === 'imageEncoder') {
+        progress('building vision graph and session');
+        vision = await VisionEncoder.create(checkpoint, spec, { threads });
+      } else {
+        progress('building decoder graph and session');
+        decoder = await TextDecoder.fromSpec(checkpoint, spec, { threads });
+      }
     }
-    progress('building decoder graph and session');
-    const decoder = await TextDecoder.create(checkpoint, { threads, weightBits: options.weightBits });
+    if (!decoder) throw new Error(`architecture ${config.architecture} lists no decoder session`);
+    if ((vision === null) !== (image === null)) throw new Error(`architecture ${config.architecture}: an image encoder session must come with image input, and only then`);
     const matcher = await createOrtMatcher({ threads });
     progress('ready');
-    return new LlavaRuntime(checkpoint, processor, vision, decoder, matcher, prefillChunk);
+    return new OnnxModelRuntime(checkpoint, architecture, processor, vision, decoder, matcher, prefillChunk);
   }
 
-  get config() {
+  get config(): ModelConfig {
     return this.checkpoint.config;
   }
 
@@ -100,20 +109,29 @@ export class LlavaRuntime {
     return this.vision !== null;
   }
 
+  get contextLength(): number {
+    return this.config.text.maxPositionEmbeddings;
+  }
+
   /** Refuses images for a text-only model, before any work is done for the turn. */
   refuseImages(images: number): void {
     if (images > 0 && !this.vision) {
       throw new SidecarError(
         ErrorCode.InvalidParams,
-        `this model reads text only; the message has ${images} image${images === 1 ? '' : 's'}: send it without images, or load a LLaVA model (${this.config.architecture} has no vision tower)`,
+        `this model reads text only; the message has ${images} image${images === 1 ? '' : 's'}: send it without images, or load a LLaVA model (${this.info.architecture} has no vision tower)`,
       );
     }
   }
 
   /** An empty KV cache, one layer per decoder layer. */
   createCache(): KvCache {
-    const { numLayers, numKvHeads, headDim } = this.config.text;
+    const { numLayers, numKvHeads, headDim } = this.decoder.shape;
     return new KvCache(numLayers, numKvHeads, headDim);
+  }
+
+  async encodeImages(images: Uint8Array[]): Promise<Float32Array> {
+    if (!this.vision) throw new Error('image features asked of a text-only model (refuseImages lets no image through)');
+    return this.vision.encode(await this.pixelValues(images), images.length);
   }
 
   /** Pixel values `[images, 3, size, size]` of encoded images. */
@@ -127,10 +145,11 @@ export class LlavaRuntime {
 
   /**
    * Embeddings of `ids`, the image tokens replaced in order by the rows of `features`
-   * (`[images, tokensPerImage, hidden]`); also the modality of every token (TEXT or image index).
+   * (`[images, tokensPerImage, hidden]`); also the modality of every token (TEXT or image index)
+   * and its position: consecutive from `firstPosition` (every architecture here counts positions so).
    */
-  embedPrompt(ids: number[], features: Float32Array): { embeds: Float32Array; modality: Int32Array } {
-    const E = this.config.text.hiddenSize;
+  embedPrompt(ids: number[], features: Float32Array, firstPosition = 0): PromptEmbedding {
+    const E = this.decoder.shape.hiddenSize;
     const T = this.processor.tokensPerImage;
     const imageId = this.processor.imageTokenId;
     const imageTokens = imageId === null ? 0 : ids.filter((id) => id === imageId).length;
@@ -146,7 +165,7 @@ export class LlavaRuntime {
       modality[i] = Math.floor(row / T);
       row++;
     });
-    return { embeds, modality };
+    return { embeds, modality, positions: Int32Array.from(ids, (_, i) => firstPosition + i) };
   }
 
   /**
@@ -172,7 +191,7 @@ export class LlavaRuntime {
     const { chunk = this.prefillChunk, windowRows: requested = 0, isCancelled = () => false, onChunk } = options;
     if (!(Number.isInteger(chunk) && chunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${chunk}`);
     if (!(Number.isInteger(requested) && requested >= 0)) throw new RangeError(`windowRows must be a non-negative integer, got ${requested}`);
-    const { hiddenSize: E, numHeads } = this.config.text;
+    const { hiddenSize: E, numHeads } = this.decoder.shape;
     const N = positions.length;
     const windowRows = Math.min(requested, N);
     const total = cache.length + N;
@@ -201,11 +220,10 @@ export class LlavaRuntime {
   async decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array> {
     const positions = Int32Array.of(position);
     const out = await this.decoder.forward(this.decoder.embed([token]), positions, cache.past(), { pastPositions: this.pastPositions(cache) });
-    cache.append(out, positions, Int32Array.of(TEXT), this.config.text.numHeads);
+    cache.append(out, positions, Int32Array.of(TEXT), this.decoder.shape.numHeads);
     return out.logits;
   }
 
-  /** The true positions of the cache's slots, for a decoder with sliding windows (else nothing). */
   /** Per layer, the true position of every kept slot (`[heads, length]`, the cache's own views), when a layer has a sliding window. */
   private pastPositions(cache: KvCache): Int32Array[] | undefined {
     return this.decoder.needsPastPositions ? cache.layers.map((layer) => layer.positions) : undefined;

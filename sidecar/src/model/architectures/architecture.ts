@@ -1,0 +1,59 @@
+/**
+ * What an architecture (a checkpoint's `architectures[0]`) provides to be loaded: its config
+ * schema and normaliser, its weight names, the ONNX graphs it runs (each built with a manifest of
+ * its inputs and outputs, which is all the runtime reads), and what its processor needs to know
+ * about images. Entries are listed in `registry.ts`; "Adding an architecture" in ARCHITECTURE.md
+ * walks through writing one.
+ */
+import type { ModelConfig } from '../config.js';
+import type { WeightBits } from '../graph/layers/linear.js';
+import type { BuiltGraph } from '../graph/manifest.js';
+import type { WeightPool } from '../graph/weightPool.js';
+
+export interface BuildOptions {
+  /** 4: the decoder's linear layers on 4-bit block-quantized weights (MatMulNBits). */
+  weightBits: WeightBits;
+}
+
+/** One onnxruntime session the model needs: what it is for and how its graph is built. */
+export type SessionSpec =
+  /** Pixel values in, one feature row per image token out (`pixels` -> `imageFeatures`). */
+  | { role: 'imageEncoder'; build(weights: WeightPool): BuiltGraph }
+  /** The decoder over a past cache; its prompt embeddings are rows of `embeddingTable` (a canonical tensor name). */
+  | { role: 'decoder'; embeddingTable: string; build(weights: WeightPool): BuiltGraph };
+
+/** How the model reads images: what the processor expands each image into, and what the model info shows. */
+export interface ImageInput {
+  /** The image token's id in the vocabulary (the chat template writes it once per image). */
+  imageTokenIndex: number;
+  /** Feature rows, hence prompt tokens, per image. */
+  tokensPerImage: number;
+  /** The image side the encoder reads. */
+  imageSize: number;
+  /** The vision tower's `model_type`, for the model info. */
+  visionModel: string;
+}
+
+export interface Architecture<C extends ModelConfig = ModelConfig> {
+  /**
+   * Validates and normalises config.json (`raw`, whose `architectures[0]` is `name`); every
+   * unsupported value is refused by name with a `CheckpointError`.
+   */
+  parseConfig(raw: unknown, name: string): C;
+  /**
+   * Checkpoint tensor-name prefixes and the canonical prefixes they become (`text.`, `vision.`,
+   * `projector.`, what the graphs use), tried in order: the first match renames a tensor.
+   */
+  readonly weightPrefixes: readonly (readonly [from: string, to: string])[];
+  /** A lower bound on the parameters the checkpoint holds, checked against the weight files before anything is read. */
+  minimumParameters(config: C): number;
+  /**
+   * The image side's parameters (tower, projector) as the checkpoint holds them: those the runtime
+   * reads and those it never loads (for the memory figures of `model/footprint.ts`). Absent: none.
+   */
+  imageSideParameters?(config: C): { read: number; unread: number };
+  /** How images enter the prompt, or null: the model reads text only (images are refused). */
+  imageInput(config: C): ImageInput | null;
+  /** The sessions to create, in order (an image encoder, if any, then the decoder). */
+  sessions(config: C, options: BuildOptions): SessionSpec[];
+}

@@ -1,0 +1,80 @@
+/**
+ * What a turn needs of a loaded model, whatever its architecture: the session, the engine and the
+ * CLIs depend on this interface, never on the class that implements it (`OnnxModelRuntime`).
+ * Every architecture reports, per prompt token, its modality (text or image k) and its position,
+ * and every prefill adds the attention column sums to the KV cache's scores: what the LOOK-M
+ * engine (`kv/`) reads, unchanged for every architecture.
+ */
+import type { KvCache, Matcher } from '../kv/index.js';
+import type { LlavaProcessor } from '../model/processor.js';
+import type { ModelInfo } from '../protocol/index.js';
+
+/**
+ * Prefill chunk length (a setting). Measured on a Qwen2-0.5B-shaped model over an 8K prompt on 2
+ * cores: 512 -> 239 tokens/s, 256 -> 225 tokens/s, neither raising peak memory past loading.
+ */
+export const DEFAULT_PREFILL_CHUNK = 512;
+
+export interface PrefillOptions {
+  /** Tokens per decoder run (default DEFAULT_PREFILL_CHUNK). */
+  chunk?: number;
+  /** How many of the newest tokens' query rows SnapKV observes (default 0: no window scores). */
+  windowRows?: number;
+  /** Asked before every chunk; true stops the prefill with a RequestCancelled `SidecarError`. */
+  isCancelled?: () => boolean;
+  /** Told after every chunk how many of this prefill's tokens have been run. */
+  onChunk?: (tokensDone: number) => void;
+}
+
+export interface Prefilled {
+  /** Logits of the last token (empty when there were no tokens). */
+  logits: Float32Array;
+  /** Per layer, `[numHeads, cache length]`: the observation window's attention per slot (null: no window). */
+  windowScores: Float32Array[] | null;
+  /** Query rows the window holds: the rows asked for, at most the tokens prefilled. */
+  windowRows: number;
+}
+
+/** A prompt's input to the decoder, and what the KV cache records per token. */
+export interface PromptEmbedding {
+  /** `[tokens, hidden]`. */
+  embeds: Float32Array;
+  /** Per token, TEXT or the index of the image it belongs to (counted within this prompt). */
+  modality: Int32Array;
+  /** Per token, its position. */
+  positions: Int32Array;
+}
+
+/** What a turn (and token counting) asks of the processor: the chat template, tokens in and out, the image token. */
+export type TurnProcessor = Pick<LlavaProcessor, 'renderChatTemplate' | 'applyChatTemplate' | 'encode' | 'encodeText' | 'decode' | 'eosTokenIds' | 'imageTokenId' | 'longestTokenChars'>;
+
+/** The model as the engine reports it (its path aside). */
+export type RuntimeInfo = Omit<ModelInfo, 'path'>;
+
+export interface ModelRuntime {
+  readonly info: RuntimeInfo;
+  /** Positions the model holds, prompt and answers together. */
+  readonly contextLength: number;
+  /** Chat template and tokenizer (the checkpoint's own). */
+  readonly processor: TurnProcessor;
+  /** Tokens per prefill run unless a call says otherwise. */
+  readonly prefillChunk: number;
+  /** Evicted-to-kept key matching for merging policies in improved mode. */
+  readonly matcher: Matcher;
+  /** Refuses images for a model that reads text only, before any work is done for the turn. */
+  refuseImages(images: number): void;
+  /** Features of encoded images (PNG, JPEG...): `[images, tokensPerImage, hidden]`, the rows that replace their image tokens. */
+  encodeImages(images: Uint8Array[]): Promise<Float32Array>;
+  /** An empty KV cache, one layer per decoder layer. */
+  createCache(): KvCache;
+  /**
+   * Embeddings of `ids`, the image tokens replaced in order by the rows of `features`; with each
+   * token's modality and position, the first at `firstPosition`.
+   */
+  embedPrompt(ids: number[], features: Float32Array, firstPosition?: number): PromptEmbedding;
+  /** Runs new tokens through the decoder on top of `cache`, appending their K/V and column sums; see `OnnxModelRuntime.prefill`. */
+  prefill(cache: KvCache, embeds: Float32Array, positions: Int32Array, modality: Int32Array, options?: PrefillOptions): Promise<Prefilled>;
+  /** One generated token at `position` on top of `cache`; returns its logits. */
+  decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array>;
+  release(): Promise<void>;
+}

@@ -104,7 +104,7 @@ for (const [model, names] of CASES) {
           layouts.map((l) => l.frames),
           c.frames_per_image,
         );
-        const ids = processor.encode(prompt, layouts);
+        const ids = processor.encode(prompt, true, 0, layouts);
         assert.deepEqual(ids, c.input_ids);
         assert.equal(ids.filter((id) => id === processor.imageTokenId).length, c.frames_per_image.reduce((a, b) => a + b, 0) * processor.imageSeqLen);
         assert.equal(processor.imageSeqLen, c.image_seq_len);
@@ -131,7 +131,7 @@ for (const [model, names] of CASES) {
       assert.equal(prompt.text, c.prompt2);
       // Conversation feeds turn 2 from the end of the first answer's text on.
       const fed = c.prompt2.indexOf(c.answer1, c.prompt.length) + c.answer1.length;
-      assert.deepEqual(processor.encode(prompt, [], false, fed), c.ids2);
+      assert.deepEqual(processor.encode(prompt, false, fed), c.ids2);
     });
   });
 }
@@ -167,9 +167,9 @@ describe('Idefics3 processor: content and refusals', () => {
   it('keeps <image> and row/column tokens typed in a message as text: they add no image', () => {
     const messages: ChatMessage[] = [{ role: 'user', content: [{ type: 'text', text: 'see <image> and <row_1_col_1><global-img>' }] }];
     const prompt = processor.text.renderChatTemplate(messages);
-    const ids = processor.encode(prompt, []);
+    const ids = processor.encode(prompt);
     assert.ok(!ids.includes(processor.imageTokenId));
-    assert.throws(() => processor.encode(prompt, [imageLayout(10, 10, processor.preprocessor)]), /the prompt has 0 image placeholders but 1 images were given/);
+    assert.throws(() => processor.encode(prompt, true, 0, [imageLayout(10, 10, processor.preprocessor)]), /the prompt has 0 image placeholders but 1 images were given/);
   });
 
   it('refuses a preprocessor_config.json it does not support, naming the option', () => {

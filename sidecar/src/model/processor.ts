@@ -15,6 +15,7 @@ import { ErrorCode } from '../protocol/index.js';
 import { contentStrings, locateContent, type ChatPrompt, type Span } from './chatPrompt.js';
 import { readJsonFile } from './checkpoint.js';
 import { CONFIG_LIMITS } from './config.js';
+import { SINGLE_FRAME, type ImageGrid } from './imageGrid.js';
 import { CheckpointError } from './safetensors.js';
 
 export type { ChatPrompt, Span } from './chatPrompt.js';
@@ -397,7 +398,7 @@ export class LlavaProcessor {
   }
 
   /** `[3, height, width]` pixel values of an encoded image (PNG, JPEG, WebP, ...). */
-  async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
+  async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number; grid: ImageGrid }> {
     const c = this.image;
     if (c === null) throw new ImageError('this model reads text only: it has no image preprocessing (no preprocessor_config.json)');
     const opened = await openImage(bytes, this.maxInputPixels, (image) => image.removeAlpha());
@@ -439,6 +440,11 @@ export class LlavaProcessor {
         pixels[ch * plane + i] = x;
       }
     }
-    return { pixels, height: info.height, width: info.width };
+    return { pixels, height: info.height, width: info.width, grid: SINGLE_FRAME };
+  }
+
+  /** A LLaVA image is one frame whatever its size: its prompt does not depend on it (never read). */
+  imageGrid(): Promise<ImageGrid> {
+    return Promise.resolve(SINGLE_FRAME);
   }
 }

@@ -8,6 +8,7 @@ import { decoderSession } from '../decoderSession.js';
 import { minimumTextParameters } from '../../text/textConfig.js';
 import { parseIdefics3Config, tokensPerFrame, type Idefics3Config } from './config.js';
 import { buildIdefics3ImageGraph } from './graph.js';
+import { Idefics3Processor } from './processor.js';
 
 export const idefics3: Architecture<Idefics3Config> = {
   parseConfig: parseIdefics3Config,
@@ -25,5 +26,7 @@ export const idefics3: Architecture<Idefics3Config> = {
   },
   // tokensPerImage: per frame; an image is as many frames as its tiles and its global image (the processor's layout).
   imageInput: (config) => ({ imageTokenIndex: config.imageTokenIndex, tokensPerImage: tokensPerFrame(config), imageSize: config.vision.imageSize, visionModel: config.vision.modelType }),
+  openProcessor: (dir, config, maxInputPixels) =>
+    Idefics3Processor.open(dir, { imageSize: config.vision.imageSize, patchSize: config.vision.patchSize, scaleFactor: config.scaleFactor, imageTokenId: config.imageTokenIndex }, maxInputPixels),
   sessions: (config, options) => [{ role: 'imageEncoder', build: (weights) => buildIdefics3ImageGraph(config, weights) }, decoderSession(config.text, options)],
 };

@@ -11,15 +11,16 @@ import type { Sharp } from 'sharp';
 import { SidecarError } from '../../../protocol/errors.js';
 import { ErrorCode } from '../../../protocol/index.js';
 import type { ChatPrompt, Span } from '../../chatPrompt.js';
+import type { ImageGrid, PreprocessedImage } from '../../imageGrid.js';
+import type { ArchitectureProcessor } from '../architecture.js';
 import { readJsonFile } from '../../checkpoint.js';
 import { CheckpointError } from '../../checkpointError.js';
 import { pilResize, type PilFilter } from '../../pilResize.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
 import { IDEFICS3_TOKENS, imageLayout, imagePromptText, parseIdefics3Preprocessor, RESAMPLE_FILTERS, type Idefics3Preprocessor, type ImageLayout } from './imageLayout.js';
 
-/** One image's frames (`[frames, 3, side, side]`, tiles row by row, then the global image) and its grid. */
-export interface Idefics3Image {
-  pixels: Float32Array;
+/** One image's frames (`[frames, 3, side, side]`, tiles row by row, then the global image), its grid and sizes. */
+export interface Idefics3Image extends PreprocessedImage {
   layout: ImageLayout;
 }
 
@@ -30,7 +31,7 @@ interface Rgb {
   height: number;
 }
 
-export class Idefics3Processor {
+export class Idefics3Processor implements ArchitectureProcessor {
   private constructor(
     /** Chat template and tokenizer; opened text-only: the image tokens are expanded here, before it tokenizes. */
     readonly text: LlavaProcessor,
@@ -65,9 +66,40 @@ export class Idefics3Processor {
     return new Idefics3Processor(text, preprocessor, imageSeqLen, vision.imageTokenId, maxInputPixels);
   }
 
-  /** Image tokens (feature rows) of an image of this layout: `imageSeqLen` per frame. */
-  imageTokenCount(layout: ImageLayout): number {
-    return layout.frames * this.imageSeqLen;
+  /** Image tokens (feature rows) per frame. */
+  get tokensPerImage(): number {
+    return this.imageSeqLen;
+  }
+
+  get eosTokenIds(): number[] {
+    return this.text.eosTokenIds;
+  }
+
+  get longestTokenChars(): number {
+    return this.text.longestTokenChars;
+  }
+
+  renderChatTemplate(...args: Parameters<LlavaProcessor['renderChatTemplate']>): ChatPrompt {
+    return this.text.renderChatTemplate(...args);
+  }
+
+  applyChatTemplate(...args: Parameters<LlavaProcessor['applyChatTemplate']>): string {
+    return this.text.applyChatTemplate(...args);
+  }
+
+  encodeText(text: string): number[] {
+    return this.text.encodeText(text);
+  }
+
+  decode(ids: number[], skipSpecialTokens = true): string {
+    return this.text.decode(ids, skipSpecialTokens);
+  }
+
+  /** An image's tile grid from its declared size (decoding no pixels). */
+  async imageGrid(image: () => Uint8Array): Promise<ImageLayout> {
+    const c = this.preprocessor;
+    const opened = await openImage(image(), this.maxInputPixels, (decoded) => decoded);
+    return imageLayout(opened.width, opened.height, c);
   }
 
   /** An encoded image (PNG, JPEG, WebP, GIF, TIFF) as frames of normalised pixels, with its tile grid. */
@@ -102,7 +134,7 @@ export class Idefics3Processor {
         }
       }
     });
-    return { pixels, layout };
+    return { pixels, layout, grid: layout };
   }
 
   /**
@@ -110,7 +142,7 @@ export class Idefics3Processor {
    * layout's text, in order; the content spans moved with the text. `layouts` has one entry per
    * such `<image>`, or the images and the prompt disagree (`ImageTokenMismatch`).
    */
-  expandImages(prompt: ChatPrompt, layouts: readonly ImageLayout[]): ChatPrompt {
+  expandImages(prompt: ChatPrompt, layouts: readonly ImageGrid[]): ChatPrompt {
     const { text, content } = prompt;
     const inContent = (at: number) => content.some(([start, end]) => at < end && at + IDEFICS3_TOKENS.image.length > start);
     const places = [...text.matchAll(/<image>/g)].map((m) => m.index).filter((at) => !inContent(at));
@@ -132,10 +164,10 @@ export class Idefics3Processor {
   }
 
   /**
-   * Token ids of a prompt from `from` on, the images there (`layouts`, in order) expanded as
+   * Token ids of a prompt from `from` on, the images there (`grids`, in order) expanded as
    * `Idefics3Processor` expands them; content is text, whatever special strings it holds.
    */
-  encode(prompt: string | ChatPrompt, layouts: readonly ImageLayout[], addSpecialTokens = true, from = 0): number[] {
+  encode(prompt: string | ChatPrompt, addSpecialTokens = true, from = 0, layouts: readonly ImageGrid[] = []): number[] {
     const { text, content } = typeof prompt === 'string' ? { text: prompt, content: [] as Span[] } : prompt;
     const part = { text: text.slice(from), content: content.map(([start, end]): Span => [Math.max(start - from, 0), end - from]).filter(([start, end]) => end > start) };
     return this.text.encode(this.expandImages(part, layouts), addSpecialTokens);

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode } from '../protocol/index.js';
 import { contentStrings, locateContent, type ChatPrompt, type Span } from './chatPrompt.js';
-import { readJsonFile } from './checkpoint.js';
+import { readJsonFile } from './jsonFile.js';
 import { CONFIG_LIMITS } from './config.js';
 import { SINGLE_FRAME, type ImageGrid } from './imageGrid.js';
 import { CheckpointError } from './safetensors.js';

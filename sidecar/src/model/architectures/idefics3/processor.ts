@@ -13,7 +13,7 @@ import { ErrorCode } from '../../../protocol/index.js';
 import type { ChatPrompt, Span } from '../../chatPrompt.js';
 import type { ImageGrid, PreprocessedImage } from '../../imageGrid.js';
 import type { ArchitectureProcessor } from '../architecture.js';
-import { readJsonFile } from '../../checkpoint.js';
+import { readJsonFile } from '../../jsonFile.js';
 import { CheckpointError } from '../../checkpointError.js';
 import { pilResize, type PilFilter } from '../../pilResize.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';

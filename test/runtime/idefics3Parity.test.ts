@@ -193,6 +193,16 @@ for (const [model, names] of CASES) {
 }
 
 describe('Idefics3 config', () => {
+  it('counts the image side\'s parameters as the checkpoint holds them (memory figures)', () => {
+    for (const model of ['tiny-smolvlm', 'tiny-smolvlm-nosplit']) {
+      const dir = join(root, 'test/fixtures/models', model);
+      const entries = readSafetensorsHeader(join(dir, 'model.safetensors'));
+      const held = [...entries].filter(([name]) => name.startsWith('model.vision_model.') || name.startsWith('model.connector.')).reduce((n, [, e]) => n + e.shape.reduce((a, b) => a * b, 1), 0);
+      const config = parseIdefics3Config(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+      assert.deepEqual(idefics3.imageSideParameters!(config), { read: held, unread: 0 }, model);
+    }
+  });
+
   const raw = JSON.parse(readFileSync(join(root, 'test/fixtures/models/tiny-smolvlm/config.json'), 'utf8')) as Record<string, unknown>;
 
   it('refuses what it does not support, naming the option', () => {

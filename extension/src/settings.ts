@@ -15,6 +15,10 @@ export const SETTINGS = {
   maxSlots: { key: 'kv.maxSlots', default: 0, restart: false },
   mode: { key: 'kv.mode', default: 'improved', restart: false },
   globalBudgetMb: { key: 'kv.globalBudgetMb', default: 2048, restart: true },
+  coldTier: { key: 'kv.coldTier', default: 'off', restart: false },
+  recallSpan: { key: 'kv.recallSpan', default: 16, restart: false },
+  recallBudget: { key: 'kv.recallBudget', default: 0.1, restart: false },
+  coldBudgetMb: { key: 'kv.coldBudgetMb', default: 1024, restart: true },
   maxNewTokens: { key: 'maxNewTokens', default: 512, restart: false },
   executionProvider: { key: 'executionProvider', default: 'cpu', restart: true },
   threads: { key: 'threads', default: 0, restart: true },
@@ -38,9 +42,19 @@ export const RESTART_KEYS: readonly string[] = Object.values(SETTINGS)
   .map((s) => `${SECTION}.${s.key}`);
 
 /** What a new conversation asks the sidecar for (see SessionSettings in the protocol). */
-export function sessionSettings(s: Settings): { policy: string; mode: string; budget: { hhRatio: number; recentRatio: number; maxSlots?: number }; maxNewTokens: number } {
+export function sessionSettings(s: Settings): {
+  policy: string;
+  mode: string;
+  budget: { hhRatio: number; recentRatio: number; maxSlots?: number };
+  maxNewTokens: number;
+  coldTier?: string;
+  recallSpan?: number;
+  recallBudget?: number;
+} {
   const budget = { hhRatio: s.budgetRatio / 2, recentRatio: s.budgetRatio / 2, ...(s.maxSlots > 0 && s.mode !== 'reference' ? { maxSlots: s.maxSlots } : {}) };
-  return { policy: s.policy, mode: s.mode, budget, maxNewTokens: s.maxNewTokens };
+  // The reference drops what it evicts: the cold tier is an improved-mode setting.
+  const cold = s.coldTier !== 'off' && s.mode !== 'reference' ? { coldTier: s.coldTier, recallSpan: s.recallSpan, recallBudget: s.recallBudget } : {};
+  return { policy: s.policy, mode: s.mode, budget, maxNewTokens: s.maxNewTokens, ...cold };
 }
 
 /**
@@ -52,6 +66,6 @@ export function sidecarArgs(settings: Settings, stateDir: string): string[] {
   args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
   args.push('--max-sessions', String(settings.stateMaxSessions), '--session-max-age-days', String(settings.stateMaxAgeDays), '--state-max-mb', String(settings.stateMaxMb));
-  args.push('--prefill-chunk', String(settings.prefillChunk));
+  args.push('--prefill-chunk', String(settings.prefillChunk), '--cold-budget-mb', String(settings.coldBudgetMb));
   return args;
 }

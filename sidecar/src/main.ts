@@ -14,7 +14,7 @@ import { parseDeviceRequest } from './runtime/deviceRequest.js';
 import { SidecarServer } from './server/server.js';
 import { DEFAULT_RETENTION } from './session/store.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--prefill-chunk 512] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--cold-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--prefill-chunk 512] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
       device: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
       'kv-budget-mb': { type: 'string' },
+      'cold-budget-mb': { type: 'string' },
       'state-dir': { type: 'string' },
       'max-sessions': { type: 'string' },
       'session-max-age-days': { type: 'string' },
@@ -53,6 +54,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
   const budgetMb = values['kv-budget-mb'] === undefined ? undefined : Number(values['kv-budget-mb']);
   if (budgetMb !== undefined && !(budgetMb * 2 ** 20 >= LIMITS.minKvBudgetBytes)) throw new Error(`--kv-budget-mb must be at least ${LIMITS.minKvBudgetBytes / 2 ** 20}, got ${values['kv-budget-mb']}`);
+  const coldBudgetMb = values['cold-budget-mb'] === undefined ? undefined : Number(values['cold-budget-mb']);
+  if (coldBudgetMb !== undefined && !(values['cold-budget-mb']!.trim() !== '' && coldBudgetMb >= 0 && Number.isFinite(coldBudgetMb))) throw new Error(`--cold-budget-mb must be a non-negative number of MiB (all sessions' cold tiers together; 0 keeps none), got ${values['cold-budget-mb']}`);
   const maxImagePixels = values['max-image-pixels'] === undefined ? undefined : Number(values['max-image-pixels']);
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
   const prefillChunk = values['prefill-chunk'] === undefined ? undefined : Number(values['prefill-chunk']);
@@ -75,6 +78,7 @@ async function main(): Promise<void> {
     log,
     threads: values.threads ? Number(values.threads) : undefined,
     kvBudgetBytes: budgetMb === undefined ? undefined : Math.floor(budgetMb * 2 ** 20),
+    coldBudgetBytes: coldBudgetMb === undefined ? undefined : Math.floor(coldBudgetMb * 2 ** 20),
     stateDir: values['state-dir'] ? resolve(values['state-dir']) : undefined,
     allowedDirs: values['allow-dir']?.map((dir) => resolve(dir)),
   });

@@ -63,6 +63,17 @@ describe('extension manifest', () => {
     assert.ok(manifest.activationEvents.includes('onStartupFinished'));
   });
 
+  it('asks for the cold tier only when it is on, and never in reference mode (which refuses it)', () => {
+    const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, s.default])) as never;
+    assert.equal(SessionSettings.parse(sessionSettings(defaults)).coldTier, undefined, 'off by default');
+    const on = SessionSettings.parse(sessionSettings({ ...(defaults as object), coldTier: 'int4', recallSpan: 8, recallBudget: 24 } as never));
+    assert.deepEqual([on.coldTier, on.recallSpan, on.recallBudget], ['int4', 8, 24]);
+    const reference = SessionSettings.parse(sessionSettings({ ...(defaults as object), coldTier: 'int8', mode: 'reference' } as never));
+    assert.equal(reference.coldTier, undefined);
+    const args = sidecarArgs({ ...(defaults as object), coldBudgetMb: 256 } as never, '/state');
+    assert.equal(args[args.indexOf('--cold-budget-mb') + 1], '256');
+  });
+
   it('puts every command in the LOOK-M category and never activates on "*"', () => {
     assert.ok(manifest.contributes.commands.every((c) => c.category === 'LOOK-M'));
     assert.ok(!manifest.activationEvents.includes('*'));

@@ -81,8 +81,8 @@ function wrongField(random: Random, ctx: FuzzContext): { method: string; params:
   if (method === 'session/create' && random() < 0.7) {
     // Or one field inside the settings.
     const settings: Record<string, unknown> = { policy: 'h2o', maxNewTokens: 4, temperature: 0 };
-    const key = pick(random, ['policy', 'maxNewTokens', 'temperature', 'mode', 'topP', 'budget']);
-    const wrong: unknown[] = key === 'policy' || key === 'mode' ? [42, 'nope', null, []] : key === 'budget' ? [{ hhRatio: 2 }, 'x', 5] : ['x', -5, null, 1e9];
+    const key = pick(random, ['policy', 'maxNewTokens', 'temperature', 'mode', 'topP', 'budget', 'coldTier', 'recallSpan', 'recallBudget']);
+    const wrong: unknown[] = key === 'policy' || key === 'mode' || key === 'coldTier' ? [42, 'nope', null, []] : key === 'budget' ? [{ hhRatio: 2 }, 'x', 5] : ['x', -5, null, 1e9];
     settings[key] = pick(random, wrong);
     params.settings = settings;
     return { method, params, field: `settings.${key}` };

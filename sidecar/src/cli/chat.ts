@@ -1,5 +1,5 @@
 /**
- * `npm run chat -- --model DIR [--image FILE ...] [--policy NAME] [--state-dir DIR]`: a terminal
+ * `npm run chat -- --model DIR [--image FILE ...] [--policy NAME] [--state-dir DIR] [--cold-tier off|int8|int4]`: a terminal
  * conversation through a real sidecar, over the same protocol the extension speaks. Each line is a
  * question; `/image FILE` attaches an image to the next one, `/file FILE` a text file, `/stats`
  * shows the session's KV figures, `/quit` (or Ctrl-D) ends. Ctrl-C cancels the answer in progress.
@@ -20,17 +20,26 @@ async function main(): Promise<number> {
       policy: { type: 'string', default: 'text_prior_pivot_merge' },
       'state-dir': { type: 'string' },
       'max-new-tokens': { type: 'string', default: '128' },
+      'cold-tier': { type: 'string', default: 'off' },
+      'recall-span': { type: 'string' },
+      'recall-budget': { type: 'string' },
+      'cold-budget-mb': { type: 'string' },
     },
   });
   if (!values.model) {
-    console.error('usage: npm run chat -- --model DIR [--image FILE ...] [--policy NAME] [--state-dir DIR] [--max-new-tokens N]');
+    console.error('usage: npm run chat -- --model DIR [--image FILE ...] [--policy NAME] [--state-dir DIR] [--max-new-tokens N] [--cold-tier off|int8|int4] [--recall-span N] [--recall-budget SLOTS|RATIO] [--cold-budget-mb MB]');
     return 2;
   }
   const policy = POLICY_NAMES.find((p) => p === values.policy);
   if (!policy) throw new Error(`unknown --policy ${values.policy} (${POLICY_NAMES.join(', ')})`);
+  const coldTier = (['off', 'int8', 'int4'] as const).find((c) => c === values['cold-tier']);
+  if (!coldTier) throw new Error(`--cold-tier must be off, int8 or int4, got ${values['cold-tier']}`);
+  const cold = { coldTier, ...optionalNumber('recallSpan', values['recall-span']), ...optionalNumber('recallBudget', values['recall-budget']) };
   const args = values['state-dir'] ? ['--state-dir', resolve(values['state-dir'])] : [];
+  if (values['cold-budget-mb'] !== undefined) args.push('--cold-budget-mb', values['cold-budget-mb']);
   const { sidecar, connection } = await startWithModel('lookm-chat', values.model, args);
-  const { sessionId } = await connection.sendRequest(Methods.sessionCreate, { settings: { policy, maxNewTokens: Number(values['max-new-tokens']) } });
+  // The sidecar checks the values (an invalid one is refused with what is wrong).
+  const { sessionId } = await connection.sendRequest(Methods.sessionCreate, { settings: { policy, maxNewTokens: Number(values['max-new-tokens']), ...cold } });
   connection.onNotification(Methods.sessionToken, (t) => {
     process.stdout.write(t.text);
   });
@@ -72,3 +81,8 @@ async function main(): Promise<number> {
 }
 
 runMain(main);
+
+/** `{[key]: number}` for a flag given, `{}` for one left out. */
+function optionalNumber(key: string, value: string | undefined): Record<string, number> {
+  return value === undefined ? {} : { [key]: Number(value) };
+}

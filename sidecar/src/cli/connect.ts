@@ -8,7 +8,7 @@ import { Methods, type ModelInfo, type TurnStats } from '../protocol/index.js';
 export const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
 export function describeTurn(stats: TurnStats): string {
-  return `[${stats.newTokens} new tokens, ${stats.imagesEncoded} images encoded / ${stats.imagesReused} reused, KV ${kib(stats.kvBytes)} of ${kib(stats.fullKvBytes)} full, first token after ${stats.timeToFirstTokenMs.toFixed(0)} ms${stats.rebuilt ? ', cache rebuilt from the transcript' : ''}]`;
+  return `[${stats.newTokens} new tokens, ${stats.imagesEncoded} images encoded / ${stats.imagesReused} reused, KV ${kib(stats.kvBytes)} of ${kib(stats.fullKvBytes)} full, first token after ${stats.timeToFirstTokenMs.toFixed(0)} ms${stats.coldBytes === undefined ? '' : `, cold tier ${kib(stats.coldBytes)}, ${stats.recalledSlots ?? 0} slots recalled in ${(stats.recallMs ?? 0).toFixed(0)} ms`}${stats.rebuilt ? ', cache rebuilt from the transcript' : ''}]`;
 }
 
 /** Starts the sidecar (the bundle when built, else the sources) and loads `model`, printing progress. */

@@ -23,6 +23,12 @@ export interface EngineOptions {
   threads?: number;
   /** Global byte budget of all sessions' KV caches (also settable by `initialize`). */
   kvBudgetBytes?: number;
+  /**
+   * Global byte budget of all sessions' cold tiers (host memory; sessions whose settings turn the
+   * cold tier on). Beyond it the oldest cold entries are dropped, least recently used sessions
+   * first (their transcripts still rebuild the caches). Default: none.
+   */
+  coldBudgetBytes?: number;
   /** Where transcripts persist; without it, conversations live as long as the process. */
   stateDir?: string;
   /** What the state directory keeps (default: `DEFAULT_RETENTION`). */
@@ -66,6 +72,8 @@ export interface EngineStats {
   model: { state: 'none' | 'loading' | 'ready' | 'failed'; path: string | null; error: string | null };
   kvBudgetBytes: number | null;
   evictions: number;
+  /** Bytes of all resident sessions' cold tiers. */
+  coldBytes: number;
 }
 
 type ModelState =
@@ -131,7 +139,7 @@ export class Engine {
 
   sessionStats({ sessionId }: { sessionId: string }): SessionStats {
     const c = this.session(sessionId);
-    return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, tokensSeen: c.tokensSeen, cached: c.cached };
+    return { sessionId: c.id, settings: c.settings, turns: c.turns, kvBytes: c.kvBytes, coldBytes: c.coldBytes, tokensSeen: c.tokensSeen, cached: c.cached };
   }
 
   sessionCache({ sessionId, maxColumns }: { sessionId: string; maxColumns?: number }): CacheMap {
@@ -161,6 +169,7 @@ export class Engine {
         return result;
       } finally {
         this.enforceBudget(conversation);
+        this.enforceColdBudget();
         // Persist whatever the turn added, a cancelled or failed one included (unless deleted meanwhile).
         if (this.sessions.get(conversation.id) === conversation) this.persist(conversation);
       }
@@ -197,6 +206,7 @@ export class Engine {
       model: { state: m.state, path: 'path' in m ? m.path : null, error: m.state === 'failed' ? m.error : null },
       kvBudgetBytes: this.kvBudgetBytes,
       evictions: this.evictions,
+      coldBytes: [...this.sessions.values()].reduce((sum, c) => sum + c.coldBytes, 0),
     };
   }
 
@@ -251,6 +261,22 @@ export class Engine {
       victim.evict();
       this.evictions++;
       this.log.log('info', 'session evicted to its transcript', { session: victim.id, budget });
+    }
+  }
+
+  /**
+   * Keeps all cold tiers within the global cold budget: the oldest entries go first, from the
+   * least recently used sessions first. Runs after every turn (the only time a cold tier grows).
+   */
+  private enforceColdBudget(): void {
+    const budget = this.options.coldBudgetBytes;
+    if (budget === undefined) return;
+    let excess = [...this.sessions.values()].reduce((sum, c) => sum + c.coldBytes, 0) - budget;
+    for (const c of [...this.sessions.values()].sort((a, b) => a.lastUsed - b.lastUsed)) {
+      if (excess <= 0) break;
+      const freed = c.trimCold(Math.max(0, c.coldBytes - excess));
+      if (freed > 0) this.log.log('debug', 'cold tier trimmed to the global cold budget', { session: c.id, freed, budget });
+      excess -= freed;
     }
   }
 

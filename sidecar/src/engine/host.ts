@@ -57,7 +57,7 @@ export class EngineHost {
     private readonly options: EngineOptions,
     private readonly log: Logger,
   ) {
-    this.stats = { sessions: 0, kvBytes: 0, model: { state: 'none', path: null, error: null }, kvBudgetBytes: options.kvBudgetBytes ?? null, evictions: 0 };
+    this.stats = { sessions: 0, kvBytes: 0, model: { state: 'none', path: null, error: null }, kvBudgetBytes: options.kvBudgetBytes ?? null, evictions: 0, coldBytes: 0 };
     this.start();
   }
 

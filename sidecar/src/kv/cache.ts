@@ -4,7 +4,7 @@
  * only holder of the conversation's K/V: there is no mirror of the past beside it, so its
  * `allocatedBytes` is what the cache costs the process.
  */
-import { KvLayer, slotBytes, type Compaction, type TokenChunk } from './layout.js';
+import { KvLayer, slotBytes, type Compaction, type SlotRows, type TokenChunk } from './layout.js';
 
 /** One layer's past as the decoder takes it: zero-copy `[numHeads, length, headDim]` views. */
 export interface PastView {
@@ -66,6 +66,14 @@ export class KvCache {
       layer.append(chunk);
       layer.accumulate(chunks.colsums[i], numQueryHeads);
     });
+    if (this.allocatedBytes > before) this.onGrowth?.();
+  }
+
+  /** Inserts per-head slots into every layer (`rows[i]`: layer i's, see `KvLayer.insert`): a recall from the cold tier. */
+  insert(rows: readonly SlotRows[]): void {
+    if (rows.length !== this.layers.length) throw new RangeError(`inserted rows for ${rows.length} layers, the cache has ${this.layers.length}`);
+    const before = this.allocatedBytes;
+    this.layers.forEach((layer, i) => layer.insert(rows[i]));
     if (this.allocatedBytes > before) this.onGrowth?.();
   }
 

@@ -2,7 +2,7 @@
  * One compression of one layer: resolve the budget, select kept slots per head, match and merge
  * the evicted ones if the policy merges, then compact the layer in place.
  */
-import { resolveBudget, type Budget, type Mode } from './budget.js';
+import { resolveBudget, type Budget, type Mode, type SlotBudget } from './budget.js';
 import { KvSettingsError } from './errors.js';
 import type { KvLayer } from './layout.js';
 import { mergeEvicted, type MergeOutcome } from './merge.js';
@@ -21,6 +21,11 @@ export interface CompressOptions extends PolicyOptions {
    * bit-for-bit with the golden files.
    */
   matcher?: Matcher;
+  /**
+   * Slots to keep, already resolved, instead of `budget`'s ratios (the cold tier's end-of-turn
+   * compression, which keeps the length the turn would have had without a recall).
+   */
+  slots?: SlotBudget;
 }
 
 export interface CompressionPlan {
@@ -67,7 +72,7 @@ export async function planCompression(layer: KvLayer, options: CompressOptions):
   const { policy: name, budget: requested, mode = 'improved' } = options;
   if (!isPolicyName(name)) throw new KvSettingsError(`unknown KV policy "${String(name)}"`);
   const policy: Policy = POLICIES[name];
-  const budget = resolveBudget(requested, layer.length, layer.tokensSeen, mode);
+  const budget = options.slots ?? resolveBudget(requested, layer.length, layer.tokensSeen, mode);
   const selection = policy.select({ layer, budget, mode, options });
   if (!selection) return null;
   const { keptPerHead, kept } = selection;

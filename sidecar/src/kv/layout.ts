@@ -29,6 +29,18 @@ export interface TokenChunk {
   modality: Int32Array;
 }
 
+/** Slots that differ per head, `perHead` in each: what the cold tier stores and recalls. */
+export interface SlotRows {
+  perHead: number;
+  /** `[numHeads, perHead, headDim]`. */
+  keys: Float32Array;
+  values: Float32Array;
+  /** `[numHeads, perHead]`. */
+  positions: Int32Array;
+  modality: Int32Array;
+  scores: Float64Array;
+}
+
 /** What a compaction keeps: the kept slots in output order, and the merged rows if the policy merged. */
 export interface Compaction {
   keptPerHead: number;
@@ -212,6 +224,48 @@ export class KvLayer {
   }
 
   /**
+   * Inserts slots that differ per head (recalled from the cold tier) among the kept ones, each
+   * before the first kept slot of its head with a larger true position, so a cache kept in
+   * position order stays in it (the recent window stays the last slots). Their rows, positions,
+   * modality and scores come with them; `tokensSeen` is unchanged (they are not new tokens). The
+   * storage is reallocated to exactly the new length.
+   */
+  insert(rows: SlotRows): void {
+    const { numHeads: H, headDim: D, length: L } = this;
+    const n = rows.perHead;
+    if (rows.positions.length !== H * n || rows.modality.length !== H * n || rows.scores.length !== H * n || rows.keys.length !== H * n * D || rows.values.length !== H * n * D) {
+      throw new RangeError(`inserted slots must be [${H}, ${n}] (rows [${H}, ${n}, ${D}])`);
+    }
+    if (n === 0) return;
+    const N = L + n;
+    const to = allocate(H, D, N);
+    for (let h = 0; h < H; h++) {
+      const order = Array.from({ length: n }, (_, i) => h * n + i).sort((a, b) => rows.positions[a] - rows.positions[b]);
+      let next = 0;
+      let into = h * N;
+      const put = (keys: Float32Array, values: Float32Array, from: number, position: number, modality: number, score: number) => {
+        to.keys.set(keys.subarray(from * D, (from + 1) * D), into * D);
+        to.values.set(values.subarray(from * D, (from + 1) * D), into * D);
+        to.positions[into] = position;
+        to.modality[into] = modality;
+        to.scores[into] = score;
+        into++;
+      };
+      const putRecalled = (i: number) => put(rows.keys, rows.values, i, rows.positions[i], rows.modality[i], rows.scores[i]);
+      for (let j = 0; j < L; j++) {
+        const slot = h * L + j;
+        while (next < n && rows.positions[order[next]] < this.positions[slot]) putRecalled(order[next++]);
+        put(this.keys, this.values, slot, this.positions[slot], this.modality[slot], this.scores[slot]);
+      }
+      while (next < n) putRecalled(order[next++]);
+    }
+    this.storage = to;
+    this.slots = N;
+    this.length = N;
+    this.cutViews();
+  }
+
+  /**
    * Drops the slots after the first `length` of every head (undoing appends: the kept rows are
    * never written by an append), with storage for `slots` slots per head (default: `length` plus
    * the headroom); storage beyond that is released.
@@ -313,4 +367,25 @@ export function denseRows(layer: KvLayer, which: 'keys' | 'values'): Float32Arra
 /** Dense `[numHeads, length]` copy of a per-slot array. */
 export function denseSlots<T extends Int32Array | Float64Array>(layer: KvLayer, array: T): T {
   return array.slice(0, layer.numHeads * layer.length) as T;
+}
+
+/** Copies of the slots `slots` (`[numHeads, perHead]` slot indices) of every head. */
+export function gatherSlots(layer: KvLayer, slots: Int32Array, perHead: number): SlotRows {
+  const { numHeads: H, headDim: D, length: L } = layer;
+  if (slots.length !== H * perHead) throw new RangeError(`slots must be [${H}, ${perHead}], got ${slots.length} indices`);
+  const out: SlotRows = { perHead, keys: new Float32Array(H * perHead * D), values: new Float32Array(H * perHead * D), positions: new Int32Array(H * perHead), modality: new Int32Array(H * perHead), scores: new Float64Array(H * perHead) };
+  for (let h = 0; h < H; h++) {
+    for (let i = 0; i < perHead; i++) {
+      const j = slots[h * perHead + i];
+      if (!(j >= 0 && j < L)) throw new RangeError(`slot ${j} is outside 0..${L - 1}`);
+      const from = h * L + j;
+      const into = h * perHead + i;
+      out.keys.set(layer.keys.subarray(from * D, (from + 1) * D), into * D);
+      out.values.set(layer.values.subarray(from * D, (from + 1) * D), into * D);
+      out.positions[into] = layer.positions[from];
+      out.modality[into] = layer.modality[from];
+      out.scores[into] = layer.scores[from];
+    }
+  }
+  return out;
 }

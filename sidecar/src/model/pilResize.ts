@@ -5,8 +5,10 @@
  *
  * Why not sharp: libvips shrinks by the integer part of the factor with a box filter before its
  * kernel and centres samples differently; on SmolVLM's two-stage resize and tiling that moved
- * pixels by about 15 levels of 255 on average (measured on the fixtures), well past what the
- * parity tests allow. Here the processor's frames equal transformers' exactly.
+ * pixels by about 15 levels of 255 on average (measured on the fixtures), and its cubic kernel by
+ * up to 126 levels on the hard edges of the Qwen2-VL fixtures, well past what the parity tests
+ * allow. Here the processors' pixels equal transformers' exactly (LANCZOS for Idefics3, BICUBIC
+ * for Qwen2-VL).
  */
 
 export type PilFilter = 'lanczos' | 'bicubic';
@@ -153,4 +155,9 @@ export function pilResize(data: Uint8Array, width: number, height: number, outWi
   }
   const narrower = needHorizontal ? horizontal(data, width, height, outWidth, filter, channels) : data;
   return needVertical ? vertical(narrower, outWidth, height, outHeight, filter, channels) : narrower;
+}
+
+/** Pillow's BICUBIC resize of 8-bit RGB (Qwen2-VL's processor). */
+export function pilBicubicResize(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Uint8Array {
+  return pilResize(rgb, width, height, outWidth, outHeight, 'bicubic');
 }

@@ -185,10 +185,10 @@ function refusedFormat(bytes: Uint8Array): string {
 /**
  * An encoded image (PNG, JPEG, WebP, GIF or TIFF, first frame) opened with sharp after the checks
  * every processor needs: the signature (before sharp parses anything), a TIFF's page count, the
- * declared pixels against `maxInputPixels`. `alpha` says what becomes of an alpha channel (dropped,
- * or flattened onto a background); the result is sRGB. Anything else is an `ImageError`.
+ * declared pixels against `maxInputPixels`. `alpha` says what becomes of an alpha channel (by
+ * default dropped; Idefics3 flattens it onto white); the result is sRGB. Anything else is an `ImageError`.
  */
-export async function openImage(bytes: Uint8Array, maxInputPixels: number, alpha: (image: Sharp) => Sharp): Promise<{ image: Sharp; width: number; height: number }> {
+export async function openImage(bytes: Uint8Array, maxInputPixels: number, alpha: (image: Sharp) => Sharp = (image) => image.removeAlpha()): Promise<{ image: Sharp; width: number; height: number }> {
   const format = signatureFormat(bytes);
   if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
   if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
@@ -401,9 +401,7 @@ export class LlavaProcessor {
   async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number; grid: ImageGrid }> {
     const c = this.image;
     if (c === null) throw new ImageError('this model reads text only: it has no image preprocessing (no preprocessor_config.json)');
-    const opened = await openImage(bytes, this.maxInputPixels, (image) => image.removeAlpha());
-    let { image } = opened;
-    let { width, height } = opened;
+    let { image, width, height } = await openImage(bytes, this.maxInputPixels);
     if (c.do_resize) {
       if ('shortest_edge' in c.size) {
         // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes

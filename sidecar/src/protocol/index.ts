@@ -84,6 +84,24 @@ export const SessionSettings = z
     topK: z.number().int().min(0).default(0),
     topP: z.number().gt(0).max(1).default(1),
     seed: z.number().int().default(0),
+    /**
+     * Where compression's evicted K/V go: `off` (dropped, as LOOK-M does; the default), or a cold
+     * tier in host memory quantized to `int8` / `int4`, from which each new turn recalls the spans
+     * its question attends to (ARCHITECTURE.md, "The cold tier").
+     */
+    coldTier: z.enum(['off', 'int8', 'int4']).optional(),
+    /** Longest recall span in tokens (a line of a file, a block of image patches); default 16. */
+    recallSpan: z.number().int().min(1).max(4096).optional(),
+    /**
+     * Slots per head a turn may recall: an integer count, or a share (below 1) of the tokens
+     * seen; default 0.1.
+     */
+    recallBudget: z
+      .number()
+      .positive()
+      .max(1_000_000)
+      .refine((n) => n < 1 || Number.isInteger(n), 'recallBudget is a share of the tokens seen (below 1) or a whole number of slots')
+      .optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -91,6 +109,7 @@ export const SessionSettings = z
     if (s.mode !== 'reference') return;
     if (s.snapkvWindow !== undefined) ctx.addIssue({ code: 'custom', path: ['snapkvWindow'], message: 'snapkvWindow is an improved-mode setting: the reference observes the recent window; leave it unset or use mode "improved"' });
     if (s.sinks !== undefined && s.policy !== 'window') ctx.addIssue({ code: 'custom', path: ['sinks'], message: `sinks is an improved-mode setting for ${s.policy}: the reference protects 4 sinks; leave it unset or use mode "improved"` });
+    if (s.coldTier !== undefined && s.coldTier !== 'off') ctx.addIssue({ code: 'custom', path: ['coldTier'], message: 'the cold tier is an improved-mode setting: the reference drops what it evicts; set coldTier "off" or use mode "improved"' });
   });
 export type SessionSettings = z.infer<typeof SessionSettings>;
 
@@ -151,6 +170,12 @@ export interface TurnStats {
   imagesReused: number;
   /** The cache was rebuilt from the transcript (first turn after an eviction or a restart). */
   rebuilt: boolean;
+  /** Cold tier on: bytes of the conversation's cold tier after this turn (host memory, quantized). */
+  coldBytes?: number;
+  /** Cold tier on: slots per head (every layer) this turn recalled from the cold tier. */
+  recalledSlots?: number;
+  /** Cold tier on: time this turn spent scoring the cold tier and recalling from it. */
+  recallMs?: number;
 }
 
 export interface ChatResult {
@@ -165,6 +190,8 @@ export interface SessionStats {
   turns: TurnStats[];
   /** Allocated bytes of the session's KV cache now, a running turn's included (see `TurnStats.kvBytes`). */
   kvBytes: number;
+  /** Bytes of the session's cold tier now (0 when it is off or empty; the sidecar always sends it). */
+  coldBytes?: number;
   tokensSeen: number;
   cached: boolean;
 }
@@ -272,6 +299,8 @@ export interface ServerStats {
   sessions: number;
   /** Allocated KV bytes of all resident sessions, a running turn's caches included (what the budget bounds). */
   kvBytes: number;
+  /** Bytes of all resident sessions' cold tiers (host memory; bounded by `--cold-budget-mb`). */
+  coldBytes?: number;
   model: { state: 'none' | 'loading' | 'ready' | 'failed'; path: string | null; error: string | null };
   rssBytes: number;
   kvBudgetBytes: number | null;

@@ -9,6 +9,7 @@ import type { KvCache, Matcher } from '../kv/index.js';
 import type { ArchitectureProcessor } from '../model/architectures/architecture.js';
 import type { ImageGrid } from '../model/imageGrid.js';
 import type { ModelInfo } from '../protocol/index.js';
+import type { DecoderShape } from './textDecoder.js';
 
 /**
  * Prefill chunk length (a setting). Measured on a Qwen2-0.5B-shaped model over an 8K prompt on 2
@@ -52,6 +53,14 @@ export interface PromptEmbedding {
  */
 export type TurnProcessor = Pick<ArchitectureProcessor, 'renderChatTemplate' | 'applyChatTemplate' | 'encode' | 'encodeText' | 'decode' | 'eosTokenIds' | 'imageTokenId' | 'longestTokenChars'>;
 
+/** A past given row by row instead of a cache (`[kv heads, length, head dim]`, positions `[kv heads, length]`). */
+export interface PastRows {
+  keys: Float32Array;
+  values: Float32Array;
+  positions: Int32Array;
+  length: number;
+}
+
 /** The model as the engine reports it (its path aside). */
 export type RuntimeInfo = Omit<ModelInfo, 'path'>;
 
@@ -87,6 +96,13 @@ export interface ModelRuntime {
   embedPrompt(ids: number[], features: Float32Array, firstPosition?: number, imageRows?: readonly number[]): PromptEmbedding;
   /** Runs new tokens through the decoder on top of `cache`, appending their K/V and column sums; see `OnnxModelRuntime.prefill`. */
   prefill(cache: KvCache, embeds: Float32Array, positions: Int32Array, modality: Int32Array, options?: PrefillOptions): Promise<Prefilled>;
+  /** The decoder's sizes (query heads `numHeads`, KV heads `numKvHeads`), for code that shapes a past of its own. */
+  readonly decoderShape: DecoderShape;
+  /**
+   * Runs `embeds` on top of `past` without keeping anything (no cache is touched) and returns, per
+   * layer, the attention column sums of the last `windowRows` query rows: `[numHeads, past + tokens]`.
+   */
+  observe(past: PastRows[], embeds: Float32Array, positions: Int32Array, windowRows: number): Promise<Float32Array[]>;
   /** One generated token at `position` on top of `cache`; returns its logits. */
   decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array>;
   release(): Promise<void>;

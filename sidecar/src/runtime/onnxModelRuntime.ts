@@ -18,8 +18,8 @@ import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
 import type { WeightBits } from '../model/graph/layers/linear.js';
-import { DEFAULT_PREFILL_CHUNK, type ModelRuntime, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
-import { TextDecoder } from './textDecoder.js';
+import { DEFAULT_PREFILL_CHUNK, type ModelRuntime, type PastRows, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
+import { TextDecoder, type DecoderShape } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
 
@@ -235,6 +235,16 @@ export class OnnxModelRuntime implements ModelRuntime {
     const out = await this.decoder.forward(this.decoder.embed([token]), positions, cache.past(), { pastPositions: this.pastPositions(cache) });
     cache.append(out, positions, Int32Array.of(TEXT), this.decoder.shape.numHeads);
     return out.logits;
+  }
+
+  get decoderShape(): DecoderShape {
+    return this.decoder.shape;
+  }
+
+  async observe(past: PastRows[], embeds: Float32Array, positions: Int32Array, windowRows: number): Promise<Float32Array[]> {
+    const pastPositions = this.decoder.needsPastPositions ? past.map((layer) => layer.positions) : undefined;
+    const out = await this.decoder.forward(embeds, positions, past, { pastPositions, windowRows });
+    return out.windowColsums ?? [];
   }
 
   /** Per layer, the true position of every kept slot (`[heads, length]`, the cache's own views), when a layer has a sliding window. */

@@ -102,6 +102,8 @@ function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: 
 export class TextDecoder {
   private readonly io: DecoderIo;
   readonly shape: DecoderShape;
+  /** Position components per token the graph reads: 1, or 3 for M-RoPE (`[3, chunk]`). */
+  readonly positionRows: number;
 
   private constructor(
     readonly config: TextConfig,
@@ -111,6 +113,8 @@ export class TextDecoder {
     manifest: GraphManifest,
   ) {
     ({ io: this.io, shape: this.shape } = decoderIo(manifest));
+    const dims = valueOf(manifest.inputs, 'positions').dims;
+    this.positionRows = dims.length === 2 ? fixedDim(valueOf(manifest.inputs, 'positions'), 0) : 1;
   }
 
   /** The decoder of the checkpoint's architecture. */
@@ -160,15 +164,19 @@ export class TextDecoder {
   ): Promise<DecoderOutput> {
     const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
     const io = this.io;
-    const S = positions.length;
-    if (embeds.length !== S * E) throw new RangeError(`${io.embeds} must be [${S}, ${E}], got ${embeds.length} values`);
+    const S = embeds.length / E;
+    if (!Number.isInteger(S)) throw new RangeError(`${io.embeds} must be [tokens, ${E}], got ${embeds.length} values`);
+    const rows = this.positionRows;
+    // A positions input of several rows (M-RoPE's [3, chunk]) takes one position per token as the same in every row: a text token's.
+    if (positions.length !== S && positions.length !== rows * S) throw new RangeError(`${io.positions} must give ${S} positions${rows > 1 ? ` or ${rows} x ${S}` : ''}, got ${positions.length}`);
+    const positionValues = BigInt64Array.from({ length: rows * S }, (_, j) => BigInt(positions.length === S ? positions[j % S] : positions[j]));
     if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
     const P = past[0].length;
     const windowRows = options.windowRows ?? 0;
     if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
     const feeds: Record<string, ort.Tensor> = {
       [io.embeds]: new ort.Tensor('float32', embeds, [S, E]),
-      [io.positions]: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
+      [io.positions]: new ort.Tensor('int64', positionValues, rows > 1 ? [rows, S] : [S]),
       [io.attentionMask]: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
       [io.windowRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
     };

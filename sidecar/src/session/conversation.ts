@@ -10,7 +10,7 @@
  * generated token), rebuilds the very cache the live turns built, whatever the policy.
  */
 import { createHash } from 'node:crypto';
-import { planCompression, TEXT, type KvCache } from '../kv/index.js';
+import { compressToCold, deferredBudget, deferredWindowScores, planCompression, resolveBudget, TEXT, type KvCache } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
@@ -19,6 +19,7 @@ import { createSampler } from '../runtime/sampling.js';
 import { CacheTally, cacheMap } from './cacheMap.js';
 import { compressOptions, observedWindow } from './compression.js';
 import { ReadingProgress } from './reading.js';
+import { coldWork, createColdTier, lineEnds, recallFor, type ColdTier, type ColdWork } from './recall.js';
 
 export interface TurnInput {
   text: string;
@@ -133,6 +134,8 @@ interface TurnWork {
   tally: CacheTally;
   previous: KvCache | null;
   undo: (() => void) | null;
+  /** The cold tier this turn uses (null: off); it follows the work cache. */
+  cold: ColdWork | null;
   /** Images in the work cache so far: the next image's index. */
   imagesFed: number;
   tokensFed: number;
@@ -152,6 +155,8 @@ export class Conversation {
   /** The text the cache holds, as the template renders it (prompts) plus the answers' text. */
   private fedText = '';
   private cache: KvCache | null = null;
+  /** What compression evicted from the cache, when the cold tier is on; follows the cache (dropped and rebuilt with it). */
+  private cold: ColdTier | null = null;
   /** The running turn's caches (its work cache, and the one it may put back): counted until it ends. */
   private working: TurnWork | null = null;
   /** What the cache's positions are and what was merged (for the cache view); follows the cache. */
@@ -220,9 +225,23 @@ export class Conversation {
     return cacheMap(this.cache?.layers ?? null, this.tally, maxColumns);
   }
 
-  /** Drops the KV cache; the transcript and segments stay, and the next turn rebuilds it. */
+  /** Bytes of the conversation's cold tier (host memory), a running turn's included. */
+  get coldBytes(): number {
+    return (this.working?.cold ?? this.cold)?.store.bytes ?? 0;
+  }
+
+  /**
+   * Drops the oldest cold entries until the cold tier holds at most `maxBytes` (the global cold
+   * budget); returns the bytes freed. What they held is still in the transcript.
+   */
+  trimCold(maxBytes: number): number {
+    return this.cold?.store.trim(maxBytes) ?? 0;
+  }
+
+  /** Drops the KV cache and its cold tier; the transcript and segments stay, and the next turn rebuilds both. */
   evict(): void {
     this.cache = null;
+    this.cold = null;
   }
 
   /**
@@ -259,9 +278,13 @@ export class Conversation {
       const prefillMs = performance.now() - started;
       const compressStart = performance.now();
       await this.compress(runtime, work, prefilled.windowScores);
-      const compressMs = performance.now() - compressStart;
+      let compressMs = performance.now() - compressStart;
       const decodeStart = performance.now();
       const decoded = await this.decode(runtime, work, prefilled.logits, input, onToken, isCancelled, started);
+      const decodeMs = performance.now() - decodeStart;
+      const backStart = performance.now();
+      await this.compressBack(runtime, work, decoded.generated);
+      compressMs += performance.now() - backStart;
       const stats: TurnStats = {
         newTokens: work.tokensFed,
         generatedTokens: decoded.generated.length,
@@ -272,10 +295,11 @@ export class Conversation {
         timeToFirstTokenMs: decoded.firstTokenMs,
         prefillMs,
         compressMs,
-        decodeMs: performance.now() - decodeStart,
+        decodeMs,
         imagesEncoded: encoded,
         imagesReused: shown - encoded,
         rebuilt,
+        ...(work.cold ? { coldBytes: work.cold.store.bytes, recalledSlots: work.cold.recalled, recallMs: work.cold.recallMs } : {}),
       };
       return { text: this.record(runtime, plan, work, decoded, stats), stopReason: decoded.stopReason, stats };
     } catch (error) {
@@ -354,8 +378,13 @@ export class Conversation {
   private takeCache(runtime: ModelRuntime, plan: FeedPlan, reading: ReadingProgress): TurnWork {
     const previous = this.cache;
     this.cache = null;
-    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: previous.mark(), imagesFed: this.imageCount, tokensFed: 0, reading };
-    return { cache: runtime.createCache(), tally: new CacheTally(), previous, undo: null, imagesFed: 0, tokensFed: 0, reading };
+    // The cold tier follows the cache: kept with it, new with a new one. It changes only once the
+    // turn cannot be undone (a recall or a compression), so putting the cache back keeps it.
+    const resident = plan.incremental && previous ? this.cold : null;
+    const tier = resident ?? createColdTier(this.settings, runtime);
+    const cold = tier ? coldWork(tier) : null;
+    if (plan.incremental && previous) return { cache: previous, tally: this.tally.copy(), previous, undo: previous.mark(), cold, imagesFed: this.imageCount, tokensFed: 0, reading };
+    return { cache: runtime.createCache(), tally: new CacheTally(), previous, undo: null, cold, imagesFed: 0, tokensFed: 0, reading };
   }
 
   /** After a turn that is not recorded: the cache as it was before the turn, or none (rebuilt exactly next turn). */
@@ -364,7 +393,7 @@ export class Conversation {
     else if (work.undo) {
       work.undo();
       this.cache = work.previous;
-    }
+    } else this.cold = null; // the cache is dropped: its cold tier goes with it
   }
 
   /**
@@ -390,6 +419,7 @@ export class Conversation {
     }
     work.tally.fed(new Array<number>(turn.generated.ids.length).fill(TEXT));
     work.tokensFed += turn.generated.ids.length;
+    await this.compressBack(runtime, work, turn.generated.ids);
   }
 
   /** Prefills a prompt segment on top of the work cache, its images numbered from the cache's start. */
@@ -399,6 +429,13 @@ export class Conversation {
     segmentRows.reduce((offset, r) => (features.set(r, offset), offset + r.length), 0);
     const { embeds, modality, positions } = runtime.embedPrompt(segment.ids, features, work.cache.tokensSeen, segmentRows.map((r) => r.length / runtime.info.hiddenSize));
     for (let i = 0; i < modality.length; i++) if (modality[i] !== TEXT) modality[i] += work.imagesFed;
+    if (work.cold) {
+      if (work.cold.store.count > 0) {
+        work.undo = null; // the recall changes the cache and its cold tier: a failure from here drops both
+        await recallFor(runtime, work.cache, work.cold, this.settings, embeds, positions);
+      }
+      work.cold.spans.feed(modality, lineEnds(runtime.processor, segment.ids, modality));
+    }
     work.imagesFed += segment.imageHashes.length;
     work.tally.fed(modality);
     work.tokensFed += segment.ids.length;
@@ -412,13 +449,44 @@ export class Conversation {
 
   /** Compresses every layer under the session's policy; from here on the turn cannot be undone. */
   private async compress(runtime: ModelRuntime, work: TurnWork, windowScores: Float32Array[] | null): Promise<void> {
+    if (this.settings.policy === 'full') {
+      work.undo = null;
+      return;
+    }
+    if (work.cold) {
+      // With the cold tier the answer reads the prompt and the recalled spans whole; the turn
+      // compresses at its end to what this compression would have kept (`compressBack`).
+      const { budget, mode = 'improved' } = compressOptions(this.settings, runtime);
+      work.cold.deferred = { budgets: work.cache.layers.map((layer) => resolveBudget(budget, layer.length, layer.tokensSeen, mode)), windowScores };
+      return;
+    }
     work.undo = null;
-    if (this.settings.policy === 'full') return;
     for (const [i, layer] of work.cache.layers.entries()) {
       const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i] });
       if (!plan) continue;
       work.tally.compressed(layer, plan);
       work.cache.compact(i, plan);
+    }
+  }
+
+  /**
+   * The end of a turn with the cold tier: the generated tokens get their recall spans, and every
+   * layer is compressed to the length the turn would have had without the cold tier (the recalled
+   * slots compete with the others; what loses goes to the cold tier).
+   */
+  private async compressBack(runtime: ModelRuntime, work: TurnWork, generated: readonly number[]): Promise<void> {
+    const { cold } = work;
+    if (!cold) return;
+    const text = new Array<number>(generated.length).fill(TEXT);
+    cold.spans.feed(text, lineEnds(runtime.processor, [...generated], text));
+    const { deferred } = cold;
+    cold.deferred = null;
+    if (!deferred) return;
+    work.undo = null;
+    for (const [i, layer] of work.cache.layers.entries()) {
+      const options = { ...compressOptions(this.settings, runtime), slots: deferredBudget(deferred.budgets[i], generated.length) };
+      const windowScores = deferredWindowScores(layer, options, deferred.windowScores?.[i]);
+      await compressToCold(layer, { ...options, windowScores }, cold.store.layers[i], cold.spans, (plan) => work.tally.compressed(layer, plan));
     }
   }
 
@@ -468,6 +536,7 @@ export class Conversation {
     if (!plan.incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
     this.segments.push(plan.fresh, { ids: decoded.generated, imageHashes: [] });
     this.cache = work.cache;
+    this.cold = work.cold && { store: work.cold.store, spans: work.cold.spans };
     this.tally = work.tally;
     const answer = decoded.text.replace(/^ /, '');
     // The answer in the processor's chat format, like the user's turn: llava-hf templates read

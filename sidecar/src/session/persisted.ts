@@ -27,6 +27,9 @@ const TurnStatsSchema = z.object({
   imagesEncoded: count,
   imagesReused: count,
   rebuilt: z.boolean(),
+  coldBytes: count.optional(),
+  recalledSlots: count.optional(),
+  recallMs: milliseconds.optional(),
 }) satisfies z.ZodType<TurnStats>;
 
 const ContentPart = z.discriminatedUnion('type', [z.object({ type: z.literal('text'), text: z.string() }), z.object({ type: z.literal('image') })]);

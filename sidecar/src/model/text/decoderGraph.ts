@@ -4,7 +4,7 @@
  * `graph/layers/`. Batch 1, activations `[S, hidden]`.
  *
  * Inputs: `inputs_embeds [S, hidden]` (image features go straight in), `position_ids [S]` (int64,
- * the true positions: a compressed cache's positions are not 0..n-1), `attention_mask [S, T]`
+ * the true positions: a compressed cache's positions are not 0..n-1; `[3, S]` for M-RoPE, see `DecoderRope`), `attention_mask [S, T]`
  * (additive, T = past + S), `window_rows [1]`, and per layer the past (see `CachedAttention`).
  * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched),
  * per layer the chunk's new keys and values and the attention column sums LOOK-M accumulates.
@@ -18,7 +18,7 @@ import { CachedAttention, orderAfter } from '../graph/layers/attention.js';
 import { linear2d, type Linear, type WeightBits } from '../graph/layers/linear.js';
 import { swiGluMlp } from '../graph/layers/mlp.js';
 import { rmsNorm } from '../graph/layers/norms.js';
-import { rotaryTables, rotateHalf } from '../graph/layers/rotary.js';
+import { rotaryTables, rotateHalf, type RotaryTables } from '../graph/layers/rotary.js';
 import type { BuiltGraph, ManifestValue } from '../graph/manifest.js';
 import { buildModel, GraphBuilder } from '../graph/onnxBuilder.js';
 import type { WeightPool } from '../graph/weightPool.js';
@@ -43,29 +43,45 @@ export interface DecoderBlocks {
 
 export type DecoderBlocksFactory = (context: GraphContext, config: TextConfig, linear: Linear) => DecoderBlocks;
 
+/**
+ * The positions input and the rotary tables made from it. Default: one position per token
+ * (`position_ids [chunk]`); multimodal rotary embeddings take several components per token
+ * (Qwen2-VL's M-RoPE: `[3, chunk]`) and choose which one each frequency reads.
+ */
+export interface DecoderRope {
+  input: ManifestValue;
+  tables(g: GraphBuilder, config: TextConfig): RotaryTables;
+}
+
+/** One position per token, the frequencies of `text/rope.ts`. */
+export const standardRope: DecoderRope = {
+  input: { name: 'position_ids', type: 'int64', dims: ['chunk'], role: 'positions' },
+  tables: (g, config) => rotaryTables(g, 'position_ids', ropeInverseFrequencies(config)),
+};
+
 /** Llama's blocks (Mistral's and Qwen2's too): RMSNorm and the SwiGLU MLP. */
 export const llamaBlocks: DecoderBlocksFactory = (context, config, linear) => ({
   norm: (x, prefix, name) => rmsNorm(context, x, prefix, config.hiddenSize, config.rmsNormEps, name),
   mlp: (x, prefix, name) => swiGluMlp(context.g, linear, x, prefix, config.hiddenSize, config.intermediateSize, config.mlpBias, name),
 });
 
-export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weightBits: WeightBits = 32, blocks: DecoderBlocksFactory = llamaBlocks): BuiltGraph {
+export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weightBits: WeightBits = 32, blocks: DecoderBlocksFactory = llamaBlocks, positions: DecoderRope = standardRope): BuiltGraph {
   const { hiddenSize: E, numHeads: H, numKvHeads: Hkv, headDim: D, vocabSize: V, numLayers } = config;
   const g = new GraphBuilder();
   const context = { g, weights };
   const linear = linear2d(context, weightBits);
   const { norm, mlp } = blocks(context, config, linear);
 
-  const rope = rotaryTables(g, 'position_ids', ropeInverseFrequencies(config));
+  const rope = positions.tables(g, config);
   const inputs: ManifestValue[] = [
     { name: 'inputs_embeds', type: 'float32', dims: ['chunk', E], role: 'embeds' },
-    { name: 'position_ids', type: 'int64', dims: ['chunk'], role: 'positions' },
+    positions.input,
     { name: 'attention_mask', type: 'float32', dims: ['chunk', 'total'], role: 'attentionMask' },
     { name: 'window_rows', type: 'int64', dims: [1], role: 'windowRows' },
   ];
   const outputs: ManifestValue[] = [{ name: 'logits', type: 'float32', dims: ['chunk', V], role: 'logits' }];
   const shape = { numHeads: H, numKvHeads: Hkv, headDim: D };
-  const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: 'position_ids', attentionMask: 'attention_mask', windowRows: 'window_rows' });
+  const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: positions.input.name, attentionMask: 'attention_mask', windowRows: 'window_rows' });
 
   let hidden = 'inputs_embeds';
   for (let i = 0; i < numLayers; i++) {

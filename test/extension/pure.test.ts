@@ -227,6 +227,15 @@ describe('cache view model', () => {
     assert.deepEqual(model.images[0].merged, [0, 0, 0.75, 0]);
     assert.equal(model.turns.length, 1);
   });
+
+  it('labels the frames of a tiled image (SmolVLM): tiles, then the global image', () => {
+    const frame = (n: number) => ({ index: 1, firstPosition: 10 + 5 * n, tokens: 4, grid: [2, 2], frame: n, frames: 3, kept: [1, 1, 1, 1], merged: [0, 0, 0, 0] });
+    const model = cacheViewModel({ ...map, images: [...map.images, frame(0), frame(1), frame(2)] });
+    assert.deepEqual(
+      model.images.map((i) => i.label),
+      ['Image 1 (4 tokens)', 'Image 2, tile 1 of 2 (4 tokens)', 'Image 2, tile 2 of 2 (4 tokens)', 'Image 2, global image (4 tokens)'],
+    );
+  });
 });
 
 describe('language model conversations', () => {

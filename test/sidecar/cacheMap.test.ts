@@ -39,4 +39,22 @@ describe('cache map', () => {
     assert.equal(map.keptPerHead, 0);
     assert.deepEqual(map.images[0].kept, [0, 0, 0, 0]);
   });
+
+  it('draws an image read as several frames (SmolVLM\'s tiles, then its global image) frame by frame', () => {
+    // Text 0, image 0's tile (4 tokens) at 1-4, markup 5, its global image at 6-9, text 10, image 1 (one frame) at 11-14.
+    const tiles = new CacheTally();
+    tiles.fed([TEXT, 0, 0, 0, 0, TEXT, 0, 0, 0, 0, TEXT, 1, 1, 1, 1]);
+    const kept = [layerKeeping([[1, 6, 7, 11], [2, 6, 8, 12]])];
+    const map = cacheMap(kept, tiles);
+    assert.deepEqual(
+      map.images.map(({ index, firstPosition, tokens, grid, frame, frames }) => ({ index, firstPosition, tokens, grid, frame, frames })),
+      [
+        { index: 0, firstPosition: 1, tokens: 4, grid: [2, 2], frame: 0, frames: 2 },
+        { index: 0, firstPosition: 6, tokens: 4, grid: [2, 2], frame: 1, frames: 2 },
+        { index: 1, firstPosition: 11, tokens: 4, grid: [2, 2], frame: undefined, frames: undefined },
+      ],
+    );
+    assert.deepEqual(map.images[0].kept, [0.5, 0.5, 0, 0], 'the tile\'s own positions, not the markup after it');
+    assert.deepEqual(map.images[1].kept, [1, 0.5, 0.5, 0]);
+  });
 });

@@ -43,7 +43,7 @@ export function cacheViewModel(map: CacheMap): CacheViewModel {
     columnModality: map.columnModality,
     bucket: map.bucket,
     layers: map.layers,
-    images: map.images.map((image) => ({ label: `Image ${image.index + 1} (${image.tokens} tokens)`, rows: image.grid[0], cols: image.grid[1], kept: image.kept, merged: image.merged })),
+    images: map.images.map((image) => ({ label: `Image ${image.index + 1}${frameLabel(image)} (${image.tokens} tokens)`, rows: image.grid[0], cols: image.grid[1], kept: image.kept, merged: image.merged })),
     turns: map.turns.map((t, i) => ({
       turn: i + 1,
       newTokens: t.newTokens,
@@ -56,4 +56,10 @@ export function cacheViewModel(map: CacheMap): CacheViewModel {
       images: `${t.imagesEncoded} / ${t.imagesReused}`,
     })),
   };
+}
+
+/** Which frame of a tiled image (SmolVLM): a tile, counted row by row, or the global image after them. */
+function frameLabel(image: CacheMap['images'][number]): string {
+  if (image.frames === undefined || image.frame === undefined) return '';
+  return image.frame === image.frames - 1 ? ', global image' : `, tile ${image.frame + 1} of ${image.frames - 1}`;
 }

@@ -8,13 +8,14 @@
 import { randomInt } from 'node:crypto';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { z } from 'zod';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode } from '../protocol/index.js';
 import { contentStrings, locateContent, type ChatPrompt, type Span } from './chatPrompt.js';
-import { readJsonFile } from './checkpoint.js';
+import { readJsonFile } from './jsonFile.js';
 import { CONFIG_LIMITS } from './config.js';
+import { SINGLE_FRAME, type ImageGrid } from './imageGrid.js';
 import { CheckpointError } from './safetensors.js';
 
 export type { ChatPrompt, Span } from './chatPrompt.js';
@@ -104,7 +105,7 @@ export class ImageError extends RangeError {
   override name = 'ImageError';
 }
 
-function imageError(error: unknown, maxPixels: number): never {
+export function imageError(error: unknown, maxPixels: number): never {
   throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${maxPixels / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
 }
 
@@ -184,18 +185,13 @@ function refusedFormat(bytes: Uint8Array): string {
   return 'not a recognised image';
 }
 
-function tokenText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && 'content' in value) return String(value.content);
-  return undefined;
-}
-
 /**
- * An encoded image, checked (documented formats only, by signature; TIFF page count; declared
- * pixels under `maxInputPixels`) and opened: an sRGB pipeline without alpha, first page/frame
- * only, and its size. Every refusal is an `ImageError` that says what is wrong.
+ * An encoded image (PNG, JPEG, WebP, GIF or TIFF, first frame) opened with sharp after the checks
+ * every processor needs: the signature (before sharp parses anything), a TIFF's page count, the
+ * declared pixels against `maxInputPixels`. `alpha` says what becomes of an alpha channel (by
+ * default dropped; Idefics3 flattens it onto white); the result is sRGB. Anything else is an `ImageError`.
  */
-export async function openImage(bytes: Uint8Array, maxInputPixels: number): Promise<{ image: ReturnType<typeof sharp>; width: number; height: number }> {
+export async function openImage(bytes: Uint8Array, maxInputPixels: number, alpha: (image: Sharp) => Sharp = (image) => image.removeAlpha()): Promise<{ image: Sharp; width: number; height: number }> {
   const format = signatureFormat(bytes);
   if (!format) throw new ImageError(`the image cannot be used: only PNG, JPEG, WebP, GIF and TIFF are accepted (this is ${refusedFormat(bytes)})`);
   if (format === 'tiff' && bytes.length >= 16 && tiffHasMorePages(bytes, MAX_TIFF_PAGES)) {
@@ -203,12 +199,18 @@ export async function openImage(bytes: Uint8Array, maxInputPixels: number): Prom
   }
   // pages: 1 (sharp's default, made explicit): a GIF's or TIFF's first frame only, its declared
   // size the one limitInputPixels checks.
-  const image = sharp(bytes, { limitInputPixels: maxInputPixels, failOn: 'error', pages: 1 }).removeAlpha().toColourspace('srgb');
+  const image = alpha(sharp(bytes, { limitInputPixels: maxInputPixels, failOn: 'error', pages: 1 })).toColourspace('srgb');
   const metadata = await image.metadata().catch((error: unknown) => imageError(error, maxInputPixels));
   if (metadata.format !== format) throw new ImageError(`the image cannot be used: it starts like ${format.toUpperCase()} but decodes as ${metadata.format}`);
   const { width, height } = metadata;
   if (width * height > maxInputPixels) imageError(new Error(`${width} x ${height} exceeds the pixel limit`), maxInputPixels);
   return { image, width, height };
+}
+
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object' && 'content' in value) return String(value.content);
+  return undefined;
 }
 
 export class LlavaProcessor {
@@ -399,7 +401,7 @@ export class LlavaProcessor {
   }
 
   /** `[3, height, width]` pixel values of an encoded image (PNG, JPEG, WebP, ...). */
-  async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number }> {
+  async preprocessImage(bytes: Uint8Array): Promise<{ pixels: Float32Array; height: number; width: number; grid: ImageGrid }> {
     const c = this.image;
     if (c === null) throw new ImageError('this model reads text only: it has no image preprocessing (no preprocessor_config.json)');
     let { image, width, height } = await openImage(bytes, this.maxInputPixels);
@@ -439,6 +441,11 @@ export class LlavaProcessor {
         pixels[ch * plane + i] = x;
       }
     }
-    return { pixels, height: info.height, width: info.width };
+    return { pixels, height: info.height, width: info.width, grid: SINGLE_FRAME };
+  }
+
+  /** A LLaVA image is one frame whatever its size: its prompt does not depend on it (never read). */
+  imageGrid(): Promise<ImageGrid> {
+    return Promise.resolve(SINGLE_FRAME);
   }
 }

@@ -232,9 +232,11 @@ export interface CacheMap {
   layers: { heads: number[][] }[];
   /**
    * Per image: first position, token count, patch grid [rows, cols], and per patch the share of
-   * (layer, head) pairs that keep it and that merged it into a kept slot.
+   * (layer, head) pairs that keep it and that merged it into a kept slot. An image read as several
+   * frames (SmolVLM: its tiles row by row, then its global image) has an entry per frame, each with
+   * its `frame` number of `frames`.
    */
-  images: { index: number; firstPosition: number; tokens: number; grid: number[]; kept: number[]; merged: number[] }[];
+  images: { index: number; firstPosition: number; tokens: number; grid: number[]; frame?: number; frames?: number; kept: number[]; merged: number[] }[];
   turns: TurnStats[];
 }
 

@@ -6,7 +6,8 @@
  * engine (`kv/`) reads, unchanged for every architecture.
  */
 import type { KvCache, Matcher } from '../kv/index.js';
-import type { LlavaProcessor } from '../model/processor.js';
+import type { ArchitectureProcessor } from '../model/architectures/architecture.js';
+import type { ImageGrid } from '../model/imageGrid.js';
 import type { ModelInfo } from '../protocol/index.js';
 import type { DecoderShape } from './textDecoder.js';
 
@@ -46,8 +47,11 @@ export interface PromptEmbedding {
   positions: Int32Array;
 }
 
-/** What a turn (and token counting) asks of the processor: the chat template, tokens in and out, the image token. */
-export type TurnProcessor = Pick<LlavaProcessor, 'renderChatTemplate' | 'applyChatTemplate' | 'encode' | 'encodeText' | 'decode' | 'eosTokenIds' | 'imageTokenId' | 'longestTokenChars'>;
+/**
+ * What a turn (and token counting) asks of the processor: the chat template, tokens in and out
+ * (a prompt's images expanded by their grids), the image token.
+ */
+export type TurnProcessor = Pick<ArchitectureProcessor, 'renderChatTemplate' | 'applyChatTemplate' | 'encode' | 'encodeText' | 'decode' | 'eosTokenIds' | 'imageTokenId' | 'longestTokenChars'>;
 
 /** A past given row by row instead of a cache (`[kv heads, length, head dim]`, positions `[kv heads, length]`). */
 export interface PastRows {
@@ -77,15 +81,24 @@ export interface ModelRuntime {
   readonly matcher: Matcher;
   /** Refuses images for a model that reads text only, before any work is done for the turn. */
   refuseImages(images: number): void;
-  /** Features of encoded images (PNG, JPEG...): `[images, tokensPerImage, hidden]`, the rows that replace their image tokens. */
+  /**
+   * Features of encoded images (PNG, JPEG...), image after image: each image's frames
+   * (`imageGrids`) x tokensPerImage rows of `hidden`, the rows that replace its image tokens.
+   */
   encodeImages(images: Uint8Array[]): Promise<Float32Array>;
+  /**
+   * How each image enters the prompt (its tiles), for `processor.encode`: read from the images'
+   * sizes; an image is asked for only when its grid depends on it (not for LLaVA).
+   */
+  imageGrids(images: readonly (() => Uint8Array)[]): Promise<ImageGrid[]>;
   /** An empty KV cache, one layer per decoder layer. */
   createCache(): KvCache;
   /**
    * Embeddings of `ids`, the image tokens replaced in order by the rows of `features`; with each
-   * token's modality and position, the first at `firstPosition`.
+   * token's modality (image k for all the rows of image k, `imageRows[k]` of them; by default
+   * tokensPerImage each) and position, the first at `firstPosition`.
    */
-  embedPrompt(ids: number[], features: Float32Array, firstPosition?: number): PromptEmbedding;
+  embedPrompt(ids: number[], features: Float32Array, firstPosition?: number, imageRows?: readonly number[]): PromptEmbedding;
   /** Runs new tokens through the decoder on top of `cache`, appending their K/V and column sums; see `OnnxModelRuntime.prefill`. */
   prefill(cache: KvCache, embeds: Float32Array, positions: Int32Array, modality: Int32Array, options?: PrefillOptions): Promise<Prefilled>;
   /** The decoder's sizes (query heads `numHeads`, KV heads `numKvHeads`), for code that shapes a past of its own. */

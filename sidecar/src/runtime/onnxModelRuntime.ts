@@ -9,7 +9,8 @@
  */
 import { cpus } from 'node:os';
 import { KvCache, TEXT, type Matcher } from '../kv/index.js';
-import type { Architecture } from '../model/architectures/architecture.js';
+import type { Architecture, ArchitectureProcessor } from '../model/architectures/architecture.js';
+import type { ImageGrid } from '../model/imageGrid.js';
 import { architectureFor } from '../model/architectures/registry.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
@@ -43,7 +44,7 @@ export class OnnxModelRuntime implements ModelRuntime {
   private constructor(
     readonly checkpoint: Checkpoint,
     readonly architecture: Architecture,
-    readonly processor: LlavaProcessor,
+    readonly processor: ArchitectureProcessor,
     /** null: a text-only model; a turn with images is refused (`refuseImages`). */
     readonly vision: VisionEncoder | null,
     readonly decoder: TextDecoder,
@@ -84,7 +85,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     const { config } = checkpoint;
     const architecture = architectureFor(config.architecture);
     const image = architecture.imageInput(config);
-    const processor = LlavaProcessor.open(dir, image?.imageTokenIndex ?? null, image?.tokensPerImage ?? 0, options.maxImagePixels);
+    const processor = architecture.openProcessor?.(dir, config, options.maxImagePixels) ?? LlavaProcessor.open(dir, image?.imageTokenIndex ?? null, image?.tokensPerImage ?? 0, options.maxImagePixels);
     let vision: VisionEncoder | null = null;
     let decoder: TextDecoder | null = null;
     for (const spec of architecture.sessions(config, { weightBits: options.weightBits ?? 32 })) {
@@ -134,38 +135,50 @@ export class OnnxModelRuntime implements ModelRuntime {
 
   async encodeImages(images: Uint8Array[]): Promise<Float32Array> {
     if (!this.vision) throw new Error('image features asked of a text-only model (refuseImages lets no image through)');
-    return this.vision.encode(await this.pixelValues(images), images.length);
+    const pixels = await this.pixelValues(images);
+    const { imageSize: S, channels: C } = this.vision;
+    return this.vision.encode(pixels, pixels.length / (C * S * S));
   }
 
-  /** Pixel values `[images, 3, size, size]` of encoded images. */
+  imageGrids(images: readonly (() => Uint8Array)[]): Promise<ImageGrid[]> {
+    return Promise.all(images.map((image) => this.processor.imageGrid(image)));
+  }
+
+  /** Pixel values `[frames, 3, size, size]` of encoded images, each image's frames in turn (one per image but for tiles). */
   async pixelValues(images: Uint8Array[]): Promise<Float32Array> {
     const processed = await Promise.all(images.map((bytes) => this.processor.preprocessImage(bytes)));
-    const per = processed[0]?.pixels.length ?? 0;
-    const out = new Float32Array(per * processed.length);
-    processed.forEach((p, i) => out.set(p.pixels, i * per));
+    const out = new Float32Array(processed.reduce((n, p) => n + p.pixels.length, 0));
+    processed.reduce((at, p) => (out.set(p.pixels, at), at + p.pixels.length), 0);
     return out;
   }
 
   /**
-   * Embeddings of `ids`, the image tokens replaced in order by the rows of `features`
-   * (`[images, tokensPerImage, hidden]`); also the modality of every token (TEXT or image index)
-   * and its position: consecutive from `firstPosition` (every architecture here counts positions so).
+   * Embeddings of `ids`, the image tokens replaced in order by the rows of `features` (image
+   * after image: `imageRows[k]` rows for image k, by default tokensPerImage each); also the
+   * modality of every token (TEXT or the index of its image: every tile of an image is that
+   * image's) and its position: consecutive from `firstPosition` (every architecture here counts
+   * positions so).
    */
-  embedPrompt(ids: number[], features: Float32Array, firstPosition = 0): PromptEmbedding {
+  embedPrompt(ids: number[], features: Float32Array, firstPosition = 0, imageRows?: readonly number[]): PromptEmbedding {
     const E = this.decoder.shape.hiddenSize;
     const T = this.processor.tokensPerImage;
     const imageId = this.processor.imageTokenId;
     const imageTokens = imageId === null ? 0 : ids.filter((id) => id === imageId).length;
     if (imageTokens * E !== features.length) {
-      throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${imageTokens} image tokens but ${features.length / E} image feature rows were given (${T} per image)`);
+      throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${imageTokens} image tokens but ${features.length / E} image feature rows were given (${T} per image frame)`);
     }
+    if (imageRows && imageRows.reduce((a, b) => a + b, 0) !== imageTokens) {
+      throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${imageTokens} image tokens but its images have ${imageRows.join(' + ')} feature rows`);
+    }
+    // The image each feature row belongs to.
+    const imageOfRow = imageRows ? Int32Array.from(imageRows.flatMap((rows, k) => new Array<number>(rows).fill(k))) : null;
     const embeds = this.decoder.embed(ids.map((id) => (id === imageId ? 0 : id)));
     const modality = new Int32Array(ids.length).fill(TEXT);
     let row = 0;
     ids.forEach((id, i) => {
       if (id !== imageId) return;
       embeds.set(features.subarray(row * E, (row + 1) * E), i * E);
-      modality[i] = Math.floor(row / T);
+      modality[i] = imageOfRow ? imageOfRow[row] : Math.floor(row / T);
       row++;
     });
     return { embeds, modality, positions: Int32Array.from(ids, (_, i) => firstPosition + i) };

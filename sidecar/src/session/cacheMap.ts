@@ -3,7 +3,8 @@
  * here so its size does not grow with the model or the conversation: per layer and KV head, the
  * share of kept positions in each of at most `maxColumns` columns of the conversation, each
  * column's modality, and per image patch the share of (layer, head) pairs that keep it or merged it
- * into a kept slot rather than dropping it.
+ * into a kept slot rather than dropping it. An image read as several frames (SmolVLM's tiles and
+ * global image) is drawn frame by frame.
  */
 import { TEXT, type CompressionPlan, type KvLayer } from '../kv/index.js';
 import type { CacheMap } from '../protocol/index.js';
@@ -82,18 +83,23 @@ export function cacheMap(cache: readonly KvLayer[] | null, tally: CacheTally, ma
   });
   const pairs = (cache ?? []).reduce((n, layer) => n + layer.numHeads, 0);
 
-  const spans = new Map<number, { index: number; firstPosition: number; tokens: number }>();
+  // Each image's frames: runs of consecutive positions (an Idefics3 image's tiles are apart, their markup between them).
+  const runs = new Map<number, { firstPosition: number; tokens: number }[]>();
   tally.modality.forEach((m, position) => {
     if (m === TEXT) return;
-    const span = spans.get(m);
-    if (span) span.tokens++;
-    else spans.set(m, { index: m, firstPosition: position, tokens: 1 });
+    const frames = runs.get(m) ?? runs.set(m, []).get(m)!;
+    const last = frames.at(-1);
+    if (last && last.firstPosition + last.tokens === position) last.tokens++;
+    else frames.push({ firstPosition: position, tokens: 1 });
   });
-  const images = [...spans.values()].map((s) => {
-    const side = Math.round(Math.sqrt(s.tokens));
-    const share = (counts: ArrayLike<number>) => Array.from({ length: s.tokens }, (_, i) => (pairs > 0 ? round(counts[s.firstPosition + i] / pairs) : 0));
-    return { ...s, grid: side * side === s.tokens ? [side, side] : [1, s.tokens], kept: share(keptBy), merged: share(tally.merged) };
-  });
+  const images = [...runs.entries()].flatMap(([index, frames]) =>
+    frames.map((s, frame) => {
+      const side = Math.round(Math.sqrt(s.tokens));
+      const share = (counts: ArrayLike<number>) => Array.from({ length: s.tokens }, (_, i) => (pairs > 0 ? round(counts[s.firstPosition + i] / pairs) : 0));
+      const tiles = frames.length > 1 ? { frame, frames: frames.length } : {};
+      return { index, firstPosition: s.firstPosition, tokens: s.tokens, grid: side * side === s.tokens ? [side, side] : [1, s.tokens], ...tiles, kept: share(keptBy), merged: share(tally.merged) };
+    }),
+  );
 
   return { keptPerHead: cache?.[0]?.length ?? 0, bucket, columnModality, layers, images };
 }

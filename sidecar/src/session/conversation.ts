@@ -284,7 +284,7 @@ export class Conversation {
     this.lastUsed = Date.now();
     const started = performance.now();
     this.refuseImagesOfTextOnly(runtime, input);
-    const plan = this.planFeed(runtime, input);
+    const plan = await this.planFeed(runtime, input);
     const { rows, shown, encoded } = await this.ensureImageFeatures(runtime, features, plan);
     throwIfCancelled(isCancelled, 'before its prefill');
     const rebuilt = this.cache === null && this.segments.length > 0;
@@ -349,7 +349,7 @@ export class Conversation {
    * cache was dropped), or, when the template rewrote earlier turns, the whole prompt from
    * scratch. Refuses a prompt over the context length before any work.
    */
-  private planFeed(runtime: ModelRuntime, input: TurnInput): FeedPlan {
+  private async planFeed(runtime: ModelRuntime, input: TurnInput): Promise<FeedPlan> {
     const { processor } = runtime;
     const content: ContentPart[] = [...input.images.map(() => ({ type: 'image' as const })), { type: 'text', text: withFiles(input) }];
     const prompt = processor.renderChatTemplate([...this.messages, { role: 'user', content }]);
@@ -357,12 +357,21 @@ export class Conversation {
     const incremental = this.segments.length > 0 && !this.madeByAnotherModel(runtime.fingerprint) && prompt.text.startsWith(this.fedText);
     const before = incremental ? this.tokensSeen : 0;
     refuseTooManyCharacters(runtime, prompt.text.length - (incremental ? this.fedText.length : 0), before);
-    const fresh: Segment = incremental
-      ? { ids: processor.encode(prompt, false, this.fedText.length), imageHashes: hashes }
-      : { ids: processor.encode(prompt), imageHashes: [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes] };
+    const newImages = new Map(hashes.map((h, i) => [h, input.images[i]]));
+    const imageHashes = incremental ? hashes : [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes];
+    // How each image of the encoded text enters the prompt (an Idefics3 image's tiles depend on its size).
+    const grids = await runtime.imageGrids(imageHashes.map((hash) => () => this.imageBytes(newImages, hash)));
+    const fresh: Segment = { ids: processor.encode(prompt, !incremental, incremental ? this.fedText.length : 0, grids), imageHashes };
     refuseTooManyTokens(runtime, fresh.ids.length, before);
     const replay = incremental && this.cache === null ? fedTurns(this.segments) : [];
-    return { content, incremental, fresh, replay, newImages: new Map(hashes.map((h, i) => [h, input.images[i]])) };
+    return { content, incremental, fresh, replay, newImages };
+  }
+
+  /** An image of this turn (`fresh`) or of an earlier one, by content hash. */
+  private imageBytes(fresh: Map<string, Uint8Array>, hash: string): Uint8Array {
+    const bytes = fresh.get(hash) ?? this.images.get(hash);
+    if (!bytes) throw new Error(`image ${hash.slice(0, 12)} of an earlier turn is no longer available`);
+    return bytes;
   }
 
   /** Features of every image the feed shows (`shown` times): from the shared cache, else encoded (and kept there). */
@@ -374,9 +383,7 @@ export class Conversation {
       if (rows.has(hash)) continue;
       let f = features.get(hash);
       if (!f) {
-        const bytes = plan.newImages.get(hash) ?? this.images.get(hash);
-        if (!bytes) throw new Error(`image ${hash.slice(0, 12)} of an earlier turn is no longer available`);
-        f = await runtime.encodeImages([bytes]);
+        f = await runtime.encodeImages([this.imageBytes(plan.newImages, hash)]);
         features.set(hash, f);
         encoded++;
       }
@@ -442,7 +449,7 @@ export class Conversation {
     const segmentRows = segment.imageHashes.map((hash) => rows.get(hash)!);
     const features = new Float32Array(segmentRows.reduce((n, r) => n + r.length, 0));
     segmentRows.reduce((offset, r) => (features.set(r, offset), offset + r.length), 0);
-    const { embeds, modality, positions } = runtime.embedPrompt(segment.ids, features, work.cache.tokensSeen);
+    const { embeds, modality, positions } = runtime.embedPrompt(segment.ids, features, work.cache.tokensSeen, segmentRows.map((r) => r.length / runtime.info.hiddenSize));
     for (let i = 0; i < modality.length; i++) if (modality[i] !== TEXT) modality[i] += work.imagesFed;
     if (work.cold) {
       if (work.cold.store.count > 0) {

@@ -9,6 +9,8 @@ import type { ModelConfig } from '../config.js';
 import type { WeightBits } from '../graph/layers/linear.js';
 import type { BuiltGraph } from '../graph/manifest.js';
 import type { WeightPool } from '../graph/weightPool.js';
+import type { ImageGrid, PreprocessedImage } from '../imageGrid.js';
+import type { ChatPrompt, LlavaProcessor } from '../processor.js';
 
 export interface BuildOptions {
   /** 4: the decoder's linear layers on 4-bit block-quantized weights (MatMulNBits). */
@@ -34,6 +36,22 @@ export interface ImageInput {
   visionModel: string;
 }
 
+/**
+ * A processor an architecture brings when LLaVA's does not fit (Idefics3: tiles, so the prompt
+ * depends on each image's grid): the chat template and tokenizer as `LlavaProcessor` has them,
+ * the prompt encoded with the grids of its images, and images preprocessed into frames.
+ */
+export interface ArchitectureProcessor extends Pick<LlavaProcessor, 'renderChatTemplate' | 'applyChatTemplate' | 'encodeText' | 'decode' | 'eosTokenIds' | 'longestTokenChars'> {
+  readonly imageTokenId: number | null;
+  /** Image tokens (feature rows) per frame. */
+  readonly tokensPerImage: number;
+  /** Token ids from `from` on, each image the template wrote there expanded by its grid (`grids`, in order). */
+  encode(prompt: string | ChatPrompt, addSpecialTokens?: boolean, from?: number, grids?: readonly ImageGrid[]): number[];
+  /** An image's grid, from its size alone (no pixels decoded); `image` is asked only if the grid depends on it. */
+  imageGrid(image: () => Uint8Array): Promise<ImageGrid>;
+  preprocessImage(bytes: Uint8Array): Promise<PreprocessedImage>;
+}
+
 export interface Architecture<C extends ModelConfig = ModelConfig> {
   /**
    * Validates and normalises config.json (`raw`, whose `architectures[0]` is `name`); every
@@ -54,6 +72,8 @@ export interface Architecture<C extends ModelConfig = ModelConfig> {
   imageSideParameters?(config: C): { read: number; unread: number };
   /** How images enter the prompt, or null: the model reads text only (images are refused). */
   imageInput(config: C): ImageInput | null;
+  /** Its own processor (absent: `LlavaProcessor` with `imageInput`'s token and count). */
+  openProcessor?(dir: string, config: C, maxInputPixels?: number): ArchitectureProcessor;
   /** The sessions to create, in order (an image encoder, if any, then the decoder). */
   sessions(config: C, options: BuildOptions): SessionSpec[];
 }

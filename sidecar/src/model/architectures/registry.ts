@@ -6,10 +6,12 @@ import { CheckpointError } from '../checkpointError.js';
 import { shown, type ModelConfig } from '../config.js';
 import type { Architecture } from './architecture.js';
 import { causalLm } from './causalLm/index.js';
+import { idefics3 } from './idefics3/index.js';
 import { llava } from './llava/index.js';
 
 const ARCHITECTURES = new Map<string, Architecture>([
   ['LlavaForConditionalGeneration', llava],
+  ['Idefics3ForConditionalGeneration', idefics3],
   ['LlamaForCausalLM', causalLm('llama')],
   ['MistralForCausalLM', causalLm('mistral')],
   ['Qwen2ForCausalLM', causalLm('qwen2')],

@@ -1,0 +1,20 @@
+/**
+ * How an image enters the prompt, when that depends on the image (Idefics3 splits it into tiles):
+ * its tile grid and the frames the image encoder reads for it. A LLaVA image is one frame, never
+ * split (`SINGLE_FRAME`), whatever its size.
+ */
+export interface ImageGrid {
+  /** Tile rows and columns; 0 x 0: not split. */
+  rows: number;
+  cols: number;
+  /** Frames the image encoder reads: rows x cols tiles and a global image, or 1. */
+  frames: number;
+}
+
+export const SINGLE_FRAME: ImageGrid = Object.freeze({ rows: 0, cols: 0, frames: 1 });
+
+/** One image's pixel values for the encoder, `[frames, channels, size, size]`. */
+export interface PreprocessedImage {
+  pixels: Float32Array;
+  grid: ImageGrid;
+}

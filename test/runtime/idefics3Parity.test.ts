@@ -15,9 +15,10 @@ import { isIdefics3Config, parseIdefics3Config } from '../../sidecar/src/model/a
 import { idefics3 } from '../../sidecar/src/model/architectures/idefics3/index.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { idefics3PositionIds } from '../../sidecar/src/model/vision/towers/idefics3.js';
-import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
+import { readSafetensorsHeader } from '../../sidecar/src/model/safetensors.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 import { VisionEncoder } from '../../sidecar/src/runtime/visionEncoder.js';
+import { maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;
@@ -31,31 +32,8 @@ interface Case {
 }
 
 function fixture(model: string, name: string) {
-  const file = join(root, 'test/fixtures/parity', model, `${name}.safetensors`);
-  const entries = readSafetensorsHeader(file);
-  return {
-    c: JSON.parse(readFileSync(join(root, 'test/fixtures/parity', model, `${name}.json`), 'utf8')) as Case,
-    has: (tensor: string) => entries.has(tensor),
-    tensor: (tensor: string) => {
-      const entry = entries.get(tensor);
-      assert.ok(entry, `fixture tensor ${tensor}`);
-      return toFloat32(entry, readTensorBytes(entry));
-    },
-  };
-}
-
-function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
-  return max;
-}
-
-function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
-  return max;
+  const { case: c, has, tensor } = parityFixture<Case>(model, name);
+  return { c, has, tensor };
 }
 
 function argmax(row: Float32Array): number {

@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { denseRows, denseSlots } from '../../sidecar/src/kv/index.js';
-import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { generate } from '../../sidecar/src/session/generate.js';
+import { maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;
@@ -25,32 +25,7 @@ interface Case {
   position_test: { positions: number[] };
 }
 
-function fixtures(model: string): { case: Case; tensor: (name: string) => Float32Array } {
-  const dir = join(root, 'test/fixtures/parity', model);
-  const entries = readSafetensorsHeader(join(dir, 'tensors.safetensors'));
-  return {
-    case: JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as Case,
-    tensor: (name) => {
-      const entry = entries.get(name);
-      assert.ok(entry, `fixture tensor ${name}`);
-      return toFloat32(entry, readTensorBytes(entry));
-    },
-  };
-}
-
-function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
-  return max;
-}
-
-function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
-  return max;
-}
+const fixtures = (model: string) => parityFixture<Case>(model);
 
 for (const model of ['tiny-llava-llama', 'tiny-llava-qwen2']) {
   describe(`parity with transformers: ${model}`, () => {

@@ -7,15 +7,14 @@
  * prefilled on top of the first as the sidecar feeds it.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { qwen2vl } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { mropePositions } from '../../sidecar/src/model/architectures/qwen2vl/positions.js';
 import { registerArchitecture } from '../../sidecar/src/model/architectures/registry.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
-import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { TextDecoder, type PastLayer } from '../../sidecar/src/runtime/textDecoder.js';
+import { maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;
@@ -35,20 +34,6 @@ interface Fixture {
   image_token_id: number;
   num_layers: number;
   cases: Record<'two_images' | 'long' | 'chat', FixtureCase>;
-}
-
-function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
-  return max;
-}
-
-function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
-  return max;
 }
 
 function argmax(row: ArrayLike<number>): number {
@@ -78,14 +63,7 @@ function positionSlice(positions: Float32Array | Int32Array, L: number, from: nu
 
 for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
   describe(`Qwen2-VL language model parity with transformers: ${model}`, () => {
-    const dir = join(root, 'test/fixtures/parity', model);
-    const fixture = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as Fixture;
-    const entries = readSafetensorsHeader(join(dir, 'tensors.safetensors'));
-    const tensor = (name: string) => {
-      const entry = entries.get(name);
-      assert.ok(entry, name);
-      return toFloat32(entry, readTensorBytes(entry));
-    };
+    const { case: fixture, tensor } = parityFixture<Fixture>(model);
     let decoder: TextDecoder;
     let unregister: () => void;
     const Hkv = () => decoder.shape.numKvHeads;

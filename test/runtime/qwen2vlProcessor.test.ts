@@ -17,8 +17,8 @@ import { Qwen2VLProcessor } from '../../sidecar/src/model/architectures/qwen2vl/
 import { CheckpointError } from '../../sidecar/src/model/checkpointError.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { ImageError } from '../../sidecar/src/model/processor.js';
-import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { ErrorCode } from '../../sidecar/src/protocol/index.js';
+import { maxAbsDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
 type Grid = [number, number, number];
@@ -43,23 +43,8 @@ interface Fixture {
 }
 
 function load(model: string): { fixture: Fixture; tensor: (name: string) => Float32Array } {
-  const dir = join(root, 'test/fixtures/parity', model);
-  const entries = readSafetensorsHeader(join(dir, 'tensors.safetensors'));
-  return {
-    fixture: JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as Fixture,
-    tensor: (name) => {
-      const entry = entries.get(name);
-      assert.ok(entry, `fixture tensor ${name}`);
-      return toFloat32(entry, readTensorBytes(entry));
-    },
-  };
-}
-
-function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
-  return max;
+  const { case: fixture, tensor } = parityFixture<Fixture>(model);
+  return { fixture, tensor };
 }
 
 const readConfig = (dir: string) => JSON.parse(readFileSync(join(root, dir, 'config.json'), 'utf8')) as Record<string, unknown>;

@@ -13,8 +13,8 @@ import * as ort from 'onnxruntime-node';
 import { parseQwen2VLConfig, type Qwen2VLConfig } from '../../sidecar/src/model/architectures/qwen2vl/config.js';
 import { buildQwen2VLVisionGraph } from '../../sidecar/src/model/architectures/qwen2vl/visionGraph.js';
 import { unpermuteMerged, visionInputs, type Grid } from '../../sidecar/src/model/architectures/qwen2vl/visionInputs.js';
-import { readSafetensorsHeader, readTensorBytes, toFloat32 } from '../../sidecar/src/model/safetensors.js';
 import { CheckpointVisionWeights } from './qwen2vlWeights.js';
+import { maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
 const TOLERANCE = 1e-4;
@@ -24,23 +24,9 @@ interface Fixture {
   images: { file: string; image_grid_thw: Grid }[];
 }
 
-function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'sizes differ');
-  let max = 0;
-  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
-  return max;
-}
-
 for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
   describe(`Qwen2-VL vision tower parity with transformers: ${model}`, () => {
-    const dir = join(root, 'test/fixtures/parity', model);
-    const fixture = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as Fixture;
-    const entries = readSafetensorsHeader(join(dir, 'tensors.safetensors'));
-    const tensor = (name: string) => {
-      const entry = entries.get(name);
-      assert.ok(entry, name);
-      return toFloat32(entry, readTensorBytes(entry));
-    };
+    const { case: fixture, tensor } = parityFixture<Fixture>(model);
     const config: Qwen2VLConfig = parseQwen2VLConfig(JSON.parse(readFileSync(join(root, fixture.model_dir, 'config.json'), 'utf8')));
     let session: ort.InferenceSession;
 

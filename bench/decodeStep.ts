@@ -15,6 +15,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
+import { chunkMask } from '../sidecar/src/runtime/textDecoder.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     code: { type: 'string', default: join(__dirname, '../sidecar') },
     bits: { type: 'string', default: '32' },
+    chunk: { type: 'string', default: '1' },
     label: { type: 'string', default: '' },
   },
 });
@@ -118,7 +120,8 @@ async function main(): Promise<void> {
   const checkpoint = (await import('../sidecar/src/model/checkpoint.js')).Checkpoint.open(String(values.model));
   const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = checkpoint.config.text;
   const steps = Number(values.steps);
-  const warmup = 2;
+  const S = Number(values.chunk);
+  const warmup = S > 1 ? 1 : 2;
   const blocks: { length: number; runs: number }[] = [];
   const results: Record<string, unknown>[] = [];
   for (const P of String(values.lengths).split(',').map(Number)) {
@@ -126,9 +129,9 @@ async function main(): Promise<void> {
     const pastValues = Array.from({ length: numLayers }, () => random(Hkv * P * D));
     const feeds = ({ manifest }: Variant): Record<string, ort.Tensor> => {
       const f: Record<string, ort.Tensor> = {
-        [one(manifest.inputs, 'embeds')]: new ort.Tensor('float32', random(E), [1, E]),
-        [one(manifest.inputs, 'positions')]: new ort.Tensor('int64', BigInt64Array.of(BigInt(P)), [1]),
-        [one(manifest.inputs, 'attentionMask')]: new ort.Tensor('float32', new Float32Array(P + 1), [1, P + 1]),
+        [one(manifest.inputs, 'embeds')]: new ort.Tensor('float32', random(S * E), [S, E]),
+        [one(manifest.inputs, 'positions')]: new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, r) => BigInt(P + r)), [S]),
+        [one(manifest.inputs, 'attentionMask')]: new ort.Tensor('float32', chunkMask(S, P), [S, P + S]),
         [one(manifest.inputs, 'windowRows')]: new ort.Tensor('int64', BigInt64Array.of(0n), [1]),
       };
       byRole(manifest.inputs, 'pastKey').forEach((name, i) => (f[name] = new ort.Tensor('float32', pastKeys[i], [Hkv, P, D])));
@@ -147,7 +150,7 @@ async function main(): Promise<void> {
     }
     blocks.push({ length: P, runs: warmup + steps });
     variants.forEach((variant, k) => {
-      results.push({ label: values.label ? `${values.label} ${variant.label}` : variant.label, layers: numLayers, bits: Number(values.bits), length: P, steps, medianMs: +median(times[k]).toFixed(2), minMs: +Math.min(...times[k]).toFixed(2), ratioToFirst: +(median(times[0]) / median(times[k])).toFixed(3) });
+      results.push({ label: values.label ? `${values.label} ${variant.label}` : variant.label, layers: numLayers, bits: Number(values.bits), length: P, chunk: S, steps, medianMs: +median(times[k]).toFixed(2), minMs: +Math.min(...times[k]).toFixed(2), ratioToFirst: +(median(times[0]) / median(times[k])).toFixed(3) });
     });
   }
   if (values.profile) {

@@ -1,8 +1,8 @@
 /**
  * What one decode step of the decoder graph computes, read from the graph itself (onnxruntime
  * runs every node whatever is fetched, so what a step costs is what the graph holds): no
- * full-vocabulary product over every row, and the past read only by the attention products,
- * never concatenated, transposed or broadcast into a copy.
+ * full-vocabulary product over every row, and the keys read by the attention product as they
+ * are, never transposed into a copy nor broadcast over a GQA group's query heads.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -33,13 +33,18 @@ describe('the decoder graph of a decode step', () => {
       assert.equal(slice?.opType, 'Slice', 'the head reads a slice of the final hidden states (the last row)');
     });
 
-    it(`${name}: the past is read by the attention products only, never copied`, () => {
+    it(`${name}: keys read transposed by the product, neither transposed into a copy nor broadcast over the group`, () => {
       const { nodes, layers } = decoderNodes(name);
+      const readers = (value: string) => nodes.filter((n) => n.input!.includes(value));
       for (let i = 0; i < layers; i++) {
-        const readers = (input: string) => nodes.filter((n) => n.input!.includes(input)).map((n) => n.opType).sort();
-        // Shape reads only the dimensions (the past's length, where past and chunk probabilities split).
-        assert.deepEqual(readers(`past_key.${i}`), ['FusedMatMul', 'Shape'], `readers of past_key.${i}`);
-        assert.deepEqual(readers(`past_value.${i}`), ['MatMul'], `readers of past_value.${i}`);
+        // The past is appended to once (the chunk's keys / values), and that is read by one product each.
+        const [keys] = readers(`past_key.${i}`);
+        assert.deepEqual(readers(`past_key.${i}`).map((n) => n.opType), ['Concat'], `readers of past_key.${i}`);
+        const scores = readers(keys.output![0]);
+        const transB = (n: onnx.INodeProto): number => Number(n.attribute!.find((a) => a.name === 'transB')?.i ?? 0);
+        assert.deepEqual(scores.map((n): [string, number] => [n.opType!, transB(n)]), [['FusedMatMul', 1]], `readers of layer ${i}'s keys`);
+        const [values] = readers(`past_value.${i}`);
+        assert.deepEqual(readers(values.output![0]).map((n) => n.opType), ['MatMul'], `readers of layer ${i}'s values`);
       }
     });
   }

@@ -35,7 +35,6 @@ export interface AttendedLayer {
 }
 
 export class CachedAttention {
-  private readonly scale: string;
   private readonly windowStart: string;
   /** `[Hkv, group, S, -1]`: a layer's scores `[Hkv, group * S, T]` with the chunk's rows apart. */
   private readonly groupedRows: string;
@@ -47,7 +46,6 @@ export class CachedAttention {
     private readonly shape: AttentionShape,
     private readonly io: AttentionInputs,
   ) {
-    this.scale = g.scalar(1 / Math.sqrt(shape.headDim));
     // The window's first row in the chunk, S - window_rows (clamped at 0: never a from-the-end index).
     const chunkLength = g.op('Shape', [io.embeds], { start: 0, end: 1 }, '/window/chunk_length');
     this.windowStart = g.op('Max', [g.op('Sub', [chunkLength, io.windowRows], {}, '/window/start_raw'), g.ints([0])], {}, '/window/start');
@@ -83,15 +81,18 @@ export class CachedAttention {
     g.nodes.push({ name: `${n}/attn/key_out`, op: 'Identity', inputs: [k], outputs: [`key.${i}`] });
     g.nodes.push({ name: `${n}/attn/value_out`, op: 'Identity', inputs: [v], outputs: [`value.${i}`] });
     // The query heads of one KV group as rows of one matrix, q [Hkv, group * S, D]: each KV head's
-    // keys are read once by one product, never broadcast over the group. Past and chunk keys are
-    // attended separately and only the scores concatenated, so no step copies the past; the keys
-    // are read transposed by the product itself (FusedMatMul transB), never transposed into a copy.
+    // keys are read once by one product, never broadcast over the group, and read transposed and
+    // scaled by the product itself (FusedMatMul transB, alpha), never transposed into a copy.
+    // Past and chunk K/V are concatenated: attending them apart and concatenating the scores instead
+    // spares a decode step that copy of the past, but costs a prefill chunk two passes over its
+    // [Hkv, group * S, T] scores (measured: 0.80x a 512-token chunk at 8K; bench/results/decode-profile.md).
+    const keys = g.op('Concat', [`past_key.${i}`, k], { axis: 1 }, `${n}/attn/keys`);
+    const values = g.op('Concat', [`past_value.${i}`, v], { axis: 1 }, `${n}/attn/values`);
     const qGrouped = g.op('Reshape', [q, g.ints([Hkv, -1, D])], {}, `${n}/attn/q_grouped`);
-    const scores = (keys: string, name: string) => g.op('FusedMatMul', [qGrouped, keys], { transB: 1 }, name, 'com.microsoft');
-    const logits = g.op('Concat', [scores(`past_key.${i}`, `${n}/attn/qk_past`), scores(k, `${n}/attn/qk_chunk`)], { axis: 2 }, `${n}/attn/qk`);
+    const alpha = 1 / Math.sqrt(D);
+    const logits = g.op('FusedMatMul', [qGrouped, keys], alpha === 1 ? { transB: 1 } : { transB: 1, alpha }, `${n}/attn/qk`, 'com.microsoft');
     // [Hkv, group, S, T] for the mask (shared by the group) and the per-row window.
-    const scaled = g.op('Mul', [g.op('Reshape', [logits, this.groupedRows], {}, `${n}/attn/qk_rows`), this.scale], {}, `${n}/attn/scaled`);
-    let masked = g.op('Add', [scaled, this.io.attentionMask], {}, `${n}/attn/masked`);
+    let masked = g.op('Add', [g.op('Reshape', [logits, this.groupedRows], {}, `${n}/attn/qk_rows`), this.io.attentionMask], {}, `${n}/attn/masked`);
     if (window !== null) masked = g.op('Add', [masked, this.slidingMask(i, window, n)], {}, `${n}/attn/windowed`);
     const probs = g.op('Softmax', [masked], { axis: -1 }, `${n}/attn/probs`);
     const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
@@ -100,12 +101,8 @@ export class CachedAttention {
     const windowRows = g.op('Slice', [probs, this.windowStart, g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/window_rows`);
     const windowSum = g.op('ReduceSum', [windowRows, g.ints([2])], { keepdims: 0 }, `${n}/attn/window_colsum_grouped`);
     g.nodes.push({ name: `${n}/attn/window_colsum`, op: 'Reshape', inputs: [windowSum, g.ints([H, -1])], outputs: [`window_colsum.${i}`] });
-    // probs [Hkv, group * S, T] split at the past's length P: past and chunk values weighted apart.
     const flat = g.op('Reshape', [probs, g.op('Shape', [logits], {}, `${n}/attn/qk_shape`)], {}, `${n}/attn/probs_rows`);
-    const pastLength = g.op('Shape', [`past_key.${i}`], { start: 1, end: 2 }, `${n}/attn/past_length`);
-    const pastProbs = g.op('Slice', [flat, g.ints([0]), pastLength, g.ints([2])], {}, `${n}/attn/probs_past`);
-    const chunkProbs = g.op('Slice', [flat, pastLength, g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/probs_chunk`);
-    const context = g.op('Add', [g.op('MatMul', [pastProbs, `past_value.${i}`], {}, `${n}/attn/pv_past`), g.op('MatMul', [chunkProbs, v], {}, `${n}/attn/pv_chunk`)], {}, `${n}/attn/context`);
+    const context = g.op('MatMul', [flat, values], {}, `${n}/attn/context`);
     const merged = g.op(
       'Reshape',
       [g.op('Transpose', [g.op('Reshape', [context, g.ints([H, -1, D])], {}, `${n}/attn/context_heads`)], { perm: [1, 0, 2] }, `${n}/attn/context_t`), g.ints([-1, H * D])],

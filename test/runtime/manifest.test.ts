@@ -24,7 +24,9 @@ describe('graph manifests', () => {
       const decoder = sessions.find((s) => s.role === 'decoder')!;
       const { manifest } = decoder.build(new WeightPool(checkpoint));
       const all = [...manifest.inputs, ...manifest.outputs];
-      for (const role of ['embeds', 'positions', 'attentionMask', 'windowRows', 'logits', 'lastLogits'] as const) assert.equal(all.filter((v) => v.role === role).length, 1, role);
+      for (const role of ['embeds', 'positions', 'attentionMask', 'windowRows', 'hidden', 'lastLogits'] as const) assert.equal(all.filter((v) => v.role === role).length, 1, role);
+      // Every row's logits come from the separate LM-head graph: onnxruntime would run a [chunk, vocab] head here on every step, fetched or not.
+      assert.equal(all.some((v) => v.role === 'logits'), false, 'the decoder has no all-rows logits output');
       for (let layer = 0; layer < config.text.numLayers; layer++) {
         for (const role of PER_LAYER) assert.equal(all.filter((v) => v.role === role && v.layer === layer).length, 1, `${role} of layer ${layer}`);
         const windowed = config.text.layerWindows[layer] !== null;

@@ -13,6 +13,7 @@ import type { TextConfig } from '../model/config.js';
 import type { WeightBits } from '../model/graph/layers/linear.js';
 import { fixedDim, layerValues, valueOf, type GraphManifest, type IoRole } from '../model/graph/manifest.js';
 import { WeightPool } from '../model/graph/weightPool.js';
+import { buildLmHeadGraph } from '../model/text/decoderGraph.js';
 import type { TensorRows } from '../model/tensorRows.js';
 import { createSession, type SessionOptions } from './weights.js';
 
@@ -61,7 +62,7 @@ interface DecoderIo {
   pastKey: string[];
   pastValue: string[];
   pastPosition: (string | undefined)[];
-  logits: string;
+  hidden: string;
   lastLogits: string;
   key: string[];
   value: string[];
@@ -81,7 +82,7 @@ function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: 
     pastKey: every(inputs, 'pastKey'),
     pastValue: every(inputs, 'pastValue'),
     pastPosition: layerValues(inputs, 'pastPosition', numLayers).map((v) => v?.name),
-    logits: valueOf(outputs, 'logits').name,
+    hidden: valueOf(outputs, 'hidden').name,
     lastLogits: valueOf(outputs, 'lastLogits').name,
     key: every(outputs, 'key'),
     value: every(outputs, 'value'),
@@ -104,6 +105,8 @@ export class TextDecoder {
   readonly shape: DecoderShape;
   /** Position components per token the graph reads: 1, or 3 for M-RoPE (`[3, chunk]`). */
   readonly positionRows: number;
+  /** The LM head over every row (`allLogits`), created on the first request that wants it. */
+  private lmHead: Promise<{ session: ort.InferenceSession; input: string; output: string }> | undefined;
 
   private constructor(
     readonly config: TextConfig,
@@ -111,6 +114,8 @@ export class TextDecoder {
     /** The token embedding table, read row by row from the checkpoint's file (no copy held here). */
     private readonly embeddings: TensorRows,
     manifest: GraphManifest,
+    private readonly checkpoint: Checkpoint,
+    private readonly options: SessionOptions,
   ) {
     ({ io: this.io, shape: this.shape } = decoderIo(manifest));
     const dims = valueOf(manifest.inputs, 'positions').dims;
@@ -132,7 +137,7 @@ export class TextDecoder {
     const graph = spec.build(weights);
     const session = await createSession(graph.model, weights, options);
     const embeddings = checkpoint.rows(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
-    return new TextDecoder(text, session, embeddings, graph.manifest);
+    return new TextDecoder(text, session, embeddings, graph.manifest, checkpoint, options);
   }
 
   /** `[ids.length, hidden]` embeddings of token ids. */
@@ -151,7 +156,9 @@ export class TextDecoder {
 
   /**
    * Runs a chunk on top of `past`. Only the last token's logits are computed unless `allLogits`
-   * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads). `windowRows`:
+   * (a prefill chunk would otherwise pay a [chunk, vocab] product it never reads): then the
+   * decoder's final hidden states go through a separate LM-head session, created on first use
+   * (it holds its own copy of the head's weights: scoring callers only, never generation). `windowRows`:
    * how many of the chunk's last query rows SnapKV observes (their column sums come back).
    * `pastPositions`: per layer `[Hkv, P]`, the true position of every past slot; needed when a
    * layer has a sliding window and the past is not empty (see `needsPastPositions`).
@@ -193,17 +200,30 @@ export class TextDecoder {
       feeds[pastPosition] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
     });
     const layers = Array.from({ length: numLayers }, (_, i) => i);
-    const logitsName = options.allLogits ? io.logits : io.lastLogits;
+    const logitsName = options.allLogits ? io.hidden : io.lastLogits;
     const fetches = [logitsName, ...layers.flatMap((i) => [io.key[i], io.value[i], io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
     const out = await this.session.run(feeds, fetches);
     const data = (name: string) => out[name].data as Float32Array;
     return {
-      logits: data(logitsName),
+      logits: options.allLogits ? await this.allLogits(data(io.hidden), S) : data(logitsName),
       keys: io.key.map(data),
       values: io.value.map(data),
       colsums: io.columnSums.map(data),
       windowColsums: windowRows > 0 ? io.windowColumnSums.map(data) : null,
     };
+  }
+
+  /** `[S, vocab]` logits of the decoder's final hidden states `[S, hidden]`. */
+  private async allLogits(hidden: Float32Array, S: number): Promise<Float32Array> {
+    this.lmHead ??= (async () => {
+      const weights = new WeightPool(this.checkpoint);
+      const graph = buildLmHeadGraph(this.config, weights);
+      const session = await createSession(graph.model, weights, this.options);
+      return { session, input: valueOf(graph.manifest.inputs, 'hidden').name, output: valueOf(graph.manifest.outputs, 'logits').name };
+    })();
+    const head = await this.lmHead;
+    const out = await head.session.run({ [head.input]: new ort.Tensor('float32', hidden, [S, this.shape.hiddenSize]) }, [head.output]);
+    return out[head.output].data as Float32Array;
   }
 
   /** An empty past for every layer. */
@@ -214,5 +234,6 @@ export class TextDecoder {
   async release(): Promise<void> {
     this.embeddings.close();
     await this.session.release();
+    if (this.lmHead) await (await this.lmHead).session.release();
   }
 }

@@ -15,9 +15,10 @@ export type IoRole =
   | 'pastKey'
   | 'pastValue'
   | 'pastPosition'
-  /** Decoder outputs: logits of every row or of the last, per layer the new keys / values and the attention column sums. */
-  | 'logits'
+  /** Decoder outputs: the last row's logits, the final norm's output (the LM-head graph's input, whose output is every row's logits), per layer the new keys / values and the attention column sums. */
   | 'lastLogits'
+  | 'hidden'
+  | 'logits'
   | 'key'
   | 'value'
   | 'columnSums'

@@ -6,8 +6,11 @@
  * Inputs: `inputs_embeds [S, hidden]` (image features go straight in), `position_ids [S]` (int64,
  * the true positions: a compressed cache's positions are not 0..n-1; `[3, S]` for M-RoPE, see `DecoderRope`), `attention_mask [S, T]`
  * (additive, T = past + S), `window_rows [1]`, and per layer the past (see `CachedAttention`).
- * Outputs: `logits [S, vocab]` (or only `last_logits [1, vocab]` when that is what is fetched),
- * per layer the chunk's new keys and values and the attention column sums LOOK-M accumulates.
+ * Outputs: `last_logits [1, vocab]` (the last row's), `hidden [S, hidden]` (the last norm's
+ * output, for `buildLmHeadGraph` when every row's logits are wanted: onnxruntime runs every node
+ * of a graph whatever is fetched, so a `[S, vocab]` head here cost every decode step a second
+ * full-vocabulary product), per layer the chunk's new keys and values and the attention column
+ * sums LOOK-M accumulates.
  * A window longer than a chunk spans several chunks: each emits its share (the rows' attention
  * over the keys that existed then) and the caller adds them up, so no chunk size limits it.
  * Every value is listed with its role in the graph's manifest, which is all the runtime reads.
@@ -79,7 +82,7 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     { name: 'attention_mask', type: 'float32', dims: ['chunk', 'total'], role: 'attentionMask' },
     { name: 'window_rows', type: 'int64', dims: [1], role: 'windowRows' },
   ];
-  const outputs: ManifestValue[] = [{ name: 'logits', type: 'float32', dims: ['chunk', V], role: 'logits' }];
+  const outputs: ManifestValue[] = [];
   const shape = { numHeads: H, numKvHeads: Hkv, headDim: D };
   const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: positions.input.name, attentionMask: 'attention_mask', windowRows: 'window_rows' });
 
@@ -101,14 +104,32 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     const residual = g.op('Add', [afterAttention, mlp(y, `${p}.mlp`, `${n}/mlp`)], {}, `${n}/mlp/residual`);
     hidden = orderAfter(g, residual, attended.sums, n);
   }
-  const final = norm(hidden, 'text.norm', '/text/norm');
-  const head = weights.use(`${config.tieWordEmbeddings ? 'text.embed_tokens' : 'text.lm_head'}.weight`, [V, E]);
-  g.nodes.push({ name: '/text/lm_head', op: 'Gemm', inputs: [final, head], outputs: ['logits'], attributes: { transB: 1 } });
-  // The last row only: what generation needs, without a [chunk, vocab] product (fetch it instead of `logits`).
-  const lastRow = g.op('Slice', [final, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])], {}, '/text/last_row');
-  g.nodes.push({ name: '/text/lm_head_last', op: 'Gemm', inputs: [lastRow, head], outputs: ['last_logits'], attributes: { transB: 1 } });
+  g.nodes.push({ name: '/text/hidden', op: 'Identity', inputs: [norm(hidden, 'text.norm', '/text/norm')], outputs: ['hidden'] });
+  outputs.push({ name: 'hidden', type: 'float32', dims: ['chunk', E], role: 'hidden' });
+  // The last row only: what generation needs, without a [chunk, vocab] product.
+  const lastRow = g.op('Slice', ['hidden', g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])], {}, '/text/last_row');
+  g.nodes.push({ name: '/text/lm_head_last', op: 'Gemm', inputs: [lastRow, weights.use(lmHeadWeight(config), [V, E])], outputs: ['last_logits'], attributes: { transB: 1 } });
   outputs.push({ name: 'last_logits', type: 'float32', dims: [1, V], role: 'lastLogits' });
 
   const model = buildModel({ name: 'text_decoder', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
   return { model, manifest: { graph: 'text_decoder', inputs, outputs } };
+}
+
+/** The output projection's weight: the embedding table when the model ties them. */
+function lmHeadWeight(config: TextConfig): string {
+  return `${config.tieWordEmbeddings ? 'text.embed_tokens' : 'text.lm_head'}.weight`;
+}
+
+/**
+ * The LM head alone, `hidden [S, hidden]` (the decoder's output of that role) -> `logits [S, vocab]`:
+ * every row's logits, for the callers that score whole sequences (parity checks, evaluation). Its
+ * own session, created only when such a caller asks, so generation never pays for it.
+ */
+export function buildLmHeadGraph(config: TextConfig, weights: WeightPool): BuiltGraph {
+  const { hiddenSize: E, vocabSize: V } = config;
+  const inputs: ManifestValue[] = [{ name: 'hidden', type: 'float32', dims: ['chunk', E], role: 'hidden' }];
+  const outputs: ManifestValue[] = [{ name: 'logits', type: 'float32', dims: ['chunk', V], role: 'logits' }];
+  const nodes = [{ name: '/text/lm_head', op: 'Gemm', inputs: ['hidden', weights.use(lmHeadWeight(config), [V, E])], outputs: ['logits'], attributes: { transB: 1 } }];
+  const model = buildModel({ name: 'lm_head', inputs, outputs, nodes, external: weights.initializers });
+  return { model, manifest: { graph: 'lm_head', inputs, outputs } };
 }

@@ -7,7 +7,8 @@
  * also reads `past_position.i [Hkv, P]`, the true position of every past slot (a compressed cache
  * keeps them per head, not contiguous): a query at q sees a key at k only when q - k < window.
  *
- * Plain ONNX ops: the probabilities must be materialised for the column sums anyway.
+ * Plain ONNX ops (and onnxruntime's FusedMatMul, a MatMul reading its second input transposed):
+ * the probabilities must be materialised for the column sums anyway.
  */
 import type { GraphBuilder } from '../onnxBuilder.js';
 import type { ManifestValue } from '../manifest.js';
@@ -34,8 +35,9 @@ export interface AttendedLayer {
 }
 
 export class CachedAttention {
-  private readonly scale: string;
   private readonly windowStart: string;
+  /** `[Hkv, group, S, -1]`: a layer's scores `[Hkv, group * S, T]` with the chunk's rows apart. */
+  private readonly groupedRows: string;
   /** The chunk's positions as queries `[1, S, 1]` and as keys of every KV head `[Hkv, S]`, built once for the first windowed layer. */
   private chunkPositions: { queries: string; keys: string } | undefined;
 
@@ -44,10 +46,10 @@ export class CachedAttention {
     private readonly shape: AttentionShape,
     private readonly io: AttentionInputs,
   ) {
-    this.scale = g.scalar(1 / Math.sqrt(shape.headDim));
     // The window's first row in the chunk, S - window_rows (clamped at 0: never a from-the-end index).
     const chunkLength = g.op('Shape', [io.embeds], { start: 0, end: 1 }, '/window/chunk_length');
     this.windowStart = g.op('Max', [g.op('Sub', [chunkLength, io.windowRows], {}, '/window/start_raw'), g.ints([0])], {}, '/window/start');
+    this.groupedRows = g.op('Concat', [g.ints([shape.numKvHeads, shape.numHeads / shape.numKvHeads]), chunkLength, g.ints([-1])], { axis: 0 }, '/attention/grouped_rows');
   }
 
   /** The manifest entries of layer `i`'s past (inputs) and of what it adds (outputs). */
@@ -76,16 +78,21 @@ export class CachedAttention {
   layer(i: number, q: string, k: string, v: string, window: number | null, n: string): AttendedLayer {
     const g = this.g;
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.shape;
-    const group = H / Hkv;
     g.nodes.push({ name: `${n}/attn/key_out`, op: 'Identity', inputs: [k], outputs: [`key.${i}`] });
     g.nodes.push({ name: `${n}/attn/value_out`, op: 'Identity', inputs: [v], outputs: [`value.${i}`] });
+    // The query heads of one KV group as rows of one matrix, q [Hkv, group * S, D]: each KV head's
+    // keys are read once by one product, never broadcast over the group, and read transposed and
+    // scaled by the product itself (FusedMatMul transB, alpha), never transposed into a copy.
+    // Past and chunk K/V are concatenated: attending them apart and concatenating the scores instead
+    // spares a decode step that copy of the past, but costs a prefill chunk two passes over its
+    // [Hkv, group * S, T] scores (measured: 0.80x a 512-token chunk at 8K; bench/results/decode-profile.md).
     const keys = g.op('Concat', [`past_key.${i}`, k], { axis: 1 }, `${n}/attn/keys`);
     const values = g.op('Concat', [`past_value.${i}`, v], { axis: 1 }, `${n}/attn/values`);
-    // Query heads of one KV group attend together: q [Hkv, group, S, D] x keys [Hkv, 1, D, T].
-    const qGrouped = g.op('Reshape', [q, g.ints([Hkv, group, -1, D])], {}, `${n}/attn/q_grouped`);
-    const keysT = g.op('Unsqueeze', [g.op('Transpose', [keys], { perm: [0, 2, 1] }, `${n}/attn/keys_t`), g.ints([1])], {}, `${n}/attn/keys_t4`);
-    const logits = g.op('Mul', [g.op('MatMul', [qGrouped, keysT], {}, `${n}/attn/qk`), this.scale], {}, `${n}/attn/scaled`);
-    let masked = g.op('Add', [logits, this.io.attentionMask], {}, `${n}/attn/masked`);
+    const qGrouped = g.op('Reshape', [q, g.ints([Hkv, -1, D])], {}, `${n}/attn/q_grouped`);
+    const alpha = 1 / Math.sqrt(D);
+    const logits = g.op('FusedMatMul', [qGrouped, keys], alpha === 1 ? { transB: 1 } : { transB: 1, alpha }, `${n}/attn/qk`, 'com.microsoft');
+    // [Hkv, group, S, T] for the mask (shared by the group) and the per-row window.
+    let masked = g.op('Add', [g.op('Reshape', [logits, this.groupedRows], {}, `${n}/attn/qk_rows`), this.io.attentionMask], {}, `${n}/attn/masked`);
     if (window !== null) masked = g.op('Add', [masked, this.slidingMask(i, window, n)], {}, `${n}/attn/windowed`);
     const probs = g.op('Softmax', [masked], { axis: -1 }, `${n}/attn/probs`);
     const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
@@ -94,7 +101,8 @@ export class CachedAttention {
     const windowRows = g.op('Slice', [probs, this.windowStart, g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/window_rows`);
     const windowSum = g.op('ReduceSum', [windowRows, g.ints([2])], { keepdims: 0 }, `${n}/attn/window_colsum_grouped`);
     g.nodes.push({ name: `${n}/attn/window_colsum`, op: 'Reshape', inputs: [windowSum, g.ints([H, -1])], outputs: [`window_colsum.${i}`] });
-    const context = g.op('MatMul', [probs, g.op('Unsqueeze', [values, g.ints([1])], {}, `${n}/attn/values4`)], {}, `${n}/attn/context`);
+    const flat = g.op('Reshape', [probs, g.op('Shape', [logits], {}, `${n}/attn/qk_shape`)], {}, `${n}/attn/probs_rows`);
+    const context = g.op('MatMul', [flat, values], {}, `${n}/attn/context`);
     const merged = g.op(
       'Reshape',
       [g.op('Transpose', [g.op('Reshape', [context, g.ints([H, -1, D])], {}, `${n}/attn/context_heads`)], { perm: [1, 0, 2] }, `${n}/attn/context_t`), g.ints([-1, H * D])],

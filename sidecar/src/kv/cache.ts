@@ -4,7 +4,11 @@
  * only holder of the conversation's K/V: there is no mirror of the past beside it, so its
  * `allocatedBytes` is what the cache costs the process.
  */
+import type { Mode } from './budget.js';
+import type { CompressionPlan } from './compress.js';
 import { KvLayer, slotBytes, type Compaction, type SlotRows, type TokenChunk } from './layout.js';
+import type { MergeRule } from './merge.js';
+import type { Matcher } from './similarity.js';
 
 /** One layer's past as the decoder takes it: zero-copy `[numHeads, length, headDim]` views. */
 export interface PastView {
@@ -25,6 +29,10 @@ export interface ExternalRows {
   truncate(length: number): void;
   /** Frees the rows; the cache is unusable after. */
   release(): void;
+  /** Evicted-to-kept matching by layer `index`'s keys where they live (for `planCompression`'s `rowsElsewhere`). */
+  matcher(index: number): Matcher;
+  /** Compacts layer `index`'s rows by `plan` where they live, merging as `merge` says (null: gather only); the host layer is compacted by `KvCache.compact`. */
+  compact(index: number, plan: CompressionPlan, merge: { rule: MergeRule; mode: Mode } | null): Promise<void>;
 }
 
 const NO_ROWS = new Float32Array(0);

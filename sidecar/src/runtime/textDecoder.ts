@@ -34,6 +34,23 @@ export interface DecoderOutput {
   windowColsums: Float32Array[] | null;
 }
 
+/** One layer's past as device tensors `[numKvHeads, length, headDim]` (a device-resident cache's rows). */
+export interface DevicePastLayer {
+  keys: ort.Tensor;
+  values: ort.Tensor;
+  length: number;
+}
+
+/** A run on a device-resident past: the new past stays on the device, only the small outputs come back. */
+export interface DeviceDecoderOutput {
+  logits: Float32Array;
+  /** Per layer, the past followed by the chunk's rows, `[numKvHeads, past + S, headDim]`, where the session left them (the device). */
+  presentKeys: ort.Tensor[];
+  presentValues: ort.Tensor[];
+  colsums: Float32Array[];
+  windowColsums: Float32Array[] | null;
+}
+
 /** Additive mask: every past slot is visible, the chunk is causal. */
 export function chunkMask(chunk: number, past: number): Float32Array {
   const total = past + chunk;
@@ -65,6 +82,8 @@ interface DecoderIo {
   lastLogits: string;
   key: string[];
   value: string[];
+  presentKey: string[];
+  presentValue: string[];
   columnSums: string[];
   windowColumnSums: string[];
 }
@@ -85,6 +104,8 @@ function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: 
     lastLogits: valueOf(outputs, 'lastLogits').name,
     key: every(outputs, 'key'),
     value: every(outputs, 'value'),
+    presentKey: every(outputs, 'presentKey'),
+    presentValue: every(outputs, 'presentValue'),
     columnSums: every(outputs, 'columnSums'),
     windowColumnSums: every(outputs, 'windowColumnSums'),
   };
@@ -109,6 +130,8 @@ export class TextDecoder {
     /** The token embedding table, read row by row from the checkpoint's file (no copy held here). */
     private readonly embeddings: TensorRows,
     manifest: GraphManifest,
+    /** The past is fed and the present kept as device tensors (WebGPU): `forwardOnDevice`. */
+    readonly onDevice = false,
   ) {
     ({ io: this.io, shape: this.shape } = decoderIo(manifest));
   }
@@ -126,9 +149,12 @@ export class TextDecoder {
     const { text } = checkpoint.config;
     const weights = new WeightPool(checkpoint);
     const graph = spec.build(weights);
-    const session = await createSession(graph.model, weights, options);
+    const onDevice = options.provider === 'webgpu';
+    // On the device the present K/V stay there (the next run's past); logits and column sums come back.
+    const present = onDevice ? decoderIo(graph.manifest).io : null;
+    const session = await createSession(graph.model, weights, options, present ? [...present.presentKey, ...present.presentValue] : []);
     const embeddings = checkpoint.rows(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
-    return new TextDecoder(text, session, embeddings, graph.manifest);
+    return new TextDecoder(text, session, embeddings, graph.manifest, onDevice);
   }
 
   /** `[ids.length, hidden]` embeddings of token ids. */
@@ -158,32 +184,19 @@ export class TextDecoder {
     past: PastLayer[],
     options: { mask?: Float32Array; allLogits?: boolean; windowRows?: number; pastPositions?: Int32Array[] } = {},
   ): Promise<DecoderOutput> {
-    const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
+    const { numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
     const io = this.io;
-    const S = positions.length;
-    if (embeds.length !== S * E) throw new RangeError(`${io.embeds} must be [${S}, ${E}], got ${embeds.length} values`);
     if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
     const P = past[0].length;
-    const windowRows = options.windowRows ?? 0;
-    if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
-    const feeds: Record<string, ort.Tensor> = {
-      [io.embeds]: new ort.Tensor('float32', embeds, [S, E]),
-      [io.positions]: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
-      [io.attentionMask]: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
-      [io.windowRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
-    };
+    const feeds = this.chunkFeeds(embeds, positions, P, options);
     past.forEach((layer, i) => {
       if (layer.length !== P || layer.keys.length !== Hkv * P * D || layer.values.length !== Hkv * P * D) {
         throw new RangeError(`past of layer ${i} must be [${Hkv}, ${P}, ${D}] like layer 0`);
       }
       feeds[io.pastKey[i]] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
       feeds[io.pastValue[i]] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
-      const pastPosition = io.pastPosition[i];
-      if (pastPosition === undefined) return;
-      const slots = P === 0 ? new Int32Array(0) : options.pastPositions?.[i];
-      if (slots?.length !== Hkv * P) throw new RangeError(`layer ${i} has a sliding window: pastPositions must give the true position of each of its ${Hkv} x ${P} past slots`);
-      feeds[pastPosition] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
     });
+    const windowRows = options.windowRows ?? 0;
     const layers = Array.from({ length: numLayers }, (_, i) => i);
     const logitsName = options.allLogits ? io.logits : io.lastLogits;
     const fetches = [logitsName, ...layers.flatMap((i) => [io.key[i], io.value[i], io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
@@ -196,6 +209,73 @@ export class TextDecoder {
       colsums: io.columnSums.map(data),
       windowColsums: windowRows > 0 ? io.windowColumnSums.map(data) : null,
     };
+  }
+
+  /**
+   * `forward` on a past held as device tensors: the present K/V (past and chunk) are fetched
+   * where the session keeps them (the device, `gpu-buffer`) and become the next run's past; only
+   * the last token's logits and the column sums come back to the host. The caller owns the
+   * present tensors (dispose them, or the past they replace, when done).
+   */
+  async forwardOnDevice(
+    embeds: Float32Array,
+    positions: ArrayLike<number>,
+    past: DevicePastLayer[],
+    options: { windowRows?: number; pastPositions?: Int32Array[] } = {},
+  ): Promise<DeviceDecoderOutput> {
+    const { numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
+    const io = this.io;
+    if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
+    const P = past[0].length;
+    const feeds = this.chunkFeeds(embeds, positions, P, options);
+    past.forEach((layer, i) => {
+      const dims = (t: ort.Tensor) => t.dims.join(',');
+      if (layer.length !== P || dims(layer.keys) !== `${Hkv},${P},${D}` || dims(layer.values) !== `${Hkv},${P},${D}`) {
+        throw new RangeError(`device past of layer ${i} must be [${Hkv}, ${P}, ${D}] like layer 0`);
+      }
+      feeds[io.pastKey[i]] = layer.keys;
+      feeds[io.pastValue[i]] = layer.values;
+    });
+    const windowRows = options.windowRows ?? 0;
+    const layers = Array.from({ length: numLayers }, (_, i) => i);
+    const fetches = [io.lastLogits, ...layers.flatMap((i) => [io.presentKey[i], io.presentValue[i], io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
+    const out = await this.session.run(feeds, fetches);
+    const data = (name: string) => out[name].data as Float32Array;
+    return {
+      logits: data(io.lastLogits),
+      presentKeys: io.presentKey.map((name) => out[name]),
+      presentValues: io.presentValue.map((name) => out[name]),
+      colsums: io.columnSums.map(data),
+      windowColsums: windowRows > 0 ? io.windowColumnSums.map(data) : null,
+    };
+  }
+
+  /** A run's feeds other than the past rows: embeddings, positions, mask, window rows, past positions. */
+  private chunkFeeds(
+    embeds: Float32Array,
+    positions: ArrayLike<number>,
+    P: number,
+    options: { mask?: Float32Array; windowRows?: number; pastPositions?: Int32Array[] },
+  ): Record<string, ort.Tensor> {
+    const { hiddenSize: E, numKvHeads: Hkv } = this.shape;
+    const io = this.io;
+    const S = positions.length;
+    if (embeds.length !== S * E) throw new RangeError(`${io.embeds} must be [${S}, ${E}], got ${embeds.length} values`);
+    const windowRows = options.windowRows ?? 0;
+    if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
+    const feeds: Record<string, ort.Tensor> = {
+      [io.embeds]: new ort.Tensor('float32', embeds, [S, E]),
+      [io.positions]: new ort.Tensor('int64', BigInt64Array.from(Array.from(positions, BigInt)), [S]),
+      [io.attentionMask]: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
+      [io.windowRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
+    };
+    io.pastPosition.forEach((pastPosition, i) => {
+      if (pastPosition === undefined) return;
+      const slots = P === 0 ? new Int32Array(0) : options.pastPositions?.[i];
+      if (slots?.length !== Hkv * P) throw new RangeError(`layer ${i} has a sliding window: pastPositions must give the true position of each of its ${Hkv} x ${P} past slots`);
+      feeds[pastPosition] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
+    });
+    return feeds;
   }
 
   /** An empty past for every layer. */

@@ -60,6 +60,8 @@ export class CachedAttention {
     const outputs: ManifestValue[] = [
       { name: `key.${i}`, type: 'float32', dims: [Hkv, 'chunk', D], role: 'key', layer: i },
       { name: `value.${i}`, type: 'float32', dims: [Hkv, 'chunk', D], role: 'value', layer: i },
+      { name: `present_key.${i}`, type: 'float32', dims: [Hkv, 'total', D], role: 'presentKey', layer: i },
+      { name: `present_value.${i}`, type: 'float32', dims: [Hkv, 'total', D], role: 'presentValue', layer: i },
       { name: `colsum.${i}`, type: 'float32', dims: [H, 'total'], role: 'columnSums', layer: i },
       { name: `window_colsum.${i}`, type: 'float32', dims: [H, 'total'], role: 'windowColumnSums', layer: i },
     ];
@@ -79,8 +81,12 @@ export class CachedAttention {
     const group = H / Hkv;
     g.nodes.push({ name: `${n}/attn/key_out`, op: 'Identity', inputs: [k], outputs: [`key.${i}`] });
     g.nodes.push({ name: `${n}/attn/value_out`, op: 'Identity', inputs: [v], outputs: [`value.${i}`] });
-    const keys = g.op('Concat', [`past_key.${i}`, k], { axis: 1 }, `${n}/attn/keys`);
-    const values = g.op('Concat', [`past_value.${i}`, v], { axis: 1 }, `${n}/attn/values`);
+    // The past and the chunk, as attention reads them, are also outputs (no extra node): a cache kept
+    // on the device takes them as the next run's past without a copy to the host.
+    const keys = `present_key.${i}`;
+    const values = `present_value.${i}`;
+    g.nodes.push({ name: `${n}/attn/keys`, op: 'Concat', inputs: [`past_key.${i}`, k], outputs: [keys], attributes: { axis: 1 } });
+    g.nodes.push({ name: `${n}/attn/values`, op: 'Concat', inputs: [`past_value.${i}`, v], outputs: [values], attributes: { axis: 1 } });
     // Query heads of one KV group attend together: q [Hkv, group, S, D] x keys [Hkv, 1, D, T].
     const qGrouped = g.op('Reshape', [q, g.ints([Hkv, group, -1, D])], {}, `${n}/attn/q_grouped`);
     const keysT = g.op('Unsqueeze', [g.op('Transpose', [keys], { perm: [0, 2, 1] }, `${n}/attn/keys_t`), g.ints([1])], {}, `${n}/attn/keys_t4`);

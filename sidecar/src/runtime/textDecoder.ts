@@ -153,6 +153,14 @@ export class TextDecoder {
     // On the device the present K/V stay there (the next run's past); logits and column sums come back.
     const present = onDevice ? decoderIo(graph.manifest).io : null;
     const session = await createSession(graph.model, weights, options, present ? [...present.presentKey, ...present.presentValue] : []);
+    if (present) {
+      // onnxruntime-node places outputs by fetch position, not by name: the device outputs must be the graph's first (decoderGraph.ts).
+      const first = new Set(session.outputNames.slice(0, 2 * present.presentKey.length));
+      if (![...present.presentKey, ...present.presentValue].every((name) => first.has(name))) {
+        await session.release();
+        throw new Error(`the decoder graph of ${checkpoint.config.architecture} must list its present K/V outputs first to keep them on the device (it lists ${session.outputNames.slice(0, 4).join(', ')}, ...)`);
+      }
+    }
     const embeddings = checkpoint.rows(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
     return new TextDecoder(text, session, embeddings, graph.manifest, onDevice);
   }
@@ -238,7 +246,8 @@ export class TextDecoder {
     });
     const windowRows = options.windowRows ?? 0;
     const layers = Array.from({ length: numLayers }, (_, i) => i);
-    const fetches = [io.lastLogits, ...layers.flatMap((i) => [io.presentKey[i], io.presentValue[i], io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
+    // The device outputs first, in the graph's order: onnxruntime-node places outputs by fetch position (see decoderGraph.ts).
+    const fetches = [...this.session.outputNames.slice(0, 2 * numLayers), io.lastLogits, ...layers.flatMap((i) => [io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
     const out = await this.session.run(feeds, fetches);
     const data = (name: string) => out[name].data as Float32Array;
     return {

@@ -192,7 +192,7 @@ export function defineModelTests(): void {
         return turns.map((t) => ({ text: t.text, stopReason: t.stopReason, tokensSeen: t.stats.tokensSeen, keptSlots: t.stats.keptSlots, rebuilt: t.stats.rebuilt }));
       };
       const [onCpu, onGpu] = [await talk(cpu), await talk(gpu)];
-      assert.ok(onCpu[2].keptSlots.every((n, i) => n < onCpu[2].tokensSeen || i < 0), 'LOOK-M compressed the cache');
+      assert.ok(onCpu[2].keptSlots.every((n) => n < onCpu[2].tokensSeen), 'LOOK-M compressed the cache');
       assert.deepEqual(onGpu, onCpu);
     });
   });

@@ -4,12 +4,16 @@
  * `modelWebgpu.test.ts` (the sidecar inherits its Vulkan environment).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { Methods } from '../../sidecar/src/protocol/index.js';
+import { launchSidecar } from '../../sidecar/src/client/launch.js';
 import { connect, root, startSidecar, tinyModel, type Sidecar } from '../sidecar/harness.js';
+
+/** The bundle `npm test` builds before the unit run (`node dist/sidecar.js --device webgpu`); the source when it was not built. */
+const bundled = join(root, 'dist/sidecar.js');
 
 const image = (name: string) => readFileSync(join(root, 'test/fixtures/images', name)).toString('base64');
 
@@ -18,7 +22,9 @@ export function defineSidecarTests(): void {
     let sidecar: Sidecar;
     let connection: MessageConnection;
     before(async () => {
-      sidecar = await startSidecar(['--device', 'webgpu']);
+      const args = ['--device', 'webgpu', '--threads', '1'];
+      console.log(`# ${existsSync(bundled) ? 'dist/sidecar.js' : 'sidecar/src/main.ts (no build)'} --device webgpu`);
+      sidecar = existsSync(bundled) ? await launchSidecar(bundled, args, { cwd: root }) : await startSidecar(args);
       ({ connection } = await connect(sidecar));
       await connection.sendRequest(Methods.initialize, { capabilities: {} });
     });

@@ -175,6 +175,28 @@ export function defineModelTests(): void {
       caches.forEach((c) => c.release());
     });
 
+    it('undoing a prefill (a turn that is not kept) drops its rows on the device, as on the CPU', async () => {
+      const prompt = await imagePrompt(cpu);
+      const split = prompt.positions.length - 5;
+      const caches = [cpu.createCache(), gpu.createCache()];
+      const logits = await Promise.all(
+        [cpu, gpu].map(async (runtime, i) => {
+          const cache = caches[i];
+          await runtime.prefill(cache, prompt.embeds.subarray(0, split * cpu.decoderShape.hiddenSize), prompt.positions.subarray(0, split), prompt.modality.subarray(0, split));
+          const undo = cache.mark();
+          await runtime.prefill(cache, prompt.embeds.subarray(split * cpu.decoderShape.hiddenSize), prompt.positions.subarray(split), prompt.modality.subarray(split));
+          undo();
+          return runtime.decodeStep(cache, 7, split);
+        }),
+      );
+      const rows = caches[1].external as DeviceRows;
+      assert.equal(rows.length, split + 1, 'the undone rows are gone, the new token appended');
+      const diff = maxDifference(logits[0], logits[1]);
+      assert.ok(diff <= LOGITS_TOLERANCE, `logits after the undo differ by ${diff}`);
+      assert.equal(argmax(logits[1]), argmax(logits[0]));
+      caches.forEach((c) => c.release());
+    });
+
     it('a multi-turn conversation with images under LOOK-M answers as on the CPU, compressed on the device', async () => {
       const settings = SessionSettings.parse({ policy: 'text_prior_pivot_merge', maxNewTokens: 8, budget: { hhRatio: 0.2, recentRatio: 0.2 } });
       const talk = async (runtime: OnnxModelRuntime) => {

@@ -65,8 +65,7 @@ function recordRuns(runtime: OnnxModelRuntime): RunRecord[] {
   (session as { run: unknown }).run = async (...args: unknown[]) => {
     const out = await run(...args);
     const record: RunRecord = { deviceOutputs: [], locations: {}, hostBytes: 0 };
-    for (const [name, tensor] of Object.entries(out)) {
-      const t = tensor as ort.Tensor;
+    for (const [name, t] of Object.entries(out)) {
       record.locations[name] = t.location;
       if (t.location === 'gpu-buffer') record.deviceOutputs.push(name);
       else record.hostBytes += (t.data as Float32Array).byteLength;

@@ -74,7 +74,8 @@ export class DeviceRows implements ExternalRows {
   /** A copy of every layer's rows on the host (tests and diagnostics only: the full-cache copy the device path avoids). */
   async download(): Promise<{ keys: Float32Array; values: Float32Array }[]> {
     await this.settle();
-    return Promise.all(this.layers.map((kv) => (kv.length === 0 ? { keys: new Float32Array(0), values: new Float32Array(0) } : this.graphs.download(kv))));
+    const empty = () => Promise.resolve({ keys: new Float32Array(0), values: new Float32Array(0) });
+    return Promise.all(this.layers.map((kv) => (kv.length === 0 ? empty() : this.graphs.download(kv))));
   }
 
   /** Where each layer's rows are (`gpu-buffer` on the device, `cpu` for the empty rows before a first run). */

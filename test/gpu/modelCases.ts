@@ -207,12 +207,18 @@ export function defineModelTests(): void {
           await turn('And in the second?', []),
           await turn('Compare them with this one.', [image('red-square.png')]),
         ];
+        maps.push(conversation.cacheMap());
         conversation.evict(); // the rebuild replays every turn on the same device
         turns.push(await turn('Once more.', []));
         conversation.evict();
         return turns.map((t) => ({ text: t.text, stopReason: t.stopReason, tokensSeen: t.stats.tokensSeen, keptSlots: t.stats.keptSlots, rebuilt: t.stats.rebuilt }));
       };
+      const maps: ReturnType<Conversation['cacheMap']>[] = [];
       const [onCpu, onGpu] = [await talk(cpu), await talk(gpu)];
+      // The cache view: the same kept positions and merged image patches (merged on the device).
+      assert.ok(maps[0].images.some((img) => img.merged.some((n) => n > 0)), 'the CPU merged some image patches');
+      assert.deepEqual(maps[1].layers, maps[0].layers);
+      assert.deepEqual(maps[1].images, maps[0].images);
       assert.ok(onCpu[2].keptSlots.every((n) => n < onCpu[2].tokensSeen), 'LOOK-M compressed the cache');
       assert.deepEqual(onGpu, onCpu);
     });

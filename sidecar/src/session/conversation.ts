@@ -466,11 +466,9 @@ export class Conversation {
       const options = { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i], ...(rows ? { matcher: rows.matcher(i), rowsElsewhere: true } : {}) };
       const plan = await planCompression(layer, options);
       if (!plan) continue;
-      work.tally.compressed(layer, plan);
-      if (rows) {
-        const rule = POLICIES[options.policy].merge;
-        await rows.compact(i, plan, rule ? { rule, mode: options.mode ?? 'improved' } : null);
-      }
+      const rule = POLICIES[options.policy].merge;
+      work.tally.compressed(layer, plan, rows ? { rule } : null);
+      if (rows) await rows.compact(i, plan, rule ? { rule, mode: options.mode ?? 'improved' } : null);
       work.cache.compact(i, plan);
     }
   }

@@ -74,6 +74,17 @@ describe('KV rows held elsewhere', () => {
     assert.deepEqual(calls, ['truncate 6', 'release']);
   });
 
+  it('the external rows\' growth in an append reaches onGrowth (the global budget), even when the layers do not grow', () => {
+    const { rows } = fakeRows(1, H, 8);
+    const cache = new KvCache(1, H, D, rows);
+    cache.reserve(64); // the layers have room: only the external rows grow
+    let growths = 0;
+    cache.onGrowth = () => growths++;
+    const L = cache.length + 1;
+    cache.append({ keys: [none], values: [none], colsums: [new Float32Array(H * L)], applyExternal: () => (rows.length = L) }, Int32Array.of(0), Int32Array.of(-1), H);
+    assert.equal(growths, 1);
+  });
+
   it('inserting host rows (a recall from the cold tier) is refused', () => {
     const { rows } = fakeRows(1, H, 8);
     const cache = new KvCache(1, H, D, rows);

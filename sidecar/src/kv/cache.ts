@@ -94,8 +94,20 @@ export class KvCache {
   }
 
   /** Appends one run's new tokens to every layer (`keys[i]`, `values[i]`: layer i's rows) and adds its attention column sums. */
-  append(chunks: { keys: readonly Float32Array[]; values: readonly Float32Array[]; colsums: ArrayLike<number>[] }, positions: Int32Array, modality: Int32Array, numQueryHeads: number): void {
+  append(
+    chunks: {
+      keys: readonly Float32Array[];
+      values: readonly Float32Array[];
+      colsums: ArrayLike<number>[];
+      /** Puts the run's rows into the external rows (a device cache's present tensors), so their growth counts as this append's. */
+      applyExternal?: () => void;
+    },
+    positions: Int32Array,
+    modality: Int32Array,
+    numQueryHeads: number,
+  ): void {
     const before = this.allocatedBytes;
+    chunks.applyExternal?.();
     this.layers.forEach((layer, i) => {
       // Rows held elsewhere arrive there (the runtime's device tensors): the layer takes no host rows.
       const chunk: TokenChunk = { keys: chunks.keys[i] ?? NO_ROWS, values: chunks.values[i] ?? NO_ROWS, positions, modality };

@@ -248,13 +248,19 @@ export class OnnxModelRuntime implements ModelRuntime {
    * present (past and chunk) replaces them on the device: only logits and column sums come back,
    * and the rows to append are none (the layers record the chunk's positions, modality, scores).
    */
-  private async run(cache: KvCache, embeds: Float32Array, positions: Int32Array, windowRows: number): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[]; colsums: Float32Array[]; windowColsums: Float32Array[] | null }> {
+  private async run(
+    cache: KvCache,
+    embeds: Float32Array,
+    positions: Int32Array,
+    windowRows: number,
+  ): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[]; colsums: Float32Array[]; windowColsums: Float32Array[] | null; applyExternal?: () => void }> {
     const pastPositions = this.pastPositions(cache);
     const rows = cache.external;
     if (!(rows instanceof DeviceRows)) return this.decoder.forward(embeds, positions, cache.past(), { windowRows, pastPositions });
     const out = await this.decoder.forwardOnDevice(embeds, positions, await rows.past(), { windowRows, pastPositions });
-    rows.replace(out.presentKeys, out.presentValues, cache.length + positions.length);
-    return { logits: out.logits, keys: [], values: [], colsums: out.colsums, windowColsums: out.windowColsums };
+    const length = cache.length + positions.length;
+    // The present replaces the rows inside the append, so the cache's growth (the global budget's trigger) includes the device's.
+    return { logits: out.logits, keys: [], values: [], colsums: out.colsums, windowColsums: out.windowColsums, applyExternal: () => rows.replace(out.presentKeys, out.presentValues, length) };
   }
 
   get decoderShape(): DecoderShape {

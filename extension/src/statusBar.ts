@@ -3,14 +3,14 @@ import * as vscode from 'vscode';
 import { Methods } from '../../sidecar/src/protocol/index.js';
 import type { SessionTracker } from './sessions.js';
 import type { Sidecar } from './sidecar/supervisor.js';
-import { statusText, type StatusFigures } from './statusText.js';
+import { modelLabel, statusText, type StatusFigures } from './statusText.js';
 
 export function registerStatusBar(sidecar: Sidecar, sessions: SessionTracker): vscode.Disposable {
   const item = vscode.window.createStatusBarItem('lookm.status', vscode.StatusBarAlignment.Right, 100);
   item.name = 'LOOK-M';
   item.command = 'lookm.showCache';
   const figures: StatusFigures = { busy: false, kvBytes: null, kvBudgetBytes: null };
-  const update = () => Object.assign(item, statusText(sidecar.state, sidecar.modelInfo ? `${sidecar.modelInfo.textModel}, ${sidecar.modelInfo.path}` : null, figures));
+  const update = () => Object.assign(item, statusText(sidecar.state, sidecar.modelInfo ? modelLabel(sidecar.modelInfo) : null, figures));
   const refreshFigures = async () => {
     figures.busy = sessions.running > 0;
     if (!figures.busy && sidecar.state === 'ready') {

@@ -1,5 +1,6 @@
 /** The status bar's text for a sidecar state and its KV figures (pure; no VS Code import). */
 import { kib } from './chat/format.js';
+import type { ModelInfo } from '../../sidecar/src/protocol/index.js';
 import type { SidecarState } from './sidecar/state.js';
 
 export interface StatusFigures {
@@ -8,6 +9,12 @@ export interface StatusFigures {
   /** Allocated KV bytes of all conversations (what the budget bounds), and the sidecar's budget; null until known. */
   kvBytes: number | null;
   kvBudgetBytes: number | null;
+}
+
+/** The loaded model as the tooltip names it: its text model, where it runs, its folder. */
+export function modelLabel(info: Pick<ModelInfo, 'textModel' | 'path' | 'device'>): string {
+  const device = info.device ? ` on ${info.device.adapter}${info.device.kvOnDevice ? ' (KV cache in GPU memory)' : ''}` : '';
+  return `${info.textModel}${device}, ${info.path}`;
 }
 
 export function statusText(state: SidecarState, model: string | null, figures: StatusFigures = { busy: false, kvBytes: null, kvBudgetBytes: null }): { text: string; tooltip: string } {

@@ -47,9 +47,9 @@ async function main(): Promise<void> {
   const log = stderrLogger(level);
   const token = process.env[TOKEN_ENV];
   if (!token) throw new Error(`${TOKEN_ENV} is not set: the sidecar never runs without its per-launch secret`);
+  // Resolved by the engine at the first model load (onnxruntime lives in its thread): a device that
+  // cannot be used fails the load with what to do (e.g. how to get CUDA's libraries), in the log and model/load's answer.
   const device = parseDeviceRequest(values.device);
-  // Until the model's session factory takes `device` (the architecture registry), only the CPU is honest.
-  if (device !== 'cpu') throw new Error(`--device ${device} is not available yet: the model's sessions do not take an execution provider yet (the device seam and KV graphs exist: runtime/device.ts, runtime/deviceKv.ts); use --device cpu`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
   const budgetMb = values['kv-budget-mb'] === undefined ? undefined : Number(values['kv-budget-mb']);

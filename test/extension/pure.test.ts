@@ -16,7 +16,7 @@ import { modelFolderInfo, readModelFolder } from '../../extension/src/lm/modelFo
 import { RESTART_KEYS, SECTION, SETTINGS, sessionSettings, sidecarArgs, type Settings } from '../../extension/src/settings.js';
 import { readableLogLine } from '../../extension/src/sidecar/logLine.js';
 import { RestartPolicy } from '../../extension/src/sidecar/restartPolicy.js';
-import { statusText } from '../../extension/src/statusText.js';
+import { modelLabel, statusText } from '../../extension/src/statusText.js';
 import { DEFAULT_POLICY, POLICY_DESCRIPTIONS, POLICY_NAMES, SessionSettings, type CacheMap, type ChatResult, type TurnStats } from '../../sidecar/src/protocol/index.js';
 
 const manifest = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')) as {
@@ -169,6 +169,10 @@ describe('chat formatting', () => {
     assert.match(statusText('failed', null).text, /\$\(error\)/);
     assert.equal(statusText('ready', 'm', { busy: false, kvBytes: 3 * 2 ** 20, kvBudgetBytes: 2 ** 31 }).text, '$(database) LOOK-M 3.0 MiB / 2048.0 MiB');
     assert.match(statusText('ready', 'm', { busy: true, kvBytes: null, kvBudgetBytes: null }).text, /^\$\(sync~spin\)/);
+    const onGpu = modelLabel({ textModel: 'llama', path: '/m', device: { provider: 'webgpu', adapter: 'WebGPU on Vulkan', reason: 'auto: a WebGPU adapter answered', kvOnDevice: true } });
+    assert.equal(onGpu, 'llama on WebGPU on Vulkan (KV cache in GPU memory), /m');
+    assert.match(statusText('ready', onGpu).tooltip, /WebGPU on Vulkan/);
+    assert.equal(modelLabel({ textModel: 'llama', path: '/m' }), 'llama, /m');
   });
 });
 

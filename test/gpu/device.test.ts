@@ -1,7 +1,10 @@
 /** The execution-provider choice (`--device`), with the machine's answers injected. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startSidecar } from '../sidecar/harness.js';
+import * as ort from 'onnxruntime-node';
+import type { ResponseError } from 'vscode-jsonrpc/node';
+import { ErrorCode, Methods } from '../../sidecar/src/protocol/index.js';
+import { connect, startSidecar, tinyModel } from '../sidecar/harness.js';
 import { CUDA_INSTALL_HINT, DeviceError, describeWebGpuAdapter, parseDeviceRequest, providerSessionOptions, resolveDevice, type DeviceProbe } from '../../sidecar/src/runtime/device.js';
 
 /** A machine whose onnxruntime knows `backends` and on which sessions of `usable` providers start. */
@@ -81,10 +84,27 @@ describe('--device', () => {
     assert.match(describeWebGpuAdapter('linux', { VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' }), /SwiftShader/);
   });
 
-  it('the sidecar parses the flag: an unknown device is refused by name, a GPU one until the model takes it', async () => {
+  it('the sidecar parses the flag: an unknown device is refused by name, a GPU one is taken', async () => {
     await assert.rejects(startSidecar(['--device', 'gpu']), /--device must be one of auto, cpu, webgpu, cuda, got \\?"gpu/);
-    await assert.rejects(startSidecar(['--device', 'webgpu']), /--device webgpu is not available yet: the model's sessions do not take an execution provider yet/);
-    const sidecar = await startSidecar(['--device', 'cpu']);
-    sidecar.process.kill();
+    for (const device of ['cpu', 'webgpu', 'auto']) {
+      const sidecar = await startSidecar(['--device', device]);
+      sidecar.process.kill();
+    }
+  });
+
+  it('--device cuda without the CUDA provider libraries fails the model load with how to get them', { skip: ort.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled) ? 'onnxruntime-node bundles CUDA here' : false }, async () => {
+    const sidecar = await startSidecar(['--device', 'cuda']);
+    try {
+      const { connection } = await connect(sidecar);
+      await connection.sendRequest(Methods.initialize, { capabilities: {} });
+      await assert.rejects(connection.sendRequest(Methods.modelLoad, { path: tinyModel }), (error: ResponseError<unknown>) => {
+        assert.equal(error.code, ErrorCode.ModelLoadFailed);
+        assert.match(error.message, /--device cuda/);
+        assert.ok(error.message.includes('ONNXRUNTIME_NODE_INSTALL=cuda12'), error.message);
+        return true;
+      });
+    } finally {
+      sidecar.process.kill();
+    }
   });
 });

@@ -65,6 +65,7 @@ describe('an architecture added from one folder and one registry line (ToyGeluFo
       vocabSize: 416,
       imageSize: null,
       tokensPerImage: 0,
+      device: { provider: 'cpu', adapter: 'CPU', reason: 'default', kvOnDevice: false },
     });
     assert.equal(runtime.contextLength, 512);
     assert.ok(Checkpoint.open(dir).has('text.layers.1.mlp.fc1.bias'), 'transformer.* renamed by the toy\'s own prefixes');

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { WeightBits } from '../model/text/decoderGraph.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type CacheMap, type ChatResult, type ModelInfo, type SessionSettings, type SessionStats } from '../protocol/index.js';
+import { resolveDevice, type ResolvedDevice } from '../runtime/device.js';
 import type { DeviceRequest } from '../runtime/deviceRequest.js';
 import type { ModelRuntime } from '../runtime/modelRuntime.js';
 import { OnnxModelRuntime } from '../runtime/onnxModelRuntime.js';
@@ -40,9 +41,8 @@ export interface EngineOptions {
   /** Tokens per prefill run (default: the runtime's); smaller reports reading progress and honours a stop more often. */
   prefillChunk?: number;
   /**
-   * `--device`: where the model's sessions should run (`resolveDevice` chooses, `providerSessionOptions`
-   * places a session). Not yet taken by the model's sessions, which run on the CPU: `main.ts` refuses
-   * any other choice until the session factory takes it.
+   * `--device`: where the model's sessions run (`resolveDevice` chooses once, at the first load;
+   * `createSession` places every session there). Default: the CPU.
    */
   device?: DeviceRequest;
 }
@@ -88,6 +88,7 @@ function describe(runtime: ModelRuntime, path: string): ModelInfo {
 
 export class Engine {
   private model: ModelState = { state: 'none' };
+  private device: Promise<ResolvedDevice> | null = null;
   private kvBudgetBytes: number | null;
   private evictions = 0;
   private readonly store: SessionStore | null;
@@ -132,6 +133,7 @@ export class Engine {
 
   /** An unknown id answers `{deleted: false}` and touches nothing on disk. */
   deleteSession({ sessionId }: { sessionId: string }): { deleted: boolean } {
+    this.sessions.get(sessionId)?.evict(); // frees its cache now (on a GPU, garbage collection would not)
     const inMemory = this.sessions.delete(sessionId);
     const stored = this.store?.delete(sessionId) ?? false;
     return { deleted: inMemory || stored };
@@ -305,6 +307,24 @@ export class Engine {
     throw new SidecarError(ErrorCode.ModelNotLoaded, `no model is loaded${this.model.state === 'failed' ? ` (loading ${this.model.path} failed: ${this.model.error})` : ''}; send model/load`);
   }
 
+  /** The device `--device` asked for, chosen once (a failed choice is asked again at the next load). */
+  private resolvedDevice(): Promise<ResolvedDevice> {
+    if (!this.device) {
+      const request = this.options.device ?? 'cpu';
+      this.device = resolveDevice(request).then(
+        (device) => {
+          this.log.log('info', 'device', { requested: request, provider: device.provider, adapter: device.adapter, reason: device.reason });
+          return device;
+        },
+        (error: unknown) => {
+          this.device = null;
+          throw error;
+        },
+      );
+    }
+    return this.device;
+  }
+
   private async replaceModel(path: string, onProgress: (step: string) => void): Promise<ModelInfo> {
     if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
     const previous = this.model.state === 'ready' ? this.model : null;
@@ -312,14 +332,15 @@ export class Engine {
     this.model = { state: 'loading', path, done: new Promise<void>((r) => (finish = r)) };
     this.log.log('info', 'loading model', { path });
     try {
-      const runtime = await OnnxModelRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, onProgress });
+      const device = await this.resolvedDevice();
+      const runtime = await OnnxModelRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, device, onProgress });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
       // Caches and image features belong to the previous model: conversations rebuild on their next turn.
       this.features = new FeatureCache();
       for (const conversation of this.sessions.values()) conversation.evict();
       await previous?.runtime.release();
-      this.log.log('info', 'model ready', { path });
+      this.log.log('info', 'model ready', { path, device: info.device });
       return info;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

@@ -4,7 +4,11 @@
  * only holder of the conversation's K/V: there is no mirror of the past beside it, so its
  * `allocatedBytes` is what the cache costs the process.
  */
+import type { Mode } from './budget.js';
+import type { CompressionPlan } from './compress.js';
 import { KvLayer, slotBytes, type Compaction, type SlotRows, type TokenChunk } from './layout.js';
+import type { MergeRule } from './merge.js';
+import type { Matcher } from './similarity.js';
 
 /** One layer's past as the decoder takes it: zero-copy `[numHeads, length, headDim]` views. */
 export interface PastView {
@@ -12,6 +16,26 @@ export interface PastView {
   values: Float32Array;
   length: number;
 }
+
+/**
+ * K/V rows held outside the host (on a GPU, by the runtime that made them): the cache carries them
+ * opaque beside its layers (which then keep only per-slot data), counts their bytes, undoes and
+ * releases them. The runtime reads, grows and compacts them itself.
+ */
+export interface ExternalRows {
+  /** Bytes of every layer's K/V where they live. */
+  readonly allocatedBytes: number;
+  /** Keeps each layer's first `length` slots (undoing appends); the owner may apply it before its next use. */
+  truncate(length: number): void;
+  /** Frees the rows; the cache is unusable after. */
+  release(): void;
+  /** Evicted-to-kept matching by layer `index`'s keys where they live (for `planCompression`'s `rowsElsewhere`). */
+  matcher(index: number): Matcher;
+  /** Compacts layer `index`'s rows by `plan` where they live, merging as `merge` says (null: gather only); the host layer is compacted by `KvCache.compact`. */
+  compact(index: number, plan: CompressionPlan, merge: { rule: MergeRule; mode: Mode } | null): Promise<void>;
+}
+
+const NO_ROWS = new Float32Array(0);
 
 export class KvCache {
   readonly layers: readonly KvLayer[];
@@ -22,9 +46,20 @@ export class KvCache {
    */
   onGrowth: (() => void) | null = null;
 
-  constructor(numLayers: number, numHeads: number, headDim: number) {
+  constructor(
+    numLayers: number,
+    numHeads: number,
+    headDim: number,
+    /** Where the K/V rows live when not in the layers' host storage (null: on the host, in the layers). */
+    readonly external: ExternalRows | null = null,
+  ) {
     if (!Number.isInteger(numLayers) || numLayers < 1) throw new RangeError(`numLayers must be a positive integer, got ${numLayers}`);
-    this.layers = Array.from({ length: numLayers }, () => new KvLayer(numHeads, headDim));
+    this.layers = Array.from({ length: numLayers }, () => new KvLayer(numHeads, headDim, 0, external === null));
+  }
+
+  /** Frees rows held outside the host (a GPU's memory is not reclaimed by garbage collection); a no-op otherwise. */
+  release(): void {
+    this.external?.release();
   }
 
   /** Kept slots per head (identical in every layer after the same appends; layer 0's figure). */
@@ -38,12 +73,12 @@ export class KvCache {
 
   /** Bytes of every buffer the cache holds, spare capacity included: what it costs the process. */
   get allocatedBytes(): number {
-    return this.layers.reduce((sum, layer) => sum + layer.allocatedBytes, 0);
+    return this.layers.reduce((sum, layer) => sum + layer.allocatedBytes, 0) + (this.external?.allocatedBytes ?? 0);
   }
 
   /** Bytes of the kept slots alone. */
   get keptBytes(): number {
-    return this.layers.reduce((sum, layer) => sum + layer.keptBytes, 0);
+    return this.layers.reduce((sum, layer) => sum + layer.keptBytes, 0) + (this.external?.allocatedBytes ?? 0);
   }
 
   /** Bytes a full cache of every token seen would take (kept slots only, no spare capacity). */
@@ -59,10 +94,23 @@ export class KvCache {
   }
 
   /** Appends one run's new tokens to every layer (`keys[i]`, `values[i]`: layer i's rows) and adds its attention column sums. */
-  append(chunks: { keys: Float32Array[]; values: Float32Array[]; colsums: ArrayLike<number>[] }, positions: Int32Array, modality: Int32Array, numQueryHeads: number): void {
+  append(
+    chunks: {
+      keys: readonly Float32Array[];
+      values: readonly Float32Array[];
+      colsums: ArrayLike<number>[];
+      /** Puts the run's rows into the external rows (a device cache's present tensors), so their growth counts as this append's. */
+      applyExternal?: () => void;
+    },
+    positions: Int32Array,
+    modality: Int32Array,
+    numQueryHeads: number,
+  ): void {
     const before = this.allocatedBytes;
+    chunks.applyExternal?.();
     this.layers.forEach((layer, i) => {
-      const chunk: TokenChunk = { keys: chunks.keys[i], values: chunks.values[i], positions, modality };
+      // Rows held elsewhere arrive there (the runtime's device tensors): the layer takes no host rows.
+      const chunk: TokenChunk = { keys: chunks.keys[i] ?? NO_ROWS, values: chunks.values[i] ?? NO_ROWS, positions, modality };
       layer.append(chunk);
       layer.accumulate(chunks.colsums[i], numQueryHeads);
     });
@@ -100,6 +148,7 @@ export class KvCache {
         layer.truncate(length, slots);
         layer.scores.set(scores);
         layer.tokensSeen = tokensSeen;
+        if (i === 0) this.external?.truncate(marks[0].length);
       });
   }
 }

@@ -26,6 +26,12 @@ export interface CompressOptions extends PolicyOptions {
    * compression, which keeps the length the turn would have had without a recall).
    */
   slots?: SlotBudget;
+  /**
+   * The layer's K/V rows live elsewhere (a GPU): match with `matcher` whatever the mode (it reads
+   * the rows where they are), and leave the merge to their holder (`merged` is null; the plan's
+   * matches say what to merge).
+   */
+  rowsElsewhere?: boolean;
 }
 
 export interface CompressionPlan {
@@ -81,9 +87,10 @@ export async function planCompression(layer: KvLayer, options: CompressOptions):
   let matches: Matches | null = null;
   let merged: MergeOutcome | null = null;
   if (policy.merge && evictedPerHead > 0) {
-    const matcher = mode === 'reference' ? matchEvicted : (options.matcher ?? matchEvicted);
+    const matcher = options.rowsElsewhere ? options.matcher : mode === 'reference' ? matchEvicted : (options.matcher ?? matchEvicted);
+    if (!matcher) throw new KvSettingsError('a layer whose K/V rows live elsewhere needs the matcher that reads them there');
     matches = await matcher(layer, kept, keptPerHead, evicted, evictedPerHead);
-    merged = mergeEvicted(layer, kept, keptPerHead, evicted, evictedPerHead, matches, policy.merge, mode);
+    if (!options.rowsElsewhere) merged = mergeEvicted(layer, kept, keptPerHead, evicted, evictedPerHead, matches, policy.merge, mode);
   }
   return { keptPerHead, kept, evictedPerHead, evicted, matches, merged, trace: selection.trace ?? {} };
 }

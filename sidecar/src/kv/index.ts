@@ -10,7 +10,7 @@ export { modalityFromPlaceholders } from './modality.js';
 export { mulberry32 } from './random.js';
 export { similarityFilter, type MergeRule } from './merge.js';
 export { matchEvicted, type Matcher, type Matches } from './similarity.js';
-export { KvCache, type PastView } from './cache.js';
+export { KvCache, type ExternalRows, type PastView } from './cache.js';
 export { SpanIndex } from './spans.js';
 export { ColdLayer, ColdStore, type ColdRows } from './cold.js';
 export { DEFAULT_QUANT_GROUP, quantFormat, quantizeRows, dequantizeRows, codeBytes, groupsPerRow, type ColdQuantization, type QuantFormat } from './quantize.js';

@@ -60,8 +60,11 @@ export function headroomSlots(length: number): number {
 
 /** Bytes one slot of one head takes: its K and V rows at 4 bytes, position and modality (int32), score (float64). */
 export function slotBytes(headDim: number): number {
-  return 2 * headDim * 4 + 4 + 4 + 8;
+  return 2 * headDim * 4 + SLOT_META_BYTES;
 }
+
+/** Bytes of one slot's position, modality and score: what a layer whose K/V live elsewhere (a GPU) holds per slot. */
+export const SLOT_META_BYTES = 4 + 4 + 8;
 
 interface Storage {
   keys: Float32Array;
@@ -71,10 +74,11 @@ interface Storage {
   scores: Float64Array;
 }
 
-function allocate(H: number, D: number, slots: number): Storage {
+function allocate(H: number, D: number, slots: number, hostRows = true): Storage {
+  const rows = hostRows ? H * slots * D : 0;
   return {
-    keys: new Float32Array(H * slots * D),
-    values: new Float32Array(H * slots * D),
+    keys: new Float32Array(rows),
+    values: new Float32Array(rows),
     positions: new Int32Array(H * slots),
     modality: new Int32Array(H * slots),
     scores: new Float64Array(H * slots),
@@ -103,12 +107,18 @@ export class KvLayer {
     readonly numHeads: number,
     readonly headDim: number,
     reservedSlots = 0,
+    /**
+     * false: the K/V rows live elsewhere (on a GPU, held by the runtime beside the cache) and this
+     * layer keeps only the per-slot data policies read (positions, modality, scores); `keys` and
+     * `values` are then empty and an append's rows are not read.
+     */
+    readonly hostRows = true,
   ) {
     if (!Number.isInteger(numHeads) || numHeads < 1) throw new RangeError(`numHeads must be a positive integer, got ${numHeads}`);
     if (!Number.isInteger(headDim) || headDim < 1) throw new RangeError(`headDim must be a positive integer, got ${headDim}`);
     if (!Number.isInteger(reservedSlots) || reservedSlots < 0) throw new RangeError(`reserved slots must be a non-negative integer, got ${reservedSlots}`);
     this.slots = reservedSlots;
-    this.storage = allocate(numHeads, headDim, reservedSlots);
+    this.storage = allocate(numHeads, headDim, reservedSlots, hostRows);
     this.cutViews();
   }
 
@@ -130,12 +140,17 @@ export class KvLayer {
 
   /** Bytes of every buffer this layer holds (K, V and per-slot arrays, spare capacity included). */
   get allocatedBytes(): number {
-    return this.numHeads * this.slots * slotBytes(this.headDim);
+    return this.numHeads * this.slots * this.hostSlotBytes;
+  }
+
+  /** Bytes a slot takes in this layer's host storage (no K/V rows when they live elsewhere). */
+  private get hostSlotBytes(): number {
+    return this.hostRows ? slotBytes(this.headDim) : SLOT_META_BYTES;
   }
 
   /** Bytes the kept slots take (what the layer would hold with no spare capacity). */
   get keptBytes(): number {
-    return this.numHeads * this.length * slotBytes(this.headDim);
+    return this.numHeads * this.length * this.hostSlotBytes;
   }
 
   /** Makes room for `slots` slots per head in one allocation (a prefill about to append that many); never shrinks. */
@@ -148,7 +163,7 @@ export class KvLayer {
     const count = chunk.positions.length;
     const { numHeads: H, headDim: D, length: L } = this;
     if (chunk.modality.length !== count) throw new RangeError(`modality has ${chunk.modality.length} entries for ${count} positions`);
-    if (chunk.keys.length !== H * count * D || chunk.values.length !== H * count * D) {
+    if (this.hostRows && (chunk.keys.length !== H * count * D || chunk.values.length !== H * count * D)) {
       throw new RangeError(`keys/values must be [${H}, ${count}, ${D}] = ${H * count * D} floats, got ${chunk.keys.length} and ${chunk.values.length}`);
     }
     const grown = L + count;
@@ -157,8 +172,10 @@ export class KvLayer {
     const s = this.storage;
     for (let h = 0; h < H; h++) {
       const slot = h * grown + L;
-      s.keys.set(chunk.keys.subarray(h * count * D, (h + 1) * count * D), slot * D);
-      s.values.set(chunk.values.subarray(h * count * D, (h + 1) * count * D), slot * D);
+      if (this.hostRows) {
+        s.keys.set(chunk.keys.subarray(h * count * D, (h + 1) * count * D), slot * D);
+        s.values.set(chunk.values.subarray(h * count * D, (h + 1) * count * D), slot * D);
+      }
       s.positions.set(chunk.positions, slot);
       s.modality.set(chunk.modality, slot);
       s.scores.fill(0, slot, slot + count);
@@ -198,13 +215,13 @@ export class KvLayer {
     const N = plan.keptPerHead;
     if (plan.kept.length !== H * N) throw new RangeError(`kept must be [${H}, ${N}], got ${plan.kept.length} indices`);
     const slots = N;
-    const to = allocate(H, D, slots);
+    const to = allocate(H, D, slots, this.hostRows);
     for (let h = 0; h < H; h++) {
       for (let n = 0; n < N; n++) {
         const from = h * L + plan.kept[h * N + n];
         if (plan.kept[h * N + n] >= L || plan.kept[h * N + n] < 0) throw new RangeError(`kept slot ${plan.kept[h * N + n]} is outside 0..${L - 1}`);
         const into = h * N + n;
-        if (!plan.merged) {
+        if (!plan.merged && this.hostRows) {
           to.keys.set(this.keys.subarray(from * D, (from + 1) * D), into * D);
           to.values.set(this.values.subarray(from * D, (from + 1) * D), into * D);
         }
@@ -213,7 +230,7 @@ export class KvLayer {
         to.scores[into] = this.scores[from];
       }
     }
-    if (plan.merged) {
+    if (plan.merged && this.hostRows) {
       to.keys.set(plan.merged.keys.subarray(0, H * N * D));
       to.values.set(plan.merged.values.subarray(0, H * N * D));
     }
@@ -231,6 +248,7 @@ export class KvLayer {
    * storage is reallocated to exactly the new length.
    */
   insert(rows: SlotRows): void {
+    if (!this.hostRows) throw new RangeError('slots cannot be inserted into a layer whose K/V rows live elsewhere (the cold tier needs host rows)');
     const { numHeads: H, headDim: D, length: L } = this;
     const n = rows.perHead;
     if (rows.positions.length !== H * n || rows.modality.length !== H * n || rows.scores.length !== H * n || rows.keys.length !== H * n * D || rows.values.length !== H * n * D) {
@@ -281,7 +299,7 @@ export class KvLayer {
 
   /** An independent deep copy with the same capacity. */
   clone(): KvLayer {
-    const copy = new KvLayer(this.numHeads, this.headDim, this.slots);
+    const copy = new KvLayer(this.numHeads, this.headDim, this.slots, this.hostRows);
     for (const key of ['keys', 'values', 'positions', 'modality', 'scores'] as const) copy.storage[key].set(this.storage[key]);
     copy.length = this.length;
     copy.tokensSeen = this.tokensSeen;
@@ -293,11 +311,13 @@ export class KvLayer {
   private relayout(stride: number, slots: number): void {
     const { numHeads: H, headDim: D, length: L } = this;
     const keep = Math.min(L, stride);
-    const to = allocate(H, D, slots);
+    const to = allocate(H, D, slots, this.hostRows);
     const from = this.storage;
     for (let h = 0; h < H; h++) {
-      to.keys.set(from.keys.subarray(h * L * D, (h * L + keep) * D), h * stride * D);
-      to.values.set(from.values.subarray(h * L * D, (h * L + keep) * D), h * stride * D);
+      if (this.hostRows) {
+        to.keys.set(from.keys.subarray(h * L * D, (h * L + keep) * D), h * stride * D);
+        to.values.set(from.values.subarray(h * L * D, (h * L + keep) * D), h * stride * D);
+      }
       to.positions.set(from.positions.subarray(h * L, h * L + keep), h * stride);
       to.modality.set(from.modality.subarray(h * L, h * L + keep), h * stride);
       to.scores.set(from.scores.subarray(h * L, h * L + keep), h * stride);

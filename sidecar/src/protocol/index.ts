@@ -293,6 +293,19 @@ export interface ModelInfo {
   imageSize: number | null;
   /** Prompt tokens per image; 0 for a text-only model. */
   tokensPerImage: number;
+  /** Where the model runs (`--device`'s choice); absent from runtimes that do not say. */
+  device?: ModelDevice;
+}
+
+/** The execution provider the model's sessions run on, and what is known of its adapter. */
+export interface ModelDevice {
+  provider: 'cpu' | 'webgpu' | 'cuda';
+  /** e.g. "WebGPU on Vulkan", "WebGPU on SwiftShader (software Vulkan, no GPU)", "CPU". */
+  adapter: string;
+  /** Why this provider (what `--device` asked, why `auto` fell back). */
+  reason: string;
+  /** Whether conversations' K/V stay in the device's memory between runs. */
+  kvOnDevice: boolean;
 }
 
 export interface ServerCapabilities {

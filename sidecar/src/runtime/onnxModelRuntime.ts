@@ -23,6 +23,9 @@ import { DEFAULT_PREFILL_CHUNK, type ModelRuntime, type PastRows, type PrefillOp
 import { TextDecoder, type DecoderShape } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
+import type { ResolvedDevice } from './device.js';
+import { DeviceKvGraphs } from './deviceKv.js';
+import { DeviceRows } from './deviceRows.js';
 
 export { DEFAULT_PREFILL_CHUNK, type PrefillOptions, type Prefilled } from './modelRuntime.js';
 
@@ -36,7 +39,11 @@ export interface LoadOptions {
   prefillChunk?: number;
   /** 4: the decoder's linear layers run on 4-bit block-quantized weights (MatMulNBits). */
   weightBits?: WeightBits;
+  /** Where every session runs (`resolveDevice`'s choice); default the CPU. Under WebGPU the KV caches stay on the device. */
+  device?: ResolvedDevice;
 }
+
+const CPU_DEVICE: ResolvedDevice = { requested: 'cpu', provider: 'cpu', adapter: 'CPU', reason: 'default' };
 
 export class OnnxModelRuntime implements ModelRuntime {
   readonly info: RuntimeInfo;
@@ -52,6 +59,9 @@ export class OnnxModelRuntime implements ModelRuntime {
     readonly matcher: Matcher & { release(): Promise<void> },
     /** Tokens per prefill run unless a call says otherwise. */
     readonly prefillChunk = DEFAULT_PREFILL_CHUNK,
+    readonly device: ResolvedDevice = CPU_DEVICE,
+    /** The KV graphs that grow and compact caches on the device (null: caches live on the host). */
+    readonly kvGraphs: DeviceKvGraphs | null = null,
     /** Of the tokenizer, template and config (`modelFingerprint`): which model saved token ids belong to. */
     readonly fingerprint = modelFingerprint(checkpoint.dir),
   ) {
@@ -72,13 +82,15 @@ export class OnnxModelRuntime implements ModelRuntime {
       vocabSize: shape.vocabSize,
       imageSize: image?.imageSize ?? null,
       tokensPerImage: image?.tokensPerImage ?? 0,
+      device: { provider: device.provider, adapter: device.adapter, reason: device.reason, kvOnDevice: kvGraphs !== null },
     };
   }
 
   static async load(dir: string, options: LoadOptions = {}): Promise<OnnxModelRuntime> {
     const progress = options.onProgress ?? (() => undefined);
     const threads = options.threads ?? Math.max(1, cpus().length);
-    const { prefillChunk = DEFAULT_PREFILL_CHUNK } = options;
+    const { prefillChunk = DEFAULT_PREFILL_CHUNK, device = CPU_DEVICE } = options;
+    const sessionOptions = { threads, provider: device.provider };
     if (!(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${prefillChunk}`);
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);
@@ -91,17 +103,23 @@ export class OnnxModelRuntime implements ModelRuntime {
     for (const spec of architecture.sessions(config, { weightBits: options.weightBits ?? 32 })) {
       if (spec.role === 'imageEncoder') {
         progress('building vision graph and session');
-        vision = await VisionEncoder.create(checkpoint, spec, { threads });
+        vision = await VisionEncoder.create(checkpoint, spec, sessionOptions);
       } else {
         progress('building decoder graph and session');
-        decoder = await TextDecoder.fromSpec(checkpoint, spec, { threads });
+        decoder = await TextDecoder.fromSpec(checkpoint, spec, sessionOptions);
       }
     }
     if (!decoder) throw new Error(`architecture ${config.architecture} lists no decoder session`);
     if ((vision === null) !== (image === null)) throw new Error(`architecture ${config.architecture}: an image encoder session must come with image input, and only then`);
     const matcher = await createOrtMatcher({ threads });
+    // The decoder keeps its present K/V on the device: the caches' rows live there, grown and compacted by the KV graphs.
+    let kvGraphs: DeviceKvGraphs | null = null;
+    if (decoder.onDevice) {
+      progress('building KV graphs on the device');
+      kvGraphs = await DeviceKvGraphs.create({ numHeads: decoder.shape.numKvHeads, headDim: decoder.shape.headDim }, { provider: device.provider, threads });
+    }
     progress('ready');
-    return new OnnxModelRuntime(checkpoint, architecture, processor, vision, decoder, matcher, prefillChunk);
+    return new OnnxModelRuntime(checkpoint, architecture, processor, vision, decoder, matcher, prefillChunk, device, kvGraphs);
   }
 
   get config(): ModelConfig {
@@ -130,7 +148,7 @@ export class OnnxModelRuntime implements ModelRuntime {
   /** An empty KV cache, one layer per decoder layer. */
   createCache(): KvCache {
     const { numLayers, numKvHeads, headDim } = this.decoder.shape;
-    return new KvCache(numLayers, numKvHeads, headDim);
+    return new KvCache(numLayers, numKvHeads, headDim, this.kvGraphs ? new DeviceRows(this.kvGraphs, numLayers) : null);
   }
 
   async encodeImages(images: Uint8Array[]): Promise<Float32Array> {
@@ -219,7 +237,7 @@ export class OnnxModelRuntime implements ModelRuntime {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
       const end = Math.min(N, start + chunk);
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
-      const out = await this.decoder.forward(embeds.subarray(start * E, end * E), positions.subarray(start, end), cache.past(), { windowRows: rows, pastPositions: this.pastPositions(cache) });
+      const out = await this.run(cache, embeds.subarray(start * E, end * E), positions.subarray(start, end), rows);
       cache.append(out, positions.slice(start, end), modality.slice(start, end), numHeads);
       if (windowScores && out.windowColsums) windowScores.forEach((scores, i) => addColumns(scores, total, out.windowColsums![i], cache.length, numHeads));
       logits = out.logits;
@@ -235,9 +253,30 @@ export class OnnxModelRuntime implements ModelRuntime {
    */
   async decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array> {
     const positions = Int32Array.of(position);
-    const out = await this.decoder.forward(this.decoder.embed([token]), positions, cache.past(), { pastPositions: this.pastPositions(cache) });
+    const out = await this.run(cache, this.decoder.embed([token]), positions, 0);
     cache.append(out, positions, Int32Array.of(TEXT), this.decoder.shape.numHeads);
     return out.logits;
+  }
+
+  /**
+   * One decoder run on top of `cache`: with host rows, the past is read in place and the chunk's
+   * rows come back to be appended; with device rows, the past is fed as device tensors and the
+   * present (past and chunk) replaces them on the device: only logits and column sums come back,
+   * and the rows to append are none (the layers record the chunk's positions, modality, scores).
+   */
+  private async run(
+    cache: KvCache,
+    embeds: Float32Array,
+    positions: Int32Array,
+    windowRows: number,
+  ): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[]; colsums: Float32Array[]; windowColsums: Float32Array[] | null; applyExternal?: () => void }> {
+    const pastPositions = this.pastPositions(cache);
+    const rows = cache.external;
+    if (!(rows instanceof DeviceRows)) return this.decoder.forward(embeds, positions, cache.past(), { windowRows, pastPositions });
+    const out = await this.decoder.forwardOnDevice(embeds, positions, await rows.past(), { windowRows, pastPositions });
+    const length = cache.length + positions.length;
+    // The present replaces the rows inside the append, so the cache's growth (the global budget's trigger) includes the device's.
+    return { logits: out.logits, keys: [], values: [], colsums: out.colsums, windowColsums: out.windowColsums, applyExternal: () => rows.replace(out.presentKeys, out.presentValues, length) };
   }
 
   get decoderShape(): DecoderShape {
@@ -256,7 +295,7 @@ export class OnnxModelRuntime implements ModelRuntime {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.vision?.release(), this.decoder.release(), this.matcher.release()]);
+    await Promise.all([this.vision?.release(), this.decoder.release(), this.matcher.release(), this.kvGraphs?.release()]);
   }
 }
 

@@ -35,6 +35,23 @@ export interface DecoderOutput {
   windowColsums: Float32Array[] | null;
 }
 
+/** One layer's past as device tensors `[numKvHeads, length, headDim]` (a device-resident cache's rows). */
+export interface DevicePastLayer {
+  keys: ort.Tensor;
+  values: ort.Tensor;
+  length: number;
+}
+
+/** A run on a device-resident past: the new past stays on the device, only the small outputs come back. */
+export interface DeviceDecoderOutput {
+  logits: Float32Array;
+  /** Per layer, the past followed by the chunk's rows, `[numKvHeads, past + S, headDim]`, where the session left them (the device). */
+  presentKeys: ort.Tensor[];
+  presentValues: ort.Tensor[];
+  colsums: Float32Array[];
+  windowColsums: Float32Array[] | null;
+}
+
 /** Additive mask: every past slot is visible, the chunk is causal. */
 export function chunkMask(chunk: number, past: number): Float32Array {
   const total = past + chunk;
@@ -66,6 +83,8 @@ interface DecoderIo {
   lastLogits: string;
   key: string[];
   value: string[];
+  presentKey: string[];
+  presentValue: string[];
   columnSums: string[];
   windowColumnSums: string[];
 }
@@ -86,6 +105,8 @@ function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: 
     lastLogits: valueOf(outputs, 'lastLogits').name,
     key: every(outputs, 'key'),
     value: every(outputs, 'value'),
+    presentKey: every(outputs, 'presentKey'),
+    presentValue: every(outputs, 'presentValue'),
     columnSums: every(outputs, 'columnSums'),
     windowColumnSums: every(outputs, 'windowColumnSums'),
   };
@@ -116,6 +137,8 @@ export class TextDecoder {
     manifest: GraphManifest,
     private readonly checkpoint: Checkpoint,
     private readonly options: SessionOptions,
+    /** The past is fed and the present kept as device tensors (WebGPU): `forwardOnDevice`. */
+    readonly onDevice = false,
   ) {
     ({ io: this.io, shape: this.shape } = decoderIo(manifest));
     const dims = valueOf(manifest.inputs, 'positions').dims;
@@ -135,9 +158,20 @@ export class TextDecoder {
     const { text } = checkpoint.config;
     const weights = new WeightPool(checkpoint);
     const graph = spec.build(weights);
-    const session = await createSession(graph.model, weights, options);
+    const onDevice = options.provider === 'webgpu';
+    // On the device the present K/V stay there (the next run's past); logits and column sums come back.
+    const present = onDevice ? decoderIo(graph.manifest).io : null;
+    const session = await createSession(graph.model, weights, options, present ? [...present.presentKey, ...present.presentValue] : []);
+    if (present) {
+      // onnxruntime-node places outputs by fetch position, not by name: the device outputs must be the graph's first (decoderGraph.ts).
+      const first = new Set(session.outputNames.slice(0, 2 * present.presentKey.length));
+      if (![...present.presentKey, ...present.presentValue].every((name) => first.has(name))) {
+        await session.release();
+        throw new Error(`the decoder graph of ${checkpoint.config.architecture} must list its present K/V outputs first to keep them on the device (it lists ${session.outputNames.slice(0, 4).join(', ')}, ...)`);
+      }
+    }
     const embeddings = checkpoint.rows(spec.embeddingTable, [text.vocabSize, text.hiddenSize]);
-    return new TextDecoder(text, session, embeddings, graph.manifest, checkpoint, options);
+    return new TextDecoder(text, session, embeddings, graph.manifest, checkpoint, options, onDevice);
   }
 
   /** `[ids.length, hidden]` embeddings of token ids. */
@@ -169,43 +203,26 @@ export class TextDecoder {
     past: PastLayer[],
     options: { mask?: Float32Array; allLogits?: boolean; windowRows?: number; pastPositions?: Int32Array[] } = {},
   ): Promise<DecoderOutput> {
-    const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
+    const { numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
     const io = this.io;
-    const S = embeds.length / E;
-    if (!Number.isInteger(S)) throw new RangeError(`${io.embeds} must be [tokens, ${E}], got ${embeds.length} values`);
-    const rows = this.positionRows;
-    // A positions input of several rows (M-RoPE's [3, chunk]) takes one position per token as the same in every row: a text token's.
-    if (positions.length !== S && positions.length !== rows * S) throw new RangeError(`${io.positions} must give ${S} positions${rows > 1 ? ` or ${rows} x ${S}` : ''}, got ${positions.length}`);
-    const positionValues = BigInt64Array.from({ length: rows * S }, (_, j) => BigInt(positions.length === S ? positions[j % S] : positions[j]));
     if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
     const P = past[0].length;
-    const windowRows = options.windowRows ?? 0;
-    if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
-    const feeds: Record<string, ort.Tensor> = {
-      [io.embeds]: new ort.Tensor('float32', embeds, [S, E]),
-      [io.positions]: new ort.Tensor('int64', positionValues, rows > 1 ? [rows, S] : [S]),
-      [io.attentionMask]: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
-      [io.windowRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
-    };
+    const feeds = this.chunkFeeds(embeds, positions, P, options);
     past.forEach((layer, i) => {
       if (layer.length !== P || layer.keys.length !== Hkv * P * D || layer.values.length !== Hkv * P * D) {
         throw new RangeError(`past of layer ${i} must be [${Hkv}, ${P}, ${D}] like layer 0`);
       }
       feeds[io.pastKey[i]] = new ort.Tensor('float32', layer.keys, [Hkv, P, D]);
       feeds[io.pastValue[i]] = new ort.Tensor('float32', layer.values, [Hkv, P, D]);
-      const pastPosition = io.pastPosition[i];
-      if (pastPosition === undefined) return;
-      const slots = P === 0 ? new Int32Array(0) : options.pastPositions?.[i];
-      if (slots?.length !== Hkv * P) throw new RangeError(`layer ${i} has a sliding window: pastPositions must give the true position of each of its ${Hkv} x ${P} past slots`);
-      feeds[pastPosition] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
     });
+    const windowRows = options.windowRows ?? 0;
     const layers = Array.from({ length: numLayers }, (_, i) => i);
     const logitsName = options.allLogits ? io.hidden : io.lastLogits;
     const fetches = [logitsName, ...layers.flatMap((i) => [io.key[i], io.value[i], io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
     const out = await this.session.run(feeds, fetches);
     const data = (name: string) => out[name].data as Float32Array;
     return {
-      logits: options.allLogits ? await this.allLogits(data(io.hidden), S) : data(logitsName),
+      logits: options.allLogits ? await this.allLogits(data(io.hidden), embeds.length / this.shape.hiddenSize) : data(logitsName),
       keys: io.key.map(data),
       values: io.value.map(data),
       colsums: io.columnSums.map(data),
@@ -224,6 +241,78 @@ export class TextDecoder {
     const head = await this.lmHead;
     const out = await head.session.run({ [head.input]: new ort.Tensor('float32', hidden, [S, this.shape.hiddenSize]) }, [head.output]);
     return out[head.output].data as Float32Array;
+  }
+
+  /**
+   * `forward` on a past held as device tensors: the present K/V (past and chunk) are fetched
+   * where the session keeps them (the device, `gpu-buffer`) and become the next run's past; only
+   * the last token's logits and the column sums come back to the host. The caller owns the
+   * present tensors (dispose them, or the past they replace, when done).
+   */
+  async forwardOnDevice(
+    embeds: Float32Array,
+    positions: ArrayLike<number>,
+    past: DevicePastLayer[],
+    options: { windowRows?: number; pastPositions?: Int32Array[] } = {},
+  ): Promise<DeviceDecoderOutput> {
+    const { numKvHeads: Hkv, headDim: D, numLayers } = this.shape;
+    const io = this.io;
+    if (past.length !== numLayers) throw new RangeError(`expected a past for each of ${numLayers} layers, got ${past.length}`);
+    const P = past[0].length;
+    const feeds = this.chunkFeeds(embeds, positions, P, options);
+    past.forEach((layer, i) => {
+      const dims = (t: ort.Tensor) => t.dims.join(',');
+      if (layer.length !== P || dims(layer.keys) !== `${Hkv},${P},${D}` || dims(layer.values) !== `${Hkv},${P},${D}`) {
+        throw new RangeError(`device past of layer ${i} must be [${Hkv}, ${P}, ${D}] like layer 0`);
+      }
+      feeds[io.pastKey[i]] = layer.keys;
+      feeds[io.pastValue[i]] = layer.values;
+    });
+    const windowRows = options.windowRows ?? 0;
+    const layers = Array.from({ length: numLayers }, (_, i) => i);
+    // The device outputs first, in the graph's order: onnxruntime-node places outputs by fetch position (see decoderGraph.ts).
+    const fetches = [...this.session.outputNames.slice(0, 2 * numLayers), io.lastLogits, ...layers.flatMap((i) => [io.columnSums[i], ...(windowRows > 0 ? [io.windowColumnSums[i]] : [])])];
+    const out = await this.session.run(feeds, fetches);
+    const data = (name: string) => out[name].data as Float32Array;
+    return {
+      logits: data(io.lastLogits),
+      presentKeys: io.presentKey.map((name) => out[name]),
+      presentValues: io.presentValue.map((name) => out[name]),
+      colsums: io.columnSums.map(data),
+      windowColsums: windowRows > 0 ? io.windowColumnSums.map(data) : null,
+    };
+  }
+
+  /** A run's feeds other than the past rows: embeddings, positions, mask, window rows, past positions. */
+  private chunkFeeds(
+    embeds: Float32Array,
+    positions: ArrayLike<number>,
+    P: number,
+    options: { mask?: Float32Array; windowRows?: number; pastPositions?: Int32Array[] },
+  ): Record<string, ort.Tensor> {
+    const { hiddenSize: E, numKvHeads: Hkv } = this.shape;
+    const io = this.io;
+    const S = embeds.length / E;
+    if (!Number.isInteger(S)) throw new RangeError(`${io.embeds} must be [tokens, ${E}], got ${embeds.length} values`);
+    const rows = this.positionRows;
+    // A positions input of several rows (M-RoPE's [3, chunk]) takes one position per token as the same in every row: a text token's.
+    if (positions.length !== S && positions.length !== rows * S) throw new RangeError(`${io.positions} must give ${S} positions${rows > 1 ? ` or ${rows} x ${S}` : ''}, got ${positions.length}`);
+    const positionValues = BigInt64Array.from({ length: rows * S }, (_, j) => BigInt(positions.length === S ? positions[j % S] : positions[j]));
+    const windowRows = options.windowRows ?? 0;
+    if (!(Number.isInteger(windowRows) && windowRows >= 0 && windowRows <= S)) throw new RangeError(`windowRows must be an integer in 0..${S} (the chunk's rows), got ${windowRows}`);
+    const feeds: Record<string, ort.Tensor> = {
+      [io.embeds]: new ort.Tensor('float32', embeds, [S, E]),
+      [io.positions]: new ort.Tensor('int64', positionValues, rows > 1 ? [rows, S] : [S]),
+      [io.attentionMask]: new ort.Tensor('float32', options.mask ?? chunkMask(S, P), [S, P + S]),
+      [io.windowRows]: new ort.Tensor('int64', BigInt64Array.of(BigInt(windowRows)), [1]),
+    };
+    io.pastPosition.forEach((pastPosition, i) => {
+      if (pastPosition === undefined) return;
+      const slots = P === 0 ? new Int32Array(0) : options.pastPositions?.[i];
+      if (slots?.length !== Hkv * P) throw new RangeError(`layer ${i} has a sliding window: pastPositions must give the true position of each of its ${Hkv} x ${P} past slots`);
+      feeds[pastPosition] = new ort.Tensor('int64', BigInt64Array.from(slots, BigInt), [Hkv, P]);
+    });
+    return feeds;
   }
 
   /** An empty past for every layer. */

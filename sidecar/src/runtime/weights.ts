@@ -1,10 +1,26 @@
 /** onnxruntime sessions for the graphs the model code builds, with their weights handed over. */
 import * as ort from 'onnxruntime-node';
 import type { WeightPool } from '../model/graph/weightPool.js';
+import { providerSessionOptions, type ExecutionProvider } from './device.js';
 
 export interface SessionOptions {
   /** onnxruntime intra-op threads; unset, onnxruntime ran several times slower on 2 cores. */
   threads: number;
+  /** The execution provider every session of the model runs on (`resolveDevice`'s choice); default the CPU. */
+  provider?: ExecutionProvider;
+}
+
+/**
+ * The session options of the model's sessions on `options.provider`: the one place that puts a
+ * session on a device. `deviceOutputs`: outputs that stay in the device's memory (`gpu-buffer`)
+ * under WebGPU, to be fed to the next run without a copy; every other output comes back to the
+ * host. On the CPU the options are the CPU's alone.
+ */
+export function modelSessionOptions(options: SessionOptions, deviceOutputs: readonly string[] = []): ort.InferenceSession.SessionOptions {
+  const provider = options.provider ?? 'cpu';
+  const base = providerSessionOptions({ provider }, options.threads);
+  if (provider !== 'webgpu' || deviceOutputs.length === 0) return base;
+  return { ...base, preferredOutputLocation: Object.fromEntries(deviceOutputs.map((name) => [name, 'gpu-buffer' as const])) };
 }
 
 /**
@@ -15,11 +31,6 @@ export interface SessionOptions {
  * this call: the one float32 copy the session keeps is onnxruntime's. The peak of a load is
  * therefore our buffer plus onnxruntime's copy, while `create` runs.
  */
-export function createSession(model: Uint8Array, weights: WeightPool, options: SessionOptions): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(model, {
-    externalData: [weights.load()],
-    intraOpNumThreads: options.threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
+export function createSession(model: Uint8Array, weights: WeightPool, options: SessionOptions, deviceOutputs: readonly string[] = []): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, { externalData: [weights.load()], ...modelSessionOptions(options, deviceOutputs) });
 }

@@ -6,7 +6,7 @@
  * into a kept slot rather than dropping it. An image read as several frames (SmolVLM's tiles and
  * global image) is drawn frame by frame.
  */
-import { TEXT, type CompressionPlan, type KvLayer } from '../kv/index.js';
+import { similarityFilter, TEXT, type CompressionPlan, type KvLayer, type MergeRule } from '../kv/index.js';
 import type { CacheMap } from '../protocol/index.js';
 
 /** Per position: the modality of every token fed, and in how many (layer, head) pairs it was merged. */
@@ -36,13 +36,20 @@ export class CacheTally {
     }
   }
 
-  /** Before the plan is applied: counts the evicted slots whose rows were merged into kept ones. */
-  compressed(layer: KvLayer, plan: CompressionPlan): void {
-    if (!plan.merged) return;
+  /**
+   * Before the plan is applied: counts the evicted slots whose rows were merged into kept ones.
+   * `rowsElsewhere`: the rows are merged where they live (a GPU), so the plan carries no merged
+   * rows; `rule` says which evicted slots the merge takes (those that pass the similarity filter,
+   * or all of them for pivot).
+   */
+  compressed(layer: KvLayer, plan: CompressionPlan, rowsElsewhere: { rule: MergeRule | null } | null = null): void {
     const E = plan.evictedPerHead;
+    const merging = rowsElsewhere ? Boolean(rowsElsewhere.rule && plan.matches) : plan.merged !== null;
+    if (!merging) return;
+    const filter = rowsElsewhere ? (rowsElsewhere.rule === 'pivot' ? null : similarityFilter(plan.matches!.maxSim, layer.numHeads, E)) : plan.merged!.filter;
     for (let h = 0; h < layer.numHeads; h++) {
       for (let e = 0; e < E; e++) {
-        if (plan.merged.filter && !plan.merged.filter[e]) continue;
+        if (filter && !filter[e]) continue;
         const position = layer.positions[h * layer.length + plan.evicted[h * E + e]];
         if (position < this.merged.length) this.merged[position]++;
       }

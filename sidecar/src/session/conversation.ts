@@ -10,7 +10,7 @@
  * generated token), rebuilds the very cache the live turns built, whatever the policy.
  */
 import { createHash } from 'node:crypto';
-import { compressToCold, deferredBudget, deferredWindowScores, planCompression, resolveBudget, TEXT, type KvCache } from '../kv/index.js';
+import { compressToCold, deferredBudget, deferredWindowScores, planCompression, POLICIES, resolveBudget, TEXT, type KvCache } from '../kv/index.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
@@ -261,6 +261,7 @@ export class Conversation {
 
   /** Drops the KV cache and its cold tier; the transcript and segments stay, and the next turn rebuilds both. */
   evict(): void {
+    this.cache?.release(); // rows on a GPU are not reclaimed by garbage collection
     this.cache = null;
     this.cold = null;
   }
@@ -411,11 +412,16 @@ export class Conversation {
 
   /** After a turn that is not recorded: the cache as it was before the turn, or none (rebuilt exactly next turn). */
   private putBack(work: TurnWork): void {
-    if (work.cache !== work.previous) this.cache = work.previous;
-    else if (work.undo) {
+    if (work.cache !== work.previous) {
+      work.cache.release();
+      this.cache = work.previous;
+    } else if (work.undo) {
       work.undo();
       this.cache = work.previous;
-    } else this.cold = null; // the cache is dropped: its cold tier goes with it
+    } else {
+      work.cache.release();
+      this.cold = null; // the cache is dropped: its cold tier goes with it
+    }
   }
 
   /**
@@ -483,10 +489,15 @@ export class Conversation {
       return;
     }
     work.undo = null;
+    const rows = work.cache.external;
     for (const [i, layer] of work.cache.layers.entries()) {
-      const plan = await planCompression(layer, { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i] });
+      // Rows on the device are matched and merged there; the CPU only selects, from the scores it holds.
+      const options = { ...compressOptions(this.settings, runtime), windowScores: windowScores?.[i], ...(rows ? { matcher: rows.matcher(i), rowsElsewhere: true } : {}) };
+      const plan = await planCompression(layer, options);
       if (!plan) continue;
-      work.tally.compressed(layer, plan);
+      const rule = POLICIES[options.policy].merge;
+      work.tally.compressed(layer, plan, rows ? { rule } : null);
+      if (rows) await rows.compact(i, plan, rule ? { rule, mode: options.mode ?? 'improved' } : null);
       work.cache.compact(i, plan);
     }
   }
@@ -558,6 +569,7 @@ export class Conversation {
     if (!plan.incremental) this.segments.length = 0; // `fresh` holds everything, earlier images included
     this.model = runtime.fingerprint;
     this.segments.push(plan.fresh, { ids: decoded.generated, imageHashes: [] });
+    if (work.previous && work.previous !== work.cache) work.previous.release();
     this.cache = work.cache;
     this.cold = work.cold && { store: work.cold.store, spans: work.cold.spans };
     this.tally = work.tally;

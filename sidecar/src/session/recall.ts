@@ -7,7 +7,8 @@
  * positions, so the prefill that follows attends to them.
  */
 import { ColdStore, planRecall, SpanIndex, TEXT, type ColdQuantization, type KvCache, type SlotBudget } from '../kv/index.js';
-import type { SessionSettings } from '../protocol/index.js';
+import { SidecarError } from '../protocol/errors.js';
+import { ErrorCode, type SessionSettings } from '../protocol/index.js';
 import type { ModelRuntime, TurnProcessor } from '../runtime/modelRuntime.js';
 
 export const DEFAULT_RECALL_SPAN = 16;
@@ -49,6 +50,10 @@ export function coldQuantization(settings: SessionSettings): ColdQuantization | 
 export function createColdTier(settings: SessionSettings, runtime: ModelRuntime): ColdTier | null {
   const quantization = coldQuantization(settings);
   if (!quantization) return null;
+  if (runtime.info.device?.kvOnDevice) {
+    // The cold tier stores evicted rows on the host and inserts them back: not yet done for rows on the GPU.
+    throw new SidecarError(ErrorCode.InvalidParams, `the cold tier (coldTier "${quantization}") is not available while the KV cache lives on the GPU (--device ${runtime.info.device.provider}); set coldTier "off", or run the sidecar with --device cpu`);
+  }
   const { numLayers, numKvHeads, headDim } = runtime.decoderShape;
   return { store: new ColdStore(numLayers, numKvHeads, headDim, quantization), spans: new SpanIndex(settings.recallSpan ?? DEFAULT_RECALL_SPAN) };
 }

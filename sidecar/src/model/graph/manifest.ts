@@ -21,6 +21,9 @@ export type IoRole =
   | 'logits'
   | 'key'
   | 'value'
+  /** Per layer, the past followed by the chunk's keys / values `[Hkv, past + chunk, D]` (the next run's past). */
+  | 'presentKey'
+  | 'presentValue'
   | 'columnSums'
   | 'windowColumnSums'
   /** Image encoder: pixel values in, features (one row per image token) out. */

@@ -86,6 +86,8 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
   const shape = { numHeads: H, numKvHeads: Hkv, headDim: D };
   const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: positions.input.name, attentionMask: 'attention_mask', windowRows: 'window_rows' });
 
+  // The present K/V are the graph's first outputs (see DEVICE_OUTPUTS_FIRST).
+  const presents: ManifestValue[] = [];
   let hidden = 'inputs_embeds';
   for (let i = 0; i < numLayers; i++) {
     const p = `text.layers.${i}`;
@@ -93,7 +95,8 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     const window = config.layerWindows[i];
     const io = CachedAttention.layerIo(i, shape, window);
     inputs.push(...io.inputs);
-    outputs.push(...io.outputs);
+    outputs.push(...io.outputs.filter((o) => !isPresent(o)));
+    presents.push(...io.outputs.filter(isPresent));
     const x = norm(hidden, `${p}.input_layernorm`, `${n}/input_layernorm`);
     const q = rotateHalf(g, attention.splitHeads(linear(x, `${p}.self_attn.q_proj`, H * D, E, config.qkvBias, `${n}/attn/q_proj`), H, `${n}/attn/q`), rope, D, `${n}/attn/q_rope`);
     const k = rotateHalf(g, attention.splitHeads(linear(x, `${p}.self_attn.k_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/k_proj`), Hkv, `${n}/attn/k`), rope, D, `${n}/attn/k_rope`);
@@ -110,6 +113,7 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
   const lastRow = g.op('Slice', ['hidden', g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])], {}, '/text/last_row');
   g.nodes.push({ name: '/text/lm_head_last', op: 'Gemm', inputs: [lastRow, weights.use(lmHeadWeight(config), [V, E])], outputs: ['last_logits'], attributes: { transB: 1 } });
   outputs.push({ name: 'last_logits', type: 'float32', dims: [1, V], role: 'lastLogits' });
+  outputs.unshift(...presents);
 
   const model = buildModel({ name: 'text_decoder', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
   return { model, manifest: { graph: 'text_decoder', inputs, outputs } };
@@ -132,4 +136,15 @@ export function buildLmHeadGraph(config: TextConfig, weights: WeightPool): Built
   const nodes = [{ name: '/text/lm_head', op: 'Gemm', inputs: ['hidden', weights.use(lmHeadWeight(config), [V, E])], outputs: ['logits'], attributes: { transB: 1 } }];
   const model = buildModel({ name: 'lm_head', inputs, outputs, nodes, external: weights.initializers });
   return { model, manifest: { graph: 'lm_head', inputs, outputs } };
+}
+
+/**
+ * Why the present K/V come first among the decoder's outputs: onnxruntime-node 1.30 applies
+ * `preferredOutputLocation` by the position of an output in the run's fetch list, not by its name
+ * (measured: fetching [last_logits, present_key.0, ...] put the location of the graph's second
+ * output on the second fetch). With the device outputs first in the graph and fetched first in the
+ * same order, positions and names agree, so the K/V stay on the device and the rest comes back.
+ */
+function isPresent(value: ManifestValue): boolean {
+  return value.role === 'presentKey' || value.role === 'presentValue';
 }

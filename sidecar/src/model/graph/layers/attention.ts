@@ -62,6 +62,8 @@ export class CachedAttention {
     const outputs: ManifestValue[] = [
       { name: `key.${i}`, type: 'float32', dims: [Hkv, 'chunk', D], role: 'key', layer: i },
       { name: `value.${i}`, type: 'float32', dims: [Hkv, 'chunk', D], role: 'value', layer: i },
+      { name: `present_key.${i}`, type: 'float32', dims: [Hkv, 'total', D], role: 'presentKey', layer: i },
+      { name: `present_value.${i}`, type: 'float32', dims: [Hkv, 'total', D], role: 'presentValue', layer: i },
       { name: `colsum.${i}`, type: 'float32', dims: [H, 'total'], role: 'columnSums', layer: i },
       { name: `window_colsum.${i}`, type: 'float32', dims: [H, 'total'], role: 'windowColumnSums', layer: i },
     ];
@@ -86,8 +88,12 @@ export class CachedAttention {
     // Past and chunk K/V are concatenated: attending them apart and concatenating the scores instead
     // spares a decode step that copy of the past, but costs a prefill chunk two passes over its
     // [Hkv, group * S, T] scores (measured: 0.80x a 512-token chunk at 8K; bench/results/decode-profile.md).
-    const keys = g.op('Concat', [`past_key.${i}`, k], { axis: 1 }, `${n}/attn/keys`);
-    const values = g.op('Concat', [`past_value.${i}`, v], { axis: 1 }, `${n}/attn/values`);
+    // The past and the chunk, as attention reads them, are also outputs (no extra node): a cache kept
+    // on the device takes them as the next run's past without a copy to the host.
+    const keys = `present_key.${i}`;
+    const values = `present_value.${i}`;
+    g.nodes.push({ name: `${n}/attn/keys`, op: 'Concat', inputs: [`past_key.${i}`, k], outputs: [keys], attributes: { axis: 1 } });
+    g.nodes.push({ name: `${n}/attn/values`, op: 'Concat', inputs: [`past_value.${i}`, v], outputs: [values], attributes: { axis: 1 } });
     const qGrouped = g.op('Reshape', [q, g.ints([Hkv, -1, D])], {}, `${n}/attn/q_grouped`);
     const alpha = 1 / Math.sqrt(D);
     const logits = g.op('FusedMatMul', [qGrouped, keys], alpha === 1 ? { transB: 1 } : { transB: 1, alpha }, `${n}/attn/qk`, 'com.microsoft');

@@ -350,6 +350,18 @@ export async function run(): Promise<void> {
   await test('a chat outlives a switch of lookm.modelPath: the next question in it is answered by the new model, no error', async () => {
     // Two fixtures with different vocabularies: the first one's chat markup is ids 400 and 401, past the
     // second one's 400 tokens (before the fix: "saved conversation … is corrupt (token id 400 outside …)").
+    const modelPathBefore = config.inspect<string>('modelPath')?.globalValue;
+    try {
+      await chatOutlivesModelSwitch();
+    } finally {
+      // The later tests expect the model they started with: put it back and restart on it.
+      await config.update('modelPath', modelPathBefore, vscode.ConfigurationTarget.Global);
+      await vscode.commands.executeCommand('lookm.restartSidecar');
+      await api.sidecar.ready();
+    }
+  });
+
+  async function chatOutlivesModelSwitch(): Promise<void> {
     await config.update('maxNewTokens', 16, vscode.ConfigurationTarget.Global);
     await config.update('modelPath', join(root, 'test/fixtures/models/tiny-llava-qwen2-hub'), vscode.ConfigurationTarget.Global);
     await vscode.commands.executeCommand('lookm.restartSidecar'); // as Select Model… and Download Model… do
@@ -380,7 +392,7 @@ export async function run(): Promise<void> {
     assert.doesNotMatch(second.items.at(-1) ?? '', /corrupt|outside the vocabulary/);
     assert.equal(api.sessions.lastSessionId, sessionId, 'the same conversation continued');
     await vscode.commands.executeCommand('workbench.action.chat.newChat');
-  });
+  }
 
   await test('starts the sidecar on first use and answers with streamed tokens', async () => {
     await config.update('modelPath', join(root, 'test/fixtures/models/tiny-llava-llama'), vscode.ConfigurationTarget.Global);

@@ -10,7 +10,9 @@ import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/
 import { ReadingProgress } from '../../sidecar/src/session/reading.js';
 import { connect, startSidecar, tinyModel, type Sidecar } from './harness.js';
 
-const CHUNK = 32;
+// Small steps: the whole reading must outlast a cancellation's round trip even on a fast, idle machine
+// (at 32 tokens a step the 352-token reading once ended in 15 ms, before the stop arrived).
+const CHUNK = 4;
 /** About 300 tokens: several chunks, inside the test model's 512 positions. */
 const longQuestion = `Summarise: ${'the quick brown fox jumps over the lazy dog. '.repeat(12)}`;
 

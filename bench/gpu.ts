@@ -8,12 +8,12 @@
  * VK_ICD_FILENAMES, `webgpu` runs on SwiftShader (software Vulkan): its figures are not GPU figures,
  * and the report says so. Per length: one real prefill of random text ids, 80% of them tagged as
  * one image (the LLaVA layout LOOK-M's text prior acts on; their embeddings are text embeddings),
- * `steps` timed decode steps on the full cache (after one untimed), then LOOK-M compression of
+ * `steps` timed decode steps on the full cache (after two untimed), then LOOK-M compression of
  * that same cache and `steps` timed decode steps on it. Ratios are against the CPU/full figure of
  * the same checkpoint and length, measured in the same run. Writes bench/results/gpu.{json,md}.
  * Default checkpoints: the Qwen2-0.5B shape and the LLaVA-1.5-like MHA Llama of
  * tools/model/bench_model.py, generated into bench/.models/ on first use (Python, as bench:runtime).
- * `--quick`: test/fixtures/models/tiny-llava-llama (MHA, 512-token context), lengths 128,384, 4 steps.
+ * `--quick`: test/fixtures/models/tiny-llava-llama (MHA, 512-token context), lengths 128,384.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -41,7 +41,7 @@ const { values } = parseArgs({
 });
 const quick = values.quick;
 const lengths = (values.lengths ?? (quick ? '128,384' : '2048,8192,32768')).split(',').map(Number);
-const steps = Number(values.steps ?? (quick ? 4 : 16));
+const steps = Number(values.steps ?? 16);
 const threads = Number(values.threads);
 const BUDGET = { hhRatio: 0.1, recentRatio: 0.1 }; // LOOK-M 20%: half heavy hitters, half recent
 const POLICY = 'text_prior_pivot_merge' as const;
@@ -70,10 +70,10 @@ async function runChild(dir: string, deviceName: string): Promise<void> {
   const device = await resolveDevice(parseDeviceRequest(deviceName));
   const runtime = await OnnxModelRuntime.load(dir, { device, threads });
   const kvOnDevice = runtime.info.device?.kvOnDevice ?? false;
-  const room = runtime.contextLength - steps * 2 - 1;
+  const room = runtime.contextLength - (steps + 2) * 2;
   for (const requested of lengths) {
     const L = Math.min(requested, room);
-    if (L < 8) throw new Error(`the model's context (${runtime.contextLength}) leaves no room for a prompt and ${steps * 2 + 1} decode steps`);
+    if (L < 8) throw new Error(`the model's context (${runtime.contextLength}) leaves no room for a prompt and ${(steps + 2) * 2} decode steps`);
     const ids = Array.from({ length: L }, (_, i) => 4 + ((i * 7919) % 300));
     const modality = new Int32Array(L).fill(TEXT);
     modality.fill(0, Math.min(4, L), Math.min(L, 4 + Math.floor(L * 0.8))); // one image after a short text prefix
@@ -84,15 +84,16 @@ async function runChild(dir: string, deviceName: string): Promise<void> {
     let token = argmax(prefilled.logits);
     let position = L;
     const decode = async (): Promise<number> => {
-      token = argmax(await runtime.decodeStep(cache, token, position++)); // warm-up, untimed
+      for (let s = 0; s < 2; s++) token = argmax(await runtime.decodeStep(cache, token, position++)); // warm-up, untimed
       const started = performance.now();
       for (let s = 0; s < steps; s++) token = argmax(await runtime.decodeStep(cache, token, position++));
       return steps / ((performance.now() - started) / 1000);
     };
     const row = (mode: Row['mode'], decodeTokensPerS: number): Row => ({ model: basename(dir), device: deviceName, provider: device.provider, kvOnDevice, length: L, requestedLength: requested, mode, decodeTokensPerS, kvAllocatedBytes: cache.allocatedBytes, cacheLength: cache.length });
     const fullBytes = cache.allocatedBytes;
+    const fullLength = cache.length;
     const full = await decode();
-    console.log(JSON.stringify({ ...row('full', full), kvAllocatedBytes: fullBytes }));
+    console.log(JSON.stringify({ ...row('full', full), kvAllocatedBytes: fullBytes, cacheLength: fullLength }));
     // As a conversation compresses (session/conversation.ts): rows on the device are merged there.
     const rows = cache.external;
     for (const [i, layer] of cache.layers.entries()) {
@@ -141,7 +142,13 @@ async function main(): Promise<void> {
   if (values.model === undefined && values.child) throw new Error('--child needs --model');
   if (values.child) return runChild(String(values.model), values.child);
   const devices = values.devices.split(',').map((d) => d.trim());
-  for (const d of devices) parseDeviceRequest(d);
+  for (const d of devices) {
+    try {
+      parseDeviceRequest(d);
+    } catch (error) {
+      throw new Error(`--devices takes a comma-separated list: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
   const gpu = hasGpu();
   const swiftshader = !gpu && !process.env.VK_ICD_FILENAMES && process.platform === 'linux';
   const rows: Row[] = [];
@@ -181,7 +188,7 @@ async function main(): Promise<void> {
     '',
     `**${webgpuNote}.**`,
     '',
-    `Per length: a real prefill (80% of its tokens tagged as one image), ${steps} timed decode steps on the full cache, then \`${POLICY}\` at 20% (10% heavy hitters + 10% recent) on that cache and ${steps} timed steps on it. Ratios: against CPU/full of the same model and length in this run. KV bytes: the cache's \`allocatedBytes\` (host rows, plus device rows under WebGPU).`,
+    `Per length: a real prefill (80% of its tokens tagged as one image), ${steps} timed decode steps on the full cache (after 2 untimed), then \`${POLICY}\` at 20% (10% heavy hitters + 10% recent) on that cache and ${steps} timed steps on it. Ratios: against CPU/full of the same model and length in this run. KV bytes: the cache's \`allocatedBytes\` (host rows, plus device rows under WebGPU).`,
     '',
     '| model | device | tokens | cache | decode tok/s | vs CPU full | KV MiB | vs CPU full |',
     '|---|---|---|---|---|---|---|---|',

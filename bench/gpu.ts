@@ -188,6 +188,7 @@ async function main(): Promise<void> {
     '',
     `**${webgpuNote}.**`,
     '',
+    ...(quick ? ['`--quick`: a tiny model at short lengths, where a step is mostly fixed overhead and the machine\'s load; its tokens/s say nothing of long contexts (only the KV ratios carry over). Use the full run for figures.', ''] : []),
     `Per length: a real prefill (80% of its tokens tagged as one image), ${steps} timed decode steps on the full cache (after 2 untimed), then \`${POLICY}\` at 20% (10% heavy hitters + 10% recent) on that cache and ${steps} timed steps on it. Ratios: against CPU/full of the same model and length in this run. KV bytes: the cache's \`allocatedBytes\` (host rows, plus device rows under WebGPU).`,
     '',
     '| model | device | tokens | cache | decode tok/s | vs CPU full | KV MiB | vs CPU full |',

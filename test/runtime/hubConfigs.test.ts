@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { isIdefics3Config, tokensPerFrame } from '../../sidecar/src/model/architectures/idefics3/config.js';
 import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
@@ -42,6 +43,7 @@ interface Reference {
   text?: TextReference;
   vision?: { modelType: string; hiddenSize: number; numLayers: number; numHeads: number; intermediateSize: number; imageSize: number; patchSize: number };
   imageTokenIndex?: number;
+  scaleFactor?: number;
   visionFeatureLayer?: number | number[];
   selectStrategy?: string;
   imageTokens?: number;
@@ -102,7 +104,15 @@ describe('config.json of real Hub checkpoints', () => {
           tieWordEmbeddings: r.tieWordEmbeddings, layerWindows: r.layerWindows, ropeTheta: ropeTheta(file, r), ropeScaling: ropeScaling(r.ropeScaling),
         },
       );
-      assert.equal(isLlavaConfig(config), ref.vision !== undefined);
+      assert.equal(isLlavaConfig(config) || isIdefics3Config(config), ref.vision !== undefined);
+      if (isIdefics3Config(config)) {
+        // Sizes only: transformers keeps the file's vision model_type ("idefics3"); the parser names the tower it builds.
+        const { hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize } = config.vision;
+        assert.deepEqual({ modelType: ref.vision!.modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize }, ref.vision);
+        assert.equal(config.imageTokenIndex, ref.imageTokenIndex);
+        assert.equal(config.scaleFactor, ref.scaleFactor);
+        assert.equal(tokensPerFrame(config), ref.imageTokens, 'image tokens per frame');
+      }
       if (isLlavaConfig(config)) {
         const { modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize } = config.vision;
         assert.deepEqual({ modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize }, ref.vision);

@@ -9,10 +9,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
-import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
-import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
-import type { ModelConfig } from '../../sidecar/src/model/config.js';
+import { architectureFor, parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
+import type { ModelConfig, VisionConfig } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
 import { CheckpointError } from '../../sidecar/src/model/safetensors.js';
 
@@ -73,12 +71,18 @@ function row(c: HubCheckpoint): string {
   const t = config.text;
   const { layerProjections, other } = countParameters(config);
   const name = `${c.repo}${c.variant ? ` (${c.variant})` : ''}`;
-  const model = isLlavaConfig(config) ? `${t.modelType} · ${config.vision.modelType.replace('_vision_model', '')} ${config.vision.imageSize}/${config.vision.patchSize}` : t.modelType;
+  const images = architectureFor(config.architecture).imageInput(config);
+  // Every tower so far has square patches; the config's shape is the architecture's own.
+  const patch = (config.vision as Partial<VisionConfig> | null)?.patchSize;
+  const vision = images ? ` · ${images.visionModel.replace(/_vision(_model)?$/, '')} ${images.imageSize}${patch ? `/${patch}` : ''}` : '';
+  const model = `${t.modelType}${vision}`;
   const windows = [...new Set(t.layerWindows)].filter((w) => w !== null);
   const context = `${t.maxPositionEmbeddings}${windows.length ? ` · window ${windows.join(', ')}` : ''}`;
   const rope = `${t.ropeTheta}${t.ropeScaling ? ` · ${t.ropeScaling.type} ×${t.ropeScaling.factor}` : ''}`;
   // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
-  const image = !isLlavaConfig(config) ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : String(tokensPerImage(config));
+  // Idefics3 splits an image into frames (tiles + a global image), each this many tokens.
+  const perFrame = config.architecture === 'Idefics3ForConditionalGeneration' ? ' per frame' : '';
+  const image = !images ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : `${images.tokensPerImage}${perFrame}`;
   const kvToken = `${(kvBytesPerToken(config) / 1e6).toFixed(2)} MB`;
   return `| ${name} | ${model} | ${billions(layerProjections + other)} (${billions(layerProjections)}) | ${context} | ${rope} | ${image} | ${gb(weightBytes(config, 32))} | ${gb(weightBytes(config, 4))} | ${kvToken} | ${kv(config, 4096)} | ${kv(config, 32768)} |`;
 }

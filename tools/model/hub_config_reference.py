@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoModelForCausalLM, Idefics3ForConditionalGeneration, LlavaForConditionalGeneration
 
 HUB = Path(__file__).resolve().parents[2] / "test/fixtures/configs/hub"
-SUPPORTED = {"LlavaForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+SUPPORTED = {"LlavaForConditionalGeneration", "Idefics3ForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
 
 
 def text_values(t) -> dict:
@@ -61,15 +61,46 @@ def text_values(t) -> dict:
     }
 
 
+def vision_values(v) -> dict:
+    return {
+        "modelType": v.model_type,
+        "hiddenSize": v.hidden_size,
+        "numLayers": v.num_hidden_layers,
+        "numHeads": v.num_attention_heads,
+        "intermediateSize": v.intermediate_size,
+        "imageSize": v.image_size,
+        "patchSize": v.patch_size,
+    }
+
+
+def idefics3_reference(config, params: int) -> dict:
+    v = config.vision_config
+    # Idefics3Processor's image_seq_len: the frame's patch grid after the connector's pixel shuffle.
+    tokens_per_frame = ((v.image_size // v.patch_size) ** 2) // (config.scale_factor**2)
+    return {
+        "architecture": "Idefics3ForConditionalGeneration",
+        "text": text_values(config.text_config),
+        "vision": vision_values(v),
+        "imageTokenIndex": config.image_token_id,
+        "scaleFactor": config.scale_factor,
+        "imageTokens": tokens_per_frame,
+        "parameters": params,
+    }
+
+
 def reference(raw: dict) -> dict:
     config = AutoConfig.for_model(**raw)
     arch = raw["architectures"][0]
     with torch.device("meta"):
         if arch == "LlavaForConditionalGeneration":
             model = LlavaForConditionalGeneration(config)
+        elif arch == "Idefics3ForConditionalGeneration":
+            model = Idefics3ForConditionalGeneration(config)
         else:
             model = AutoModelForCausalLM.from_config(config)
     params = sum(p.numel() for p in model.parameters())
+    if arch == "Idefics3ForConditionalGeneration":
+        return idefics3_reference(config, params)
     if arch != "LlavaForConditionalGeneration":
         return {"architecture": arch, "text": text_values(config), "parameters": params}
     v = config.vision_config
@@ -84,15 +115,7 @@ def reference(raw: dict) -> dict:
     return {
         "architecture": arch,
         "text": text,
-        "vision": {
-            "modelType": v.model_type,
-            "hiddenSize": v.hidden_size,
-            "numLayers": v.num_hidden_layers,
-            "numHeads": v.num_attention_heads,
-            "intermediateSize": v.intermediate_size,
-            "imageSize": v.image_size,
-            "patchSize": v.patch_size,
-        },
+        "vision": vision_values(v),
         "imageTokenIndex": config.image_token_index,
         "visionFeatureLayer": config.vision_feature_layer,
         "selectStrategy": config.vision_feature_select_strategy,

@@ -1,5 +1,5 @@
 /**
- * The checkpoints offered by "Download Model…": LLaVA checkpoints (LlavaForConditionalGeneration,
+ * The checkpoints offered by "Download Model…": vision-language checkpoints (LLaVA, SmolVLM:
  * images and text) and small text-only causal LMs for questions about long files. Every figure is
  * computed from the checkpoint's own config.json (the verbatim copies in
  * test/fixtures/configs/hub, with sidecar/src/model/footprint.ts; test/hub/catalog.test.ts keeps
@@ -35,6 +35,16 @@ export const CATALOG: readonly CatalogModel[] = [
     textOnly: false,
     license: 'unknown: see the model card (Qwen1.5 base)',
     goodAt: 'small and quick on a CPU; several images in one question; simple descriptions',
+  },
+  {
+    repo: 'HuggingFaceTB/SmolVLM-256M-Instruct',
+    parametersB: 0.256,
+    layerParamsB: 0.106,
+    float32ParamsB: 0.15,
+    downloadGB: 0.51,
+    textOnly: false,
+    license: 'Apache 2.0',
+    goodAt: 'the smallest: reads screenshots and documents split into 512-pixel tiles; quick on a CPU',
   },
   {
     repo: 'llava-hf/llava-1.5-7b-hf',

@@ -15,7 +15,7 @@ import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/grap
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { RopeScaling } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
-import { renderHubTable } from '../../tools/model/hubTable.js';
+import { renderHubTable, renderReadmeModels } from '../../tools/model/hubTable.js';
 import { checkpointErrorOf } from './checkpointError.js';
 
 const hub = join(__dirname, '../fixtures/configs/hub');
@@ -173,6 +173,14 @@ describe('config.json of real Hub checkpoints', () => {
     const doc = readFileSync(join(__dirname, '../../docs/models.md'), 'utf8');
     const block = /<!-- hubTable:start -->\n([\s\S]*?)\n<!-- hubTable:end -->/.exec(doc)?.[1];
     assert.equal(block, renderHubTable(), 'regenerate the table: npx tsx tools/model/hubTable.ts');
+  });
+
+  it("the README's model table is tools/model/hubTable.ts --readme's current one, every family listed", () => {
+    const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+    const block = /<!-- readmeModels:start -->\n([\s\S]*?)\n<!-- readmeModels:end -->/.exec(readme)?.[1];
+    assert.equal(block, renderReadmeModels(), 'regenerate the table: npx tsx tools/model/hubTable.ts --readme');
+    const loadedFamilies = new Set(supported.map((f) => reference[f].architecture));
+    for (const family of loadedFamilies) assert.ok(block.includes(`| ${family} |`), `${family} is missing from the README's model table`);
   });
 
   it('memory figures follow from the counts (4-bit projections: 4 bits + a float32 scale per 32)', () => {

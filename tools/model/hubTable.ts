@@ -5,7 +5,8 @@
  * 32K tokens, in full and under LOOK-M keeping 20 %. test/runtime/hubConfigs.test.ts checks that
  * docs/models.md holds this output.
  *
- *     npx tsx tools/model/hubTable.ts
+ *     npx tsx tools/model/hubTable.ts            (docs/models.md's table)
+ *     npx tsx tools/model/hubTable.ts --readme   (the README's model table)
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,4 +104,35 @@ export function renderHubTable(checkpoints = hubCheckpoints()): string {
   return lines.join('\n');
 }
 
-if (require.main === module) console.log(renderHubTable());
+/**
+ * What each family reads, for the README's model table (the full list of options, and what is
+ * refused, is docs/models.md's "Config options"). Every loaded architecture needs an entry.
+ */
+const FAMILY_OPTIONS: Record<string, string> = {
+  LlavaForConditionalGeneration: 'LLaVA 1.5 / interleave: CLIP or SigLIP tower, any `vision_feature_layer` (int or list), `default` / `full` strategy; Llama, Mistral (sliding window) or Qwen2 text',
+  Idefics3ForConditionalGeneration: 'SmolVLM: images split into 512-pixel tiles + a global image (`preprocessor_config.json`), pixel-shuffle `scale_factor`, Llama text',
+  LlamaForCausalLM: 'text only; RoPE `linear` / `llama3` scaling, `attention_bias`, `mlp_bias`, tied or untied head',
+  MistralForCausalLM: 'text only; sliding window',
+  Qwen2ForCausalLM: 'text only; q/k/v biases, `use_sliding_window` / `layer_types`',
+};
+
+/** The README's table: one row per family, the Hub checkpoints that load with the memory each needs. */
+export function renderReadmeModels(checkpoints = hubCheckpoints()): string {
+  // One copy per repository: its plain config.json when there is one (else a re-save or a cut-short copy).
+  const loaded = checkpoints.filter((c) => c.config && (c.variant === undefined || !checkpoints.some((o) => o.repo === c.repo && o.config && o.variant === undefined)));
+  const lines = [
+    '| Family (`architectures[0]`) | Config options supported | Hub checkpoints: weights f32 / 4-bit GB · KV at 4K tokens, full / LOOK-M 20 % GB |',
+    '| --- | --- | --- |',
+  ];
+  for (const architecture of supportedArchitectures()) {
+    const family = loaded.filter((c) => c.architecture === architecture);
+    if (!family.length) continue;
+    const options = FAMILY_OPTIONS[architecture];
+    if (!options) throw new Error(`FAMILY_OPTIONS has no entry for ${architecture}`);
+    const checkpointsText = family.map((c) => `${c.repo} ${gb(weightBytes(c.config!, 32))} / ${gb(weightBytes(c.config!, 4))} · ${kv(c.config!, 4096)}`).join('<br>');
+    lines.push(`| ${architecture} | ${options} | ${checkpointsText} |`);
+  }
+  return lines.join('\n');
+}
+
+if (require.main === module) console.log(process.argv.includes('--readme') ? renderReadmeModels() : renderHubTable());

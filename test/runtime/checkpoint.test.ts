@@ -63,6 +63,11 @@ describe('broken checkpoints', () => {
     await expectLoadError(dir, /text model_type "gpt2" is not supported/);
   });
 
+  it('a pre-quantized checkpoint (AWQ, GPTQ, bitsandbytes), named before any weight is looked for', async () => {
+    const dir = brokenCopy((d) => editJson(join(d, 'config.json'), (c) => (c.quantization_config = { quant_method: 'awq', bits: 4, group_size: 128 })));
+    await expectLoadError(dir, /quantization_config \(quant_method "awq"\) is not supported: the weights must be F32, F16 or BF16/);
+  });
+
   it('a config field of the wrong type', async () => {
     const dir = brokenCopy((d) => editJson(join(d, 'config.json'), (c) => ((c.text_config as Record<string, unknown>).hidden_size = 'large')));
     await expectLoadError(dir, /config\.json: .*hidden_size/s);

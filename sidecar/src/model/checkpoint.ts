@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import type { Architecture } from './architectures/architecture.js';
-import { architectureFor } from './architectures/registry.js';
+import { architectureFor, parseModelConfig } from './architectures/registry.js';
 import type { ModelConfig } from './config.js';
 import { CheckpointError, readFloat32Into, readSafetensorsHeader, type TensorEntry } from './safetensors.js';
 import { TensorRows } from './tensorRows.js';
@@ -43,9 +43,8 @@ export class Checkpoint {
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw new CheckpointError(`model folder not found: ${dir}`);
     const raw = readJsonFile(dir, 'config.json', true);
-    const name = (raw.architectures as unknown[] | undefined)?.[0];
-    const architecture = architectureFor(name);
-    const config = architecture.parseConfig(raw, name as string);
+    const config = parseModelConfig(raw);
+    const architecture = architectureFor(config.architecture);
     const index = readJsonFile(dir, 'model.safetensors.index.json', false) as { weight_map?: Record<string, string> } | null;
     let files: string[];
     if (index) {

@@ -47,5 +47,20 @@ export function architectureFor(name: unknown): Architecture {
 /** Validates and normalises a `config.json` object with its architecture's own schema. */
 export function parseModelConfig(raw: unknown): ModelConfig {
   const name = (raw as { architectures?: unknown[] } | null)?.architectures?.[0];
-  return architectureFor(name).parseConfig(raw, name as string);
+  const architecture = architectureFor(name);
+  refusePrequantized(raw);
+  return architecture.parseConfig(raw, name as string);
+}
+
+/**
+ * GPTQ / AWQ / bitsandbytes / FP8 repositories store packed integer weights (`qweight`, `scales`…)
+ * that no graph here reads: say so before a weight is looked for, instead of a missing-tensor error.
+ */
+function refusePrequantized(raw: unknown): void {
+  const quantization = (raw as { quantization_config?: unknown } | null)?.quantization_config;
+  if (quantization === undefined || quantization === null) return;
+  const method = (quantization as { quant_method?: unknown }).quant_method;
+  throw new CheckpointError(
+    `config.json: quantization_config${method === undefined ? '' : ` (quant_method ${shown(method)})`} is not supported: the weights must be F32, F16 or BF16 safetensors. Use the model's unquantized repository; lookm.weightBits 4 quantizes it when it loads.`,
+  );
 }

@@ -677,7 +677,11 @@ export async function run(): Promise<void> {
     }
     const stats = await (await api.sidecar.ready()).sendRequest<{ turns: unknown[] }>(Methods.sessionStats.method, { sessionId });
     assert.equal(interrupted, kills, 'every kill interrupted an answer and the caller was told');
-    assert.equal(stats.turns.length, completed, `turns lost: ${completed - stats.turns.length}`);
+    // No completed turn lost. A kill that lands just after the sidecar saved its turn (a short
+    // answer decodes in milliseconds, SIGKILL is asynchronous) leaves that turn kept although the
+    // caller was told it was interrupted: at most one such turn per kill, never more.
+    assert.ok(stats.turns.length >= completed, `turns lost: ${completed - stats.turns.length}`);
+    assert.ok(stats.turns.length <= completed + interrupted, `${stats.turns.length} turns kept for ${completed} completed and ${interrupted} interrupted questions`);
     note(`kills=${kills} interrupted=${interrupted} completed=${completed} kept=${stats.turns.length} crashes=${api.sidecar.restarts.crashes}`);
   });
 

@@ -503,6 +503,11 @@ export async function run(): Promise<void> {
   });
 
   await test('Cancel while the model reads stops the question: "stopped" in the answer view, no error, no turn recorded', async () => {
+    // 4-token steps for this question: the whole reading must outlast the stop's round trip on an idle
+    // machine too (at 16 tokens a step it once ended, answer included, before the stop arrived).
+    await config.update('prefillChunk', 4, vscode.ConfigurationTarget.Global);
+    await vscode.commands.executeCommand('lookm.restartSidecar');
+    await api.sidecar.ready();
     const shown = captureErrorMessages();
     const progress = captureProgress((message, cancel) => {
       // At the first report: the whole reading is left for the cancel to arrive in, however loaded the machine.
@@ -523,6 +528,8 @@ export async function run(): Promise<void> {
     assert.deepEqual(shown.messages, [], 'a stop is not an error');
     assert.match(newestAnswer(await answerView(/Stopped while reading/)), /Stopped while reading; nothing of this question was kept\./);
     assert.equal(api.sidecar.state, 'ready');
+    await config.update('prefillChunk', 16, vscode.ConfigurationTarget.Global);
+    await vscode.commands.executeCommand('lookm.restartSidecar');
   });
 
   await test('a file that is not an image gets a clear error in the answer and a notification, and the sidecar stays up', async () => {

@@ -16,7 +16,8 @@
  *
  * Canonical weight names: the checkpoint's `visual.*` as `vision.*`.
  */
-import type { ExternalTensor, ValueSpec } from '../../graph/onnxBuilder.js';
+import type { BuiltGraph, ManifestValue } from '../../graph/manifest.js';
+import type { ExternalTensor } from '../../graph/onnxBuilder.js';
 import { activation as sharedActivation } from '../../graph/layers/activations.js';
 import { rotateHalf } from '../../graph/layers/rotary.js';
 import { buildModel, GraphBuilder } from '../../graph/onnxBuilder.js';
@@ -103,13 +104,28 @@ export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionW
   const out = linear(hidden, 'vision.merger.mlp.2', v.outHiddenSize, E * unit, '/vision/merger/mlp.2');
   g.nodes.push({ name: '/vision/output', op: 'Identity', inputs: [out], outputs: ['image_features'] });
 
-  const inputs: ValueSpec[] = [
-    { name: 'pixel_values', type: 'float32', dims: ['rows', patchLen] },
-    { name: 'rotary_cos', type: 'float32', dims: ['rows', hd] },
-    { name: 'rotary_sin', type: 'float32', dims: ['rows', hd] },
-    { name: 'image_segment', type: 'int64', dims: ['rows'] },
-    ...(v.windowSize === null ? [] : [{ name: 'window_segment', type: 'int64' as const, dims: ['rows'] }]),
-  ];
-  const outputs: ValueSpec[] = [{ name: 'image_features', type: 'float32', dims: ['merged_rows', v.outHiddenSize] }];
+  const { inputs, outputs } = qwen2VLVisionIo(v);
   return buildModel({ name: 'qwen2vl_vision', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
+}
+
+/** The vision graph's inputs and outputs with the roles the runtime feeds them by. */
+export function qwen2VLVisionIo(v: Qwen2VLVisionConfig): { inputs: ManifestValue[]; outputs: ManifestValue[] } {
+  const hd = v.hiddenSize / v.numHeads;
+  const patchLen = 3 * v.temporalPatchSize * v.patchSize * v.patchSize;
+  const inputs: ManifestValue[] = [
+    { name: 'pixel_values', type: 'float32', dims: ['rows', patchLen], role: 'pixels' },
+    { name: 'rotary_cos', type: 'float32', dims: ['rows', hd], role: 'rotaryCos' },
+    { name: 'rotary_sin', type: 'float32', dims: ['rows', hd], role: 'rotarySin' },
+    { name: 'image_segment', type: 'int64', dims: ['rows'], role: 'imageSegment' },
+    ...(v.windowSize === null ? [] : [{ name: 'window_segment', type: 'int64' as const, dims: ['rows'], role: 'windowSegment' as const }]),
+  ];
+  const outputs: ManifestValue[] = [{ name: 'image_features', type: 'float32', dims: ['merged_rows', v.outHiddenSize], role: 'imageFeatures' }];
+  return { inputs, outputs };
+}
+
+/** The image encoder session's graph and manifest (the architecture's `imageEncoder`). */
+export function buildQwen2VLImageGraph(v: Qwen2VLVisionConfig, weights: VisionWeights): BuiltGraph {
+  const model = buildQwen2VLVisionGraph(v, weights);
+  const { inputs, outputs } = qwen2VLVisionIo(v);
+  return { model, manifest: { graph: 'qwen2vl_vision', inputs, outputs } };
 }

@@ -11,6 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import type { Qwen2VLModelConfig } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { ModelConfig } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
@@ -68,17 +69,25 @@ function kv(config: ModelConfig, tokens: number): string {
   return `${gb(full)} / ${gb(full * 0.2)}`;
 }
 
+/** Qwen2-VL: an image's tokens follow its size, between Qwen2VLImageProcessor's default min_pixels and max_pixels (preprocessor_config.json may narrow them). */
+function qwenImageTokens(qwen: Qwen2VLModelConfig['qwen']): string {
+  const side = qwen.vision.patchSize * qwen.vision.spatialMergeSize;
+  return `${Math.ceil((56 * 56) / side ** 2)}–${Math.floor((28 * 28 * 1280) / side ** 2)} by size`;
+}
+
 function row(c: HubCheckpoint): string {
   const config = c.config!;
   const t = config.text;
   const { layerProjections, other } = countParameters(config);
   const name = `${c.repo}${c.variant ? ` (${c.variant})` : ''}`;
-  const model = isLlavaConfig(config) ? `${t.modelType} · ${config.vision.modelType.replace('_vision_model', '')} ${config.vision.imageSize}/${config.vision.patchSize}` : t.modelType;
+  const qwen = 'qwen' in config ? (config as Qwen2VLModelConfig).qwen : null;
+  const vision = qwen ? ` · ${qwen.architecture === 'Qwen2VLForConditionalGeneration' ? 'qwen2_vl' : 'qwen2_5_vl'} any size/${qwen.vision.patchSize}` : '';
+  const model = isLlavaConfig(config) ? `${t.modelType} · ${config.vision.modelType.replace('_vision_model', '')} ${config.vision.imageSize}/${config.vision.patchSize}` : `${t.modelType}${vision}`;
   const windows = [...new Set(t.layerWindows)].filter((w) => w !== null);
   const context = `${t.maxPositionEmbeddings}${windows.length ? ` · window ${windows.join(', ')}` : ''}`;
   const rope = `${t.ropeTheta}${t.ropeScaling ? ` · ${t.ropeScaling.type} ×${t.ropeScaling.factor}` : ''}`;
   // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
-  const image = !isLlavaConfig(config) ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : String(tokensPerImage(config));
+  const image = qwen ? qwenImageTokens(qwen) : !isLlavaConfig(config) ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : String(tokensPerImage(config));
   const kvToken = `${(kvBytesPerToken(config) / 1e6).toFixed(2)} MB`;
   return `| ${name} | ${model} | ${billions(layerProjections + other)} (${billions(layerProjections)}) | ${context} | ${rope} | ${image} | ${gb(weightBytes(config, 32))} | ${gb(weightBytes(config, 4))} | ${kvToken} | ${kv(config, 4096)} | ${kv(config, 32768)} |`;
 }

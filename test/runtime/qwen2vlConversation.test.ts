@@ -29,12 +29,17 @@ interface Case {
 
 interface Fixture {
   architecture: string;
+  image_processor: { max_pixels: number; patch_size: number; merge_size: number };
   images: { file: string; image_grid_thw: [number, number, number]; tokens: number }[];
   cases: { chat: Case; two_images: Case; long: Case };
 }
 
 const read = (file: string) => readFileSync(join(root, file));
-const argmax = (row: ArrayLike<number>) => Array.prototype.reduce.call(row, (best: number, v: number, i: number, a: ArrayLike<number>) => (v > a[best] ? i : best), 0) as number;
+function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
 const userText = (message: ChatMessage) => (typeof message.content === 'string' ? message.content : message.content.flatMap((p) => (p.type === 'text' ? [p.text] : [])).join(''));
 
 for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
@@ -50,6 +55,11 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
       assert.equal(runtime.info.architecture, fixture.architecture);
       assert.equal(runtime.info.visionModel, model === 'tiny-qwen2-vl' ? 'qwen2_vl' : 'qwen2_5_vl');
       assert.equal(runtime.info.imageInput, true);
+      // The chat's token count takes an image at its most: max_pixels in merged patches.
+      const { max_pixels, patch_size, merge_size } = fixture.image_processor;
+      assert.equal(runtime.info.tokensPerImage, 0);
+      assert.equal(runtime.info.maxTokensPerImage, Math.floor(max_pixels / (patch_size * merge_size) ** 2));
+      assert.ok(Math.max(...fixture.images.map((i) => i.tokens)) <= runtime.info.maxTokensPerImage!);
     });
 
     it('images of several sizes and aspect ratios: transformers\' grids and image features', async () => {

@@ -82,6 +82,7 @@ export class OnnxModelRuntime implements ModelRuntime {
       vocabSize: shape.vocabSize,
       imageSize: image?.imageSize ?? null,
       tokensPerImage: image?.tokensPerImage ?? 0,
+      ...(processor.maxTokensPerImage === undefined ? {} : { maxTokensPerImage: processor.maxTokensPerImage }),
       device: { provider: device.provider, adapter: device.adapter, reason: device.reason, kvOnDevice: kvGraphs !== null },
     };
   }

@@ -58,6 +58,8 @@ export interface ArchitectureProcessor extends Pick<LlavaProcessor, 'renderChatT
   readonly imageTokenId: number | null;
   /** Image tokens (feature rows) per frame. */
   readonly tokensPerImage: number;
+  /** Where an image's tokens depend on its size: the most one image can become (the model info's `maxTokensPerImage`). */
+  readonly maxTokensPerImage?: number;
   /** Token ids from `from` on, each image the template wrote there expanded by its grid (`grids`, in order). */
   encode(prompt: string | ChatPrompt, addSpecialTokens?: boolean, from?: number, grids?: readonly ImageGrid[]): number[];
   /** An image's grid, from its size alone (no pixels decoded); `image` is asked only if the grid depends on it. */

@@ -28,6 +28,13 @@ export class Qwen2VLTurnProcessor implements ArchitectureProcessor {
   /** Not fixed: an image becomes as many tokens as its merged patches (`imageGrid`); 0 here. */
   readonly tokensPerImage = 0;
 
+  /** One token per merged patch of at most max_pixels (or, unresized, the sidecar's pixel limit). */
+  get maxTokensPerImage(): number {
+    const c = this.qwen.images.config;
+    const pixels = c.doResize ? Math.min(c.maxPixels, this.maxInputPixels) : this.maxInputPixels;
+    return Math.floor(pixels / (c.patchSize * c.mergeSize) ** 2);
+  }
+
   get eosTokenIds(): number[] {
     return this.qwen.text.eosTokenIds;
   }

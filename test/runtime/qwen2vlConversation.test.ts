@@ -6,10 +6,13 @@
  * policy running three-turn conversations with images on both tiny checkpoints.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
 import { TEXT } from '../../sidecar/src/kv/index.js';
+import { smartResize } from '../../sidecar/src/model/architectures/qwen2vl/imageProcessor.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { POLICY_NAMES, SessionSettings } from '../../sidecar/src/protocol/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
@@ -217,3 +220,34 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
     });
   });
 }
+
+describe('Qwen2-VL min_pixels / max_pixels from preprocessor_config.json through the runtime', () => {
+  it('a checkpoint with other bounds reads the same image at the size smart_resize gives for them', async () => {
+    const source = join(root, 'test/fixtures/models/tiny-qwen2-vl');
+    const dir = mkdtempSync(join(tmpdir(), 'qwen2vl-pixels-'));
+    try {
+      for (const file of readdirSync(source)) if (file !== 'preprocessor_config.json') symlinkSync(join(source, file), join(dir, file));
+      const pre = JSON.parse(readFileSync(join(source, 'preprocessor_config.json'), 'utf8')) as Record<string, unknown>;
+      const bounds = { min_pixels: 28 * 28 * 8, max_pixels: 28 * 28 * 40 };
+      writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify({ ...pre, ...bounds, size: { shortest_edge: bounds.min_pixels, longest_edge: bounds.max_pixels } }));
+      const runtime = await OnnxModelRuntime.load(dir, { threads: 1 });
+      try {
+        for (const file of ['test/fixtures/images/qwen2vl/wide-editor.png', 'test/fixtures/images/qwen2vl/tiny-icon.png', 'test/fixtures/images/qwen2vl/tall-list.png']) {
+          const bytes = read(file);
+          const meta = await sharp(bytes).metadata();
+          const want = smartResize(meta.height, meta.width, 28, bounds.min_pixels, bounds.max_pixels);
+          const [grid] = await runtime.imageGrids([() => bytes]);
+          assert.deepEqual(grid.patches, [1, want.height / 14, want.width / 14], file);
+          const tokens = grid.rows * grid.cols;
+          assert.ok(tokens >= 8 && tokens <= 40, `${file}: ${tokens} tokens within the bounds`);
+          assert.equal((await runtime.encodeImages([bytes])).length, tokens * runtime.info.hiddenSize);
+        }
+        assert.equal(runtime.info.maxTokensPerImage, 40);
+      } finally {
+        await runtime.release();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -27,7 +27,7 @@ export class VisionEncoder {
     const pixels = valueOf(manifest.inputs, 'pixels');
     const features = valueOf(manifest.outputs, 'imageFeatures');
     const names = { pixels: pixels.name, features: features.name };
-    if (spec.feeds) return new VisionEncoder(session, names, 0, 0, 0, fixedDim(features, 1), { feeds: spec.feeds, inputs: manifest.inputs });
+    if (spec.feeds) return new VisionEncoder(session, names, 0, 0, 0, fixedDim(features, 1), { feeds: (images) => spec.feeds!(images), inputs: manifest.inputs });
     return new VisionEncoder(session, names, fixedDim(pixels, 2), fixedDim(pixels, 1), fixedDim(features, 1), fixedDim(features, 2));
   }
 

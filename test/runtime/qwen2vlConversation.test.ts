@@ -177,6 +177,28 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
       for (const image of map.images) assert.equal(image.kept.length, image.tokens);
     });
 
+    it('a turn cancelled after its prefill leaves the next position as it was: the retried turn answers as an uninterrupted one', async () => {
+      const settings = SessionSettings.parse({ policy: 'full', maxNewTokens: 8 });
+      const features = new FeatureCache();
+      const turn = async (conversation: Conversation, text: string, images: Uint8Array[], isCancelled = () => false) => {
+        const ids: number[] = [];
+        await conversation.turn(runtime, features, { text, images, files: [] }, (_, id) => ids.push(id), isCancelled);
+        return ids;
+      };
+      const wide = read('test/fixtures/images/qwen2vl/wide-editor.png');
+      const tall = read('test/fixtures/images/qwen2vl/tall-list.png');
+      const straight = new Conversation('a', settings);
+      await turn(straight, 'What is this?', [wide]);
+      const want = await turn(straight, 'And this one?', [tall]);
+
+      const interrupted = new Conversation('b', settings);
+      await turn(interrupted, 'What is this?', [wide]);
+      // Asked before the prefill, before its one chunk, then after it: cancelled there, once the image moved the next position.
+      let asked = 0;
+      await assert.rejects(turn(interrupted, 'And this one?', [tall], () => ++asked === 3), /cancelled after its prefill/);
+      assert.deepEqual(await turn(interrupted, 'And this one?', [tall]), want);
+    });
+
     for (const policy of POLICY_NAMES) {
       it(`${policy}: three turns, an image in turn 1 and two in turn 2, under a budget, deterministic`, async () => {
         const run = async () => {

@@ -83,9 +83,16 @@ export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionW
     const k = rotate(part(1, `${n}/attn/k_raw`), `${n}/attn/k`);
     const val = part(2, `${n}/attn/v`);
     const windowed = v.windowSize !== null && !v.fullAttentionBlocks.includes(i);
-    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 2, 1] }, `${n}/attn/k_t`)], {}, `${n}/attn/qk`), scale], {}, `${n}/attn/scaled`), windowed ? windowMask : imageMask], {}, `${n}/attn/masked`);
-    const probs = g.op('Softmax', [scores], { axis: -1 }, `${n}/attn/probs`);
-    const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, val], {}, `${n}/attn/context`)], { perm: [1, 0, 2] }, `${n}/attn/context_t`), g.ints([0, E])], {}, `${n}/attn/merged`);
+    // Head by head: one head's [N, N] scores live at a time, not every head's (a screenshot is thousands of rows).
+    const kT = g.op('Transpose', [k], { perm: [0, 2, 1] }, `${n}/attn/k_t`);
+    const perHead = Array.from({ length: heads }, (_, head) => {
+      const a = `${n}/attn/head${head}`;
+      const pick = (t: string, what: string) => g.op('Gather', [t, g.ints([head])], { axis: 0 }, `${a}/${what}`);
+      const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [pick(q, 'q'), pick(kT, 'k_t')], {}, `${a}/qk`), scale], {}, `${a}/scaled`), windowed ? windowMask : imageMask], {}, `${a}/masked`);
+      return g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }, `${a}/probs`), pick(val, 'v')], {}, `${a}/context`);
+    });
+    // [1, N, hd] per head -> [1, N, heads * hd] (heads outer, as transformers' reshape) -> [N, E]
+    const context = g.op('Reshape', [g.op('Concat', perHead, { axis: 2 }, `${n}/attn/heads`), g.ints([-1, E])], {}, `${n}/attn/merged`);
     x = g.op('Add', [x, linear(context, `${p}.attn.proj`, E, E, `${n}/attn/proj`)], {}, `${n}/attn/residual`);
     const m = norm(x, `${p}.norm2`, E, `${n}/norm2`);
     let mlp: string;

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { isIdefics3Config, tokensPerFrame } from '../../sidecar/src/model/architectures/idefics3/config.js';
 import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import type { Qwen2VLModelConfig } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { RopeScaling } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
@@ -48,6 +49,8 @@ interface Reference {
   selectStrategy?: string;
   imageTokens?: number;
   parameters?: number;
+  /** Qwen2-VL / Qwen2.5-VL: the M-RoPE sections, the image token and the vision tower. */
+  qwen?: { mropeSection: number[]; imageTokenId: number; vision: Record<string, unknown> };
 }
 
 const reference = (JSON.parse(readFileSync(join(hub, REFERENCE), 'utf8')) as { configs: Record<string, Reference> }).configs;
@@ -92,16 +95,28 @@ describe('config.json of real Hub checkpoints', () => {
       assert.equal(config.architecture, ref.architecture);
       const r = ref.text!;
       const t = config.text;
+      if (ref.qwen) {
+        // The Qwen2-VL text model is Qwen2's decoder with M-RoPE: the sections are its rope_scaling (no frequency scaling).
+        const q = (config as Qwen2VLModelConfig).qwen;
+        assert.equal(t.modelType, 'qwen2');
+        assert.match(r.modelType, /^qwen2(_5)?_vl_text$/);
+        assert.deepEqual(q.text.mropeSection, ref.qwen.mropeSection);
+        assert.equal(t.ropeScaling, null);
+        assert.equal(q.imageTokenId, ref.qwen.imageTokenId);
+        const v = q.vision;
+        const vision = { depth: v.depth, hiddenSize: v.hiddenSize, numHeads: v.numHeads, intermediateSize: v.intermediateSize, patchSize: v.patchSize, temporalPatchSize: v.temporalPatchSize, spatialMergeSize: v.spatialMergeSize, outHiddenSize: v.outHiddenSize, windowSize: v.windowSize, fullAttentionBlocks: v.fullAttentionBlocks };
+        assert.deepEqual(vision, ref.qwen.vision);
+      }
       assert.deepEqual(
         {
-          modelType: t.modelType, hiddenSize: t.hiddenSize, numLayers: t.numLayers, numHeads: t.numHeads, numKvHeads: t.numKvHeads, headDim: t.headDim,
+          modelType: ref.qwen ? r.modelType : t.modelType, hiddenSize: t.hiddenSize, numLayers: t.numLayers, numHeads: t.numHeads, numKvHeads: t.numKvHeads, headDim: t.headDim,
           intermediateSize: t.intermediateSize, vocabSize: t.vocabSize, maxPositionEmbeddings: t.maxPositionEmbeddings, rmsNormEps: t.rmsNormEps,
-          tieWordEmbeddings: t.tieWordEmbeddings, layerWindows: t.layerWindows, ropeTheta: t.ropeTheta, ropeScaling: t.ropeScaling,
+          tieWordEmbeddings: t.tieWordEmbeddings, layerWindows: t.layerWindows, ropeTheta: t.ropeTheta, ropeScaling: ref.qwen ? r.ropeScaling : t.ropeScaling,
         },
         {
           modelType: r.modelType, hiddenSize: r.hiddenSize, numLayers: r.numLayers, numHeads: r.numHeads, numKvHeads: r.numKvHeads, headDim: r.headDim,
           intermediateSize: r.intermediateSize, vocabSize: r.vocabSize, maxPositionEmbeddings: r.maxPositionEmbeddings, rmsNormEps: r.rmsNormEps,
-          tieWordEmbeddings: r.tieWordEmbeddings, layerWindows: r.layerWindows, ropeTheta: ropeTheta(file, r), ropeScaling: ropeScaling(r.ropeScaling),
+          tieWordEmbeddings: r.tieWordEmbeddings, layerWindows: r.layerWindows, ropeTheta: ropeTheta(file, r), ropeScaling: ref.qwen ? r.ropeScaling : ropeScaling(r.ropeScaling),
         },
       );
       assert.equal(isLlavaConfig(config) || isIdefics3Config(config), ref.vision !== undefined);

@@ -9,9 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { qwen2vl } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { mropePositions } from '../../sidecar/src/model/architectures/qwen2vl/positions.js';
-import { registerArchitecture } from '../../sidecar/src/model/architectures/registry.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { TextDecoder, type PastLayer } from '../../sidecar/src/runtime/textDecoder.js';
 import { maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
@@ -65,17 +63,14 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
   describe(`Qwen2-VL language model parity with transformers: ${model}`, () => {
     const { case: fixture, tensor } = parityFixture<Fixture>(model);
     let decoder: TextDecoder;
-    let unregister: () => void;
     const Hkv = () => decoder.shape.numKvHeads;
     const H = () => decoder.shape.numHeads;
 
     before(async () => {
-      unregister = registerArchitecture(fixture.architecture, qwen2vl);
       decoder = await TextDecoder.create(Checkpoint.open(join(root, fixture.model_dir)), { threads: 1 });
     });
     after(async () => {
       await decoder.release();
-      unregister();
     });
 
     /** Prefills `embeds` in chunks on top of `past`; returns the last logits, the grown past and the summed column sums. */

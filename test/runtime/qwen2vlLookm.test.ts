@@ -13,9 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KvCache, planCompression, POLICY_NAMES, TEXT, type PolicyName } from '../../sidecar/src/kv/index.js';
 import { parseQwen2VLConfig, type Qwen2VLConfig } from '../../sidecar/src/model/architectures/qwen2vl/config.js';
-import { qwen2vl } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { Qwen2VLProcessor } from '../../sidecar/src/model/architectures/qwen2vl/processor.js';
-import { registerArchitecture } from '../../sidecar/src/model/architectures/registry.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
@@ -40,16 +38,13 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
     const processor = Qwen2VLProcessor.open(dir, config);
     let decoder: TextDecoder;
     let vision: Awaited<ReturnType<typeof visionEncoder>>;
-    let unregister: () => void;
 
     before(async () => {
-      unregister = registerArchitecture(config.architecture, qwen2vl);
       decoder = await TextDecoder.create(Checkpoint.open(dir), { threads: 1 });
       vision = await visionEncoder(dir, config.vision, config.text.hiddenSize);
     });
     after(async () => {
       await Promise.all([decoder.release(), vision.release()]);
-      unregister();
     });
 
     /** A prompt segment's ids, embeddings, modality (image numbered from `firstImage`) and M-RoPE positions from `start`. */

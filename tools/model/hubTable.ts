@@ -10,6 +10,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Qwen2VLModelConfig } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { architectureFor, parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { ModelConfig, VisionConfig } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
@@ -67,15 +68,23 @@ function kv(config: ModelConfig, tokens: number): string {
   return `${gb(full)} / ${gb(full * 0.2)}`;
 }
 
+/** Qwen2-VL: an image's tokens follow its size, between Qwen2VLImageProcessor's default min_pixels and max_pixels (preprocessor_config.json may narrow them). */
+function qwenImageTokens(qwen: Qwen2VLModelConfig['qwen']): string {
+  const side = qwen.vision.patchSize * qwen.vision.spatialMergeSize;
+  return `${Math.ceil((56 * 56) / side ** 2)}–${Math.floor((28 * 28 * 1280) / side ** 2)} by size`;
+}
+
 function row(c: HubCheckpoint): string {
   const config = c.config!;
   const t = config.text;
   const { layerProjections, other } = countParameters(config);
   const name = `${c.repo}${c.variant ? ` (${c.variant})` : ''}`;
   const images = architectureFor(config.architecture).imageInput(config);
+  const qwen = 'qwen' in config ? (config as Qwen2VLModelConfig).qwen : null;
   // Every tower so far has square patches; the config's shape is the architecture's own.
   const patch = (config.vision as Partial<VisionConfig> | null)?.patchSize;
-  const vision = images ? ` · ${images.visionModel.replace(/_vision(_model)?$/, '')} ${images.imageSize}${patch ? `/${patch}` : ''}` : '';
+  const side = qwen ? 'any size' : String(images?.imageSize);
+  const vision = images ? ` · ${images.visionModel.replace(/_vision(_model)?$/, '')} ${side}${patch ? `/${patch}` : ''}` : '';
   const model = `${t.modelType}${vision}`;
   const windows = [...new Set(t.layerWindows)].filter((w) => w !== null);
   const context = `${t.maxPositionEmbeddings}${windows.length ? ` · window ${windows.join(', ')}` : ''}`;
@@ -83,7 +92,7 @@ function row(c: HubCheckpoint): string {
   // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
   // Idefics3 splits an image into frames (tiles + a global image), each this many tokens.
   const perFrame = config.architecture === 'Idefics3ForConditionalGeneration' ? ' per frame' : '';
-  const image = !images ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : `${images.tokensPerImage}${perFrame}`;
+  const image = qwen ? qwenImageTokens(qwen) : !images ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : `${images.tokensPerImage}${perFrame}`;
   const kvToken = `${(kvBytesPerToken(config) / 1e6).toFixed(2)} MB`;
   return `| ${name} | ${model} | ${billions(layerProjections + other)} (${billions(layerProjections)}) | ${context} | ${rope} | ${image} | ${gb(weightBytes(config, 32))} | ${gb(weightBytes(config, 4))} | ${kvToken} | ${kv(config, 4096)} | ${kv(config, 32768)} |`;
 }
@@ -111,6 +120,9 @@ export function renderHubTable(checkpoints = hubCheckpoints()): string {
 const FAMILY_OPTIONS: Record<string, string> = {
   LlavaForConditionalGeneration: 'LLaVA 1.5 / interleave: CLIP or SigLIP tower, any `vision_feature_layer` (int or list), `default` / `full` strategy; Llama, Mistral (sliding window) or Qwen2 text',
   Idefics3ForConditionalGeneration: 'SmolVLM: images split into 512-pixel tiles + a global image (`preprocessor_config.json`), pixel-shuffle `scale_factor`, Llama text',
+  Qwen2VLForConditionalGeneration:
+    'Qwen2-VL: images at their own size between `min_pixels` / `max_pixels` (`preprocessor_config.json`), 2x2 patch merger, M-RoPE (`mrope_section`), flat or nested `text_config`; refused: `use_sliding_window` true, RoPE frequency scaling, video',
+  Qwen2_5_VLForConditionalGeneration: 'Qwen2.5-VL: as Qwen2-VL, with the windowed tower (`window_size`, `fullatt_block_indexes`), RMSNorm and SwiGLU',
   LlamaForCausalLM: 'text only; RoPE `linear` / `llama3` scaling, `attention_bias`, `mlp_bias`, tied or untied head',
   MistralForCausalLM: 'text only; sliding window',
   Qwen2ForCausalLM: 'text only; q/k/v biases, `use_sliding_window` / `layer_types`',

@@ -26,10 +26,18 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, Idefics3ForConditionalGeneration, LlavaForConditionalGeneration
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    Idefics3ForConditionalGeneration,
+    LlavaForConditionalGeneration,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLForConditionalGeneration,
+)
 
 HUB = Path(__file__).resolve().parents[2] / "test/fixtures/configs/hub"
-SUPPORTED = {"LlavaForConditionalGeneration", "Idefics3ForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+QWEN_VL = {"Qwen2VLForConditionalGeneration": Qwen2VLForConditionalGeneration, "Qwen2_5_VLForConditionalGeneration": Qwen2_5_VLForConditionalGeneration}
+SUPPORTED = {"LlavaForConditionalGeneration", "Idefics3ForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", *QWEN_VL}
 
 
 def text_values(t) -> dict:
@@ -88,9 +96,44 @@ def idefics3_reference(config, params: int) -> dict:
     }
 
 
+def qwen_vl_reference(raw: dict) -> dict:
+    """Qwen2-VL / Qwen2.5-VL: the text model (its rope_scaling holds the M-RoPE sections) and the vision tower."""
+    config = AutoConfig.for_model(**raw)
+    arch = raw["architectures"][0]
+    with torch.device("meta"):
+        model = QWEN_VL[arch](config)
+    params = sum(p.numel() for p in model.parameters())
+    t = config.text_config
+    v = config.vision_config
+    qwen25 = arch == "Qwen2_5_VLForConditionalGeneration"
+    return {
+        "architecture": arch,
+        "text": text_values(t),
+        "qwen": {
+            "mropeSection": list(t.rope_scaling["mrope_section"]),
+            "imageTokenId": config.image_token_id,
+            "vision": {
+                "depth": v.depth,
+                "hiddenSize": v.hidden_size if qwen25 else v.embed_dim,
+                "numHeads": v.num_heads,
+                "intermediateSize": v.intermediate_size if qwen25 else int(v.embed_dim * v.mlp_ratio),
+                "patchSize": v.patch_size,
+                "temporalPatchSize": v.temporal_patch_size,
+                "spatialMergeSize": v.spatial_merge_size,
+                "outHiddenSize": v.out_hidden_size if qwen25 else v.hidden_size,
+                "windowSize": v.window_size if qwen25 else None,
+                "fullAttentionBlocks": list(v.fullatt_block_indexes) if qwen25 else [],
+            },
+        },
+        "parameters": params,
+    }
+
+
 def reference(raw: dict) -> dict:
     config = AutoConfig.for_model(**raw)
     arch = raw["architectures"][0]
+    if arch in QWEN_VL:
+        return qwen_vl_reference(raw)
     with torch.device("meta"):
         if arch == "LlavaForConditionalGeneration":
             model = LlavaForConditionalGeneration(config)

@@ -28,7 +28,7 @@ export function repoFromInput(text: string): string | undefined {
 async function pickRepo(weightBits: number): Promise<string | undefined> {
   const items: RepoItem[] = [
     ...CATALOG.map((m) => ({ label: m.repo, detail: describe(m, weightBits), repo: m.repo })),
-    { label: 'Other Hugging Face repository…', detail: 'Any checkpoint in safetensors the runtime loads: LlavaForConditionalGeneration, or a Llama, Mistral or Qwen2 causal LM (text only).' },
+    { label: 'Other Hugging Face repository…', detail: 'Any checkpoint in safetensors the runtime loads: LlavaForConditionalGeneration, Idefics3ForConditionalGeneration (SmolVLM), Qwen2-VL / Qwen2.5-VL, or a Llama, Mistral or Qwen2 causal LM (text only).' },
   ];
   const picked = await vscode.window.showQuickPick(items, { title: 'Download a model from Hugging Face', placeHolder: 'Sizes are approximate; memory is for the current lookm.weightBits', matchOnDetail: true, ignoreFocusOut: true });
   if (!picked) return undefined;

@@ -14,6 +14,7 @@ import type { Sidecar } from '../sidecar/supervisor.js';
 import { ConversationIndex, type PlainMessage } from './conversations.js';
 import { localModelInformation } from './modelInformation.js';
 import { readModelFolder } from './modelFolder.js';
+import { imageTokenEstimate } from './tokenEstimate.js';
 
 export const VENDOR = 'lookm';
 
@@ -74,7 +75,7 @@ export function registerLanguageModelProvider(sidecar: Sidecar, sessions: Sessio
       const client = await sidecar.ready();
       const message = typeof text === 'string' ? { text, images: [] } : plain(text);
       const { tokens } = await client.sendRequest(Methods.modelCountTokens, { text: message.text });
-      return tokens + message.images.length * (sidecar.modelInfo?.tokensPerImage ?? 0);
+      return tokens + imageTokenEstimate(sidecar.modelInfo, message.images.length);
     },
   };
   const registration = vscode.lm.registerLanguageModelChatProvider(VENDOR, provider);

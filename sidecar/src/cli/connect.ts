@@ -26,7 +26,7 @@ export async function startWithModel(client: string, model: string, args: string
   await connection.sendRequest(Methods.initialize, { processId: process.pid, clientInfo: { name: client }, capabilities: {} });
   connection.onNotification(Methods.modelProgress, (p) => console.error(`[model] ${p.step}`));
   const info = await connection.sendRequest(Methods.modelLoad, { path: resolve(model) });
-  console.error(`[model] ${info.textModel} ${info.layers} layers ${info.visionModel === null ? '(text only)' : `+ ${info.visionModel}; ${info.tokensPerImage} tokens per image`}`);
+  console.error(`[model] ${info.textModel} ${info.layers} layers ${info.visionModel === null ? '(text only)' : `+ ${info.visionModel}; ${info.maxTokensPerImage === undefined ? info.tokensPerImage : `up to ${info.maxTokensPerImage}`} tokens per image`}`);
   return { sidecar, connection, info };
 }
 

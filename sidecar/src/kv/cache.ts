@@ -45,6 +45,13 @@ export class KvCache {
    * a turn's growth is answered before anything can observe it.
    */
   onGrowth: (() => void) | null = null;
+  /**
+   * The next token's rotary position less `tokensSeen`: 0 for one position per token; negative
+   * after an image under Qwen2-VL's M-RoPE (transformers' `rope_deltas`), whose image tokens take
+   * fewer positions than tokens. Slots keep their token index as `positions`; keys are cached
+   * rotated, so only the next token's position needs it.
+   */
+  ropeDelta = 0;
 
   constructor(
     numLayers: number,
@@ -142,7 +149,9 @@ export class KvCache {
    */
   mark(): () => void {
     const marks = this.layers.map((layer) => ({ length: layer.length, slots: layer.allocatedSlots, tokensSeen: layer.tokensSeen, scores: layer.scores.slice() }));
-    return () =>
+    const { ropeDelta } = this;
+    return () => {
+      this.ropeDelta = ropeDelta;
       this.layers.forEach((layer, i) => {
         const { length, slots, tokensSeen, scores } = marks[i];
         layer.truncate(length, slots);
@@ -150,5 +159,6 @@ export class KvCache {
         layer.tokensSeen = tokensSeen;
         if (i === 0) this.external?.truncate(marks[0].length);
       });
+    };
   }
 }

@@ -1,14 +1,16 @@
 /**
- * How an image enters the prompt, when that depends on the image (Idefics3 splits it into tiles):
- * its tile grid and the frames the image encoder reads for it. A LLaVA image is one frame, never
- * split (`SINGLE_FRAME`), whatever its size.
+ * How an image enters the prompt, when that depends on the image (Idefics3 splits it into tiles;
+ * Qwen2-VL reads it at its own resolution): its tile grid and the frames the image encoder reads
+ * for it. A LLaVA image is one frame, never split (`SINGLE_FRAME`), whatever its size.
  */
 export interface ImageGrid {
-  /** Tile rows and columns; 0 x 0: not split. */
+  /** Tile rows and columns; 0 x 0: not split. Qwen2-VL: the image's merged patches, one token each. */
   rows: number;
   cols: number;
   /** Frames the image encoder reads: rows x cols tiles and a global image, or 1. */
   frames: number;
+  /** Qwen2-VL's `image_grid_thw`: patches along time, height and width (absent for the others). */
+  patches?: readonly [number, number, number];
 }
 
 export const SINGLE_FRAME: ImageGrid = Object.freeze({ rows: 0, cols: 0, frames: 1 });

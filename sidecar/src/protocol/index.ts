@@ -293,6 +293,8 @@ export interface ModelInfo {
   imageSize: number | null;
   /** Prompt tokens per image; 0 for a text-only model. */
   tokensPerImage: number;
+  /** Where an image's tokens depend on its size (Qwen2-VL: its own resolution), the most one image can become. */
+  maxTokensPerImage?: number;
   /** Where the model runs (`--device`'s choice); absent from runtimes that do not say. */
   device?: ModelDevice;
 }

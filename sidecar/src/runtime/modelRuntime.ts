@@ -26,6 +26,16 @@ export interface PrefillOptions {
   isCancelled?: () => boolean;
   /** Told after every chunk how many of this prefill's tokens have been run. */
   onChunk?: (tokensDone: number) => void;
+  /** M-RoPE: the rotary positions the decoder reads (`PromptEmbedding.rope`); the cache keeps `next` as its next position. */
+  rope?: RopePositions;
+}
+
+/** Multimodal rotary positions (Qwen2-VL's M-RoPE) of a prompt. */
+export interface RopePositions {
+  /** `[3, tokens]`: each token's temporal, height and width positions. */
+  positions: Int32Array;
+  /** The position the next token takes: one past the largest component so far. */
+  next: number;
 }
 
 export interface Prefilled {
@@ -43,8 +53,18 @@ export interface PromptEmbedding {
   embeds: Float32Array;
   /** Per token, TEXT or the index of the image it belongs to (counted within this prompt). */
   modality: Int32Array;
-  /** Per token, its position. */
+  /** Per token, its position (its index in the conversation; the KV engine keeps it with the slot). */
   positions: Int32Array;
+  /** M-RoPE models: the rotary positions the decoder reads instead (absent: `positions`). */
+  rope?: RopePositions;
+}
+
+/** What `embedPrompt` needs to position images under M-RoPE. */
+export interface EmbedOptions {
+  /** The prompt's images' grids (`imageGrids`), in order. */
+  grids?: readonly ImageGrid[];
+  /** The cache's `ropeDelta`: the first token's rotary position is `firstPosition + ropeDelta`. */
+  ropeDelta?: number;
 }
 
 /**
@@ -96,9 +116,10 @@ export interface ModelRuntime {
   /**
    * Embeddings of `ids`, the image tokens replaced in order by the rows of `features`; with each
    * token's modality (image k for all the rows of image k, `imageRows[k]` of them; by default
-   * tokensPerImage each) and position, the first at `firstPosition`.
+   * tokensPerImage each) and position, the first at `firstPosition`; under M-RoPE also the
+   * rotary positions (`rope`), from the images' `grids` (`options`).
    */
-  embedPrompt(ids: number[], features: Float32Array, firstPosition?: number, imageRows?: readonly number[]): PromptEmbedding;
+  embedPrompt(ids: number[], features: Float32Array, firstPosition?: number, imageRows?: readonly number[], options?: EmbedOptions): PromptEmbedding;
   /** Runs new tokens through the decoder on top of `cache`, appending their K/V and column sums; see `OnnxModelRuntime.prefill`. */
   prefill(cache: KvCache, embeds: Float32Array, positions: Int32Array, modality: Int32Array, options?: PrefillOptions): Promise<Prefilled>;
   /** The decoder's sizes (query heads `numHeads`, KV heads `numKvHeads`), for code that shapes a past of its own. */

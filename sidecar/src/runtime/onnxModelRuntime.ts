@@ -19,7 +19,7 @@ import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
 import type { WeightBits } from '../model/graph/layers/linear.js';
-import { DEFAULT_PREFILL_CHUNK, type ModelRuntime, type PastRows, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
+import { DEFAULT_PREFILL_CHUNK, type EmbedOptions, type ModelRuntime, type PastRows, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
 import { TextDecoder, type DecoderShape } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
@@ -82,6 +82,7 @@ export class OnnxModelRuntime implements ModelRuntime {
       vocabSize: shape.vocabSize,
       imageSize: image?.imageSize ?? null,
       tokensPerImage: image?.tokensPerImage ?? 0,
+      ...(processor.maxTokensPerImage === undefined ? {} : { maxTokensPerImage: processor.maxTokensPerImage }),
       device: { provider: device.provider, adapter: device.adapter, reason: device.reason, kvOnDevice: kvGraphs !== null },
     };
   }
@@ -153,6 +154,7 @@ export class OnnxModelRuntime implements ModelRuntime {
 
   async encodeImages(images: Uint8Array[]): Promise<Float32Array> {
     if (!this.vision) throw new Error('image features asked of a text-only model (refuseImages lets no image through)');
+    if (this.vision.readsOwnSizes) return this.vision.encodePreprocessed(await Promise.all(images.map((bytes) => this.processor.preprocessImage(bytes))));
     const pixels = await this.pixelValues(images);
     const { imageSize: S, channels: C } = this.vision;
     return this.vision.encode(pixels, pixels.length / (C * S * S));
@@ -175,9 +177,10 @@ export class OnnxModelRuntime implements ModelRuntime {
    * after image: `imageRows[k]` rows for image k, by default tokensPerImage each); also the
    * modality of every token (TEXT or the index of its image: every tile of an image is that
    * image's) and its position: consecutive from `firstPosition` (every architecture here counts
-   * positions so).
+   * positions so); under M-RoPE (a processor with `ropePositions`) also the rotary positions the
+   * decoder reads, from the images' grids, the first text token's at `firstPosition + ropeDelta`.
    */
-  embedPrompt(ids: number[], features: Float32Array, firstPosition = 0, imageRows?: readonly number[]): PromptEmbedding {
+  embedPrompt(ids: number[], features: Float32Array, firstPosition = 0, imageRows?: readonly number[], options: EmbedOptions = {}): PromptEmbedding {
     const E = this.decoder.shape.hiddenSize;
     const T = this.processor.tokensPerImage;
     const imageId = this.processor.imageTokenId;
@@ -199,7 +202,10 @@ export class OnnxModelRuntime implements ModelRuntime {
       modality[i] = imageOfRow ? imageOfRow[row] : Math.floor(row / T);
       row++;
     });
-    return { embeds, modality, positions: Int32Array.from(ids, (_, i) => firstPosition + i) };
+    const positions = Int32Array.from(ids, (_, i) => firstPosition + i);
+    if (!this.processor.ropePositions) return { embeds, modality, positions };
+    const { grids = [], ropeDelta = 0 } = options;
+    return { embeds, modality, positions, rope: this.processor.ropePositions(ids, grids, firstPosition + ropeDelta) };
   }
 
   /**
@@ -222,11 +228,12 @@ export class OnnxModelRuntime implements ModelRuntime {
     modality: Int32Array,
     options: PrefillOptions = {},
   ): Promise<Prefilled> {
-    const { chunk = this.prefillChunk, windowRows: requested = 0, isCancelled = () => false, onChunk } = options;
+    const { chunk = this.prefillChunk, windowRows: requested = 0, isCancelled = () => false, onChunk, rope } = options;
     if (!(Number.isInteger(chunk) && chunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${chunk}`);
     if (!(Number.isInteger(requested) && requested >= 0)) throw new RangeError(`windowRows must be a non-negative integer, got ${requested}`);
     const { hiddenSize: E, numHeads } = this.decoder.shape;
     const N = positions.length;
+    if (rope && rope.positions.length !== 3 * N) throw new RangeError(`rope positions must be [3, ${N}], got ${rope.positions.length} values`);
     const windowRows = Math.min(requested, N);
     const total = cache.length + N;
     const windowScores = windowRows > 0 ? cache.layers.map(() => new Float32Array(numHeads * total)) : null;
@@ -237,12 +244,15 @@ export class OnnxModelRuntime implements ModelRuntime {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
       const end = Math.min(N, start + chunk);
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
-      const out = await this.run(cache, embeds.subarray(start * E, end * E), positions.subarray(start, end), rows);
+      // The decoder reads the rotary positions (M-RoPE's [3, chunk]); the cache keeps each token's index.
+      const fed = rope ? Int32Array.from({ length: 3 * (end - start) }, (_, j) => rope.positions[Math.floor(j / (end - start)) * N + start + (j % (end - start))]) : positions.subarray(start, end);
+      const out = await this.run(cache, embeds.subarray(start * E, end * E), fed, rows);
       cache.append(out, positions.slice(start, end), modality.slice(start, end), numHeads);
       if (windowScores && out.windowColsums) windowScores.forEach((scores, i) => addColumns(scores, total, out.windowColsums![i], cache.length, numHeads));
       logits = out.logits;
       onChunk?.(end);
     }
+    if (rope) cache.ropeDelta = rope.next - cache.tokensSeen;
     return { logits, windowScores, windowRows };
   }
 
@@ -253,7 +263,8 @@ export class OnnxModelRuntime implements ModelRuntime {
    */
   async decodeStep(cache: KvCache, token: number, position: number): Promise<Float32Array> {
     const positions = Int32Array.of(position);
-    const out = await this.run(cache, this.decoder.embed([token]), positions, 0);
+    // Its rotary position: one past the largest so far (M-RoPE; the token index otherwise).
+    const out = await this.run(cache, this.decoder.embed([token]), cache.ropeDelta === 0 ? positions : Int32Array.of(position + cache.ropeDelta), 0);
     cache.append(out, positions, Int32Array.of(TEXT), this.decoder.shape.numHeads);
     return out.logits;
   }

@@ -4,7 +4,8 @@
  * share of kept positions in each of at most `maxColumns` columns of the conversation, each
  * column's modality, and per image patch the share of (layer, head) pairs that keep it or merged it
  * into a kept slot rather than dropping it. An image read as several frames (SmolVLM's tiles and
- * global image) is drawn frame by frame.
+ * global image) is drawn frame by frame; a Qwen2-VL image as its grid of merged patches (the height
+ * and width components of its tokens' M-RoPE positions).
  */
 import { similarityFilter, TEXT, type CompressionPlan, type KvLayer, type MergeRule } from '../kv/index.js';
 import type { CacheMap } from '../protocol/index.js';
@@ -13,10 +14,13 @@ import type { CacheMap } from '../protocol/index.js';
 export class CacheTally {
   readonly modality: number[] = [];
   readonly merged: number[] = [];
+  /** Per image index, its token grid `[rows, cols]` where its positions say (M-RoPE); others are drawn square or in a row. */
+  readonly grids = new Map<number, [number, number]>();
 
   reset(): void {
     this.modality.length = 0;
     this.merged.length = 0;
+    this.grids.clear();
   }
 
   /** An independent copy: a turn works on one and hands it over only when it is recorded. */
@@ -26,14 +30,23 @@ export class CacheTally {
       copy.modality.push(this.modality[p]);
       copy.merged.push(this.merged[p]);
     }
+    for (const [image, grid] of this.grids) copy.grids.set(image, [grid[0], grid[1]]);
     return copy;
   }
 
-  fed(modality: ArrayLike<number>): void {
-    for (let i = 0; i < modality.length; i++) {
+  /** Tokens fed, with their M-RoPE positions (`[3, tokens]`) if the model has them: each image's rows and columns are its height and width spans. */
+  fed(modality: ArrayLike<number>, rope?: Int32Array): void {
+    const L = modality.length;
+    const spans = new Map<number, [number, number, number, number]>();
+    for (let i = 0; i < L; i++) {
       this.modality.push(modality[i]);
       this.merged.push(0);
+      if (!rope || modality[i] === TEXT) continue;
+      const [y, x] = [rope[L + i], rope[2 * L + i]];
+      const s = spans.get(modality[i]) ?? spans.set(modality[i], [y, y, x, x]).get(modality[i])!;
+      spans.set(modality[i], [Math.min(s[0], y), Math.max(s[1], y), Math.min(s[2], x), Math.max(s[3], x)]);
     }
+    for (const [image, [y0, y1, x0, x1]] of spans) this.grids.set(image, [y1 - y0 + 1, x1 - x0 + 1]);
   }
 
   /**
@@ -102,9 +115,10 @@ export function cacheMap(cache: readonly KvLayer[] | null, tally: CacheTally, ma
   const images = [...runs.entries()].flatMap(([index, frames]) =>
     frames.map((s, frame) => {
       const side = Math.round(Math.sqrt(s.tokens));
+      const known = tally.grids.get(index);
       const share = (counts: ArrayLike<number>) => Array.from({ length: s.tokens }, (_, i) => (pairs > 0 ? round(counts[s.firstPosition + i] / pairs) : 0));
       const tiles = frames.length > 1 ? { frame, frames: frames.length } : {};
-      return { index, firstPosition: s.firstPosition, tokens: s.tokens, grid: side * side === s.tokens ? [side, side] : [1, s.tokens], ...tiles, kept: share(keptBy), merged: share(tally.merged) };
+      return { index, firstPosition: s.firstPosition, tokens: s.tokens, grid: known && known[0] * known[1] === s.tokens ? known : side * side === s.tokens ? [side, side] : [1, s.tokens], ...tiles, kept: share(keptBy), merged: share(tally.merged) };
     }),
   );
 

@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { compressToCold, deferredBudget, deferredWindowScores, planCompression, POLICIES, resolveBudget, TEXT, type KvCache } from '../kv/index.js';
+import type { ImageGrid } from '../model/imageGrid.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
@@ -90,9 +91,9 @@ interface FedTurn {
   generated: Segment;
 }
 
-/** Image features by content hash, shared by all conversations of one model. */
+/** Image features by content hash, with the grid each image was read at, shared by all conversations of one model. */
 export class FeatureCache {
-  private readonly features = new Map<string, Float32Array>();
+  private readonly features = new Map<string, { rows: Float32Array; grid?: ImageGrid }>();
   constructor(private readonly maxEntries = 256) {}
 
   get(hash: string): Float32Array | undefined {
@@ -101,11 +102,16 @@ export class FeatureCache {
       this.features.delete(hash);
       this.features.set(hash, hit); // most recently used last
     }
-    return hit;
+    return hit?.rows;
   }
 
-  set(hash: string, value: Float32Array): void {
-    this.features.set(hash, value);
+  /** The grid of a cached image (`ModelRuntime.imageGrids`'), if it was kept with its features. */
+  grid(hash: string): ImageGrid | undefined {
+    return this.features.get(hash)?.grid;
+  }
+
+  set(hash: string, value: Float32Array, grid?: ImageGrid): void {
+    this.features.set(hash, { rows: value, grid });
     if (this.features.size > this.maxEntries) this.features.delete(this.features.keys().next().value!);
   }
 }
@@ -128,6 +134,8 @@ interface FeedPlan {
   replay: FedTurn[];
   /** This turn's images by content hash. */
   newImages: Map<string, Uint8Array>;
+  /** The grid of every image the feed shows, by content hash (M-RoPE positions depend on it). */
+  grids: Map<string, ImageGrid>;
 }
 
 /**
@@ -294,8 +302,8 @@ export class Conversation {
     work.cache.onGrowth = onCacheGrowth ?? null;
     try {
       work.reading.start();
-      for (const turn of plan.replay) await this.replayTurn(runtime, work, turn, rows, isCancelled);
-      const prefilled = await this.prefillSegment(runtime, work, plan.fresh, rows, isCancelled);
+      for (const turn of plan.replay) await this.replayTurn(runtime, work, turn, rows, plan.grids, isCancelled);
+      const prefilled = await this.prefillSegment(runtime, work, plan.fresh, rows, plan.grids, isCancelled);
       throwIfCancelled(isCancelled, 'after its prefill');
       const prefillMs = performance.now() - started;
       const compressStart = performance.now();
@@ -365,7 +373,7 @@ export class Conversation {
     const fresh: Segment = { ids: processor.encode(prompt, !incremental, incremental ? this.fedText.length : 0, grids), imageHashes };
     refuseTooManyTokens(runtime, fresh.ids.length, before);
     const replay = incremental && this.cache === null ? fedTurns(this.segments) : [];
-    return { content, incremental, fresh, replay, newImages };
+    return { content, incremental, fresh, replay, newImages, grids: new Map(imageHashes.map((hash, k) => [hash, grids[k]])) };
   }
 
   /** An image of this turn (`fresh`) or of an earlier one, by content hash. */
@@ -383,9 +391,12 @@ export class Conversation {
     for (const hash of shown) {
       if (rows.has(hash)) continue;
       let f = features.get(hash);
+      // A replayed turn's image: its grid as kept with its features, else read again from its header.
+      const grid = plan.grids.get(hash) ?? features.grid(hash) ?? (await runtime.imageGrids([() => this.imageBytes(plan.newImages, hash)]))[0];
+      plan.grids.set(hash, grid);
       if (!f) {
         f = await runtime.encodeImages([this.imageBytes(plan.newImages, hash)]);
-        features.set(hash, f);
+        features.set(hash, f, grid);
         encoded++;
       }
       rows.set(hash, f);
@@ -432,11 +443,11 @@ export class Conversation {
    * would not be bit-identical and a near tie in a policy's top-k or in a greedy answer could
    * turn. Decode steps make the rebuild exact by construction.
    */
-  private async replayTurn(runtime: ModelRuntime, work: TurnWork, turn: FedTurn, rows: Map<string, Float32Array>, isCancelled: () => boolean): Promise<void> {
-    const prefilled = await this.prefillSegment(runtime, work, turn.prompt, rows, isCancelled);
+  private async replayTurn(runtime: ModelRuntime, work: TurnWork, turn: FedTurn, rows: Map<string, Float32Array>, grids: Map<string, ImageGrid>, isCancelled: () => boolean): Promise<void> {
+    const prefilled = await this.prefillSegment(runtime, work, turn.prompt, rows, grids, isCancelled);
     if (this.settings.policy === 'full') {
       // Nothing is ever evicted, so no choice can turn on rounding: one chunk rebuilds the same cache.
-      await this.prefillSegment(runtime, work, turn.generated, rows, isCancelled);
+      await this.prefillSegment(runtime, work, turn.generated, rows, grids, isCancelled);
       return;
     }
     await this.compress(runtime, work, prefilled.windowScores);
@@ -451,28 +462,30 @@ export class Conversation {
   }
 
   /** Prefills a prompt segment on top of the work cache, its images numbered from the cache's start. */
-  private async prefillSegment(runtime: ModelRuntime, work: TurnWork, segment: Segment, rows: Map<string, Float32Array>, isCancelled: () => boolean) {
+  private async prefillSegment(runtime: ModelRuntime, work: TurnWork, segment: Segment, rows: Map<string, Float32Array>, grids: Map<string, ImageGrid>, isCancelled: () => boolean) {
     const segmentRows = segment.imageHashes.map((hash) => rows.get(hash)!);
     const features = new Float32Array(segmentRows.reduce((n, r) => n + r.length, 0));
     segmentRows.reduce((offset, r) => (features.set(r, offset), offset + r.length), 0);
-    const { embeds, modality, positions } = runtime.embedPrompt(segment.ids, features, work.cache.tokensSeen, segmentRows.map((r) => r.length / runtime.info.hiddenSize));
+    const imageRows = segmentRows.map((r) => r.length / runtime.info.hiddenSize);
+    const embedOptions = { grids: segment.imageHashes.map((hash) => grids.get(hash)!), ropeDelta: work.cache.ropeDelta };
+    const { embeds, modality, positions, rope } = runtime.embedPrompt(segment.ids, features, work.cache.tokensSeen, imageRows, embedOptions);
     for (let i = 0; i < modality.length; i++) if (modality[i] !== TEXT) modality[i] += work.imagesFed;
     if (work.cold) {
       if (work.cold.store.count > 0) {
         work.undo = null; // the recall changes the cache and its cold tier: a failure from here drops both
-        await recallFor(runtime, work.cache, work.cold, this.settings, embeds, positions);
+        await recallFor(runtime, work.cache, work.cold, this.settings, embeds, positions, rope?.positions);
       }
       work.cold.spans.feed(modality, lineEnds(runtime.processor, segment.ids, modality));
     }
     work.imagesFed += segment.imageHashes.length;
-    work.tally.fed(modality);
+    work.tally.fed(modality, rope?.positions);
     work.tokensFed += segment.ids.length;
     let read = 0;
     const onChunk = (done: number) => {
       work.reading.advance(done - read);
       read = done;
     };
-    return runtime.prefill(work.cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, work.cache, segment.ids.length), isCancelled, onChunk });
+    return runtime.prefill(work.cache, embeds, positions, modality, { windowRows: observedWindow(this.settings, runtime, work.cache, segment.ids.length), isCancelled, onChunk, ...(rope ? { rope } : {}) });
   }
 
   /** Compresses every layer under the session's policy; from here on the turn cannot be undone. */

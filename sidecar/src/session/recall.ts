@@ -98,11 +98,13 @@ function concatHeads<T extends Float32Array | Int32Array>(first: T, a: number, s
  * the newest `RECALL_CONTEXT_ROWS` run on top of the hot cache and one chunk of cold entries at a
  * time. Nothing is kept.
  */
-export async function scoreColdEntries(runtime: ModelRuntime, cache: KvCache, store: ColdStore, embeds: Float32Array, positions: Int32Array): Promise<Float64Array[]> {
+export async function scoreColdEntries(runtime: ModelRuntime, cache: KvCache, store: ColdStore, embeds: Float32Array, positions: Int32Array, rope?: Int32Array): Promise<Float64Array[]> {
   const { hiddenSize: E, numHeads: Hq, numKvHeads: H, headDim: D } = runtime.decoderShape;
-  const Q = Math.min(RECALL_CONTEXT_ROWS, positions.length);
-  const queryEmbeds = embeds.subarray((positions.length - Q) * E);
-  const queryPositions = positions.subarray(positions.length - Q);
+  const L = positions.length;
+  const Q = Math.min(RECALL_CONTEXT_ROWS, L);
+  const queryEmbeds = embeds.subarray((L - Q) * E);
+  // The rows' rotary positions as the decoder reads them: M-RoPE's last Q columns of [3, L], else their positions.
+  const queryPositions = rope ? Int32Array.from({ length: 3 * Q }, (_, j) => rope[Math.floor(j / Q) * L + L - Q + (j % Q)]) : positions.subarray(L - Q);
   const C = store.count;
   const hot = cache.length;
   const group = Hq / H;
@@ -137,11 +139,11 @@ export async function scoreColdEntries(runtime: ModelRuntime, cache: KvCache, st
  * Recalls the cold spans the new tokens attend to most into the hot cache, within the settings'
  * recall budget, before those tokens are prefilled. Returns the slots per head recalled.
  */
-export async function recallFor(runtime: ModelRuntime, cache: KvCache, cold: ColdWork, settings: SessionSettings, embeds: Float32Array, positions: Int32Array): Promise<number> {
+export async function recallFor(runtime: ModelRuntime, cache: KvCache, cold: ColdWork, settings: SessionSettings, embeds: Float32Array, positions: Int32Array, rope?: Int32Array): Promise<number> {
   const started = performance.now();
   const budget = recallSlots(settings, cache.tokensSeen);
   if (budget === 0 || cold.store.count === 0 || positions.length === 0) return 0;
-  const scores = await scoreColdEntries(runtime, cache, cold.store, embeds, positions);
+  const scores = await scoreColdEntries(runtime, cache, cold.store, embeds, positions, rope);
   const plan = planRecall(cold.store, scores, budget);
   if (plan.perHead > 0) {
     const rows = cold.store.layers.map((layer, i) => layer.take(plan.indices[i], plan.perHead));

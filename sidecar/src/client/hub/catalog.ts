@@ -1,6 +1,6 @@
 /**
- * The checkpoints offered by "Download Model…": vision-language checkpoints (LLaVA, SmolVLM:
- * images and text) and small text-only causal LMs for questions about long files. Every figure is
+ * The checkpoints offered by "Download Model…": vision-language checkpoints (LLaVA, SmolVLM,
+ * Qwen2.5-VL: images and text) and small text-only causal LMs for questions about long files. Every figure is
  * computed from the checkpoint's own config.json (the verbatim copies in
  * test/fixtures/configs/hub, with sidecar/src/model/footprint.ts; test/hub/catalog.test.ts keeps
  * them equal): parameters as transformers counts them, the download as those parameters in 16-bit
@@ -75,6 +75,16 @@ export const CATALOG: readonly CatalogModel[] = [
     textOnly: false,
     license: 'unknown: see the model card (Mistral-7B base, LLaVA 1.5 data)',
     goodAt: 'a Mistral-7B base: stronger English text than LLaVA 1.5 7B',
+  },
+  {
+    repo: 'Qwen/Qwen2.5-VL-3B-Instruct',
+    parametersB: 3.755,
+    layerParamsB: 2.775,
+    float32ParamsB: 0.98,
+    downloadGB: 7.51,
+    textOnly: false,
+    license: 'unknown: see the model card',
+    goodAt: 'screenshots, UI and code read at their own resolution (no fixed-size crop); 128K-token context',
   },
   {
     repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',

@@ -7,7 +7,7 @@
  */
 import type { ModelConfig } from '../config.js';
 import type { WeightBits } from '../graph/layers/linear.js';
-import type { BuiltGraph } from '../graph/manifest.js';
+import type { BuiltGraph, IoRole } from '../graph/manifest.js';
 import type { WeightPool } from '../graph/weightPool.js';
 import type { ImageGrid, PreprocessedImage } from '../imageGrid.js';
 import type { ChatPrompt, LlavaProcessor } from '../processor.js';
@@ -17,10 +17,23 @@ export interface BuildOptions {
   weightBits: WeightBits;
 }
 
+/** One image-encoder run's feeds: the pixels, the other inputs by manifest role, and how its output rows come back in the images' order. */
+export interface ImageEncoderFeeds {
+  /** `[rows, values per row]` pixel values of every image in the order the graph reads them. */
+  pixels: { data: Float32Array; dims: number[] };
+  inputs: Partial<Record<IoRole, { data: Float32Array | BigInt64Array; dims: number[] }>>;
+  /** The output rows (`[rows, text hidden]`) as the images' feature rows, image after image. */
+  features(output: Float32Array): Float32Array;
+}
+
 /** One onnxruntime session the model needs: what it is for and how its graph is built. */
 export type SessionSpec =
-  /** Pixel values in, one feature row per image token out (`pixels` -> `imageFeatures`). */
-  | { role: 'imageEncoder'; build(weights: WeightPool): BuiltGraph }
+  /**
+   * Pixel values in, one feature row per image token out (`pixels` -> `imageFeatures`). With
+   * `feeds`, the images are read at their own sizes (Qwen2-VL): the encoder feeds what `feeds`
+   * makes of the preprocessed images instead of `[frames, channels, size, size]` pixels.
+   */
+  | { role: 'imageEncoder'; build(weights: WeightPool): BuiltGraph; feeds?(images: readonly PreprocessedImage[]): ImageEncoderFeeds }
   /** The decoder over a past cache; its prompt embeddings are rows of `embeddingTable` (a canonical tensor name). */
   | { role: 'decoder'; embeddingTable: string; build(weights: WeightPool): BuiltGraph };
 
@@ -45,11 +58,19 @@ export interface ArchitectureProcessor extends Pick<LlavaProcessor, 'renderChatT
   readonly imageTokenId: number | null;
   /** Image tokens (feature rows) per frame. */
   readonly tokensPerImage: number;
+  /** Where an image's tokens depend on its size: the most one image can become (the model info's `maxTokensPerImage`). */
+  readonly maxTokensPerImage?: number;
   /** Token ids from `from` on, each image the template wrote there expanded by its grid (`grids`, in order). */
   encode(prompt: string | ChatPrompt, addSpecialTokens?: boolean, from?: number, grids?: readonly ImageGrid[]): number[];
   /** An image's grid, from its size alone (no pixels decoded); `image` is asked only if the grid depends on it. */
   imageGrid(image: () => Uint8Array): Promise<ImageGrid>;
   preprocessImage(bytes: Uint8Array): Promise<PreprocessedImage>;
+  /**
+   * Multimodal rotary positions (Qwen2-VL's M-RoPE) of expanded ids whose first text token is at
+   * `start`, images of `grids`: `[3, ids]` and the position the next text token takes. Absent:
+   * one position per token, consecutive.
+   */
+  ropePositions?(ids: readonly number[], grids: readonly ImageGrid[], start: number): { positions: Int32Array; next: number };
 }
 
 export interface Architecture<C extends ModelConfig = ModelConfig> {

@@ -8,10 +8,13 @@ import type { Architecture } from './architecture.js';
 import { causalLm } from './causalLm/index.js';
 import { idefics3 } from './idefics3/index.js';
 import { llava } from './llava/index.js';
+import { qwen2vl } from './qwen2vl/index.js';
 
 const ARCHITECTURES = new Map<string, Architecture>([
   ['LlavaForConditionalGeneration', llava],
   ['Idefics3ForConditionalGeneration', idefics3],
+  ['Qwen2VLForConditionalGeneration', qwen2vl],
+  ['Qwen2_5_VLForConditionalGeneration', qwen2vl],
   ['LlamaForCausalLM', causalLm('llama')],
   ['MistralForCausalLM', causalLm('mistral')],
   ['Qwen2ForCausalLM', causalLm('qwen2')],

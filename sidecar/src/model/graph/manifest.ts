@@ -28,7 +28,12 @@ export type IoRole =
   | 'windowColumnSums'
   /** Image encoder: pixel values in, features (one row per image token) out. */
   | 'pixels'
-  | 'imageFeatures';
+  | 'imageFeatures'
+  /** Qwen2-VL's image encoder, per patch row: its 2-D rotary cos / sin, its image, its attention window. */
+  | 'rotaryCos'
+  | 'rotarySin'
+  | 'imageSegment'
+  | 'windowSegment';
 
 export interface ManifestValue extends ValueSpec {
   role: IoRole;

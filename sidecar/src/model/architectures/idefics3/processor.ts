@@ -71,6 +71,18 @@ export class Idefics3Processor implements ArchitectureProcessor {
     return this.imageSeqLen;
   }
 
+  /**
+   * The most tokens one image can become: resized to `size.longest_edge`, at most that side's tiles
+   * squared plus the global image (unbounded without `do_resize`: then per frame).
+   */
+  get maxTokensPerImage(): number | undefined {
+    const c = this.preprocessor;
+    if (!c.do_image_splitting) return this.imageSeqLen;
+    if (!c.do_resize) return undefined;
+    const tiles = Math.ceil(c.size.longest_edge / c.max_image_size.longest_edge);
+    return (tiles > 1 ? tiles * tiles + 1 : 1) * this.imageSeqLen;
+  }
+
   get eosTokenIds(): number[] {
     return this.text.eosTokenIds;
   }

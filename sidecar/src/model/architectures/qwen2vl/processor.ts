@@ -56,8 +56,13 @@ export class Qwen2VLProcessor {
    * `grids[k]` (the grids of the images in that part, in order), as `Qwen2VLProcessor` does.
    */
   encode(prompt: string | ChatPrompt, grids: readonly (readonly [number, number, number])[], from = 0): number[] {
+    return this.expand(this.text.encode(prompt, true, from), grids);
+  }
+
+  /** `ids` with the k-th image placeholder expanded for `grids[k]`. */
+  expand(ids: readonly number[], grids: readonly (readonly [number, number, number])[]): number[] {
     return expandImageTokens(
-      this.text.encode(prompt, true, from),
+      ids,
       this.imageTokenId,
       grids.map((grid) => this.tokensFor(grid)),
     );

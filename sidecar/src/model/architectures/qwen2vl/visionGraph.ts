@@ -16,7 +16,8 @@
  *
  * Canonical weight names: the checkpoint's `visual.*` as `vision.*`.
  */
-import type { ExternalTensor, ValueSpec } from '../../graph/onnxBuilder.js';
+import type { BuiltGraph, ManifestValue } from '../../graph/manifest.js';
+import type { ExternalTensor } from '../../graph/onnxBuilder.js';
 import { activation as sharedActivation } from '../../graph/layers/activations.js';
 import { rotateHalf } from '../../graph/layers/rotary.js';
 import { buildModel, GraphBuilder } from '../../graph/onnxBuilder.js';
@@ -82,9 +83,16 @@ export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionW
     const k = rotate(part(1, `${n}/attn/k_raw`), `${n}/attn/k`);
     const val = part(2, `${n}/attn/v`);
     const windowed = v.windowSize !== null && !v.fullAttentionBlocks.includes(i);
-    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 2, 1] }, `${n}/attn/k_t`)], {}, `${n}/attn/qk`), scale], {}, `${n}/attn/scaled`), windowed ? windowMask : imageMask], {}, `${n}/attn/masked`);
-    const probs = g.op('Softmax', [scores], { axis: -1 }, `${n}/attn/probs`);
-    const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, val], {}, `${n}/attn/context`)], { perm: [1, 0, 2] }, `${n}/attn/context_t`), g.ints([0, E])], {}, `${n}/attn/merged`);
+    // Head by head: one head's [N, N] scores live at a time, not every head's (a screenshot is thousands of rows).
+    const kT = g.op('Transpose', [k], { perm: [0, 2, 1] }, `${n}/attn/k_t`);
+    const perHead = Array.from({ length: heads }, (_, head) => {
+      const a = `${n}/attn/head${head}`;
+      const pick = (t: string, what: string) => g.op('Gather', [t, g.ints([head])], { axis: 0 }, `${a}/${what}`);
+      const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [pick(q, 'q'), pick(kT, 'k_t')], {}, `${a}/qk`), scale], {}, `${a}/scaled`), windowed ? windowMask : imageMask], {}, `${a}/masked`);
+      return g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }, `${a}/probs`), pick(val, 'v')], {}, `${a}/context`);
+    });
+    // [1, N, hd] per head -> [1, N, heads * hd] (heads outer, as transformers' reshape) -> [N, E]
+    const context = g.op('Reshape', [g.op('Concat', perHead, { axis: 2 }, `${n}/attn/heads`), g.ints([-1, E])], {}, `${n}/attn/merged`);
     x = g.op('Add', [x, linear(context, `${p}.attn.proj`, E, E, `${n}/attn/proj`)], {}, `${n}/attn/residual`);
     const m = norm(x, `${p}.norm2`, E, `${n}/norm2`);
     let mlp: string;
@@ -103,13 +111,28 @@ export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionW
   const out = linear(hidden, 'vision.merger.mlp.2', v.outHiddenSize, E * unit, '/vision/merger/mlp.2');
   g.nodes.push({ name: '/vision/output', op: 'Identity', inputs: [out], outputs: ['image_features'] });
 
-  const inputs: ValueSpec[] = [
-    { name: 'pixel_values', type: 'float32', dims: ['rows', patchLen] },
-    { name: 'rotary_cos', type: 'float32', dims: ['rows', hd] },
-    { name: 'rotary_sin', type: 'float32', dims: ['rows', hd] },
-    { name: 'image_segment', type: 'int64', dims: ['rows'] },
-    ...(v.windowSize === null ? [] : [{ name: 'window_segment', type: 'int64' as const, dims: ['rows'] }]),
-  ];
-  const outputs: ValueSpec[] = [{ name: 'image_features', type: 'float32', dims: ['merged_rows', v.outHiddenSize] }];
+  const { inputs, outputs } = qwen2VLVisionIo(v);
   return buildModel({ name: 'qwen2vl_vision', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
+}
+
+/** The vision graph's inputs and outputs with the roles the runtime feeds them by. */
+export function qwen2VLVisionIo(v: Qwen2VLVisionConfig): { inputs: ManifestValue[]; outputs: ManifestValue[] } {
+  const hd = v.hiddenSize / v.numHeads;
+  const patchLen = 3 * v.temporalPatchSize * v.patchSize * v.patchSize;
+  const inputs: ManifestValue[] = [
+    { name: 'pixel_values', type: 'float32', dims: ['rows', patchLen], role: 'pixels' },
+    { name: 'rotary_cos', type: 'float32', dims: ['rows', hd], role: 'rotaryCos' },
+    { name: 'rotary_sin', type: 'float32', dims: ['rows', hd], role: 'rotarySin' },
+    { name: 'image_segment', type: 'int64', dims: ['rows'], role: 'imageSegment' },
+    ...(v.windowSize === null ? [] : [{ name: 'window_segment', type: 'int64' as const, dims: ['rows'], role: 'windowSegment' as const }]),
+  ];
+  const outputs: ManifestValue[] = [{ name: 'image_features', type: 'float32', dims: ['merged_rows', v.outHiddenSize], role: 'imageFeatures' }];
+  return { inputs, outputs };
+}
+
+/** The image encoder session's graph and manifest (the architecture's `imageEncoder`). */
+export function buildQwen2VLImageGraph(v: Qwen2VLVisionConfig, weights: VisionWeights): BuiltGraph {
+  const model = buildQwen2VLVisionGraph(v, weights);
+  const { inputs, outputs } = qwen2VLVisionIo(v);
+  return { model, manifest: { graph: 'qwen2vl_vision', inputs, outputs } };
 }

@@ -6,6 +6,8 @@
  * belongs to (attention stays within an image, or within a window in windowed blocks), and how
  * the merged output rows go back to the images' raster order.
  */
+import type { PreprocessedImage } from '../../imageGrid.js';
+import type { ImageEncoderFeeds } from '../architecture.js';
 import type { Qwen2VLVisionConfig } from './config.js';
 
 export type Grid = readonly [number, number, number];
@@ -126,4 +128,29 @@ export function unpermuteMerged(features: Float32Array, mergedOrder: Int32Array,
   const out = new Float32Array(features.length);
   mergedOrder.forEach((target, j) => out.set(features.subarray(j * width, (j + 1) * width), target * width));
   return out;
+}
+
+/**
+ * One image-encoder run over preprocessed images (each with its `patches` grid): the patch rows in
+ * the order the tower reads them, the per-row inputs by manifest role, and the merged output rows
+ * put back in the images' raster order.
+ */
+export function imageEncoderFeeds(config: Qwen2VLVisionConfig, images: readonly PreprocessedImage[]): ImageEncoderFeeds {
+  const grids = images.map((image, k) => {
+    if (!image.grid.patches) throw new RangeError(`image ${k + 1} has no patch grid (not preprocessed by the Qwen2-VL processor)`);
+    return image.grid.patches;
+  });
+  const inputs = visionInputs(config, images.map((image) => image.pixels), grids);
+  const { rows } = inputs;
+  const hd = config.hiddenSize / config.numHeads;
+  return {
+    pixels: { data: inputs.pixels, dims: [rows, rows === 0 ? 0 : inputs.pixels.length / rows] },
+    inputs: {
+      rotaryCos: { data: inputs.cos, dims: [rows, hd] },
+      rotarySin: { data: inputs.sin, dims: [rows, hd] },
+      imageSegment: { data: inputs.imageSegment, dims: [rows] },
+      ...(config.windowSize === null ? {} : { windowSegment: { data: inputs.windowSegment, dims: [rows] } }),
+    },
+    features: (output) => unpermuteMerged(output, inputs.mergedOrder, config.outHiddenSize),
+  };
 }

@@ -50,6 +50,11 @@ export interface ArchitectureProcessor extends Pick<LlavaProcessor, 'renderChatT
   /** An image's grid, from its size alone (no pixels decoded); `image` is asked only if the grid depends on it. */
   imageGrid(image: () => Uint8Array): Promise<ImageGrid>;
   preprocessImage(bytes: Uint8Array): Promise<PreprocessedImage>;
+  /**
+   * One image's feature rows from the encoder's rows for its frames (`grid` from `preprocessImage`),
+   * when they are not those rows as they are (LLaVA-NeXT cuts the padding and adds row ends). Absent: as they are.
+   */
+  arrangeFeatures?(frames: Float32Array, grid: ImageGrid, hidden: number): Float32Array;
 }
 
 export interface Architecture<C extends ModelConfig = ModelConfig> {

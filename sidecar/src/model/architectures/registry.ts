@@ -8,10 +8,13 @@ import type { Architecture } from './architecture.js';
 import { causalLm } from './causalLm/index.js';
 import { idefics3 } from './idefics3/index.js';
 import { llava } from './llava/index.js';
+import { llavaNext } from './llavaNext/index.js';
 
 const ARCHITECTURES = new Map<string, Architecture>([
   ['LlavaForConditionalGeneration', llava],
   ['Idefics3ForConditionalGeneration', idefics3],
+  ['LlavaNextForConditionalGeneration', llavaNext],
+  ['LlavaOnevisionForConditionalGeneration', llavaNext],
   ['LlamaForCausalLM', causalLm('llama')],
   ['MistralForCausalLM', causalLm('mistral')],
   ['Qwen2ForCausalLM', causalLm('qwen2')],

@@ -302,9 +302,67 @@ def record(name: str, cls, processor, case_name: str, spec: dict) -> None:
     print(f"  {case_name}: L={L} sizes={sizes} frames={patches} rows={case['feature_rows_per_image']} margin={min(margins):.4f}")
 
 
+def record_layouts() -> None:
+    """transformers' own any-resolution arithmetic on many image sizes, no pixels: per config and
+    size the pinpoint (select_best_resolution), the tiles (image_size_to_num_patches), the feature
+    rows `pack_image_features` makes of zero features (the model's count) and the processor's
+    `_get_number_of_features` (the prompt's), for llava-v1.6's and llava-onevision's real settings
+    and ours."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers.image_processing_utils import select_best_resolution
+    from transformers.models.llava_next.modeling_llava_next import LlavaNextModel, image_size_to_num_patches
+    from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionModel
+
+    rng = np.random.default_rng(17)
+    sizes = [(int(w), int(h)) for w, h in rng.integers(1, 4000, size=(120, 2))]
+    sizes += [(int(w), int(h)) for w, h in rng.integers(1, 200, size=(80, 2))]
+    sizes += [(336, 336), (672, 336), (336, 672), (1, 1), (1, 3000), (3000, 1), (1008, 336), (999, 1001), (384, 384), (2304, 2304), (5000, 700), (700, 5000)]
+    configs = [
+        {"name": "llava-v1.6 (336 / 14, CLIP)", "onevision": False, "image_size": 336, "patch_size": 14, "pinpoints": [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]], "strategy": "default"},
+        {"name": "tiny-llava-next", "onevision": False, "image_size": 32, "patch_size": 8, "pinpoints": NEXT_PINPOINTS, "strategy": "default"},
+        {"name": "llava-onevision (384 / 14, SigLIP)", "onevision": True, "image_size": 384, "patch_size": 14, "pinpoints": [[384 * i, 384 * j] for i in range(1, 7) for j in range(1, 7)], "strategy": "full", "aspect": "anyres_max_9"},
+        {"name": "onevision anyres_max_4", "onevision": True, "image_size": 384, "patch_size": 14, "pinpoints": [[384 * i, 384 * j] for i in range(1, 4) for j in range(1, 4)], "strategy": "full", "aspect": "anyres_max_4"},
+        {"name": "tiny-llava-onevision", "onevision": True, "image_size": 24, "patch_size": 6, "pinpoints": ONEVISION_PINPOINTS, "strategy": "full", "aspect": "anyres_max_9"},
+    ]
+    out = []
+    for cfg in configs:
+        S, p = cfg["image_size"], cfg["patch_size"]
+        grid = S // p
+        model_config = SimpleNamespace(vision_config=SimpleNamespace(image_size=S, patch_size=p), image_grid_pinpoints=cfg["pinpoints"])
+        fake = SimpleNamespace(config=model_config)
+        if cfg["onevision"]:
+            proc = SimpleNamespace(image_processor=SimpleNamespace(image_grid_pinpoints=cfg["pinpoints"]), num_image_tokens=grid * grid, vision_aspect_ratio=cfg["aspect"])
+            proc._get_unpadded_features = lambda *a, _p=proc: LlavaOnevisionProcessor._get_unpadded_features(_p, *a)
+            count = lambda h, w, _p=proc: LlavaOnevisionProcessor._get_number_of_features(_p, h, w, S, S)
+        else:
+            proc = SimpleNamespace(image_processor=SimpleNamespace(image_grid_pinpoints=cfg["pinpoints"]), patch_size=p, num_additional_image_tokens=1)
+            proc._get_unpadded_features = lambda *a, _p=proc: LlavaNextProcessor._get_unpadded_features(_p, *a)
+            count = lambda h, w, _p=proc: LlavaNextProcessor._get_number_of_features(_p, h, w, S, S) - 1
+        cases = []
+        for w, h in sizes:
+            best = select_best_resolution((h, w), cfg["pinpoints"])
+            frames = image_size_to_num_patches((h, w), cfg["pinpoints"], S)
+            features = [torch.zeros(frames, grid * grid, 1)]
+            if cfg["onevision"]:
+                packed, lens = LlavaOnevisionModel.pack_image_features(fake, features, torch.tensor([[h, w]]), image_newline=torch.zeros(1), vision_aspect_ratio=cfg["aspect"])
+            else:
+                packed, lens = LlavaNextModel.pack_image_features(fake, features, torch.tensor([[h, w]]), cfg["strategy"], image_newline=torch.zeros(1))
+            rows = int(lens[0])
+            assert rows == count(h, w), (cfg["name"], w, h, rows, count(h, w))
+            cases.append({"width": w, "height": h, "best": [best[1], best[0]], "frames": frames, "tokens": rows})
+        out.append({"config": cfg, "cases": cases})
+    (PARITY / "llava-next-layouts.json").write_text(json.dumps(out) + "\n")
+    print(f"  llava-next-layouts.json: {len(configs)} configs x {len(sizes)} sizes")
+
+
 def main() -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+    if sys.argv[1:] == ["--layouts"]:
+        record_layouts()
+        return 0
     for name, make, cls, seed in (
         ("tiny-llava-next", make_next, LlavaNextForConditionalGeneration, 3141),
         ("tiny-llava-onevision", make_onevision, LlavaOnevisionForConditionalGeneration, 2718),
@@ -316,6 +374,7 @@ def main() -> int:
             shutil.rmtree(PARITY / name)
         for case_name, spec in CASES.items():
             record(name, cls, processor, case_name, spec)
+    record_layouts()
     return 0
 
 

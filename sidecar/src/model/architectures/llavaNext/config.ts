@@ -103,9 +103,6 @@ function refuseMisfits(config: LlavaNextConfig): void {
     );
   }
   const side = config.vision.imageSize;
-  if (config.vision.imageSize % config.vision.patchSize !== 0) {
-    throw new CheckpointError(`config.json: vision_config image_size ${side} is not a multiple of patch_size ${config.vision.patchSize}: the any-resolution layout needs whole patches`);
-  }
   const odd = config.pinpoints.find(([h, w]) => h % side !== 0 || w % side !== 0);
   if (odd) throw new CheckpointError(`config.json: image_grid_pinpoints [${odd.join(', ')}] is not a multiple of the tile side ${side} (vision_config image_size): only whole tiles are supported`);
 }

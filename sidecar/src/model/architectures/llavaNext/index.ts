@@ -8,6 +8,7 @@
 import type { Architecture } from '../architecture.js';
 import { decoderSession } from '../decoderSession.js';
 import { minimumTextParameters } from '../../text/textConfig.js';
+import { patchGrid } from '../../vision/patches.js';
 import { selectedLayerCount } from '../llava/config.js';
 import { llavaImageSideParameters } from '../llava/parameters.js';
 import { parseLlavaNextConfig, type LlavaNextConfig } from './config.js';
@@ -44,7 +45,7 @@ export const llavaNext: Architecture<LlavaNextConfig> = {
     return { read: read + config.text.hiddenSize, unread };
   },
   // tokensPerImage: per tile; an image is its layout's feature rows (the processor's).
-  imageInput: (config) => ({ imageTokenIndex: config.imageTokenIndex, tokensPerImage: (config.vision.imageSize / config.vision.patchSize) ** 2, imageSize: config.vision.imageSize, visionModel: config.vision.modelType }),
+  imageInput: (config) => ({ imageTokenIndex: config.imageTokenIndex, tokensPerImage: patchGrid(config.vision) ** 2, imageSize: config.vision.imageSize, visionModel: config.vision.modelType }),
   openProcessor: (dir, config, maxInputPixels) => LlavaNextProcessor.open(dir, config, maxInputPixels),
   sessions: (config, options) => [{ role: 'imageEncoder', build: (weights) => buildLlavaNextImageGraph(config, weights) }, decoderSession(config.text, options)],
 };

@@ -16,6 +16,7 @@ import { CheckpointError } from '../../checkpointError.js';
 import type { ImageGrid, PreprocessedImage } from '../../imageGrid.js';
 import { readJsonFile } from '../../jsonFile.js';
 import { pilResize } from '../../pilResize.js';
+import { patchGrid } from '../../vision/patches.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
 import type { ArchitectureProcessor } from '../architecture.js';
 import { anyresLayout, isAnyresLayout, type AnyresLayout, type AnyresSettings, type Size } from './anyres.js';
@@ -81,7 +82,7 @@ function readSettings(dir: string, config: LlavaNextConfig): { pre: Preprocessor
   if (pre.image_grid_pinpoints && JSON.stringify(pre.image_grid_pinpoints) !== JSON.stringify(config.pinpoints)) {
     throw new CheckpointError('preprocessor_config.json: image_grid_pinpoints differ from config.json\'s: the image would be tiled at one resolution and read at another');
   }
-  const grid = tile / config.vision.patchSize;
+  const grid = patchGrid(config.vision);
   const declared = readJsonFile(dir, 'processor_config.json', false) ?? {};
   const checks: [string, unknown, unknown][] = onevision
     ? [['num_image_tokens', declared.num_image_tokens, grid * grid], ['vision_aspect_ratio', declared.vision_aspect_ratio, `anyres_max_${config.maxTiles}`]]

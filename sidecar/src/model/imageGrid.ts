@@ -9,6 +9,19 @@ export interface ImageGrid {
   cols: number;
   /** Frames the image encoder reads: rows x cols tiles and a global image, or 1. */
   frames: number;
+  /**
+   * How the cache view draws the image's tokens (one run of them), in order, when neither one square
+   * per frame nor one row fits: LLaVA-NeXT's base image, then its unpadded tile grid with a row end
+   * after every row.
+   */
+  drawing?: readonly DrawnPart[];
+}
+
+/** A part of an image's tokens drawn as a `rows` x `cols` grid (`rows * cols` tokens), named for the view. */
+export interface DrawnPart {
+  name: string;
+  rows: number;
+  cols: number;
 }
 
 export const SINGLE_FRAME: ImageGrid = Object.freeze({ rows: 0, cols: 0, frames: 1 });

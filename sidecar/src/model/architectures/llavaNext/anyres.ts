@@ -111,7 +111,11 @@ export function anyresLayout(original: Size, settings: AnyresSettings): AnyresLa
   const unpadded = unpadGrid(original, rows * grid, cols * grid);
   const kept = keptGrid(unpadded, grid, settings.maxTiles);
   const tileTokens = grid * grid;
-  return { original, best, resized, pad, rows, cols, frames: rows * cols + 1, unpadded, kept, tileTokens, tokens: tileTokens + kept.rows * (kept.cols + 1) };
+  const drawing = [
+    { name: 'base image', rows: grid, cols: grid },
+    { name: `${rows} x ${cols} tiles, unpadded${kept.rows === unpadded.rows && kept.cols === unpadded.cols ? '' : ' and downscaled'}; last column: row ends`, rows: kept.rows, cols: kept.cols + 1 },
+  ];
+  return { original, best, resized, pad, rows, cols, frames: rows * cols + 1, unpadded, kept, tileTokens, tokens: tileTokens + kept.rows * (kept.cols + 1), drawing };
 }
 
 export function isAnyresLayout(grid: ImageGrid): grid is AnyresLayout {

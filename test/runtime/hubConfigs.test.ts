@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import { isLlavaNextConfig } from '../../sidecar/src/model/architectures/llavaNext/config.js';
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { RopeScaling } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
@@ -45,6 +46,8 @@ interface Reference {
   visionFeatureLayer?: number | number[];
   selectStrategy?: string;
   imageTokens?: number;
+  imageGridPinpoints?: [number, number][];
+  visionAspectRatio?: string | null;
   parameters?: number;
 }
 
@@ -80,7 +83,7 @@ describe('config.json of real Hub checkpoints', () => {
       assert.ok(sources.includes(`\`${file}\``), `${file} is not in SOURCES.md`);
       assert.ok(reference[file], `${file} is not in ${REFERENCE}: run tools/model/hub_config_reference.py`);
     }
-    assert.ok(supported.length >= 15 && refused.length >= 4, `${supported.length} supported, ${refused.length} refused`);
+    assert.ok(supported.length >= 17 && refused.length >= 3, `${supported.length} supported, ${refused.length} refused`);
   });
 
   for (const file of supported) {
@@ -102,8 +105,13 @@ describe('config.json of real Hub checkpoints', () => {
           tieWordEmbeddings: r.tieWordEmbeddings, layerWindows: r.layerWindows, ropeTheta: ropeTheta(file, r), ropeScaling: ropeScaling(r.ropeScaling),
         },
       );
-      assert.equal(isLlavaConfig(config), ref.vision !== undefined);
-      if (isLlavaConfig(config)) {
+      assert.equal(isLlavaConfig(config) || isLlavaNextConfig(config), ref.vision !== undefined);
+      if (isLlavaNextConfig(config)) {
+        // Any resolution: the pinpoints and OneVision's anyres_max_N as transformers reads them; imageTokens per tile.
+        assert.deepEqual(config.pinpoints, ref.imageGridPinpoints);
+        assert.equal(config.maxTiles === null ? null : `anyres_max_${config.maxTiles}`, ref.visionAspectRatio ?? null);
+      }
+      if (isLlavaConfig(config) || isLlavaNextConfig(config)) {
         const { modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize } = config.vision;
         assert.deepEqual({ modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize }, ref.vision);
         assert.equal(config.imageTokenIndex, ref.imageTokenIndex);

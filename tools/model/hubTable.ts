@@ -11,6 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import { anyresTokenRange } from '../../sidecar/src/model/architectures/llavaNext/anyres.js';
+import { isLlavaNextConfig } from '../../sidecar/src/model/architectures/llavaNext/config.js';
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { ModelConfig } from '../../sidecar/src/model/config.js';
 import { countParameters, kvBytesPerToken, weightBytes } from '../../sidecar/src/model/footprint.js';
@@ -73,14 +75,21 @@ function row(c: HubCheckpoint): string {
   const t = config.text;
   const { layerProjections, other } = countParameters(config);
   const name = `${c.repo}${c.variant ? ` (${c.variant})` : ''}`;
-  const model = isLlavaConfig(config) ? `${t.modelType} · ${config.vision.modelType.replace('_vision_model', '')} ${config.vision.imageSize}/${config.vision.patchSize}` : t.modelType;
+  const vision = isLlavaConfig(config) || isLlavaNextConfig(config) ? config.vision : null;
+  const model = vision ? `${t.modelType} · ${vision.modelType.replace('_vision_model', '')} ${vision.imageSize}/${vision.patchSize}` : t.modelType;
   const windows = [...new Set(t.layerWindows)].filter((w) => w !== null);
   const context = `${t.maxPositionEmbeddings}${windows.length ? ` · window ${windows.join(', ')}` : ''}`;
   const rope = `${t.ropeTheta}${t.ropeScaling ? ` · ${t.ropeScaling.type} ×${t.ropeScaling.factor}` : ''}`;
   // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
-  const image = !isLlavaConfig(config) ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : String(tokensPerImage(config));
+  const image = isLlavaNextConfig(config) ? anyresImageTokens(config) : !isLlavaConfig(config) ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : String(tokensPerImage(config));
   const kvToken = `${(kvBytesPerToken(config) / 1e6).toFixed(2)} MB`;
   return `| ${name} | ${model} | ${billions(layerProjections + other)} (${billions(layerProjections)}) | ${context} | ${rope} | ${image} | ${gb(weightBytes(config, 32))} | ${gb(weightBytes(config, 4))} | ${kvToken} | ${kv(config, 4096)} | ${kv(config, 32768)} |`;
+}
+
+/** LLaVA-NeXT / OneVision: an image's tokens depend on its size: its base image's, and up to the most its tiles add. */
+function anyresImageTokens(config: Parameters<typeof anyresTokenRange>[0]): string {
+  const { base, max } = anyresTokenRange(config);
+  return `${base} + up to ${max - base} (any resolution)`;
 }
 
 export function renderHubTable(checkpoints = hubCheckpoints()): string {

@@ -26,10 +26,15 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration, LlavaOnevisionForConditionalGeneration
 
 HUB = Path(__file__).resolve().parents[2] / "test/fixtures/configs/hub"
-SUPPORTED = {"LlavaForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+SUPPORTED = {"LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+IMAGE_MODELS = {
+    "LlavaForConditionalGeneration": LlavaForConditionalGeneration,
+    "LlavaNextForConditionalGeneration": LlavaNextForConditionalGeneration,
+    "LlavaOnevisionForConditionalGeneration": LlavaOnevisionForConditionalGeneration,
+}
 
 
 def text_values(t) -> dict:
@@ -65,12 +70,12 @@ def reference(raw: dict) -> dict:
     config = AutoConfig.for_model(**raw)
     arch = raw["architectures"][0]
     with torch.device("meta"):
-        if arch == "LlavaForConditionalGeneration":
-            model = LlavaForConditionalGeneration(config)
+        if arch in IMAGE_MODELS:
+            model = IMAGE_MODELS[arch](config)
         else:
             model = AutoModelForCausalLM.from_config(config)
     params = sum(p.numel() for p in model.parameters())
-    if arch != "LlavaForConditionalGeneration":
+    if arch not in IMAGE_MODELS:
         return {"architecture": arch, "text": text_values(config), "parameters": params}
     v = config.vision_config
     # The tower's positions: the patch grid (image_size // patch_size per side, as the conv floors),
@@ -78,6 +83,10 @@ def reference(raw: dict) -> dict:
     grid = (v.image_size // v.patch_size) ** 2
     positions = grid + (1 if v.model_type == "clip_vision_model" else 0)
     image_tokens = positions - (1 if config.vision_feature_select_strategy == "default" else 0)
+    # LLaVA-NeXT / OneVision: those are per tile; the image's count depends on its size (any resolution).
+    anyres = {}
+    if arch != "LlavaForConditionalGeneration":
+        anyres = {"imageGridPinpoints": config.image_grid_pinpoints, "visionAspectRatio": getattr(config, "vision_aspect_ratio", None)}
     # PreTrainedModel.tie_weights reads the text config's tie_word_embeddings (its class default
     # when text_config leaves it out), not LlavaConfig's top-level one.
     text = text_values(config.get_text_config(decoder=True))
@@ -97,6 +106,7 @@ def reference(raw: dict) -> dict:
         "visionFeatureLayer": config.vision_feature_layer,
         "selectStrategy": config.vision_feature_select_strategy,
         "imageTokens": image_tokens,
+        **anyres,
         "parameters": params,
     }
 

@@ -121,3 +121,14 @@ export function anyresLayout(original: Size, settings: AnyresSettings): AnyresLa
 export function isAnyresLayout(grid: ImageGrid): grid is AnyresLayout {
   return 'kept' in grid && 'tokens' in grid;
 }
+
+/**
+ * The base image's tokens and the most an image can take under `config` (for the model tables): an
+ * image of exactly a pinpoint's size keeps all of that pinpoint's tiles, nothing unpadded.
+ */
+export function anyresTokenRange(config: { pinpoints: AnyresSettings['pinpoints']; vision: { imageSize: number; patchSize: number }; maxTiles: number | null }): { base: number; max: number } {
+  const settings: AnyresSettings = { pinpoints: config.pinpoints, tile: config.vision.imageSize, grid: Math.floor(config.vision.imageSize / config.vision.patchSize), maxTiles: config.maxTiles };
+  const tokens = config.pinpoints.map(([height, width]) => anyresLayout({ width, height }, settings).tokens);
+  return { base: settings.grid ** 2, max: Math.max(...tokens) };
+}
+

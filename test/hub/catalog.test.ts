@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe as suite, it } from 'node:test';
 import { CATALOG, describe, memoryNeededGB } from '../../sidecar/src/client/hub/catalog.js';
-import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
+import { architectureFor } from '../../sidecar/src/model/architectures/registry.js';
 import { countParameters, weightBytes } from '../../sidecar/src/model/footprint.js';
 import { hubCheckpoints } from '../../tools/model/hubTable.js';
 
@@ -19,7 +19,7 @@ suite('Download Model catalog', () => {
       const found = checkpoints.filter((c) => c.repo === model.repo).sort((a, b) => Number(a.variant !== undefined) - Number(b.variant !== undefined))[0];
       assert.ok(found?.config, `${model.repo} has no loadable config.json in test/fixtures/configs/hub (${found?.refusal ?? 'none'})`);
       const config = found.config;
-      assert.equal(model.textOnly, !isLlavaConfig(config));
+      assert.equal(model.textOnly, architectureFor(config.architecture).imageInput(config) === null);
       const { layerProjections, other } = countParameters(config);
       const near = (value: number, expected: number, within: number, what: string) => assert.ok(Math.abs(value - expected) <= within, `${what}: ${value}, the config gives ${expected}`);
       near(model.parametersB, (layerProjections + other) / 1e9, 0.0005, 'parameters (B)');

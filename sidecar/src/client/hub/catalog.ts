@@ -1,6 +1,6 @@
 /**
  * The checkpoints offered by "Download Model…": LLaVA checkpoints (LlavaForConditionalGeneration,
- * images and text) and small text-only causal LMs for questions about long files. Every figure is
+ * and LLaVA-NeXT's any-resolution LlavaNextForConditionalGeneration: images and text) and small text-only causal LMs for questions about long files. Every figure is
  * computed from the checkpoint's own config.json (the verbatim copies in
  * test/fixtures/configs/hub, with sidecar/src/model/footprint.ts; test/hub/catalog.test.ts keeps
  * them equal): parameters as transformers counts them, the download as those parameters in 16-bit
@@ -65,6 +65,16 @@ export const CATALOG: readonly CatalogModel[] = [
     textOnly: false,
     license: 'unknown: see the model card (Mistral-7B base, LLaVA 1.5 data)',
     goodAt: 'a Mistral-7B base: stronger English text than LLaVA 1.5 7B',
+  },
+  {
+    repo: 'llava-hf/llava-v1.6-mistral-7b-hf',
+    parametersB: 7.567,
+    layerParamsB: 6.979,
+    float32ParamsB: 0.575,
+    downloadGB: 15.13,
+    textOnly: false,
+    license: 'unknown: see the model card (Mistral-7B-Instruct-v0.2 base)',
+    goodAt: 'LLaVA-NeXT: screenshots and documents at up to 672 x 672 or 1008 x 336 (tiles), so small text stays readable',
   },
   {
     repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',

@@ -17,7 +17,9 @@ the TypeScript port is tested against:
   downscaled after unpadding); the ChatML template of the llava-hf onevision checkpoints.
 
 The fixture images (test/fixtures/images, from make_tiny.py and make_smolvlm.py) pick different
-pinpoints and unpad in both directions (wide: columns of padding removed... see CASES).
+pinpoints and are unpadded both ways: wide-code.png (150 x 56) and small-dot.png lose padding
+columns, large-grid.png (300 x 220) and red-square.png (48 x 40) padding rows; large-grid.png is
+downscaled after unpadding on OneVision (anyres_max_9).
 
 test/fixtures/parity/<name>/<case>.json + <case>.safetensors: the messages, the rendered prompt,
 the expanded input ids, each image's size, the processor's pixel values (each image's tiles,

@@ -123,7 +123,14 @@ describe('LLaVA-NeXT / OneVision processor files', () => {
       }
     });
   }
-  it('opens the tiny checkpoints\' own files', () => {
-    for (const model of ['tiny-llava-next', 'tiny-llava-onevision']) assert.equal(open(join(models, model)).tokensPerImage, 16);
+  it('opens the tiny checkpoints\' own files (OneVision on CLIP: num_image_tokens counts the class token "default" drops)', () => {
+    const perTile = { 'tiny-llava-next': 16, 'tiny-llava-onevision': 16, 'tiny-llava-next-siglip': 9, 'tiny-llava-onevision-clip': 16 };
+    for (const [model, tokens] of Object.entries(perTile)) assert.equal(open(join(models, model)).tokensPerImage, tokens, model);
+    const clip = withFile('tiny-llava-onevision-clip', 'processor_config.json', (j) => ({ ...j, num_image_tokens: 16 }));
+    try {
+      assert.throws(() => open(clip), /num_image_tokens 16 differs from config.json's model \(17\)/);
+    } finally {
+      rmSync(clip, { recursive: true, force: true });
+    }
   });
 });

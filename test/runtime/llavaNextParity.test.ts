@@ -48,9 +48,16 @@ function argmax(row: Float32Array): number {
   return best;
 }
 
-const NAMES = ['two-images', 'small-square', 'long', 'conversation'];
+const CASES: [model: string, names: string[]][] = [
+  ['tiny-llava-next', ['two-images', 'small-square', 'long', 'conversation']],
+  ['tiny-llava-onevision', ['two-images', 'small-square', 'long', 'conversation']],
+  // Other shapes: NeXT on SigLIP 30 / 8 (a floored 3 x 3 grid, "full", two feature layers, Qwen2);
+  // OneVision on CLIP ("default", the processor counting the class token), Llama, anyres_max_2.
+  ['tiny-llava-next-siglip', ['two-images', 'long']],
+  ['tiny-llava-onevision-clip', ['two-images', 'long']],
+];
 
-for (const model of ['tiny-llava-next', 'tiny-llava-onevision']) {
+for (const [model, names] of CASES) {
   describe(`LLaVA-NeXT parity with transformers: ${model}`, () => {
     const dir = join(root, 'test/fixtures/models', model);
     let checkpoint: Checkpoint;
@@ -111,7 +118,7 @@ for (const model of ['tiny-llava-next', 'tiny-llava-onevision']) {
       return ids;
     };
 
-    for (const name of NAMES) {
+    for (const name of names) {
       const { case: c, has, tensor } = parityFixture<Case>(model, name);
       const images = () => c.image_files.map((file) => new Uint8Array(readFileSync(join(root, file))));
 
@@ -140,7 +147,7 @@ for (const model of ['tiny-llava-next', 'tiny-llava-onevision']) {
         const encoded = await vision.encode(tensor('pixel_values'), frames);
         const E = vision.featureSize;
         const perFrame = vision.tokensPerImage;
-        assert.equal(perFrame, (config.vision.imageSize / config.vision.patchSize) ** 2 + 1, 'each frame\'s rows, then image_newline');
+        assert.equal(perFrame, Math.floor(config.vision.imageSize / config.vision.patchSize) ** 2 + 1, 'each frame\'s rows, then image_newline');
         const withoutNewline = Float32Array.from({ length: frames * (perFrame - 1) * E }, (_, k) => encoded[(Math.floor(k / ((perFrame - 1) * E)) * perFrame) * E + (k % ((perFrame - 1) * E))]);
         assert.ok(maxRelDiff(withoutNewline, tensor('frame_features')) <= TOLERANCE, `frame features ${maxRelDiff(withoutNewline, tensor('frame_features'))}`);
         assert.ok(maxAbsDiff(encoded.subarray((perFrame - 1) * E, perFrame * E), tensor('image_newline')) === 0, 'image_newline row');

@@ -66,6 +66,7 @@ from transformers import (  # noqa: E402
     LlavaOnevisionForConditionalGeneration,
     LlavaOnevisionImageProcessor,
     LlavaOnevisionProcessor,
+    LlamaConfig,
     MistralConfig,
     Qwen2Config,
     SiglipVisionConfig,
@@ -84,6 +85,8 @@ LONG_TEXT = " ".join(make_tiny.CORPUS.splitlines()[7:])  # a few hundred tokens 
 
 NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]]
 ONEVISION_PINPOINTS = [[24 * i, 24 * j] for i in range(1, 7) for j in range(1, 7)]
+NEXT_SIGLIP_PINPOINTS = [[30, 60], [60, 30], [60, 60], [90, 30], [30, 90], [90, 90]]
+ONEVISION_CLIP_PINPOINTS = [[32 * i, 32 * j] for i in range(1, 4) for j in range(1, 4)]
 
 CASES = {
     # wide (150 x 56): one row of tiles, padding above and below; tall (40 x 110): one column, padding left and right.
@@ -102,6 +105,16 @@ CASES = {
             [{"type": "text", "text": "What color is the square?"}],
         ],
     },
+}
+
+
+# The other-shape checkpoints: two images of other aspect ratios, and a long prompt.
+VARIANT_CASES = {
+    "two-images": {
+        "images": ["blue-circle.png", "large-grid.png"],
+        "messages": [[{"type": "image"}, {"type": "text", "text": "What differs between them?"}, {"type": "image"}]],
+    },
+    "long": CASES["long"],
 }
 
 
@@ -147,7 +160,7 @@ def make_onevision(name: str, seed: int):
     image_processor = LlavaOnevisionImageProcessor(
         size={"height": 24, "width": 24}, image_grid_pinpoints=ONEVISION_PINPOINTS, resample=3, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_pad=True,
     )
-    processor = onevision_processor(image_processor, tokenizer)
+    processor = onevision_processor(image_processor, tokenizer, ONEVISION_PROCESSOR, ONEVISION_TEMPLATE)
     save(name, LlavaOnevisionForConditionalGeneration(config), processor, seed)
     return processor
 
@@ -155,15 +168,73 @@ def make_onevision(name: str, seed: int):
 ONEVISION_PROCESSOR = {"image_token": "<image>", "num_image_tokens": 16, "processor_class": "LlavaOnevisionProcessor", "video_token": "<video>", "vision_aspect_ratio": "anyres_max_9", "vision_feature_select_strategy": "full"}
 
 
-def onevision_processor(image_processor, tokenizer) -> LlavaOnevisionProcessor:
+ONEVISION_CLIP_PROCESSOR = {**ONEVISION_PROCESSOR, "num_image_tokens": 17, "vision_aspect_ratio": "anyres_max_2", "vision_feature_select_strategy": "default"}
+
+
+def onevision_processor(image_processor, tokenizer, settings: dict, template: str) -> LlavaOnevisionProcessor:
     """LlavaOnevisionProcessor without its video processor (which needs torchvision, not installed): images only."""
     check = LlavaOnevisionProcessor.check_argument_for_proper_class
     LlavaOnevisionProcessor.check_argument_for_proper_class = lambda self, name, arg: None if arg is None else check(self, name, arg)
     try:
-        settings = {k: v for k, v in ONEVISION_PROCESSOR.items() if k not in ("processor_class", "video_token")}
-        return LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=ONEVISION_TEMPLATE, **settings)
+        kwargs = {k: v for k, v in settings.items() if k not in ("processor_class", "video_token")}
+        processor = LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template, **kwargs)
+        processor.saved_settings = settings
+        return processor
     finally:
         LlavaOnevisionProcessor.check_argument_for_proper_class = check
+
+
+def make_next_siglip(name: str, seed: int):
+    """LLaVA-NeXT on other shapes: a SigLIP tower whose 30-pixel side is no multiple of its patch 8
+    (a 3 x 3 grid, strategy "full"), two feature layers concatenated, a Qwen2 text model (tied),
+    six pinpoints, size given as height / width; the ChatML template."""
+    tokenizer = build_tokenizer(image_token_inside=True, add_bos=False)
+    tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken("<|im_start|>", special=True, normalized=False), AddedToken("<|im_end|>", special=True, normalized=False)]})
+    tokenizer.chat_template = ONEVISION_TEMPLATE
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=30, patch_size=8, vision_use_head=False)
+    text = Qwen2Config(
+        vocab_size=416, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=2048, rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    config = LlavaNextConfig(
+        vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full", vision_feature_layer=[-3, -1], image_grid_pinpoints=NEXT_SIGLIP_PINPOINTS,
+        projector_hidden_act="gelu", tie_word_embeddings=True, pad_token_id=0,
+    )
+    image_processor = LlavaNextImageProcessor(
+        size={"height": 30, "width": 30}, crop_size={"height": 30, "width": 30}, image_grid_pinpoints=NEXT_SIGLIP_PINPOINTS, resample=3,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_pad=True,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="full",
+        chat_template=ONEVISION_TEMPLATE, image_token="<image>", num_additional_image_tokens=0,
+    )
+    save(name, LlavaNextForConditionalGeneration(config), processor, seed)
+    return processor
+
+
+def make_onevision_clip(name: str, seed: int):
+    """OneVision on other shapes: a CLIP tower (strategy "default", so the processor's
+    num_image_tokens counts the class token: 17), feature layer -2, a Llama text model,
+    anyres_max_2 (downscaling sooner), 3 x 3 pinpoints of 32; llava-v1.6-mistral's template."""
+    tokenizer = build_tokenizer(image_token_inside=False, add_bos=True)
+    tokenizer.chat_template = MISTRAL_TEMPLATE
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(
+        vocab_size=416, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-2,
+        vision_aspect_ratio="anyres_max_2", image_grid_pinpoints=ONEVISION_CLIP_PINPOINTS, tie_word_embeddings=False, pad_token_id=0,
+    )
+    image_processor = LlavaOnevisionImageProcessor(
+        size={"height": 32, "width": 32}, image_grid_pinpoints=ONEVISION_CLIP_PINPOINTS, resample=3, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_pad=True,
+    )
+    processor = onevision_processor(image_processor, tokenizer, ONEVISION_CLIP_PROCESSOR, MISTRAL_TEMPLATE)
+    save(name, LlavaOnevisionForConditionalGeneration(config), processor, seed)
+    return processor
 
 
 def save(name: str, model, processor, seed: int) -> None:
@@ -179,8 +250,8 @@ def save(name: str, model, processor, seed: int) -> None:
         # Its parts as LlavaOnevisionProcessor.save_pretrained writes them (the video processor aside).
         processor.tokenizer.save_pretrained(out_dir)
         processor.image_processor.save_pretrained(out_dir)
-        (out_dir / "processor_config.json").write_text(json.dumps(ONEVISION_PROCESSOR, indent=2) + "\n")
-        (out_dir / "chat_template.json").write_text(json.dumps({"chat_template": ONEVISION_TEMPLATE}, indent=2) + "\n")
+        (out_dir / "processor_config.json").write_text(json.dumps(processor.saved_settings, indent=2) + "\n")
+        (out_dir / "chat_template.json").write_text(json.dumps({"chat_template": processor.chat_template}, indent=2) + "\n")
     else:
         processor.save_pretrained(out_dir, save_jinja_files=False)
     reloaded = type(model).from_pretrained(out_dir, dtype=torch.float32)
@@ -365,16 +436,18 @@ def main() -> int:
     if sys.argv[1:] == ["--layouts"]:
         record_layouts()
         return 0
-    for name, make, cls, seed in (
-        ("tiny-llava-next", make_next, LlavaNextForConditionalGeneration, 3141),
-        ("tiny-llava-onevision", make_onevision, LlavaOnevisionForConditionalGeneration, 2718),
+    for name, make, cls, seed, cases in (
+        ("tiny-llava-next", make_next, LlavaNextForConditionalGeneration, 3141, CASES),
+        ("tiny-llava-onevision", make_onevision, LlavaOnevisionForConditionalGeneration, 2718, CASES),
+        ("tiny-llava-next-siglip", make_next_siglip, LlavaNextForConditionalGeneration, 1618, VARIANT_CASES),
+        ("tiny-llava-onevision-clip", make_onevision_clip, LlavaOnevisionForConditionalGeneration, 1414, VARIANT_CASES),
     ):
         made = make(name, seed)
         # LLaVA-NeXT's processor as the checkpoint folder holds it; OneVision's as made (its reload needs the video processor).
         processor = AutoProcessor.from_pretrained(MODELS / name) if cls is LlavaNextForConditionalGeneration else made
         if (PARITY / name).exists():
             shutil.rmtree(PARITY / name)
-        for case_name, spec in CASES.items():
+        for case_name, spec in cases.items():
             record(name, cls, processor, case_name, spec)
     record_layouts()
     return 0

@@ -84,9 +84,13 @@ function readSettings(dir: string, config: LlavaNextConfig): { pre: Preprocessor
   }
   const grid = patchGrid(config.vision);
   const declared = readJsonFile(dir, 'processor_config.json', false) ?? {};
+  // The processors count a tile's tokens with the position `default` drops (CLIP's class token) and subtract it again.
+  const dropped = config.selectStrategy === 'default' ? 1 : 0;
   const checks: [string, unknown, unknown][] = onevision
-    ? [['num_image_tokens', declared.num_image_tokens, grid * grid], ['vision_aspect_ratio', declared.vision_aspect_ratio, `anyres_max_${config.maxTiles}`]]
-    : [['patch_size', declared.patch_size, config.vision.patchSize], ['num_additional_image_tokens', declared.num_additional_image_tokens, config.vision.modelType === 'clip_vision_model' ? 1 : 0]];
+    ? [['num_image_tokens', declared.num_image_tokens, grid * grid + dropped], ['vision_aspect_ratio', declared.vision_aspect_ratio, `anyres_max_${config.maxTiles}`]]
+    : [['num_additional_image_tokens', declared.num_additional_image_tokens, dropped]];
+  // LlavaNextProcessor's patch grid is the tile side floored by its own patch_size.
+  if (!onevision && typeof declared.patch_size === 'number' && Math.floor(tile / declared.patch_size) !== grid) checks.push(['patch_size', declared.patch_size, config.vision.patchSize]);
   checks.push(['vision_feature_select_strategy', declared.vision_feature_select_strategy, config.selectStrategy]);
   for (const [key, value, expected] of checks) {
     if (value !== undefined && value !== null && value !== expected) {

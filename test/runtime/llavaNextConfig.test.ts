@@ -83,7 +83,7 @@ describe('LLaVA-NeXT / OneVision config', () => {
   });
 
   it('counts the image side\'s parameters as the checkpoint holds them (image_newline included)', () => {
-    for (const model of ['tiny-llava-next', 'tiny-llava-onevision']) {
+    for (const model of ['tiny-llava-next', 'tiny-llava-onevision', 'tiny-llava-next-siglip', 'tiny-llava-onevision-clip']) {
       const dir = join(models, model);
       const entries = readSafetensorsHeader(join(dir, 'model.safetensors'));
       const held = [...entries].filter(([name]) => !name.startsWith('language_model.')).reduce((n, [, e]) => n + e.shape.reduce((a, b) => a * b, 1), 0);

@@ -240,6 +240,18 @@ describe('cache view model', () => {
       ['Image 1 (4 tokens)', 'Image 2, tile 1 of 2 (4 tokens)', 'Image 2, tile 2 of 2 (4 tokens)', 'Image 2, global image (4 tokens)'],
     );
   });
+
+  it('labels the parts an architecture names (LLaVA-NeXT: the base image, then the unpadded tiles with row ends)', () => {
+    const part = (n: number, name: string, grid: number[]) => ({ index: 1, firstPosition: 10 + 4 * n, tokens: grid[0] * grid[1], grid, frame: n, frames: 2, part: name, kept: new Array<number>(grid[0] * grid[1]).fill(1), merged: new Array<number>(grid[0] * grid[1]).fill(0) });
+    const model = cacheViewModel({ ...map, images: [part(0, 'base image', [2, 2]), part(1, '1 x 2 tiles, unpadded; last column: row ends', [2, 5])] });
+    assert.deepEqual(
+      model.images.map((i) => [i.label, i.rows, i.cols]),
+      [
+        ['Image 2, base image (4 tokens)', 2, 2],
+        ['Image 2, 1 x 2 tiles, unpadded; last column: row ends (10 tokens)', 2, 5],
+      ],
+    );
+  });
 });
 
 describe('language model conversations', () => {

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { isIdefics3Config, tokensPerFrame } from '../../sidecar/src/model/architectures/idefics3/config.js';
 import { isLlavaConfig } from '../../sidecar/src/model/architectures/llava/config.js';
 import { tokensPerImage } from '../../sidecar/src/model/architectures/llava/graph.js';
+import { isLlavaNextConfig } from '../../sidecar/src/model/architectures/llavaNext/config.js';
 import type { Qwen2VLModelConfig } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { RopeScaling } from '../../sidecar/src/model/config.js';
@@ -48,6 +49,8 @@ interface Reference {
   visionFeatureLayer?: number | number[];
   selectStrategy?: string;
   imageTokens?: number;
+  imageGridPinpoints?: [number, number][];
+  visionAspectRatio?: string | null;
   parameters?: number;
   /** Qwen2-VL / Qwen2.5-VL: the M-RoPE sections, the image token and the vision tower. */
   qwen?: { mropeSection: number[]; imageTokenId: number; vision: Record<string, unknown> };
@@ -85,7 +88,7 @@ describe('config.json of real Hub checkpoints', () => {
       assert.ok(sources.includes(`\`${file}\``), `${file} is not in SOURCES.md`);
       assert.ok(reference[file], `${file} is not in ${REFERENCE}: run tools/model/hub_config_reference.py`);
     }
-    assert.ok(supported.length >= 15 && refused.length >= 4, `${supported.length} supported, ${refused.length} refused`);
+    assert.ok(supported.length >= 17 && refused.length >= 3, `${supported.length} supported, ${refused.length} refused`);
   });
 
   for (const file of supported) {
@@ -119,7 +122,7 @@ describe('config.json of real Hub checkpoints', () => {
           tieWordEmbeddings: r.tieWordEmbeddings, layerWindows: r.layerWindows, ropeTheta: ropeTheta(file, r), ropeScaling: ref.qwen ? r.ropeScaling : ropeScaling(r.ropeScaling),
         },
       );
-      assert.equal(isLlavaConfig(config) || isIdefics3Config(config), ref.vision !== undefined);
+      assert.equal(isLlavaConfig(config) || isLlavaNextConfig(config) || isIdefics3Config(config), ref.vision !== undefined);
       if (isIdefics3Config(config)) {
         // Sizes only: transformers keeps the file's vision model_type ("idefics3"); the parser names the tower it builds.
         const { hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize } = config.vision;
@@ -128,7 +131,12 @@ describe('config.json of real Hub checkpoints', () => {
         assert.equal(config.scaleFactor, ref.scaleFactor);
         assert.equal(tokensPerFrame(config), ref.imageTokens, 'image tokens per frame');
       }
-      if (isLlavaConfig(config)) {
+      if (isLlavaNextConfig(config)) {
+        // Any resolution: the pinpoints and OneVision's anyres_max_N as transformers reads them; imageTokens per tile.
+        assert.deepEqual(config.pinpoints, ref.imageGridPinpoints);
+        assert.equal(config.maxTiles === null ? null : `anyres_max_${config.maxTiles}`, ref.visionAspectRatio ?? null);
+      }
+      if (isLlavaConfig(config) || isLlavaNextConfig(config)) {
         const { modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize } = config.vision;
         assert.deepEqual({ modelType, hiddenSize, numLayers, numHeads, intermediateSize, imageSize, patchSize }, ref.vision);
         assert.equal(config.imageTokenIndex, ref.imageTokenIndex);

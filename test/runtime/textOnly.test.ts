@@ -177,7 +177,7 @@ describe('text-only config.json and weights', () => {
     assert.match(error({ ...llama(), model_type: 'qwen2' }), /architecture LlamaForCausalLM has model_type "qwen2"; it must be "llama"/);
     assert.match(error({ ...llama(), hidden_act: 'gelu' }), /text hidden_act "gelu" is not supported/);
     assert.match(error({ ...llama(), hidden_size: 30, num_attention_heads: 4, head_dim: null }), /hidden_size 30 is not divisible by num_attention_heads 4/);
-    assert.match(error({ ...llama(), architectures: ['GPT2LMHeadModel'] }), /architecture "GPT2LMHeadModel" is not supported \(supported: LlavaForConditionalGeneration, Idefics3ForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
+    assert.match(error({ ...llama(), architectures: ['GPT2LMHeadModel'] }), /architecture "GPT2LMHeadModel" is not supported \(supported: LlavaForConditionalGeneration, Idefics3ForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, LlavaNextForConditionalGeneration, LlavaOnevisionForConditionalGeneration, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
   });
 
   it('a text-only checkpoint needs no preprocessor_config.json; config sizes larger than the weights are refused', () => {

@@ -120,7 +120,7 @@ describe('an architecture added from one folder and one registry line (ToyGeluFo
     const first = unregister;
     first();
     try {
-      assert.throws(() => Checkpoint.open(dir), /architecture "ToyGeluForCausalLM" is not supported \(supported: LlavaForConditionalGeneration, Idefics3ForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
+      assert.throws(() => Checkpoint.open(dir), /architecture "ToyGeluForCausalLM" is not supported \(supported: LlavaForConditionalGeneration, Idefics3ForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, LlavaNextForConditionalGeneration, LlavaOnevisionForConditionalGeneration, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
       assert.throws(() => registerArchitecture('LlamaForCausalLM', toyGelu), /already registered/);
     } finally {
       unregister = registerArchitecture(TOY_NAME, toyGelu);

@@ -57,4 +57,24 @@ describe('cache map', () => {
     assert.deepEqual(map.images[0].kept, [0.5, 0.5, 0, 0], 'the tile\'s own positions, not the markup after it');
     assert.deepEqual(map.images[1].kept, [1, 0.5, 0.5, 0]);
   });
+
+  it('draws an image whose architecture says how (LLaVA-NeXT) part by part: its base image, then its tile grid with a row-end column', () => {
+    // Text 0, image 0 at 1-10: a 2 x 2 base image, then 2 rows of 2 features and a row end; text 11.
+    const tally = new CacheTally();
+    tally.fed([TEXT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, TEXT]);
+    const kept = [layerKeeping([[1, 5, 7, 11], [2, 5, 8, 11]])];
+    const parts = [{ name: 'base image', rows: 2, cols: 2 }, { name: 'tiles', rows: 2, cols: 3 }];
+    const map = cacheMap(kept, tally, undefined, (index) => (index === 0 ? parts : undefined));
+    assert.deepEqual(
+      map.images.map(({ index, firstPosition, tokens, grid, frame, frames, part }) => ({ index, firstPosition, tokens, grid, frame, frames, part })),
+      [
+        { index: 0, firstPosition: 1, tokens: 4, grid: [2, 2], frame: 0, frames: 2, part: 'base image' },
+        { index: 0, firstPosition: 5, tokens: 6, grid: [2, 3], frame: 1, frames: 2, part: 'tiles' },
+      ],
+    );
+    assert.deepEqual(map.images[1].kept, [1, 0, 0.5, 0.5, 0, 0]);
+    // A drawing that does not cover the image's tokens is not used: the plain drawing instead.
+    const plain = cacheMap(kept, tally, undefined, () => [{ name: 'base image', rows: 2, cols: 2 }]);
+    assert.deepEqual(plain.images.map((i) => [i.tokens, i.grid, i.part]), [[10, [1, 10], undefined]]);
+  });
 });

@@ -10,6 +10,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { anyresTokenRange } from '../../sidecar/src/model/architectures/llavaNext/anyres.js';
+import { isLlavaNextConfig } from '../../sidecar/src/model/architectures/llavaNext/config.js';
 import type { Qwen2VLModelConfig } from '../../sidecar/src/model/architectures/qwen2vl/index.js';
 import { architectureFor, parseModelConfig, supportedArchitectures } from '../../sidecar/src/model/architectures/registry.js';
 import type { ModelConfig, VisionConfig } from '../../sidecar/src/model/config.js';
@@ -92,9 +94,23 @@ function row(c: HubCheckpoint): string {
   // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
   // Idefics3 splits an image into frames (tiles + a global image), each this many tokens.
   const perFrame = config.architecture === 'Idefics3ForConditionalGeneration' ? ' per frame' : '';
-  const image = qwen ? qwenImageTokens(qwen) : !images ? 'text only' : c.variant === 'prefix' ? '— (strategy cut off)' : `${images.tokensPerImage}${perFrame}`;
+  const image = qwen
+    ? qwenImageTokens(qwen)
+    : isLlavaNextConfig(config)
+      ? anyresImageTokens(config)
+      : !images
+        ? 'text only'
+        : c.variant === 'prefix'
+          ? '— (strategy cut off)'
+          : `${images.tokensPerImage}${perFrame}`;
   const kvToken = `${(kvBytesPerToken(config) / 1e6).toFixed(2)} MB`;
   return `| ${name} | ${model} | ${billions(layerProjections + other)} (${billions(layerProjections)}) | ${context} | ${rope} | ${image} | ${gb(weightBytes(config, 32))} | ${gb(weightBytes(config, 4))} | ${kvToken} | ${kv(config, 4096)} | ${kv(config, 32768)} |`;
+}
+
+/** LLaVA-NeXT / OneVision: an image's tokens depend on its size: its base image's, and up to the most its tiles add. */
+function anyresImageTokens(config: Parameters<typeof anyresTokenRange>[0]): string {
+  const { base, max } = anyresTokenRange(config);
+  return `${base} + up to ${max - base} (any resolution)`;
 }
 
 export function renderHubTable(checkpoints = hubCheckpoints()): string {
@@ -120,6 +136,9 @@ export function renderHubTable(checkpoints = hubCheckpoints()): string {
 const FAMILY_OPTIONS: Record<string, string> = {
   LlavaForConditionalGeneration: 'LLaVA 1.5 / interleave: CLIP or SigLIP tower, any `vision_feature_layer` (int or list), `default` / `full` strategy; Llama, Mistral (sliding window) or Qwen2 text',
   Idefics3ForConditionalGeneration: 'SmolVLM: images split into 512-pixel tiles + a global image (`preprocessor_config.json`), pixel-shuffle `scale_factor`, Llama text',
+  LlavaNextForConditionalGeneration:
+    'LLaVA-NeXT (1.6): any resolution, tiles of `image_grid_pinpoints` + the base image, unpadded, `image_newline` per row; towers, feature layers, strategies and text models as LLaVA',
+  LlavaOnevisionForConditionalGeneration: "LLaVA-OneVision: as LLaVA-NeXT, with `vision_aspect_ratio` anyres_max_N's downscale of too many tiles' features; video refused",
   Qwen2VLForConditionalGeneration:
     'Qwen2-VL: images at their own size between `min_pixels` / `max_pixels` (`preprocessor_config.json`), 2x2 patch merger, M-RoPE (`mrope_section`), flat or nested `text_config`; refused: `use_sliding_window` true, RoPE frequency scaling, video',
   Qwen2_5_VLForConditionalGeneration: 'Qwen2.5-VL: as Qwen2-VL, with the windowed tower (`window_size`, `fullatt_block_indexes`), RMSNorm and SwiGLU',

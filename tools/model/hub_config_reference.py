@@ -31,13 +31,21 @@ from transformers import (
     AutoModelForCausalLM,
     Idefics3ForConditionalGeneration,
     LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+    LlavaOnevisionForConditionalGeneration,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLForConditionalGeneration,
 )
 
 HUB = Path(__file__).resolve().parents[2] / "test/fixtures/configs/hub"
 QWEN_VL = {"Qwen2VLForConditionalGeneration": Qwen2VLForConditionalGeneration, "Qwen2_5_VLForConditionalGeneration": Qwen2_5_VLForConditionalGeneration}
-SUPPORTED = {"LlavaForConditionalGeneration", "Idefics3ForConditionalGeneration", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", *QWEN_VL}
+IMAGE_MODELS = {
+    "LlavaForConditionalGeneration": LlavaForConditionalGeneration,
+    "LlavaNextForConditionalGeneration": LlavaNextForConditionalGeneration,
+    "LlavaOnevisionForConditionalGeneration": LlavaOnevisionForConditionalGeneration,
+    "Idefics3ForConditionalGeneration": Idefics3ForConditionalGeneration,
+}
+SUPPORTED = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", *IMAGE_MODELS, *QWEN_VL}
 
 
 def text_values(t) -> dict:
@@ -135,16 +143,14 @@ def reference(raw: dict) -> dict:
     if arch in QWEN_VL:
         return qwen_vl_reference(raw)
     with torch.device("meta"):
-        if arch == "LlavaForConditionalGeneration":
-            model = LlavaForConditionalGeneration(config)
-        elif arch == "Idefics3ForConditionalGeneration":
-            model = Idefics3ForConditionalGeneration(config)
+        if arch in IMAGE_MODELS:
+            model = IMAGE_MODELS[arch](config)
         else:
             model = AutoModelForCausalLM.from_config(config)
     params = sum(p.numel() for p in model.parameters())
     if arch == "Idefics3ForConditionalGeneration":
         return idefics3_reference(config, params)
-    if arch != "LlavaForConditionalGeneration":
+    if arch not in IMAGE_MODELS:
         return {"architecture": arch, "text": text_values(config), "parameters": params}
     v = config.vision_config
     # The tower's positions: the patch grid (image_size // patch_size per side, as the conv floors),
@@ -152,6 +158,10 @@ def reference(raw: dict) -> dict:
     grid = (v.image_size // v.patch_size) ** 2
     positions = grid + (1 if v.model_type == "clip_vision_model" else 0)
     image_tokens = positions - (1 if config.vision_feature_select_strategy == "default" else 0)
+    # LLaVA-NeXT / OneVision: those are per tile; the image's count depends on its size (any resolution).
+    anyres = {}
+    if arch != "LlavaForConditionalGeneration":
+        anyres = {"imageGridPinpoints": config.image_grid_pinpoints, "visionAspectRatio": getattr(config, "vision_aspect_ratio", None)}
     # PreTrainedModel.tie_weights reads the text config's tie_word_embeddings (its class default
     # when text_config leaves it out), not LlavaConfig's top-level one.
     text = text_values(config.get_text_config(decoder=True))
@@ -163,6 +173,7 @@ def reference(raw: dict) -> dict:
         "visionFeatureLayer": config.vision_feature_layer,
         "selectStrategy": config.vision_feature_select_strategy,
         "imageTokens": image_tokens,
+        **anyres,
         "parameters": params,
     }
 

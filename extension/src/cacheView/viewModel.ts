@@ -58,8 +58,9 @@ export function cacheViewModel(map: CacheMap): CacheViewModel {
   };
 }
 
-/** Which frame of a tiled image (SmolVLM): a tile, counted row by row, or the global image after them. */
+/** Which frame of a tiled image: the part its architecture names (LLaVA-NeXT), or (SmolVLM) a tile, counted row by row, or the global image after them. */
 function frameLabel(image: CacheMap['images'][number]): string {
+  if (image.part !== undefined) return `, ${image.part}`;
   if (image.frames === undefined || image.frame === undefined) return '';
   return image.frame === image.frames - 1 ? ', global image' : `, tile ${image.frame + 1} of ${image.frames - 1}`;
 }

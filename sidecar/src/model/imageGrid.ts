@@ -11,6 +11,19 @@ export interface ImageGrid {
   frames: number;
   /** Qwen2-VL's `image_grid_thw`: patches along time, height and width (absent for the others). */
   patches?: readonly [number, number, number];
+  /**
+   * How the cache view draws the image's tokens (one run of them), in order, when neither one square
+   * per frame nor one row fits: LLaVA-NeXT's base image, then its unpadded tile grid with a row end
+   * after every row.
+   */
+  drawing?: readonly DrawnPart[];
+}
+
+/** A part of an image's tokens drawn as a `rows` x `cols` grid (`rows * cols` tokens), named for the view. */
+export interface DrawnPart {
+  name: string;
+  rows: number;
+  cols: number;
 }
 
 export const SINGLE_FRAME: ImageGrid = Object.freeze({ rows: 0, cols: 0, frames: 1 });

@@ -234,9 +234,10 @@ export interface CacheMap {
    * Per image: first position, token count, patch grid [rows, cols], and per patch the share of
    * (layer, head) pairs that keep it and that merged it into a kept slot. An image read as several
    * frames (SmolVLM: its tiles row by row, then its global image) has an entry per frame, each with
-   * its `frame` number of `frames`.
+   * its `frame` number of `frames`; a part an architecture names (LLaVA-NeXT: the base image, then
+   * the unpadded tiles with a row end after every row) has its `part` name.
    */
-  images: { index: number; firstPosition: number; tokens: number; grid: number[]; frame?: number; frames?: number; kept: number[]; merged: number[] }[];
+  images: { index: number; firstPosition: number; tokens: number; grid: number[]; frame?: number; frames?: number; part?: string; kept: number[]; merged: number[] }[];
   turns: TurnStats[];
 }
 

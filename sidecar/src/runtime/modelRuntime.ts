@@ -103,7 +103,8 @@ export interface ModelRuntime {
   refuseImages(images: number): void;
   /**
    * Features of encoded images (PNG, JPEG...), image after image: each image's frames
-   * (`imageGrids`) x tokensPerImage rows of `hidden`, the rows that replace its image tokens.
+   * (`imageGrids`) x tokensPerImage rows of `hidden`, or the rows its processor arranges them into
+   * (`arrangeFeatures`: LLaVA-NeXT's unpadded grid with row ends), the rows that replace its image tokens.
    */
   encodeImages(images: Uint8Array[]): Promise<Float32Array>;
   /**

@@ -153,11 +153,18 @@ export class OnnxModelRuntime implements ModelRuntime {
   }
 
   async encodeImages(images: Uint8Array[]): Promise<Float32Array> {
-    if (!this.vision) throw new Error('image features asked of a text-only model (refuseImages lets no image through)');
-    if (this.vision.readsOwnSizes) return this.vision.encodePreprocessed(await Promise.all(images.map((bytes) => this.processor.preprocessImage(bytes))));
-    const pixels = await this.pixelValues(images);
-    const { imageSize: S, channels: C } = this.vision;
-    return this.vision.encode(pixels, pixels.length / (C * S * S));
+    const vision = this.vision;
+    if (!vision) throw new Error('image features asked of a text-only model (refuseImages lets no image through)');
+    const processed = await Promise.all(images.map((bytes) => this.processor.preprocessImage(bytes)));
+    if (vision.readsOwnSizes) return vision.encodePreprocessed(processed);
+    const pixels = concatenated(processed.map((p) => p.pixels));
+    const { imageSize: S, channels: C, tokensPerImage, featureSize } = vision;
+    const features = await vision.encode(pixels, pixels.length / (C * S * S));
+    const arrange = this.processor.arrangeFeatures?.bind(this.processor);
+    if (!arrange) return features;
+    // Each image's frames' rows, arranged as its architecture places them in the prompt.
+    let at = 0;
+    return concatenated(processed.map(({ grid }) => arrange(features.subarray(at, (at += grid.frames * tokensPerImage * featureSize)), grid, featureSize)));
   }
 
   imageGrids(images: readonly (() => Uint8Array)[]): Promise<ImageGrid[]> {
@@ -167,9 +174,7 @@ export class OnnxModelRuntime implements ModelRuntime {
   /** Pixel values `[frames, 3, size, size]` of encoded images, each image's frames in turn (one per image but for tiles). */
   async pixelValues(images: Uint8Array[]): Promise<Float32Array> {
     const processed = await Promise.all(images.map((bytes) => this.processor.preprocessImage(bytes)));
-    const out = new Float32Array(processed.reduce((n, p) => n + p.pixels.length, 0));
-    processed.reduce((at, p) => (out.set(p.pixels, at), at + p.pixels.length), 0);
-    return out;
+    return concatenated(processed.map((p) => p.pixels));
   }
 
   /**
@@ -315,4 +320,10 @@ function addColumns(into: Float32Array, total: number, sums: Float32Array, width
   for (let h = 0; h < heads; h++) {
     for (let j = 0; j < width; j++) into[h * total + j] += sums[h * width + j];
   }
+}
+
+function concatenated(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
 }

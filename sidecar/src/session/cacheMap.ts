@@ -5,9 +5,11 @@
  * column's modality, and per image patch the share of (layer, head) pairs that keep it or merged it
  * into a kept slot rather than dropping it. An image read as several frames (SmolVLM's tiles and
  * global image) is drawn frame by frame; a Qwen2-VL image as its grid of merged patches (the height
- * and width components of its tokens' M-RoPE positions).
+ * and width components of its tokens' M-RoPE positions); one whose architecture says how to draw
+ * its tokens (`ImageGrid.drawing`: LLaVA-NeXT's base image and unpadded tile grid) part by part.
  */
 import { similarityFilter, TEXT, type CompressionPlan, type KvLayer, type MergeRule } from '../kv/index.js';
+import type { DrawnPart } from '../model/imageGrid.js';
 import type { CacheMap } from '../protocol/index.js';
 
 /** Per position: the modality of every token fed, and in how many (layer, head) pairs it was merged. */
@@ -74,7 +76,16 @@ export const DEFAULT_MAX_COLUMNS = 480;
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
-export function cacheMap(cache: readonly KvLayer[] | null, tally: CacheTally, maxColumns = DEFAULT_MAX_COLUMNS): Pick<CacheMap, 'keptPerHead' | 'bucket' | 'columnModality' | 'layers' | 'images'> {
+/**
+ * `drawings(index)`: how image `index`'s tokens are drawn, if its architecture says (parts of one
+ * run of tokens, in order); otherwise each run of its tokens is one frame, square if it can be.
+ */
+export function cacheMap(
+  cache: readonly KvLayer[] | null,
+  tally: CacheTally,
+  maxColumns = DEFAULT_MAX_COLUMNS,
+  drawings: (index: number) => readonly DrawnPart[] | undefined = () => undefined,
+): Pick<CacheMap, 'keptPerHead' | 'bucket' | 'columnModality' | 'layers' | 'images'> {
   const seen = tally.modality.length;
   const bucket = Math.max(1, Math.ceil(seen / maxColumns));
   const columns = Math.ceil(seen / bucket);
@@ -112,15 +123,26 @@ export function cacheMap(cache: readonly KvLayer[] | null, tally: CacheTally, ma
     if (last && last.firstPosition + last.tokens === position) last.tokens++;
     else frames.push({ firstPosition: position, tokens: 1 });
   });
-  const images = [...runs.entries()].flatMap(([index, frames]) =>
-    frames.map((s, frame) => {
+  const share = (firstPosition: number, tokens: number, counts: ArrayLike<number>) => Array.from({ length: tokens }, (_, i) => (pairs > 0 ? round(counts[firstPosition + i] / pairs) : 0));
+  const images = [...runs.entries()].flatMap(([index, frames]) => {
+    const parts = drawings(index);
+    const run = frames[0];
+    if (parts && frames.length === 1 && parts.reduce((n, p) => n + p.rows * p.cols, 0) === run.tokens) {
+      let firstPosition = run.firstPosition;
+      return parts.map(({ name, rows, cols }, frame) => {
+        const at = firstPosition;
+        firstPosition += rows * cols;
+        return { index, firstPosition: at, tokens: rows * cols, grid: [rows, cols], frame, frames: parts.length, part: name, kept: share(at, rows * cols, keptBy), merged: share(at, rows * cols, tally.merged) };
+      });
+    }
+    return frames.map((s, frame) => {
       const side = Math.round(Math.sqrt(s.tokens));
       const known = tally.grids.get(index);
-      const share = (counts: ArrayLike<number>) => Array.from({ length: s.tokens }, (_, i) => (pairs > 0 ? round(counts[s.firstPosition + i] / pairs) : 0));
       const tiles = frames.length > 1 ? { frame, frames: frames.length } : {};
-      return { index, firstPosition: s.firstPosition, tokens: s.tokens, grid: known && known[0] * known[1] === s.tokens ? known : side * side === s.tokens ? [side, side] : [1, s.tokens], ...tiles, kept: share(keptBy), merged: share(tally.merged) };
-    }),
-  );
+      const grid = known && known[0] * known[1] === s.tokens ? known : side * side === s.tokens ? [side, side] : [1, s.tokens];
+      return { index, firstPosition: s.firstPosition, tokens: s.tokens, grid, ...tiles, kept: share(s.firstPosition, s.tokens, keptBy), merged: share(s.firstPosition, s.tokens, tally.merged) };
+    });
+  });
 
   return { keptPerHead: cache?.[0]?.length ?? 0, bucket, columnModality, layers, images };
 }

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { compressToCold, deferredBudget, deferredWindowScores, planCompression, POLICIES, resolveBudget, TEXT, type KvCache } from '../kv/index.js';
 import type { ImageGrid } from '../model/imageGrid.js';
+import type { DrawnPart } from '../model/imageGrid.js';
 import type { ChatMessage, ContentPart } from '../model/processor.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings, type TurnStats } from '../protocol/index.js';
@@ -175,6 +176,8 @@ export class Conversation {
   private working: TurnWork | null = null;
   /** What the cache's positions are and what was merged (for the cache view); follows the cache. */
   private tally = new CacheTally();
+  /** How the cache view draws each image (by content hash), where its architecture says (not saved: a restored conversation's images are drawn plainly until shown again). */
+  private readonly drawings = new Map<string, readonly DrawnPart[]>();
   readonly turns: TurnStats[] = [];
   lastUsed = Date.now();
   /** The fingerprint of the model that made `segments` and `fedText`; null until a turn is recorded (or saved before it was kept). */
@@ -251,7 +254,8 @@ export class Conversation {
 
   /** Which positions the cache keeps per layer and head, what they are, what was merged. */
   cacheMap(maxColumns?: number): ReturnType<typeof cacheMap> {
-    return cacheMap(this.cache?.layers ?? null, this.tally, maxColumns);
+    const hashes = this.segments.flatMap((segment) => segment.imageHashes);
+    return cacheMap(this.cache?.layers ?? null, this.tally, maxColumns, (index) => this.drawings.get(hashes[index] ?? ''));
   }
 
   /** Bytes of the conversation's cold tier (host memory), a running turn's included. */
@@ -370,6 +374,9 @@ export class Conversation {
     const imageHashes = incremental ? hashes : [...this.segments.flatMap((segment) => segment.imageHashes), ...hashes];
     // How each image of the encoded text enters the prompt (an Idefics3 image's tiles depend on its size).
     const grids = await runtime.imageGrids(imageHashes.map((hash) => () => this.imageBytes(newImages, hash)));
+    grids.forEach((grid, i) => {
+      if (grid.drawing) this.drawings.set(imageHashes[i], grid.drawing);
+    });
     const fresh: Segment = { ids: processor.encode(prompt, !incremental, incremental ? this.fedText.length : 0, grids), imageHashes };
     refuseTooManyTokens(runtime, fresh.ids.length, before);
     const replay = incremental && this.cache === null ? fedTurns(this.segments) : [];

@@ -1,6 +1,6 @@
 /**
- * The checkpoints offered by "Download Model…": vision-language checkpoints (LLaVA, SmolVLM,
- * Qwen2.5-VL: images and text) and small text-only causal LMs for questions about long files. Every figure is
+ * The checkpoints offered by "Download Model…": vision-language checkpoints (LLaVA, LLaVA-NeXT's
+ * any resolution, SmolVLM, Qwen2.5-VL: images and text) and small text-only causal LMs for questions about long files. Every figure is
  * computed from the checkpoint's own config.json (the verbatim copies in
  * test/fixtures/configs/hub, with sidecar/src/model/footprint.ts; test/hub/catalog.test.ts keeps
  * them equal): parameters as transformers counts them, the download as those parameters in 16-bit
@@ -85,6 +85,16 @@ export const CATALOG: readonly CatalogModel[] = [
     textOnly: false,
     license: 'unknown: see the model card',
     goodAt: 'screenshots, UI and code read at their own resolution (no fixed-size crop); 128K-token context',
+  },
+  {
+    repo: 'llava-hf/llava-v1.6-mistral-7b-hf',
+    parametersB: 7.567,
+    layerParamsB: 6.979,
+    float32ParamsB: 0.575,
+    downloadGB: 15.13,
+    textOnly: false,
+    license: 'unknown: see the model card (Mistral-7B-Instruct-v0.2 base)',
+    goodAt: 'LLaVA-NeXT: screenshots and documents at up to 672 x 672 or 1008 x 336 (tiles), so small text stays readable',
   },
   {
     repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',

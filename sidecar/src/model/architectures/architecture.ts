@@ -71,6 +71,11 @@ export interface ArchitectureProcessor extends Pick<LlavaProcessor, 'renderChatT
    * one position per token, consecutive.
    */
   ropePositions?(ids: readonly number[], grids: readonly ImageGrid[], start: number): { positions: Int32Array; next: number };
+  /**
+   * One image's feature rows from the encoder's rows for its frames (`grid` from `preprocessImage`),
+   * when they are not those rows as they are (LLaVA-NeXT cuts the padding and adds row ends). Absent: as they are.
+   */
+  arrangeFeatures?(frames: Float32Array, grid: ImageGrid, hidden: number): Float32Array;
 }
 
 export interface Architecture<C extends ModelConfig = ModelConfig> {

@@ -8,6 +8,7 @@ import type { Architecture } from './architecture.js';
 import { causalLm } from './causalLm/index.js';
 import { idefics3 } from './idefics3/index.js';
 import { llava } from './llava/index.js';
+import { llavaNext } from './llavaNext/index.js';
 import { qwen2vl } from './qwen2vl/index.js';
 
 const ARCHITECTURES = new Map<string, Architecture>([
@@ -15,6 +16,8 @@ const ARCHITECTURES = new Map<string, Architecture>([
   ['Idefics3ForConditionalGeneration', idefics3],
   ['Qwen2VLForConditionalGeneration', qwen2vl],
   ['Qwen2_5_VLForConditionalGeneration', qwen2vl],
+  ['LlavaNextForConditionalGeneration', llavaNext],
+  ['LlavaOnevisionForConditionalGeneration', llavaNext],
   ['LlamaForCausalLM', causalLm('llama')],
   ['MistralForCausalLM', causalLm('mistral')],
   ['Qwen2ForCausalLM', causalLm('qwen2')],

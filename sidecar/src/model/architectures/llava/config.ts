@@ -26,6 +26,9 @@ export interface LlavaConfig extends ModelConfig {
   projectorBias: boolean;
 }
 
+/** What the image encoder graph reads of a LLaVA-shaped config (LLaVA-NeXT and OneVision share it). */
+export type LlavaImageSide = Pick<LlavaConfig, 'text' | 'vision' | 'visionFeatureLayers' | 'selectStrategy' | 'projectorAct' | 'projectorBias'>;
+
 /** A config parsed by this architecture (the others have other vision sides, or none). */
 export function isLlavaConfig(config: ModelConfig): config is LlavaConfig {
   return config.architecture === 'LlavaForConditionalGeneration';
@@ -34,7 +37,8 @@ export function isLlavaConfig(config: ModelConfig): config is LlavaConfig {
 /** `LlavaConfig`'s vision tower when config.json has no vision_config at all (CLIP ViT-L/14-336). */
 const LLAVA_DEFAULT_VISION = { model_type: 'clip_vision_model' as const, hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16, image_size: 336, patch_size: 14 };
 
-const llavaSchema = z
+/** LlavaConfig's fields (LLaVA-NeXT and OneVision extend it with their own defaults). */
+export const llavaSchema = z
   .object({
     architectures: z.array(z.string()).min(1),
     // A missing text_config is LlamaConfig(); a missing vision_config is LlavaConfig's CLIP ViT-L/14-336.
@@ -52,7 +56,7 @@ const llavaSchema = z
   .loose();
 
 /** `vision_feature_layer` as a list of hidden-state indices, each checked against the tower's depth (Python indexing of numLayers + 1 states). */
-function featureLayers(raw: number | number[], numLayers: number): number[] {
+export function featureLayers(raw: number | number[], numLayers: number): number[] {
   const layers = typeof raw === 'number' ? [raw] : raw;
   for (const layer of layers) {
     if (layer < -(numLayers + 1) || layer > numLayers) {

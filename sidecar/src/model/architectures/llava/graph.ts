@@ -13,20 +13,34 @@ import type { BuiltGraph, ManifestValue } from '../../graph/manifest.js';
 import { buildModel, GraphBuilder } from '../../graph/onnxBuilder.js';
 import type { WeightPool } from '../../graph/weightPool.js';
 import { towerPositions, visionTowerStates } from '../../vision/visionGraph.js';
-import { selectedLayerCount, type LlavaConfig } from './config.js';
+import type { GraphContext } from '../../graph/layers/context.js';
+import { selectedLayerCount, type LlavaImageSide } from './config.js';
 
 /** Feature rows per image: `default` drops the first position of every tower (transformers' `[:, 1:]`). */
-export function tokensPerImage(config: LlavaConfig): number {
+export function tokensPerImage(config: LlavaImageSide): number {
   return towerPositions(config.vision) - (config.selectStrategy === 'default' ? 1 : 0);
 }
 
-export function buildLlavaImageGraph(config: LlavaConfig, weights: WeightPool): BuiltGraph {
+export function buildLlavaImageGraph(config: LlavaImageSide, weights: WeightPool): BuiltGraph {
   const v = config.vision;
   const g = new GraphBuilder();
-  const context = { g, weights };
+  const out = llavaProjectedFeatures({ g, weights }, config, 'pixel_values');
+  g.nodes.push({ name: '/projector/output', op: 'Identity', inputs: [out], outputs: ['image_features'] });
+
+  const T = config.text.hiddenSize;
+  const inputs: ManifestValue[] = [{ name: 'pixel_values', type: 'float32', dims: ['images', v.numChannels, v.imageSize, v.imageSize], role: 'pixels' }];
+  const outputs: ManifestValue[] = [{ name: 'image_features', type: 'float32', dims: ['images', tokensPerImage(config), T], role: 'imageFeatures' }];
+  const model = buildModel({ name: 'vision', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
+  return { model, manifest: { graph: 'vision', inputs, outputs } };
+}
+
+/** The tower's selected hidden states of `pixels [images, channels, size, size]`, projected: `[images, tokensPerImage, text hidden]`. */
+export function llavaProjectedFeatures(context: GraphContext, config: LlavaImageSide, pixels: string): string {
+  const v = config.vision;
+  const { g } = context;
   const linear = batchedLinear(context);
   const positions = towerPositions(v);
-  const states = visionTowerStates(context, v, 'pixel_values', selectedLayerCount(v.numLayers, config.visionFeatureLayers));
+  const states = visionTowerStates(context, v, pixels, selectedLayerCount(v.numLayers, config.visionFeatureLayers));
   const selected = config.visionFeatureLayers.map((layer, k) => {
     const state = states[layer < 0 ? v.numLayers + 1 + layer : layer];
     return config.selectStrategy === 'default' ? g.op('Slice', [state, g.ints([1]), g.ints([positions]), g.ints([1])], {}, `/vision/select.${k}`) : state;
@@ -37,11 +51,5 @@ export function buildLlavaImageGraph(config: LlavaConfig, weights: WeightPool): 
   const bias = config.projectorBias;
   const projected = linear(features, 'projector.linear_1', T, v.hiddenSize * selected.length, bias, '/projector/linear_1');
   const act = activation(g, projected, config.projectorAct, '/projector/act');
-  const out = linear(act, 'projector.linear_2', T, T, bias, '/projector/linear_2');
-  g.nodes.push({ name: '/projector/output', op: 'Identity', inputs: [out], outputs: ['image_features'] });
-
-  const inputs: ManifestValue[] = [{ name: 'pixel_values', type: 'float32', dims: ['images', v.numChannels, v.imageSize, v.imageSize], role: 'pixels' }];
-  const outputs: ManifestValue[] = [{ name: 'image_features', type: 'float32', dims: ['images', tokensPerImage(config), T], role: 'imageFeatures' }];
-  const model = buildModel({ name: 'vision', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
-  return { model, manifest: { graph: 'vision', inputs, outputs } };
+  return linear(act, 'projector.linear_2', T, T, bias, '/projector/linear_2');
 }

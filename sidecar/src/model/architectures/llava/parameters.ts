@@ -3,10 +3,10 @@
  * config the way transformers' model holds them; `model/footprint.ts` adds the decoder's.
  */
 import type { VisionConfig } from '../../config.js';
-import { selectedLayerCount, type LlavaConfig } from './config.js';
+import { selectedLayerCount, type LlavaImageSide } from './config.js';
 
 /** What the runtime reads of the image side, and what the checkpoint holds that it never reads. */
-export function llavaImageSideParameters(config: LlavaConfig): { read: number; unread: number } {
+export function llavaImageSideParameters(config: LlavaImageSide): { read: number; unread: number } {
   const v = config.vision;
   const t = config.text;
   const layer = visionLayer(v);

@@ -88,7 +88,7 @@ describe('config.json of real Hub checkpoints', () => {
       assert.ok(sources.includes(`\`${file}\``), `${file} is not in SOURCES.md`);
       assert.ok(reference[file], `${file} is not in ${REFERENCE}: run tools/model/hub_config_reference.py`);
     }
-    assert.ok(supported.length >= 17 && refused.length >= 3, `${supported.length} supported, ${refused.length} refused`);
+    assert.ok(supported.length >= 29 && refused.length >= 2, `${supported.length} supported, ${refused.length} refused`);
   });
 
   for (const file of supported) {

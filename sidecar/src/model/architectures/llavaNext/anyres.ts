@@ -128,7 +128,11 @@ export function isAnyresLayout(grid: ImageGrid): grid is AnyresLayout {
  */
 export function anyresTokenRange(config: { pinpoints: AnyresSettings['pinpoints']; vision: { imageSize: number; patchSize: number }; maxTiles: number | null }): { base: number; max: number } {
   const settings: AnyresSettings = { pinpoints: config.pinpoints, tile: config.vision.imageSize, grid: Math.floor(config.vision.imageSize / config.vision.patchSize), maxTiles: config.maxTiles };
-  const tokens = config.pinpoints.map(([height, width]) => anyresLayout({ width, height }, settings).tokens);
-  return { base: settings.grid ** 2, max: Math.max(...tokens) };
+  return { base: settings.grid ** 2, max: maxAnyresTokens(settings) };
+}
+
+/** The most tokens one image can become: one of exactly a pinpoint's size keeps all its tiles. */
+export function maxAnyresTokens(settings: AnyresSettings): number {
+  return Math.max(...settings.pinpoints.map(([height, width]) => anyresLayout({ width, height }, settings).tokens));
 }
 

@@ -19,7 +19,7 @@ import { pilResize } from '../../pilResize.js';
 import { patchGrid } from '../../vision/patches.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
 import type { ArchitectureProcessor } from '../architecture.js';
-import { anyresLayout, isAnyresLayout, type AnyresLayout, type AnyresSettings, type Size } from './anyres.js';
+import { anyresLayout, isAnyresLayout, maxAnyresTokens, type AnyresLayout, type AnyresSettings, type Size } from './anyres.js';
 import { LLAVA_ONEVISION, type LlavaNextConfig } from './config.js';
 import { packImageFeatures } from './pack.js';
 
@@ -125,6 +125,11 @@ export class LlavaNextProcessor implements ArchitectureProcessor {
   /** Feature rows per frame (tile or base image); an image's count is its layout's `tokens`. */
   get tokensPerImage(): number {
     return this.settings.grid ** 2;
+  }
+
+  /** The most one image can become (the chat's token count takes images at this). */
+  get maxTokensPerImage(): number {
+    return maxAnyresTokens(this.settings);
   }
 
   get eosTokenIds(): number[] {

@@ -1,6 +1,6 @@
 /**
  * `node --expose-gc --import tsx bench/decodeStep.ts --model DIR [--lengths 100,4096,8192] [--steps 8]
- *   [--profile] [--code sidecar] [--bits 32]`:
+ *   [--profile] [--code sidecar] [--bits 32|8|4]`:
  * the decoder's cost of one decode step on a past of each length, in its own process. The past is
  * random keys and values of the checkpoint's shape (a decode step's cost does not depend on their
  * values), fed as views, and the step fetches what `TextDecoder.forward` fetches on a decode step
@@ -16,6 +16,7 @@ import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { chunkMask } from '../sidecar/src/runtime/textDecoder.js';
+import { parseWeightBits } from '../sidecar/src/model/text/decoderGraph.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,7 +64,7 @@ async function loadVariant(code: string, index: number): Promise<Variant> {
   const { buildDecoderGraph } = (await import(join(root, 'src/model/text/decoderGraph.ts'))) as typeof import('../sidecar/src/model/text/decoderGraph.js');
   const checkpoint = Checkpoint.open(String(values.model));
   const weights = new WeightPool(checkpoint);
-  const graph = buildDecoderGraph(checkpoint.config.text, weights, Number(values.bits) === 4 ? 4 : 32);
+  const graph = buildDecoderGraph(checkpoint.config.text, weights, parseWeightBits(String(values.bits)));
   const profilePrefix = join('/tmp', `decode-profile-${process.pid}-${index}`);
   const session = await ort.InferenceSession.create(graph.model, {
     externalData: [weights.load()],

@@ -26,6 +26,7 @@ suite('Download Model catalog', () => {
       near(model.layerParamsB, layerProjections / 1e9, 0.0005, 'layer projections (B)');
       near(model.downloadGB, ((layerProjections + other) * 2) / 1e9, 0.005, 'download at 16 bits (GB)');
       near(memoryNeededGB(model, 32), weightBytes(config, 32) / 1e9, 0.003, 'memory at float32 (GB)');
+      near(memoryNeededGB(model, 8), weightBytes(config, 8) / 1e9, 0.003, 'memory at 8-bit (GB)');
       near(memoryNeededGB(model, 4), weightBytes(config, 4) / 1e9, 0.003, 'memory at 4-bit (GB)');
     });
   }

@@ -45,16 +45,24 @@ function textOther(t: TextConfig): number {
 /** Bytes per parameter of a 4-bit projection: 4 bits plus a float32 scale per block of 32 (MatMulNBits, no zero points). */
 export const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
 
+/** Bytes per parameter of an 8-bit projection: 8 bits plus a float32 scale per block of 32. */
+export const Q8_BYTES_PER_PARAMETER = 1 + 4 / 32;
+
+/** Bytes per parameter of a layer projection at `weightBits`. */
+export function projectionBytesPerParameter(weightBits: number): number {
+  return weightBits === 4 ? Q4_BYTES_PER_PARAMETER : weightBits === 8 ? Q8_BYTES_PER_PARAMETER : 4;
+}
+
 /**
- * Bytes the weights take once loaded at `weightBits` (32: float32 throughout; 4: the layer
- * projections in 4-bit blocks, everything else float32). Token embeddings are read from the
+ * Bytes the weights take once loaded at `weightBits` (32: float32 throughout; 8 or 4: the layer
+ * projections in 8- or 4-bit blocks, everything else float32). Token embeddings are read from the
  * checkpoint's file row by row (no second copy beside the graph's LM head); vision layers it never
  * reads are not loaded.
  */
-export function weightBytes(config: ModelConfig, weightBits: 32 | 4): number {
+export function weightBytes(config: ModelConfig, weightBits: 32 | 8 | 4): number {
   const counts = countParameters(config);
   const float32 = counts.other - counts.unread;
-  const projections = counts.layerProjections * (weightBits === 4 ? Q4_BYTES_PER_PARAMETER : 4);
+  const projections = counts.layerProjections * projectionBytesPerParameter(weightBits);
   return float32 * 4 + projections;
 }
 

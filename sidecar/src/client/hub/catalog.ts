@@ -98,15 +98,16 @@ export const CATALOG: readonly CatalogModel[] = [
   },
 ];
 
-/** Bytes per parameter of a 4-bit projection: 4 bits plus a float32 scale per block of 32 (MatMulNBits). */
+/** Bytes per parameter of a 4-/8-bit projection: the codes plus a float32 scale per block of 32 (MatMulNBits). */
 const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
+const Q8_BYTES_PER_PARAMETER = 1 + 4 / 32;
 
 /**
- * Memory the weights need once loaded, in GB: float32 throughout, or with 4-bit layer projections
+ * Memory the weights need once loaded, in GB: float32 throughout, or with 8- or 4-bit layer projections
  * (see lookm.weightBits), the rest float32. The KV cache comes on top (docs/models.md).
  */
 export function memoryNeededGB(model: CatalogModel, weightBits: number): number {
-  const layerBytesPerParam = weightBits === 4 ? Q4_BYTES_PER_PARAMETER : 4;
+  const layerBytesPerParam = weightBits === 4 ? Q4_BYTES_PER_PARAMETER : weightBits === 8 ? Q8_BYTES_PER_PARAMETER : 4;
   return model.layerParamsB * layerBytesPerParam + model.float32ParamsB * 4;
 }
 

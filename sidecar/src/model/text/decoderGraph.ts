@@ -32,8 +32,9 @@ export type { WeightBits } from '../graph/layers/linear.js';
 /** A `--weight-bits` value as a WeightBits, or a clear error. */
 export function parseWeightBits(value: string | undefined): WeightBits {
   if (value === undefined || value === '32') return 32;
+  if (value === '8') return 8;
   if (value === '4') return 4;
-  throw new Error(`--weight-bits must be 32 or 4, got ${value}`);
+  throw new Error(`--weight-bits must be 32, 8 or 4, got ${value}`);
 }
 
 /** The blocks an architecture chooses; attention, rotary embeddings and the LM head are shared. */

@@ -106,7 +106,7 @@ export class OnnxModelRuntime implements ModelRuntime {
         vision = await VisionEncoder.create(checkpoint, spec, sessionOptions);
       } else {
         progress('building decoder graph and session');
-        decoder = await TextDecoder.fromSpec(checkpoint, spec, sessionOptions);
+        decoder = await TextDecoder.fromSpec(checkpoint, spec, { ...sessionOptions, weightBits: options.weightBits ?? 32 });
       }
     }
     if (!decoder) throw new Error(`architecture ${config.architecture} lists no decoder session`);

@@ -11,6 +11,8 @@
  * would instead register the tensor with its stored type (an `ExternalTensor` type of float16)
  * and read its bytes unwidened: the per-tensor read in `load` is the one place that decides.
  */
+import { realpathSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Checkpoint } from '../checkpoint.js';
 import { externalBytes, type ExternalTensor } from './onnxBuilder.js';
 import { blockBytes, quantizeBlocks, type QuantizedBits } from './quantize.js';
@@ -57,6 +59,28 @@ export class WeightPool {
     this.tensors.push(entry);
     this.size = entry.external.offset + externalBytes(entry.external);
     return entry.external.name;
+  }
+
+  /**
+   * Where onnxruntime can read every tensor of the pool itself: when each is float32 as stored
+   * (an F32 tensor of a `.safetensors` file, not widened, not quantized) and the files resolve
+   * (symlinks followed: the Hugging Face cache links into a blobs folder) into one folder, the
+   * folder and each tensor's place in its file; otherwise null (the buffer of `load` it is).
+   * onnxruntime takes external data either all from memory or all from files, never mixed.
+   */
+  fileRanges(): { folder: string; ranges: Map<string, { location: string; offset: number }> } | null {
+    const ranges = new Map<string, { location: string; offset: number }>();
+    let folder: string | null = null;
+    for (const t of this.tensors) {
+      if (t.kind !== 'float32') return null;
+      const entry = this.checkpoint.entry(t.canonical, t.shape);
+      if (entry.dtype !== 'F32') return null;
+      const file = realpathSync(entry.file);
+      if (folder !== null && dirname(file) !== folder) return null;
+      folder = dirname(file);
+      ranges.set(t.external.name, { location: basename(file), offset: entry.offset });
+    }
+    return folder === null ? null : { folder, ranges };
   }
 
   get initializers(): ExternalTensor[] {

@@ -128,7 +128,7 @@ function lmHeadWeight(config: TextConfig): string {
 /**
  * The LM head's weight bits at a decoder's `weightBits`: 8-bit weights quantize the head too (as
  * llama.cpp's Q8_0 does: on Qwen2-0.5B the head is a quarter of the weights every decode step
- * reads); 4-bit keeps it float32 (4-bit codes on the vocabulary's logits lose too much).
+ * reads); 4-bit keeps it float32, as it always did (its results unchanged).
  */
 export function lmHeadBits(weightBits: WeightBits): WeightBits {
   return weightBits === 8 ? 8 : 32;

@@ -44,6 +44,8 @@ export function createSession(model: Uint8Array, weights: WeightPool, options: S
   if (files) {
     // onnxruntime reads each tensor from its file (measured on the 8-layer benchmark checkpoint: the
     // create peak loses our buffer, bench/results/load.txt); relative names inside `folder` only.
+    // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
+    // session lives: on Windows the file cannot be deleted until the model is unloaded.
     const extra = { session: { model_external_initializers_file_folder_path: files.folder } };
     return ort.InferenceSession.create(retarget(model, files.ranges), { ...modelSessionOptions(options, deviceOutputs), extra });
   }

@@ -1,13 +1,14 @@
 /**
  * `node --expose-gc --import tsx bench/decodeStep.ts --model DIR [--lengths 100,4096,8192] [--steps 8]
- *   [--profile] [--code sidecar] [--bits 32]`:
+ *   [--profile] [--code sidecar] [--bits 32|8|4]`:
  * the decoder's cost of one decode step on a past of each length, in its own process. The past is
  * random keys and values of the checkpoint's shape (a decode step's cost does not depend on their
  * values), fed as views, and the step fetches what `TextDecoder.forward` fetches on a decode step
  * (the last row's logits, each layer's new keys / values and column sums, no window sums).
  * `--code DIR[,DIR...]` builds the graph with each copy of `sidecar/` listed (e.g. an older commit
  * extracted with `git archive`), all in this process, their steps alternated so a busy machine's
- * drift weighs on each alike; `ratioToFirst` is the first's median step over each one's. `--profile` turns on
+ * drift weighs on each alike; `ratioToFirst` is the first's median step over each one's. `--bits 32,8,4`
+ * does the same for weight precisions (every code copy at every precision listed). `--profile` turns on
  * onnxruntime's profiler for the timed steps and attributes each step's node time by kind
  * (see `kindOf`). Prints one JSON line per length.
  */
@@ -16,6 +17,7 @@ import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { chunkMask } from '../sidecar/src/runtime/textDecoder.js';
+import { parseWeightBits, type WeightBits } from '../sidecar/src/model/text/decoderGraph.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,19 +53,20 @@ function kindOf(node: string): string {
 
 interface Variant {
   label: string;
+  bits: WeightBits;
   session: ort.InferenceSession;
   manifest: Manifest;
   profilePrefix: string;
 }
 
-async function loadVariant(code: string, index: number): Promise<Variant> {
+async function loadVariant(code: string, bits: WeightBits, index: number): Promise<Variant> {
   const root = resolve(code);
   const { Checkpoint } = (await import(join(root, 'src/model/checkpoint.ts'))) as typeof import('../sidecar/src/model/checkpoint.js');
   const { WeightPool } = (await import(join(root, 'src/model/graph/weightPool.ts'))) as typeof import('../sidecar/src/model/graph/weightPool.js');
   const { buildDecoderGraph } = (await import(join(root, 'src/model/text/decoderGraph.ts'))) as typeof import('../sidecar/src/model/text/decoderGraph.js');
   const checkpoint = Checkpoint.open(String(values.model));
   const weights = new WeightPool(checkpoint);
-  const graph = buildDecoderGraph(checkpoint.config.text, weights, Number(values.bits) === 4 ? 4 : 32);
+  const graph = buildDecoderGraph(checkpoint.config.text, weights, bits);
   const profilePrefix = join('/tmp', `decode-profile-${process.pid}-${index}`);
   const session = await ort.InferenceSession.create(graph.model, {
     externalData: [weights.load()],
@@ -73,7 +76,7 @@ async function loadVariant(code: string, index: number): Promise<Variant> {
     enableProfiling: values.profile,
     profileFilePrefix: profilePrefix,
   });
-  return { label: code, session, manifest: graph.manifest as unknown as Manifest, profilePrefix };
+  return { label: code, bits, session, manifest: graph.manifest as unknown as Manifest, profilePrefix };
 }
 
 const byRole = (list: Value[], role: string) => list.filter((v) => v.role === role).sort((a, b) => (a.layer ?? 0) - (b.layer ?? 0)).map((v) => v.name);
@@ -116,7 +119,8 @@ function attribute(variant: Variant, blocks: { length: number; runs: number }[],
 
 async function main(): Promise<void> {
   const variants: Variant[] = [];
-  for (const [index, code] of String(values.code).split(',').entries()) variants.push(await loadVariant(code, index));
+  const bitsList = String(values.bits).split(',').map(parseWeightBits);
+  for (const code of String(values.code).split(',')) for (const bits of bitsList) variants.push(await loadVariant(code, bits, variants.length));
   const checkpoint = (await import('../sidecar/src/model/checkpoint.js')).Checkpoint.open(String(values.model));
   const { hiddenSize: E, numKvHeads: Hkv, headDim: D, numLayers } = checkpoint.config.text;
   const steps = Number(values.steps);
@@ -150,7 +154,7 @@ async function main(): Promise<void> {
     }
     blocks.push({ length: P, runs: warmup + steps });
     variants.forEach((variant, k) => {
-      results.push({ label: values.label ? `${values.label} ${variant.label}` : variant.label, layers: numLayers, bits: Number(values.bits), length: P, chunk: S, steps, medianMs: +median(times[k]).toFixed(2), minMs: +Math.min(...times[k]).toFixed(2), ratioToFirst: +(median(times[0]) / median(times[k])).toFixed(3) });
+      results.push({ label: values.label ? `${values.label} ${variant.label}` : variant.label, layers: numLayers, bits: variant.bits, length: P, chunk: S, steps, medianMs: +median(times[k]).toFixed(2), minMs: +Math.min(...times[k]).toFixed(2), ratioToFirst: +(median(times[0]) / median(times[k])).toFixed(3) });
     });
   }
   if (values.profile) {

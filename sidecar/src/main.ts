@@ -14,7 +14,7 @@ import { parseDeviceRequest } from './runtime/deviceRequest.js';
 import { SidecarServer } from './server/server.js';
 import { DEFAULT_RETENTION } from './session/store.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--cold-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|4] [--prefill-chunk 512] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--cold-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|8|4] [--prefill-chunk 512] [--log-level info]';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -24,8 +24,10 @@ suite('Download Model catalog', () => {
       const near = (value: number, expected: number, within: number, what: string) => assert.ok(Math.abs(value - expected) <= within, `${what}: ${value}, the config gives ${expected}`);
       near(model.parametersB, (layerProjections + other) / 1e9, 0.0005, 'parameters (B)');
       near(model.layerParamsB, layerProjections / 1e9, 0.0005, 'layer projections (B)');
+      near(model.headParamsB, countParameters(config).lmHead / 1e9, 0.0005, 'LM head (B)');
       near(model.downloadGB, ((layerProjections + other) * 2) / 1e9, 0.005, 'download at 16 bits (GB)');
       near(memoryNeededGB(model, 32), weightBytes(config, 32) / 1e9, 0.003, 'memory at float32 (GB)');
+      near(memoryNeededGB(model, 8), weightBytes(config, 8) / 1e9, 0.003, 'memory at 8-bit (GB)');
       near(memoryNeededGB(model, 4), weightBytes(config, 4) / 1e9, 0.003, 'memory at 4-bit (GB)');
     });
   }

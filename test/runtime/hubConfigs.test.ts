@@ -212,6 +212,9 @@ describe('config.json of real Hub checkpoints', () => {
     assert.equal(unread, 0);
     // Tied embeddings: the LM head's matrix is the only copy held (lookups read rows from the file).
     assert.equal(weightBytes(config, 32), (layerProjections + other) * 4);
+    // 8 bits: the LM head (the tied embedding table) quantized like the projections.
+    const head = 151936 * 896;
+    assert.equal(weightBytes(config, 8), (layerProjections + head) * 1.125 + (other - head) * 4);
     assert.equal(weightBytes(config, 4), layerProjections * 0.625 + other * 4);
     assert.equal(kvBytesPerToken(config), 24 * 2 * 64 * 2 * 4);
     const llava = parseModelConfig(raw('llava-hf--llava-1.5-7b-hf.json'));

@@ -11,7 +11,7 @@ import { OnnxModelRuntime } from '../runtime/onnxModelRuntime.js';
 
 const USAGE = `usage: npm run generate -- --model DIR [--image FILE ...] [--max-new-tokens N] [--policy NAME|full]
                             [--hh-ratio R] [--recent-ratio R] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-                            [--threads N] [--weight-bits 32|4] "question"`;
+                            [--threads N] [--weight-bits 32|8|4] "question"`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -6,6 +6,7 @@
  * parameter counts against transformers' own models built from the same config.json files.
  */
 import { architectureFor } from './architectures/registry.js';
+import { lmHeadBits } from './text/decoderGraph.js';
 import type { ModelConfig, TextConfig } from './config.js';
 
 export interface ParameterCounts {
@@ -15,6 +16,8 @@ export interface ParameterCounts {
   other: number;
   /** Of `other`, what the runtime never reads: vision layers past the deepest selected hidden state and the tower's post-layernorm. */
   unread: number;
+  /** Of `other`, the LM head's matrix (the embedding table when tied): what 8-bit weights quantize besides the projections. */
+  lmHead: number;
 }
 
 /** The checkpoint's parameters: `layerProjections + other` is the count transformers reports for the same config. */
@@ -24,7 +27,7 @@ export function countParameters(config: ModelConfig): ParameterCounts {
   const image = architectureFor(config.architecture).imageSideParameters?.(config) ?? { read: 0, unread: 0 };
   const other = textOther(t) + image.read + image.unread;
   const unread = image.unread;
-  return { layerProjections, other, unread };
+  return { layerProjections, other, unread, lmHead: t.vocabSize * t.hiddenSize };
 }
 
 function textLayerProjections(t: TextConfig): number {
@@ -45,16 +48,26 @@ function textOther(t: TextConfig): number {
 /** Bytes per parameter of a 4-bit projection: 4 bits plus a float32 scale per block of 32 (MatMulNBits, no zero points). */
 export const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
 
+/** Bytes per parameter of an 8-bit projection: 8 bits plus a float32 scale per block of 32. */
+export const Q8_BYTES_PER_PARAMETER = 1 + 4 / 32;
+
+/** Bytes per parameter of a layer projection at `weightBits`. */
+export function projectionBytesPerParameter(weightBits: number): number {
+  return weightBits === 4 ? Q4_BYTES_PER_PARAMETER : weightBits === 8 ? Q8_BYTES_PER_PARAMETER : 4;
+}
+
 /**
- * Bytes the weights take once loaded at `weightBits` (32: float32 throughout; 4: the layer
- * projections in 4-bit blocks, everything else float32). Token embeddings are read from the
+ * Bytes the weights take once loaded at `weightBits` (32: float32 throughout; 8: the layer
+ * projections and the LM head in 8-bit blocks; 4: the layer projections in 4-bit blocks;
+ * everything else float32). Token embeddings are read from the
  * checkpoint's file row by row (no second copy beside the graph's LM head); vision layers it never
  * reads are not loaded.
  */
-export function weightBytes(config: ModelConfig, weightBits: 32 | 4): number {
+export function weightBytes(config: ModelConfig, weightBits: 32 | 8 | 4): number {
   const counts = countParameters(config);
-  const float32 = counts.other - counts.unread;
-  const projections = counts.layerProjections * (weightBits === 4 ? Q4_BYTES_PER_PARAMETER : 4);
+  const head = lmHeadBits(weightBits) === 32 ? 0 : counts.lmHead;
+  const float32 = counts.other - counts.unread - head;
+  const projections = (counts.layerProjections + head) * projectionBytesPerParameter(weightBits);
   return float32 * 4 + projections;
 }
 

@@ -41,6 +41,8 @@ export interface LoadOptions {
   weightBits?: WeightBits;
   /** Where every session runs (`resolveDevice`'s choice); default the CPU. Under WebGPU the KV caches stay on the device. */
   device?: ResolvedDevice;
+  /** false: hand onnxruntime the weights in a buffer even where it could read them from the files (`SessionOptions.weightsFromFiles`; default true). */
+  weightsFromFiles?: boolean;
 }
 
 const CPU_DEVICE: ResolvedDevice = { requested: 'cpu', provider: 'cpu', adapter: 'CPU', reason: 'default' };
@@ -91,7 +93,8 @@ export class OnnxModelRuntime implements ModelRuntime {
     const progress = options.onProgress ?? (() => undefined);
     const threads = options.threads ?? Math.max(1, cpus().length);
     const { prefillChunk = DEFAULT_PREFILL_CHUNK, device = CPU_DEVICE } = options;
-    const sessionOptions = { threads, provider: device.provider };
+    // The checkpoint is read as it is: onnxruntime may read its float32 weights from the files itself.
+    const sessionOptions = { threads, provider: device.provider, weightsFromFiles: options.weightsFromFiles ?? true };
     if (!(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${prefillChunk}`);
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);
@@ -107,7 +110,7 @@ export class OnnxModelRuntime implements ModelRuntime {
         vision = await VisionEncoder.create(checkpoint, spec, sessionOptions);
       } else {
         progress('building decoder graph and session');
-        decoder = await TextDecoder.fromSpec(checkpoint, spec, sessionOptions);
+        decoder = await TextDecoder.fromSpec(checkpoint, spec, { ...sessionOptions, weightBits: options.weightBits ?? 32 });
       }
     }
     if (!decoder) throw new Error(`architecture ${config.architecture} lists no decoder session`);

@@ -136,7 +136,8 @@ export class TextDecoder {
     private readonly embeddings: TensorRows,
     manifest: GraphManifest,
     private readonly checkpoint: Checkpoint,
-    private readonly options: SessionOptions,
+    /** `weightBits`: the decoder's, so the every-row LM head computes at the same precision as `last_logits`. */
+    private readonly options: SessionOptions & { weightBits?: WeightBits },
     /** The past is fed and the present kept as device tensors (WebGPU): `forwardOnDevice`. */
     readonly onDevice = false,
   ) {
@@ -154,7 +155,7 @@ export class TextDecoder {
   }
 
   /** The decoder `spec` builds, its session created with the weights the graph registered. */
-  static async fromSpec(checkpoint: Checkpoint, spec: Extract<SessionSpec, { role: 'decoder' }>, options: SessionOptions): Promise<TextDecoder> {
+  static async fromSpec(checkpoint: Checkpoint, spec: Extract<SessionSpec, { role: 'decoder' }>, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
     const { text } = checkpoint.config;
     const weights = new WeightPool(checkpoint);
     const graph = spec.build(weights);
@@ -234,7 +235,7 @@ export class TextDecoder {
   private async allLogits(hidden: Float32Array, S: number): Promise<Float32Array> {
     this.lmHead ??= (async () => {
       const weights = new WeightPool(this.checkpoint);
-      const graph = buildLmHeadGraph(this.config, weights);
+      const graph = buildLmHeadGraph(this.config, weights, this.options.weightBits ?? 32);
       const session = await createSession(graph.model, weights, this.options);
       return { session, input: valueOf(graph.manifest.inputs, 'hidden').name, output: valueOf(graph.manifest.outputs, 'logits').name };
     })();

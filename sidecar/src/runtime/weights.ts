@@ -1,5 +1,6 @@
 /** onnxruntime sessions for the graphs the model code builds, with their weights handed over. */
 import * as ort from 'onnxruntime-node';
+import { onnx } from 'onnx-proto';
 import type { WeightPool } from '../model/graph/weightPool.js';
 import { providerSessionOptions, type ExecutionProvider } from './device.js';
 
@@ -8,6 +9,13 @@ export interface SessionOptions {
   threads: number;
   /** The execution provider every session of the model runs on (`resolveDevice`'s choice); default the CPU. */
   provider?: ExecutionProvider;
+  /**
+   * On the CPU, let onnxruntime read float32 weights stored as such straight from the checkpoint's
+   * files (`WeightPool.fileRanges`), so no buffer of ours is alive while the session is created.
+   * Only for checkpoints read as they are (a test that serves altered weights through
+   * `readFloat32Into` must leave it off: onnxruntime would read the file's).
+   */
+  weightsFromFiles?: boolean;
 }
 
 /**
@@ -32,5 +40,28 @@ export function modelSessionOptions(options: SessionOptions, deviceOutputs: read
  * therefore our buffer plus onnxruntime's copy, while `create` runs.
  */
 export function createSession(model: Uint8Array, weights: WeightPool, options: SessionOptions, deviceOutputs: readonly string[] = []): Promise<ort.InferenceSession> {
+  const files = options.weightsFromFiles && (options.provider ?? 'cpu') === 'cpu' ? weights.fileRanges() : null;
+  if (files) {
+    // onnxruntime reads each tensor from its file (measured on the 8-layer benchmark checkpoint: the
+    // create peak loses our buffer, bench/results/load.txt); relative names inside `folder` only.
+    // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
+    // session lives: on Windows the file cannot be deleted until the model is unloaded.
+    const extra = { session: { model_external_initializers_file_folder_path: files.folder } };
+    return ort.InferenceSession.create(retarget(model, files.ranges), { ...modelSessionOptions(options, deviceOutputs), extra });
+  }
   return ort.InferenceSession.create(model, { externalData: [weights.load()], ...modelSessionOptions(options, deviceOutputs) });
+}
+
+/** The model with each external initializer named in `ranges` pointing at its place in a file instead of the pool's buffer. */
+function retarget(bytes: Uint8Array, ranges: Map<string, { location: string; offset: number }>): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  for (const tensor of model.graph!.initializer!) {
+    const range = ranges.get(tensor.name!);
+    if (!range) continue;
+    for (const entry of tensor.externalData!) {
+      if (entry.key === 'location') entry.value = range.location;
+      if (entry.key === 'offset') entry.value = String(range.offset);
+    }
+  }
+  return onnx.ModelProto.encode(model).finish();
 }

@@ -18,6 +18,8 @@ export interface CatalogModel {
    * biases, the vision layers it reads and the projector.
    */
   float32ParamsB: number;
+  /** Of `float32ParamsB`, the LM head's matrix (the embedding table when tied): what 8-bit weights quantize besides the layers. */
+  headParamsB: number;
   downloadGB: number;
   /** Text-only causal LM: no images, but a long context for files. */
   textOnly: boolean;
@@ -31,6 +33,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 0.864,
     layerParamsB: 0.308,
     float32ParamsB: 0.556,
+    headParamsB: 0.156,
     downloadGB: 1.73,
     textOnly: false,
     license: 'unknown: see the model card (Qwen1.5 base)',
@@ -41,6 +44,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 0.256,
     layerParamsB: 0.106,
     float32ParamsB: 0.15,
+    headParamsB: 0.028,
     downloadGB: 0.51,
     textOnly: false,
     license: 'Apache 2.0',
@@ -51,6 +55,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 7.063,
     layerParamsB: 6.476,
     float32ParamsB: 0.575,
+    headParamsB: 0.131,
     downloadGB: 14.13,
     textOnly: false,
     license: 'Llama 2 Community License',
@@ -61,6 +66,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 13.351,
     layerParamsB: 12.688,
     float32ParamsB: 0.651,
+    headParamsB: 0.164,
     downloadGB: 26.7,
     textOnly: false,
     license: 'Llama 2 Community License',
@@ -71,6 +77,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 7.567,
     layerParamsB: 6.979,
     float32ParamsB: 0.575,
+    headParamsB: 0.131,
     downloadGB: 15.13,
     textOnly: false,
     license: 'unknown: see the model card (Mistral-7B base, LLaVA 1.5 data)',
@@ -81,6 +88,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 3.755,
     layerParamsB: 2.775,
     float32ParamsB: 0.98,
+    headParamsB: 0.311,
     downloadGB: 7.51,
     textOnly: false,
     license: 'unknown: see the model card',
@@ -91,6 +99,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 7.567,
     layerParamsB: 6.979,
     float32ParamsB: 0.575,
+    headParamsB: 0.131,
     downloadGB: 15.13,
     textOnly: false,
     license: 'unknown: see the model card (Mistral-7B-Instruct-v0.2 base)',
@@ -101,6 +110,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 0.135,
     layerParamsB: 0.106,
     float32ParamsB: 0.028,
+    headParamsB: 0.028,
     downloadGB: 0.27,
     textOnly: true,
     license: 'Apache 2.0',
@@ -111,6 +121,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 0.494,
     layerParamsB: 0.358,
     float32ParamsB: 0.136,
+    headParamsB: 0.136,
     downloadGB: 0.99,
     textOnly: true,
     license: 'Apache 2.0',
@@ -121,6 +132,7 @@ export const CATALOG: readonly CatalogModel[] = [
     parametersB: 1.544,
     layerParamsB: 1.31,
     float32ParamsB: 0.234,
+    headParamsB: 0.233,
     downloadGB: 3.09,
     textOnly: true,
     license: 'Apache 2.0',
@@ -128,16 +140,19 @@ export const CATALOG: readonly CatalogModel[] = [
   },
 ];
 
-/** Bytes per parameter of a 4-bit projection: 4 bits plus a float32 scale per block of 32 (MatMulNBits). */
+/** Bytes per parameter of a 4-/8-bit projection: the codes plus a float32 scale per block of 32 (MatMulNBits). */
 const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
+const Q8_BYTES_PER_PARAMETER = 1 + 4 / 32;
 
 /**
- * Memory the weights need once loaded, in GB: float32 throughout, or with 4-bit layer projections
+ * Memory the weights need once loaded, in GB: float32 throughout, or with 8- or 4-bit layer projections
  * (see lookm.weightBits), the rest float32. The KV cache comes on top (docs/models.md).
  */
 export function memoryNeededGB(model: CatalogModel, weightBits: number): number {
-  const layerBytesPerParam = weightBits === 4 ? Q4_BYTES_PER_PARAMETER : 4;
-  return model.layerParamsB * layerBytesPerParam + model.float32ParamsB * 4;
+  const layerBytesPerParam = weightBits === 4 ? Q4_BYTES_PER_PARAMETER : weightBits === 8 ? Q8_BYTES_PER_PARAMETER : 4;
+  // 8-bit weights quantize the LM head too (model/footprint.ts).
+  const head = weightBits === 8 ? model.headParamsB : 0;
+  return model.layerParamsB * layerBytesPerParam + head * Q8_BYTES_PER_PARAMETER + (model.float32ParamsB - head) * 4;
 }
 
 function parameters(billions: number): string {

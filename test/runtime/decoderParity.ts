@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { denseRows, denseSlots, KvCache, TEXT } from '../../sidecar/src/kv/index.js';
-import type { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
+import type { SessionSpec } from '../../sidecar/src/model/architectures/architecture.js';
+import type { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
+import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
+import { VisionEncoder } from '../../sidecar/src/runtime/visionEncoder.js';
 import { argmax, maxAbsDiff, maxRelDiff, type parityFixture } from './parityFixture.js';
 
 const TOLERANCE = 1e-4;
@@ -21,6 +24,18 @@ export interface DecoderCase {
 }
 
 type FixtureTensors = Pick<ReturnType<typeof parityFixture>, 'has' | 'tensor'>;
+
+/** The image encoder and the decoder `specs` build from `checkpoint`, on one thread each. */
+export async function openEncoderAndDecoder(checkpoint: Checkpoint, specs: readonly SessionSpec[]): Promise<{ vision: VisionEncoder; decoder: TextDecoder }> {
+  let vision: VisionEncoder | undefined;
+  let decoder: TextDecoder | undefined;
+  for (const spec of specs) {
+    if (spec.role === 'imageEncoder') vision = await VisionEncoder.create(checkpoint, spec, { threads: 1 });
+    else decoder = await TextDecoder.fromSpec(checkpoint, spec, { threads: 1 });
+  }
+  if (!vision || !decoder) throw new Error('the architecture has no image encoder or no decoder session');
+  return { vision, decoder };
+}
 
 /** The prompt embeddings: token rows, the image tokens' rows replaced in order by `features`. */
 function embedWithFeatures(decoder: TextDecoder, ids: number[], imageId: number, features: Float32Array): Float32Array {

@@ -17,7 +17,7 @@ import { idefics3PositionIds } from '../../sidecar/src/model/vision/towers/idefi
 import { readSafetensorsHeader } from '../../sidecar/src/model/safetensors.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 import { VisionEncoder } from '../../sidecar/src/runtime/visionEncoder.js';
-import { decoderParityTests, type DecoderCase } from './decoderParity.js';
+import { decoderParityTests, openEncoderAndDecoder, type DecoderCase } from './decoderParity.js';
 import { maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
@@ -42,10 +42,7 @@ for (const [model, names] of CASES) {
     before(async () => {
       checkpoint = Checkpoint.open(dir);
       assert.ok(isIdefics3Config(checkpoint.config), 'the registry parses it as Idefics3');
-      for (const spec of idefics3.sessions(checkpoint.config, { weightBits: 32 })) {
-        if (spec.role === 'imageEncoder') vision = await VisionEncoder.create(checkpoint, spec, { threads: 1 });
-        else decoder = await TextDecoder.fromSpec(checkpoint, spec, { threads: 1 });
-      }
+      ({ vision, decoder } = await openEncoderAndDecoder(checkpoint, idefics3.sessions(checkpoint.config, { weightBits: 32 })));
     });
     after(async () => {
       await vision.release();

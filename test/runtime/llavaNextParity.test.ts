@@ -19,7 +19,7 @@ import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { TextDecoder } from '../../sidecar/src/runtime/textDecoder.js';
 import { VisionEncoder } from '../../sidecar/src/runtime/visionEncoder.js';
-import { decoderParityTests, type DecoderCase } from './decoderParity.js';
+import { decoderParityTests, openEncoderAndDecoder, type DecoderCase } from './decoderParity.js';
 import { maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
@@ -64,10 +64,7 @@ for (const [model, names] of CASES) {
       assert.ok(isLlavaNextConfig(checkpoint.config), 'the registry parses it as LLaVA-NeXT / OneVision');
       config = checkpoint.config;
       processor = LlavaNextProcessor.open(dir, config);
-      for (const spec of llavaNext.sessions(config, { weightBits: 32 })) {
-        if (spec.role === 'imageEncoder') vision = await VisionEncoder.create(checkpoint, spec, { threads: 1 });
-        else decoder = await TextDecoder.fromSpec(checkpoint, spec, { threads: 1 });
-      }
+      ({ vision, decoder } = await openEncoderAndDecoder(checkpoint, llavaNext.sessions(config, { weightBits: 32 })));
     });
     after(async () => {
       await vision.release();

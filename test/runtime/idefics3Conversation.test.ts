@@ -9,20 +9,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TEXT } from '../../sidecar/src/kv/index.js';
-import { POLICY_NAMES, SessionSettings } from '../../sidecar/src/protocol/index.js';
+import { POLICY_NAMES } from '../../sidecar/src/protocol/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
-import { Conversation, FeatureCache } from '../../sidecar/src/session/conversation.js';
+import { assertRecordedTwoTurns, budgetedConversation, type RecordedTwoTurns } from './conversationTurns.js';
 
 const root = join(__dirname, '../..');
 
-interface RecordedConversation {
+interface RecordedConversation extends RecordedTwoTurns {
   image_files: string[];
-  input_ids: number[];
-  greedy_tokens: number[];
-  turns: string[];
-  answer1: string;
-  ids2: number[];
-  generated2: number[];
   frames_per_image: number[];
   image_seq_len: number;
 }
@@ -43,19 +37,7 @@ for (const model of ['tiny-smolvlm', 'tiny-smolvlm-nosplit']) {
       assert.equal(runtime.info.tokensPerImage, recorded.image_seq_len);
     });
 
-    it('two greedy turns of a Conversation: transformers\' prompt ids and answers', async () => {
-      const conversation = new Conversation('c', SessionSettings.parse({ policy: 'full', maxNewTokens: recorded.greedy_tokens.length }));
-      const ids: number[][] = [[], []];
-      const features = new FeatureCache();
-      const turn = (i: number, images: Uint8Array[]) => conversation.turn(runtime, features, { text: recorded.turns[i], images, files: [] }, (_, id) => ids[i].push(id), () => false);
-      const first = await turn(0, [image]);
-      assert.deepEqual(conversation.toJSON().segments[0].ids, recorded.input_ids, 'turn 1 prompt ids (tiles, row/column tokens, global image)');
-      assert.deepEqual(ids[0], recorded.greedy_tokens, 'turn 1 answer');
-      assert.equal(first.text, recorded.answer1);
-      await turn(1, []);
-      assert.deepEqual(conversation.toJSON().segments[2].ids, recorded.ids2, 'turn 2: the text after the answer');
-      assert.deepEqual(ids[1], recorded.generated2, 'turn 2 answer');
-    });
+    it('two greedy turns of a Conversation: transformers\' prompt ids and answers', () => assertRecordedTwoTurns(runtime, recorded, image, 'turn 1 prompt ids (tiles, row/column tokens, global image)'));
 
     it('every tile of image k is image k for the KV engine; the markup around the tiles is text', async () => {
       const grids = await runtime.imageGrids([() => image, () => image]);
@@ -77,17 +59,11 @@ for (const model of ['tiny-smolvlm', 'tiny-smolvlm-nosplit']) {
     for (const policy of POLICY_NAMES) {
       it(`${policy}: three turns with images (two in one turn), under a budget, deterministic`, async () => {
         const run = async () => {
-          const conversation = new Conversation('c', SessionSettings.parse({ policy, maxNewTokens: 6, budget: { hhRatio: 0.2, recentRatio: 0.2 } }));
-          const features = new FeatureCache();
-          const answers: number[][] = [];
-          const say = async (text: string, images: Uint8Array[]) => {
-            const ids: number[] = [];
-            await conversation.turn(runtime, features, { text, images, files: [] }, (_, id) => ids.push(id), () => false);
-            answers.push(ids);
-          };
-          await say('What is in the image?', [image]);
-          await say('And these two?', [readFileSync(join(root, 'test/fixtures/images/wide-code.png')), readFileSync(join(root, 'test/fixtures/images/tall-bars.png'))]);
-          await say('What color is the square?', []);
+          const { answers } = await budgetedConversation(runtime, policy, [
+            ['What is in the image?', [image]],
+            ['And these two?', [readFileSync(join(root, 'test/fixtures/images/wide-code.png')), readFileSync(join(root, 'test/fixtures/images/tall-bars.png'))]],
+            ['What color is the square?', []],
+          ]);
           return answers;
         };
         const answers = await run();

@@ -12,18 +12,13 @@ import { after, before, describe, it } from 'node:test';
 import { POLICY_NAMES, SessionSettings } from '../../sidecar/src/protocol/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache } from '../../sidecar/src/session/conversation.js';
+import { assertRecordedTwoTurns, budgetedConversation, type RecordedTwoTurns } from './conversationTurns.js';
 
 const root = join(__dirname, '../..');
 const imageFile = (name: string) => new Uint8Array(readFileSync(join(root, 'test/fixtures/images', name)));
 
-interface RecordedConversation {
+interface RecordedConversation extends RecordedTwoTurns {
   image_files: string[];
-  input_ids: number[];
-  greedy_tokens: number[];
-  turns: string[];
-  answer1: string;
-  ids2: number[];
-  generated2: number[];
   feature_rows_per_image: number[];
 }
 
@@ -48,19 +43,7 @@ for (const [model, architecture, tower] of FAMILIES) {
       assert.equal(runtime.info.tokensPerImage, 16, 'per tile');
     });
 
-    it('two greedy turns of a Conversation: transformers\' prompt ids and answers', async () => {
-      const conversation = new Conversation('c', SessionSettings.parse({ policy: 'full', maxNewTokens: recorded.greedy_tokens.length }));
-      const ids: number[][] = [[], []];
-      const features = new FeatureCache();
-      const turn = (i: number, images: Uint8Array[]) => conversation.turn(runtime, features, { text: recorded.turns[i], images, files: [] }, (_, id) => ids[i].push(id), () => false);
-      const first = await turn(0, [image]);
-      assert.deepEqual(conversation.toJSON().segments[0].ids, recorded.input_ids, 'turn 1 prompt ids');
-      assert.deepEqual(ids[0], recorded.greedy_tokens, 'turn 1 answer');
-      assert.equal(first.text, recorded.answer1);
-      await turn(1, []);
-      assert.deepEqual(conversation.toJSON().segments[2].ids, recorded.ids2, 'turn 2: the text after the answer');
-      assert.deepEqual(ids[1], recorded.generated2, 'turn 2 answer');
-    });
+    it('two greedy turns of a Conversation: transformers\' prompt ids and answers', () => assertRecordedTwoTurns(runtime, recorded, image));
 
     it('the cache view draws each image as its base image, then its unpadded tile grid with a row-end column', async () => {
       const conversation = new Conversation('c', SessionSettings.parse({ policy: 'text_prior_weighted_merge', maxNewTokens: 4, budget: { hhRatio: 0.2, recentRatio: 0.2 } }));
@@ -90,17 +73,11 @@ for (const [model, architecture, tower] of FAMILIES) {
     for (const policy of POLICY_NAMES) {
       it(`${policy}: three turns (an image in turn 1, two in turn 2), under a budget, deterministic`, async () => {
         const run = async () => {
-          const conversation = new Conversation('c', SessionSettings.parse({ policy, maxNewTokens: 6, budget: { hhRatio: 0.2, recentRatio: 0.2 } }));
-          const features = new FeatureCache();
-          const answers: number[][] = [];
-          const say = async (text: string, images: Uint8Array[]) => {
-            const ids: number[] = [];
-            await conversation.turn(runtime, features, { text, images, files: [] }, (_, id) => ids.push(id), () => false);
-            answers.push(ids);
-          };
-          await say('What is in the image?', [image]);
-          await say('And these two?', [imageFile('wide-code.png'), imageFile('tall-bars.png')]);
-          await say('What color is the square?', []);
+          const { answers, conversation } = await budgetedConversation(runtime, policy, [
+            ['What is in the image?', [image]],
+            ['And these two?', [imageFile('wide-code.png'), imageFile('tall-bars.png')]],
+            ['What color is the square?', []],
+          ]);
           return { answers, images: conversation.cacheMap().images.length, tokensSeen: conversation.tokensSeen };
         };
         const result = await run();

@@ -38,3 +38,10 @@ export function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): num
   for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
   return max;
 }
+
+/** The index of the largest value (the first of equals): a greedy step. */
+export function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}

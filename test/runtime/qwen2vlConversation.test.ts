@@ -11,13 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { TEXT } from '../../sidecar/src/kv/index.js';
+import { TEXT, type KvCache } from '../../sidecar/src/kv/index.js';
 import { smartResize } from '../../sidecar/src/model/architectures/qwen2vl/imageProcessor.js';
 import type { ChatMessage } from '../../sidecar/src/model/processor.js';
 import { POLICY_NAMES, SessionSettings } from '../../sidecar/src/protocol/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { Conversation, FeatureCache, MemoryImageStore } from '../../sidecar/src/session/conversation.js';
-import { maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
+import { answerIds, budgetedConversation } from './conversationTurns.js';
+import { argmax, maxAbsDiff, maxRelDiff, parityFixture } from './parityFixture.js';
 
 const root = join(__dirname, '../..');
 
@@ -38,11 +39,6 @@ interface Fixture {
 }
 
 const read = (file: string) => readFileSync(join(root, file));
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-  return best;
-}
 const userText = (message: ChatMessage) => (typeof message.content === 'string' ? message.content : message.content.flatMap((p) => (p.type === 'text' ? [p.text] : [])).join(''));
 
 for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
@@ -53,6 +49,28 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
       runtime = await OnnxModelRuntime.load(join(root, 'test/fixtures/models', model), { threads: 1 });
     });
     after(async () => runtime?.release());
+
+    /** A case's prompt ids (checked against transformers') with its images' grids, and the prompt embedded with their features. */
+    const embeddedCase = async (c: Case) => {
+      const images = c.image_files.map(read);
+      const grids = await runtime.imageGrids(images.map((bytes) => () => bytes));
+      const ids = runtime.processor.encode(runtime.processor.renderChatTemplate(c.messages), true, 0, grids);
+      assert.deepEqual(ids, c.input_ids);
+      const features = await runtime.encodeImages(images);
+      const rows = grids.map((g) => g.rows * g.cols);
+      return { ids, rows, ...runtime.embedPrompt(ids, features, 0, rows, { grids }) };
+    };
+
+    /** `count` greedy tokens after `logits`, each decoded on `cache`. */
+    const greedyAnswer = async (cache: KvCache, logits: Float32Array, count: number): Promise<number[]> => {
+      const generated: number[] = [];
+      let row = logits;
+      while (generated.length < count) {
+        generated.push(argmax(row));
+        row = await runtime.decodeStep(cache, generated.at(-1)!, cache.tokensSeen);
+      }
+      return generated;
+    };
 
     it('loads through the registry with its vision tower', () => {
       assert.equal(runtime.info.architecture, fixture.architecture);
@@ -77,13 +95,7 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
 
     it('two images in one prompt: ids, M-RoPE positions, logits and 32 greedy tokens (prefill chunks of 16)', async () => {
       const c = fixture.cases.two_images;
-      const images = c.image_files.map(read);
-      const grids = await runtime.imageGrids(images.map((bytes) => () => bytes));
-      const ids = runtime.processor.encode(runtime.processor.renderChatTemplate(c.messages), true, 0, grids);
-      assert.deepEqual(ids, c.input_ids);
-      const features = await runtime.encodeImages(images);
-      const rows = grids.map((g) => g.rows * g.cols);
-      const { embeds, modality, positions, rope } = runtime.embedPrompt(ids, features, 0, rows, { grids });
+      const { ids, rows, embeds, modality, positions, rope } = await embeddedCase(c);
       assert.ok(rope, 'M-RoPE positions');
       assert.deepEqual([...rope.positions], [...tensor('two_images.position_ids')]);
       assert.deepEqual([...positions], ids.map((_, i) => i), 'the KV engine keeps each token\'s index');
@@ -101,35 +113,18 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
       assert.equal(cache.tokensSeen, ids.length);
       assert.equal(cache.ropeDelta, rope.next - ids.length);
       assert.ok(cache.ropeDelta < 0, 'the images take fewer positions than tokens');
-      const generated: number[] = [];
-      let row = logits;
-      while (generated.length < c.greedy_tokens.length) {
-        generated.push(argmax(row));
-        row = await runtime.decodeStep(cache, generated.at(-1)!, cache.tokensSeen);
-      }
-      assert.deepEqual(generated, c.greedy_tokens);
+      assert.deepEqual(await greedyAnswer(cache, logits, c.greedy_tokens.length), c.greedy_tokens);
     });
 
     it('a prompt longer than one prefill chunk: the last logits and the greedy answer', async () => {
       const c = fixture.cases.long;
-      const images = c.image_files.map(read);
-      const grids = await runtime.imageGrids(images.map((bytes) => () => bytes));
-      const ids = runtime.processor.encode(runtime.processor.renderChatTemplate(c.messages), true, 0, grids);
-      assert.deepEqual(ids, c.input_ids);
-      const features = await runtime.encodeImages(images);
-      const { embeds, modality, positions, rope } = runtime.embedPrompt(ids, features, 0, grids.map((g) => g.rows * g.cols), { grids });
+      const { embeds, modality, positions, rope } = await embeddedCase(c);
       const cache = runtime.createCache();
       const { logits } = await runtime.prefill(cache, embeds, positions, modality, { chunk: 256, rope });
       const V = runtime.info.vocabSize;
       const tail = tensor('long.logits_tail');
       assert.ok(maxRelDiff(logits, tail.subarray(tail.length - V)) < 1e-4, 'last logits');
-      const generated: number[] = [];
-      let row = logits;
-      while (generated.length < c.greedy_tokens.length) {
-        generated.push(argmax(row));
-        row = await runtime.decodeStep(cache, generated.at(-1)!, cache.tokensSeen);
-      }
-      assert.deepEqual(generated, c.greedy_tokens);
+      assert.deepEqual(await greedyAnswer(cache, logits, c.greedy_tokens.length), c.greedy_tokens);
     });
 
     it('two greedy turns of a Conversation: transformers\' ids and answers', async () => {
@@ -180,11 +175,7 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
     it('a turn cancelled after its prefill leaves the next position as it was: the retried turn answers as an uninterrupted one', async () => {
       const settings = SessionSettings.parse({ policy: 'full', maxNewTokens: 8 });
       const features = new FeatureCache();
-      const turn = async (conversation: Conversation, text: string, images: Uint8Array[], isCancelled = () => false) => {
-        const ids: number[] = [];
-        await conversation.turn(runtime, features, { text, images, files: [] }, (_, id) => ids.push(id), isCancelled);
-        return ids;
-      };
+      const turn = (conversation: Conversation, text: string, images: Uint8Array[], isCancelled = () => false) => answerIds(conversation, runtime, features, text, images, isCancelled);
       const wide = read('test/fixtures/images/qwen2vl/wide-editor.png');
       const tall = read('test/fixtures/images/qwen2vl/tall-list.png');
       const straight = new Conversation('a', settings);
@@ -201,20 +192,12 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
 
     for (const policy of POLICY_NAMES) {
       it(`${policy}: three turns, an image in turn 1 and two in turn 2, under a budget, deterministic`, async () => {
-        const run = async () => {
-          const conversation = new Conversation('c', SessionSettings.parse({ policy, maxNewTokens: 6, budget: { hhRatio: 0.2, recentRatio: 0.2 } }));
-          const features = new FeatureCache();
-          const answers: number[][] = [];
-          const say = async (text: string, images: Uint8Array[]) => {
-            const ids: number[] = [];
-            await conversation.turn(runtime, features, { text, images, files: [] }, (_, id) => ids.push(id), () => false);
-            answers.push(ids);
-          };
-          await say('What is in the image?', [read('test/fixtures/images/qwen2vl/wide-editor.png')]);
-          await say('And these two?', [read('test/fixtures/images/qwen2vl/tall-list.png'), read('test/fixtures/images/red-square.png')]);
-          await say('Which one is red?', []);
-          return { answers, conversation };
-        };
+        const run = () =>
+          budgetedConversation(runtime, policy, [
+            ['What is in the image?', [read('test/fixtures/images/qwen2vl/wide-editor.png')]],
+            ['And these two?', [read('test/fixtures/images/qwen2vl/tall-list.png'), read('test/fixtures/images/red-square.png')]],
+            ['Which one is red?', []],
+          ]);
         const { answers, conversation } = await run();
         assert.equal(answers.length, 3);
         for (const a of answers) assert.ok(a.length >= 1 && a.length <= 6);
@@ -222,10 +205,7 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
         // After an eviction the cache is rebuilt turn by turn (grids from the image store): the next turn is the same.
         const again = await run();
         again.conversation.evict();
-        const next = (c: Conversation) => {
-          const ids: number[] = [];
-          return c.turn(runtime, new FeatureCache(), { text: 'Thanks.', images: [], files: [] }, (_, id) => ids.push(id), () => false).then(() => ids);
-        };
+        const next = (c: Conversation) => answerIds(c, runtime, new FeatureCache(), 'Thanks.', []);
         assert.deepEqual(await next(again.conversation), await next(conversation), 'rebuilt after an eviction');
       });
     }

@@ -7,16 +7,13 @@
  * sharp decodes; the resizing is Pillow's own arithmetic (`pilResize`), so the frames are
  * transformers' to the bit. Token ids depend on the sizes alone (`imageLayout`).
  */
-import type { Sharp } from 'sharp';
-import { SidecarError } from '../../../protocol/errors.js';
-import { ErrorCode } from '../../../protocol/index.js';
-import type { ChatPrompt, Span } from '../../chatPrompt.js';
 import type { ImageGrid, PreprocessedImage } from '../../imageGrid.js';
 import type { ArchitectureProcessor } from '../architecture.js';
+import { PlaceholderExpandingProcessor } from '../placeholderExpandingProcessor.js';
 import { readJsonFile } from '../../jsonFile.js';
 import { CheckpointError } from '../../checkpointError.js';
-import { pilResize, type PilFilter } from '../../pilResize.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
+import { cropSquare, decodeRgb, normalizedPlanes, resizeRgb, type Rgb } from '../../rgbFrames.js';
 import { IDEFICS3_TOKENS, imageLayout, imagePromptText, parseIdefics3Preprocessor, RESAMPLE_FILTERS, type Idefics3Preprocessor, type ImageLayout } from './imageLayout.js';
 
 /** One image's frames (`[frames, 3, side, side]`, tiles row by row, then the global image), its grid and sizes. */
@@ -24,23 +21,18 @@ export interface Idefics3Image extends PreprocessedImage {
   layout: ImageLayout;
 }
 
-/** RGB bytes of one image, `height` rows of `width` pixels. */
-interface Rgb {
-  data: Uint8Array;
-  width: number;
-  height: number;
-}
-
-export class Idefics3Processor implements ArchitectureProcessor {
+/** Each `<image>` the template wrote becomes its tiles' `<row_r_col_c>` and image tokens and the global image's. */
+export class Idefics3Processor extends PlaceholderExpandingProcessor implements ArchitectureProcessor {
   private constructor(
-    /** Chat template and tokenizer; opened text-only: the image tokens are expanded here, before it tokenizes. */
-    readonly text: LlavaProcessor,
+    text: LlavaProcessor,
     readonly preprocessor: Idefics3Preprocessor,
     /** Image tokens per frame: `(image_size / patch_size)^2 / scale_factor^2`. */
     readonly imageSeqLen: number,
     readonly imageTokenId: number,
     private readonly maxInputPixels: number,
-  ) {}
+  ) {
+    super(text, IDEFICS3_TOKENS.image);
+  }
 
   /**
    * The processor of the checkpoint in `dir`, for a vision tower of `imageSize` / `patchSize` and
@@ -83,30 +75,6 @@ export class Idefics3Processor implements ArchitectureProcessor {
     return (tiles > 1 ? tiles * tiles + 1 : 1) * this.imageSeqLen;
   }
 
-  get eosTokenIds(): number[] {
-    return this.text.eosTokenIds;
-  }
-
-  get longestTokenChars(): number {
-    return this.text.longestTokenChars;
-  }
-
-  renderChatTemplate(...args: Parameters<LlavaProcessor['renderChatTemplate']>): ChatPrompt {
-    return this.text.renderChatTemplate(...args);
-  }
-
-  applyChatTemplate(...args: Parameters<LlavaProcessor['applyChatTemplate']>): string {
-    return this.text.applyChatTemplate(...args);
-  }
-
-  encodeText(text: string): number[] {
-    return this.text.encodeText(text);
-  }
-
-  decode(ids: number[], skipSpecialTokens = true): string {
-    return this.text.decode(ids, skipSpecialTokens);
-  }
-
   /** An image's tile grid from its declared size (decoding no pixels). */
   async imageGrid(image: () => Uint8Array): Promise<ImageLayout> {
     const c = this.preprocessor;
@@ -125,83 +93,20 @@ export class Idefics3Processor implements ArchitectureProcessor {
     if (layout.resized.width * layout.resized.height > this.maxInputPixels) {
       imageError(new Error(`preprocessor_config.json resizes it to ${layout.resized.width} x ${layout.resized.height}`), this.maxInputPixels);
     }
-    const resized = resize(await decode(opened.image, this.maxInputPixels), layout.resized, filter);
+    const resized = resizeRgb(await decodeRgb(opened.image, this.maxInputPixels), layout.resized, filter);
     const frames: Rgb[] = [];
     if (layout.rows === 0) {
-      frames.push(resize(c.do_image_splitting ? resize(resized, layout.split, filter) : resized, { width: side, height: side }, filter));
+      frames.push(resizeRgb(c.do_image_splitting ? resizeRgb(resized, layout.split, filter) : resized, { width: side, height: side }, filter));
     } else {
-      const split = resize(resized, layout.split, filter);
-      for (let r = 0; r < layout.rows; r++) for (let col = 0; col < layout.cols; col++) frames.push(crop(split, col * side, r * side, side));
-      frames.push(resize(split, { width: side, height: side }, filter));
+      const split = resizeRgb(resized, layout.split, filter);
+      for (let r = 0; r < layout.rows; r++) for (let col = 0; col < layout.cols; col++) frames.push(cropSquare(split, col * side, r * side, side));
+      frames.push(resizeRgb(split, { width: side, height: side }, filter));
     }
-    const plane = side * side;
-    const pixels = new Float32Array(frames.length * 3 * plane);
-    frames.forEach((frame, f) => {
-      for (let i = 0; i < plane; i++) {
-        for (let ch = 0; ch < 3; ch++) {
-          let x = frame.data[i * 3 + ch];
-          if (c.do_rescale) x *= c.rescale_factor;
-          if (c.do_normalize) x = (x - c.image_mean[ch]) / c.image_std[ch];
-          pixels[(f * 3 + ch) * plane + i] = x;
-        }
-      }
-    });
-    return { pixels, layout, grid: layout };
+    return { pixels: normalizedPlanes(frames, side, c), layout, grid: layout };
   }
 
-  /**
-   * The prompt with each `<image>` the template wrote (not one inside content) replaced by its
-   * layout's text, in order; the content spans moved with the text. `layouts` has one entry per
-   * such `<image>`, or the images and the prompt disagree (`ImageTokenMismatch`).
-   */
-  expandImages(prompt: ChatPrompt, layouts: readonly ImageGrid[]): ChatPrompt {
-    const { text, content } = prompt;
-    const inContent = (at: number) => content.some(([start, end]) => at < end && at + IDEFICS3_TOKENS.image.length > start);
-    const places = [...text.matchAll(/<image>/g)].map((m) => m.index).filter((at) => !inContent(at));
-    if (places.length !== layouts.length) {
-      throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${places.length} image placeholders but ${layouts.length} images were given`);
-    }
-    let out = '';
-    let from = 0;
-    const shifts: [at: number, by: number][] = [];
-    places.forEach((at, i) => {
-      const expansion = imagePromptText(layouts[i].rows, layouts[i].cols, this.imageSeqLen);
-      out += text.slice(from, at) + expansion;
-      from = at + IDEFICS3_TOKENS.image.length;
-      shifts.push([from, expansion.length - IDEFICS3_TOKENS.image.length]);
-    });
-    out += text.slice(from);
-    const moved = (offset: number) => offset + shifts.filter(([at]) => at <= offset).reduce((sum, [, by]) => sum + by, 0);
-    return { text: out, content: content.map(([start, end]): Span => [moved(start), moved(end)]) };
+  /** An image's `<image>` as its layout's text (`imagePromptText`). */
+  protected textForImage(grid: ImageGrid): string {
+    return imagePromptText(grid.rows, grid.cols, this.imageSeqLen);
   }
-
-  /**
-   * Token ids of a prompt from `from` on, the images there (`grids`, in order) expanded as
-   * `Idefics3Processor` expands them; content is text, whatever special strings it holds.
-   */
-  encode(prompt: string | ChatPrompt, addSpecialTokens = true, from = 0, layouts: readonly ImageGrid[] = []): number[] {
-    const { text, content } = typeof prompt === 'string' ? { text: prompt, content: [] as Span[] } : prompt;
-    const part = { text: text.slice(from), content: content.map(([start, end]): Span => [Math.max(start - from, 0), end - from]).filter(([start, end]) => end > start) };
-    return this.text.encode(this.expandImages(part, layouts), addSpecialTokens);
-  }
-}
-
-async function decode(image: Sharp, maxPixels: number): Promise<Rgb> {
-  const { data, info } = await image
-    .raw()
-    .toBuffer({ resolveWithObject: true })
-    .catch((error: unknown) => imageError(error, maxPixels));
-  if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
-  return { data, width: info.width, height: info.height };
-}
-
-function resize(from: Rgb, size: { width: number; height: number }, filter: PilFilter): Rgb {
-  if (from.width === size.width && from.height === size.height) return from; // PIL copies: no resampling
-  return { data: pilResize(from.data, from.width, from.height, size.width, size.height, filter), ...size };
-}
-
-function crop(from: Rgb, left: number, top: number, side: number): Rgb {
-  const data = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y++) data.set(from.data.subarray(((top + y) * from.width + left) * 3, ((top + y) * from.width + left + side) * 3), y * side * 3);
-  return { data, width: side, height: side };
 }

@@ -3,7 +3,33 @@
  * config the way transformers' model holds them; `model/footprint.ts` adds the decoder's.
  */
 import type { VisionConfig } from '../../config.js';
+import { minimumTextParameters } from '../../text/textConfig.js';
 import { selectedLayerCount, type LlavaImageSide } from './config.js';
+
+/**
+ * The Hub's legacy tensor names (`language_model.model.*`, `vision_tower.vision_model.*`) and the
+ * current ones (`model.language_model.*`, `model.vision_tower.*`), with the canonical prefixes they become.
+ */
+export const LLAVA_WEIGHT_PREFIXES = [
+  ['language_model.model.', 'text.'],
+  ['language_model.lm_head.', 'text.lm_head.'],
+  ['model.language_model.', 'text.'],
+  ['lm_head.', 'text.lm_head.'],
+  ['vision_tower.vision_model.', 'vision.'],
+  ['model.vision_tower.vision_model.', 'vision.'],
+  ['multi_modal_projector.', 'projector.'],
+  ['model.multi_modal_projector.', 'projector.'],
+] as const;
+
+/** A lower bound: the decoder's, the patch embedding, the vision layers up to the selected one, the projector (no norms, biases, position tables). */
+export function llavaMinimumParameters(config: LlavaImageSide): number {
+  const t = config.text;
+  const v = config.vision;
+  const visionLayers = selectedLayerCount(v.numLayers, config.visionFeatureLayers);
+  const vision = v.hiddenSize * v.numChannels * v.patchSize ** 2 + visionLayers * (4 * v.hiddenSize ** 2 + 2 * v.hiddenSize * v.intermediateSize);
+  const projector = v.hiddenSize * config.visionFeatureLayers.length * t.hiddenSize + t.hiddenSize ** 2;
+  return minimumTextParameters(t) + vision + projector;
+}
 
 /** What the runtime reads of the image side, and what the checkpoint holds that it never reads. */
 export function llavaImageSideParameters(config: LlavaImageSide): { read: number; unread: number } {

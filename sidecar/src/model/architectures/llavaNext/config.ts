@@ -7,25 +7,19 @@
  */
 import { z } from 'zod';
 import { CheckpointError } from '../../checkpointError.js';
-import { CONFIG_LIMITS, shown, type ModelConfig, type TextConfig, type VisionConfig } from '../../config.js';
+import { CONFIG_LIMITS, shown, type ModelConfig } from '../../config.js';
 import { parseText, textModelTypeSchema, textSchema } from '../../text/textConfig.js';
 import { patchGrid } from '../../vision/patches.js';
 import { parseVision, visionModelTypeSchema, visionSchema } from '../../vision/visionConfig.js';
-import { featureLayers, llavaSchema } from '../llava/config.js';
+import { featureLayers, llavaSchema, type LlavaConfig } from '../llava/config.js';
 import { tokensPerImage } from '../llava/graph.js';
 
 export const LLAVA_NEXT = 'LlavaNextForConditionalGeneration';
 export const LLAVA_ONEVISION = 'LlavaOnevisionForConditionalGeneration';
 
-export interface LlavaNextConfig extends ModelConfig {
+/** LLaVA's fields (tower, projector, feature layers, strategy) and the any-resolution layout. */
+export interface LlavaNextConfig extends Omit<LlavaConfig, 'architecture'> {
   architecture: typeof LLAVA_NEXT | typeof LLAVA_ONEVISION;
-  text: TextConfig;
-  vision: VisionConfig;
-  imageTokenIndex: number;
-  visionFeatureLayers: number[];
-  selectStrategy: 'default' | 'full';
-  projectorAct: string;
-  projectorBias: boolean;
   /** The resolutions an image may be tiled at, `[height, width]` each, in config order (the first best one wins). */
   pinpoints: [height: number, width: number][];
   /** OneVision's `anyres_max_N`: N, the tiles' worth of unpadded features kept before a downscale; null for LLaVA-NeXT (never downscaled). */

@@ -8,17 +8,14 @@
  * `pilResize`, so the frames are transformers' to the bit.
  */
 import { z } from 'zod';
-import type { Sharp } from 'sharp';
-import { SidecarError } from '../../../protocol/errors.js';
-import { ErrorCode } from '../../../protocol/index.js';
-import type { ChatPrompt, Span } from '../../chatPrompt.js';
 import { CheckpointError } from '../../checkpointError.js';
 import type { ImageGrid, PreprocessedImage } from '../../imageGrid.js';
 import { readJsonFile } from '../../jsonFile.js';
-import { pilResize } from '../../pilResize.js';
+import { cropSquare, decodeRgb, normalizedPlanes, resizeRgb, type Rgb } from '../../rgbFrames.js';
 import { patchGrid } from '../../vision/patches.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
 import type { ArchitectureProcessor } from '../architecture.js';
+import { PlaceholderExpandingProcessor } from '../placeholderExpandingProcessor.js';
 import { anyresLayout, isAnyresLayout, maxAnyresTokens, type AnyresLayout, type AnyresSettings, type Size } from './anyres.js';
 import { LLAVA_ONEVISION, type LlavaNextConfig } from './config.js';
 import { packImageFeatures } from './pack.js';
@@ -54,11 +51,6 @@ const preprocessorSchema = z
   .loose();
 
 type Preprocessor = z.infer<typeof preprocessorSchema>;
-
-/** RGB bytes of one image, `height` rows of `width` pixels. */
-interface Rgb extends Size {
-  data: Uint8Array;
-}
 
 /**
  * The settings the layout reads, from config.json and preprocessor_config.json, refusing what
@@ -100,17 +92,19 @@ function readSettings(dir: string, config: LlavaNextConfig): { pre: Preprocessor
   return { pre, settings: { pinpoints: config.pinpoints, tile, grid, maxTiles: config.maxTiles } };
 }
 
-export class LlavaNextProcessor implements ArchitectureProcessor {
+/** Each `<image>` the template wrote is repeated as many times as its image has feature rows. */
+export class LlavaNextProcessor extends PlaceholderExpandingProcessor implements ArchitectureProcessor {
   private constructor(
-    /** Chat template and tokenizer; opened text-only: the image tokens are expanded here, before it tokenizes. */
-    readonly text: LlavaProcessor,
+    text: LlavaProcessor,
     readonly preprocessor: Preprocessor,
     readonly settings: AnyresSettings,
     readonly imageTokenId: number,
     /** The image token's text (`<image>`). */
-    readonly imageToken: string,
+    imageToken: string,
     private readonly maxInputPixels: number,
-  ) {}
+  ) {
+    super(text, imageToken);
+  }
 
   static open(dir: string, config: LlavaNextConfig, maxInputPixels = MAX_INPUT_PIXELS): LlavaNextProcessor {
     const text = LlavaProcessor.open(dir, null, 0, maxInputPixels);
@@ -130,30 +124,6 @@ export class LlavaNextProcessor implements ArchitectureProcessor {
   /** The most one image can become (the chat's token count takes images at this). */
   get maxTokensPerImage(): number {
     return maxAnyresTokens(this.settings);
-  }
-
-  get eosTokenIds(): number[] {
-    return this.text.eosTokenIds;
-  }
-
-  get longestTokenChars(): number {
-    return this.text.longestTokenChars;
-  }
-
-  renderChatTemplate(...args: Parameters<LlavaProcessor['renderChatTemplate']>): ChatPrompt {
-    return this.text.renderChatTemplate(...args);
-  }
-
-  applyChatTemplate(...args: Parameters<LlavaProcessor['applyChatTemplate']>): string {
-    return this.text.applyChatTemplate(...args);
-  }
-
-  encodeText(text: string): number[] {
-    return this.text.encodeText(text);
-  }
-
-  decode(ids: number[], skipSpecialTokens = true): string {
-    return this.text.decode(ids, skipSpecialTokens);
   }
 
   layout(size: Size): AnyresLayout {
@@ -176,24 +146,12 @@ export class LlavaNextProcessor implements ArchitectureProcessor {
     if (layout.resized.width * layout.resized.height > this.maxInputPixels) {
       imageError(new Error(`its pinpoint resizes it to ${layout.resized.width} x ${layout.resized.height}`), this.maxInputPixels);
     }
-    const image = await decode(opened.image, this.maxInputPixels);
+    const image = await decodeRgb(opened.image, this.maxInputPixels);
     const tile = this.settings.tile;
-    const frames: Rgb[] = [resize(image, { width: tile, height: tile }, filter)];
-    const padded = padInto(resize(image, layout.resized, filter), layout.best, layout.pad);
-    for (let r = 0; r < layout.rows; r++) for (let col = 0; col < layout.cols; col++) frames.push(crop(padded, col * tile, r * tile, tile));
-    const plane = tile * tile;
-    const pixels = new Float32Array(frames.length * 3 * plane);
-    frames.forEach((frame, f) => {
-      for (let i = 0; i < plane; i++) {
-        for (let ch = 0; ch < 3; ch++) {
-          let x = frame.data[i * 3 + ch];
-          if (c.do_rescale) x *= c.rescale_factor;
-          if (c.do_normalize) x = (x - c.image_mean[ch]) / c.image_std[ch];
-          pixels[(f * 3 + ch) * plane + i] = x;
-        }
-      }
-    });
-    return { pixels, grid: layout };
+    const frames: Rgb[] = [resizeRgb(image, { width: tile, height: tile }, filter)];
+    const padded = padInto(resizeRgb(image, layout.resized, filter), layout.best, layout.pad);
+    for (let r = 0; r < layout.rows; r++) for (let col = 0; col < layout.cols; col++) frames.push(cropSquare(padded, col * tile, r * tile, tile));
+    return { pixels: normalizedPlanes(frames, tile, c), grid: layout };
   }
 
   /** One image's packed feature rows (`[grid.tokens, hidden]`) from the encoder's rows for its frames. */
@@ -202,55 +160,11 @@ export class LlavaNextProcessor implements ArchitectureProcessor {
     return packImageFeatures(frames, grid, hidden);
   }
 
-  /**
-   * The prompt with each `<image>` the template wrote (not one inside content) repeated as many
-   * times as its image has feature rows, in order; the content spans moved with the text.
-   * `layouts` has one entry per such `<image>`, or the images and the prompt disagree.
-   */
-  expandImages(prompt: ChatPrompt, layouts: readonly ImageGrid[]): ChatPrompt {
-    const { text, content } = prompt;
-    const token = this.imageToken;
-    const inContent = (at: number) => content.some(([start, end]) => at < end && at + token.length > start);
-    const places: number[] = [];
-    for (let at = text.indexOf(token); at >= 0; at = text.indexOf(token, at + token.length)) if (!inContent(at)) places.push(at);
-    if (places.length !== layouts.length) {
-      throw new SidecarError(ErrorCode.ImageTokenMismatch, `the prompt has ${places.length} image placeholders but ${layouts.length} images were given`);
-    }
-    let out = '';
-    let from = 0;
-    const shifts: [at: number, by: number][] = [];
-    places.forEach((at, i) => {
-      const layout = layouts[i];
-      if (!isAnyresLayout(layout)) throw new Error('a LLaVA-NeXT image grid without its layout');
-      out += text.slice(from, at) + token.repeat(layout.tokens);
-      from = at + token.length;
-      shifts.push([from, (layout.tokens - 1) * token.length]);
-    });
-    out += text.slice(from);
-    const moved = (offset: number) => offset + shifts.filter(([at]) => at <= offset).reduce((sum, [, by]) => sum + by, 0);
-    return { text: out, content: content.map(([start, end]): Span => [moved(start), moved(end)]) };
+  /** An image's `<image>` repeated once per feature row of its layout. */
+  protected textForImage(grid: ImageGrid): string {
+    if (!isAnyresLayout(grid)) throw new Error('a LLaVA-NeXT image grid without its layout');
+    return this.imageToken.repeat(grid.tokens);
   }
-
-  /** Token ids of a prompt from `from` on, the images there (`grids`, in order) expanded to their feature rows; content is text. */
-  encode(prompt: string | ChatPrompt, addSpecialTokens = true, from = 0, grids: readonly ImageGrid[] = []): number[] {
-    const { text, content } = typeof prompt === 'string' ? { text: prompt, content: [] as Span[] } : prompt;
-    const part = { text: text.slice(from), content: content.map(([start, end]): Span => [Math.max(start - from, 0), end - from]).filter(([start, end]) => end > start) };
-    return this.text.encode(this.expandImages(part, grids), addSpecialTokens);
-  }
-}
-
-async function decode(image: Sharp, maxPixels: number): Promise<Rgb> {
-  const { data, info } = await image
-    .raw()
-    .toBuffer({ resolveWithObject: true })
-    .catch((error: unknown) => imageError(error, maxPixels));
-  if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
-  return { data, width: info.width, height: info.height };
-}
-
-function resize(from: Rgb, size: Size, filter: 'lanczos' | 'bicubic'): Rgb {
-  if (from.width === size.width && from.height === size.height) return from; // PIL copies: no resampling
-  return { data: pilResize(from.data, from.width, from.height, size.width, size.height, filter), ...size };
 }
 
 /** `from` on a black canvas of `size`, its top-left corner at `pad` (transformers pads with zeros). */
@@ -258,10 +172,4 @@ function padInto(from: Rgb, size: Size, pad: { top: number; left: number }): Rgb
   const data = new Uint8Array(size.width * size.height * 3);
   for (let y = 0; y < from.height; y++) data.set(from.data.subarray(y * from.width * 3, (y + 1) * from.width * 3), ((pad.top + y) * size.width + pad.left) * 3);
   return { data, ...size };
-}
-
-function crop(from: Rgb, left: number, top: number, side: number): Rgb {
-  const data = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y++) data.set(from.data.subarray(((top + y) * from.width + left) * 3, ((top + y) * from.width + left + side) * 3), y * side * 3);
-  return { data, width: side, height: side };
 }

@@ -168,7 +168,7 @@ function llamacppRows(inputs: Inputs): Row[] {
   const list = (o: Record<number, number | null>) => lengths.map((L) => `${L}: ${o[L] === null || o[L] === undefined ? '–' : fmt(o[L], 2)}`).join(', ');
   const source = `bench:llamacpp, ${l.model}`;
   const rows: Row[] = [];
-  if (l.check) rows.push(atMost('next-token log-probabilities, largest |difference| from llama.cpp (F32)', l.check.maxAbs, 1e-3, `greedy tokens ${l.check.greedyIdentical ? 'identical' : 'different'}; ${source}`));
+  if (l.check) rows.push({ ...atMost('next-token log-probabilities, largest absolute difference from llama.cpp (F32)', l.check.maxAbs, 1e-3, `greedy tokens ${l.check.greedyIdentical ? 'identical' : 'different'}; ${source}`), measured: l.check.maxAbs.toExponential(1) });
   rows.push({ figure: 'prefill tokens/s, ours / llama.cpp', measured: list(r.prefill), target: 'peer', met: null, score: null, note: 'reported, no target' });
   for (const L of lengths) rows.push(atLeast(`${figures[0][0]} at ${L} tokens`, r.decodeFull[L], 1.0, f32 ? `vs llama.cpp with F32 KV: ${fmt(f32.decodeFull[L], 2)}` : ''));
   const at8k = r.decodeLookm[8192];

@@ -50,6 +50,8 @@ describe('benchmark report', () => {
 
   it('holds the runtime to llama.cpp\'s defaults (F16 KV) at each length, and reports the whole-model compression share', () => {
     assert.equal(row('next-token log-probabilities').met, true);
+    assert.equal(row('next-token log-probabilities').measured, '2.0e-5');
+    assert.ok(rows.every((r) => !r.figure.includes('|')), 'no pipe breaks the markdown table');
     assert.equal(row('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 100 tokens').met, false);
     assert.equal(row('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 4096 tokens').met, true);
     assert.match(row('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 8192 tokens').note, /F32 KV: 1\.30/);

@@ -3,8 +3,9 @@
  * writes bench/results/report.json, report.md and report.svg: every figure of the target table
  * as a ratio against a baseline measured in the same run, marked met, missed or not measured.
  * `--quick` (CI smoke test, well under a minute) runs bench:kv at 2K tokens and the quick
- * evaluation only, into bench/results/quick/. `--report-only` rewrites the report from the
- * results already there.
+ * evaluation only, into bench/results/quick/ (never llama.cpp). `--report-only` rewrites the report
+ * from the results already there. `--peer llamacpp` runs only the llama.cpp comparison
+ * (bench/llamacpp.ts), then rewrites the report.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -17,11 +18,19 @@ const root = join(__dirname, '..');
 const quick = process.argv.includes('--quick');
 /** `--report-only`: rewrite the report from the results already there, running nothing. */
 const reportOnly = process.argv.includes('--report-only');
+const peerAt = process.argv.indexOf('--peer');
+/** `--peer llamacpp`: run the llama.cpp comparison alone, then rewrite the report. */
+const peer = peerAt >= 0 ? process.argv[peerAt + 1] : undefined;
+if (peer !== undefined && peer !== 'llamacpp') throw new Error(`--peer: unknown peer "${peer}" (llamacpp)`);
+if (peer && quick) throw new Error('--peer llamacpp cannot run with --quick (it needs node-llama-cpp and the 2 GB benchmark checkpoint)');
 const dir = join(root, 'bench/results', quick ? 'quick' : '');
 /** Older turns.json files name no model folder: they were made on this one. */
 const benchModel = join(root, 'bench/.models/qwen2-0.5b');
 
-const steps = quick
+const llamacppStep = { name: 'bench:llamacpp', args: ['--import', 'tsx', 'bench/llamacpp.ts'] };
+const steps = peer
+  ? [llamacppStep]
+  : quick
   ? [
       { name: 'bench:kv (2K tokens)', args: ['--import', 'tsx', 'bench/kv.ts', '--lengths', '2048'] },
       { name: 'eval (quick)', args: ['--import', 'tsx', 'tools/eval.ts', '--quick'] },
@@ -30,6 +39,7 @@ const steps = quick
       { name: 'bench:kv', args: ['--import', 'tsx', 'bench/kv.ts'] },
       { name: 'bench:runtime', args: ['--expose-gc', '--import', 'tsx', 'bench/runtime.ts'] },
       { name: 'bench:turns', args: ['--import', 'tsx', 'bench/turns.ts'] },
+      llamacppStep,
       { name: 'eval', args: ['--import', 'tsx', 'tools/eval.ts'] },
     ];
 
@@ -71,6 +81,7 @@ async function main(): Promise<void> {
     runtime: quick ? undefined : readJson('runtime.json'),
     turns: quick || !turns ? undefined : { ...turns, weightsBytes: weightsBytes(turns.modelDir ?? benchModel) },
     eval: readJson(quick ? 'eval-quick.json' : 'eval.json'),
+    llamacpp: quick ? undefined : readJson('llamacpp.json'),
   };
   const rows = reportRows(inputs);
   const date = new Date().toISOString();

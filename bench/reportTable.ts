@@ -42,6 +42,14 @@ export interface EvalResults {
   full: { accuracy: number };
   scores: EvalScore[];
 }
+/** bench/results/llamacpp.json, as far as the report reads it (`bench/llamacpp.ts`). */
+export interface LlamacppResults {
+  model: string;
+  lengths: number[];
+  check: { maxAbs: number; greedyIdentical: boolean } | null;
+  ratios: { peer: string; prefill: Record<number, number>; decodeFull: Record<number, number>; decodeLookm: Record<number, number>; turnPeakRss: Record<number, number | null>; wholePeakRss: number; load: number }[];
+  compressionShare: Record<number, number>;
+}
 export interface EngineKv {
   /** KV bytes after / before one compression, improved mode, LOOK-M default policy. */
   at20: number;
@@ -55,6 +63,7 @@ export interface Inputs {
   turns?: TurnsResults;
   runtime?: RuntimeResults;
   eval?: EvalResults;
+  llamacpp?: LlamacppResults;
 }
 
 export interface Row {
@@ -114,6 +123,8 @@ export function reportRows(inputs: Inputs): Row[] {
     rows.push({ figure: 'decode tokens/s, ours / transformers (PyTorch CPU), full cache, same model', measured: fmt(r.runtime.decode_tokens_per_s / r.transformers.decode_tokens_per_s), target: 'peer', met: null, score: null, note: 'reported, no target' });
   } else rows.push(missing('peak memory during 8K prefill / size of the 8K KV', '<= 1.5', inputs.quick ? 'not run with --quick (needs Python and the benchmark checkpoint)' : 'bench:runtime did not run'));
 
+  rows.push(...llamacppRows(inputs));
+
   const e = inputs.eval;
   const score = (policy: string, budget: number) => e?.scores.find((s) => s.policy === policy && s.mode === 'improved' && s.budget === budget && s.failed === 0);
   for (const [budget, target] of [[0.2, 0.98], [0.1, 0.95], [0.05, 0.9]] as const) {
@@ -137,6 +148,39 @@ export function reportRows(inputs: Inputs): Row[] {
       rows.push({ figure, measured: `${fmt(lookm.meanKl)} vs ${rivals.map((x) => fmt(x!.meanKl)).join(' / ')}`, target: 'ahead', met: lookm.meanKl < best, score: lookm.meanKl > 0 ? best / lookm.meanKl : null, note: `eval${random}` });
     }
   }
+  return rows;
+}
+
+/** Issue 20's targets against llama.cpp with its defaults (F16 KV cache), same weights, same run. */
+function llamacppRows(inputs: Inputs): Row[] {
+  const figures: [string, string][] = [
+    ['decode tokens/s, full cache, ours / llama.cpp (F16 KV)', '>= 1.0'],
+    ['decode tokens/s, LOOK-M 20% / llama.cpp full cache, at 8K tokens', '>= 1.3'],
+    ['peak RSS during a turn, ours / llama.cpp', '<= 1.1'],
+    ['peak RSS of the whole process, ours / llama.cpp', '<= 1.3'],
+    ['load time (process start to ready), ours / llama.cpp', '<= 1.5'],
+  ];
+  const l = inputs.llamacpp;
+  const r = l?.ratios.find((x) => x.peer === 'llama-f16');
+  if (!l || !r) return figures.map(([figure, target]) => missing(figure, target, inputs.quick ? 'not run with --quick (needs node-llama-cpp and the benchmark checkpoint)' : 'bench:llamacpp did not run'));
+  const lengths = l.lengths.filter((L) => r.decodeFull[L] !== undefined);
+  const f32 = l.ratios.find((x) => x.peer === 'llama-f32');
+  const list = (o: Record<number, number | null>) => lengths.map((L) => `${L}: ${o[L] === null || o[L] === undefined ? '–' : fmt(o[L], 2)}`).join(', ');
+  const source = `bench:llamacpp, ${l.model}`;
+  const rows: Row[] = [];
+  if (l.check) rows.push({ ...atMost('next-token log-probabilities, largest absolute difference from llama.cpp (F32)', l.check.maxAbs, 1e-3, `greedy tokens ${l.check.greedyIdentical ? 'identical' : 'different'}; ${source}`), measured: l.check.maxAbs.toExponential(1) });
+  rows.push({ figure: 'prefill tokens/s, ours / llama.cpp', measured: list(r.prefill), target: 'peer', met: null, score: null, note: 'reported, no target' });
+  for (const L of lengths) rows.push(atLeast(`${figures[0][0]} at ${L} tokens`, r.decodeFull[L], 1.0, f32 ? `vs llama.cpp with F32 KV: ${fmt(f32.decodeFull[L], 2)}` : ''));
+  const at8k = r.decodeLookm[8192];
+  if (at8k !== undefined && Number.isFinite(at8k)) rows.push(atLeast(figures[1][0], at8k, 1.3, `all lengths: ${list(r.decodeLookm)}`));
+  else rows.push(missing(figures[1][0], figures[1][1], `8K not in this run; ${list(r.decodeLookm)}`));
+  const turns = lengths.map((L) => r.turnPeakRss[L]).filter((v): v is number => v !== null && v !== undefined);
+  if (turns.length) rows.push(atMost(figures[2][0], Math.max(...turns), 1.1, `largest over lengths (${list(r.turnPeakRss)})`));
+  else rows.push(missing(figures[2][0], figures[2][1], 'the RSS high-water mark could not be reset on this system'));
+  rows.push(atMost(figures[3][0], r.wholePeakRss, 1.3, source));
+  rows.push(atMost(figures[4][0], r.load, 1.5, source));
+  const share = Object.entries(l.compressionShare).filter(([L]) => Number(L) >= 4096);
+  if (share.length) rows.push({ figure: 'compression of all layers / whole-model prefill (LOOK-M 20%)', measured: share.map(([L, v]) => `${L}: ${fmt(v)}`).join(', '), target: 'peer', met: null, score: null, note: 'the whole-model counterpart of the one-layer figure above' });
   return rows;
 }
 

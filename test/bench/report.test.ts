@@ -16,6 +16,16 @@ const inputs: Inputs = {
     full: { accuracy: 0.9 },
     scores: [0.2, 0.1, 0.05].flatMap((b) => [score('text_prior_pivot_merge', b, 0.9, 0.1), score('h2o', b, 0.8, 0.3), score('snapkv', b, 0.85, b === 0.05 ? 0.05 : 0.2)]),
   },
+  llamacpp: {
+    model: 'm',
+    lengths: [100, 4096, 8192],
+    check: { maxAbs: 2e-5, greedyIdentical: true },
+    ratios: [
+      { peer: 'llama-f16', prefill: { 100: 1.6, 4096: 1.9, 8192: 1.8 }, decodeFull: { 100: 0.66, 4096: 1.02, 8192: 1.1 }, decodeLookm: { 100: 0.7, 4096: 0.9, 8192: 1.2 }, turnPeakRss: { 100: 1.0, 4096: 1.5, 8192: 1.2 }, wholePeakRss: 2.5, load: 1.4 },
+      { peer: 'llama-f32', prefill: { 100: 1.6, 4096: 1.9, 8192: 1.8 }, decodeFull: { 100: 0.7, 4096: 1.1, 8192: 1.3 }, decodeLookm: { 100: 0.7, 4096: 0.9, 8192: 1.2 }, turnPeakRss: { 100: 1, 4096: 1, 8192: 1 }, wholePeakRss: 2, load: 1 },
+    ],
+    compressionShare: { 100: 0.1, 4096: 0.02, 8192: 0.025 },
+  },
 };
 
 describe('benchmark report', () => {
@@ -38,9 +48,23 @@ describe('benchmark report', () => {
     assert.equal(row('LOOK-M ahead of H2O and SnapKV at 5%').met, false, 'SnapKV is closer to full at 5%');
   });
 
+  it('holds the runtime to llama.cpp\'s defaults (F16 KV) at each length, and reports the whole-model compression share', () => {
+    assert.equal(row('next-token log-probabilities').met, true);
+    assert.equal(row('next-token log-probabilities').measured, '2.0e-5');
+    assert.ok(rows.every((r) => !r.figure.includes('|')), 'no pipe breaks the markdown table');
+    assert.equal(row('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 100 tokens').met, false);
+    assert.equal(row('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 4096 tokens').met, true);
+    assert.match(row('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 8192 tokens').note, /F32 KV: 1\.30/);
+    assert.equal(row('decode tokens/s, LOOK-M 20% / llama.cpp full cache, at 8K').met, false, '1.2 < 1.3');
+    assert.equal(row('peak RSS during a turn').measured, '1.500', 'the largest over lengths');
+    assert.equal(row('peak RSS of the whole process').met, false);
+    assert.equal(row('load time').met, true);
+    assert.equal(row('compression of all layers').measured, '4096: 0.020, 8192: 0.025');
+  });
+
   it('never claims what was not measured', () => {
     const bare = reportRows({ quick: true, engine: inputs.engine, eval: { ...inputs.eval!, full: { accuracy: 0 } } });
-    for (const prefix of ['decode speed', 'follow-up', 'compression', 'peak memory', 'accuracy at']) assert.ok(bare.filter((r) => r.figure.startsWith(prefix)).every((r) => r.met === null), prefix);
+    for (const prefix of ['decode speed', 'follow-up', 'compression', 'peak memory', 'accuracy at', 'decode tokens/s', 'peak RSS', 'load time']) assert.ok(bare.filter((r) => r.figure.startsWith(prefix)).every((r) => r.met === null), prefix);
     assert.match(reportMarkdown(bare, '# x'), /not measured/);
     assert.match(reportSvg(rows, 't'), /^<svg/);
   });

@@ -3,6 +3,7 @@
 and its prefill / decode speed in Hugging Face transformers on PyTorch CPU.
 
     python3 tools/model/bench_model.py make DIR        # writes the checkpoint (about 2 GB, F32)
+    python3 tools/model/bench_model.py make DIR --layers 8   # the same shape with 8 decoder layers
     python3 tools/model/bench_model.py make-mha DIR    # LLaVA-1.5-like MHA Llama scaled to fit (about 0.9 GB)
     python3 tools/model/bench_model.py bench DIR --threads 2 --prompt 512 --new 32
 
@@ -28,9 +29,11 @@ TOKENIZER_SOURCE = ROOT / "test/fixtures/models/tiny-llava-qwen2"
 IMAGE_TOKEN_INDEX = 3
 
 
-def qwen2_text() -> Qwen2Config:
+def qwen2_text(layers: int = 24) -> Qwen2Config:
+    # The layer count goes into the constructor: setting num_hidden_layers afterwards leaves
+    # layer_types (one entry per layer, derived in __init__) at 24 entries.
     return Qwen2Config(
-        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        hidden_size=896, intermediate_size=4864, num_hidden_layers=layers, num_attention_heads=14,
         num_key_value_heads=2, vocab_size=151936, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
         tie_word_embeddings=True, max_position_embeddings=32768,
     )
@@ -106,6 +109,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("make")
     m.add_argument("dir", type=Path)
+    m.add_argument("--layers", type=int, default=24, help="decoder layers (24 as in Qwen2-0.5B)")
     mm = sub.add_parser("make-mha")
     mm.add_argument("dir", type=Path)
     b = sub.add_parser("bench")
@@ -115,7 +119,7 @@ def main() -> int:
     b.add_argument("--new", type=int, default=32)
     args = parser.parse_args()
     if args.command == "make":
-        make(args.dir, qwen2_text())
+        make(args.dir, qwen2_text(args.layers))
     elif args.command == "make-mha":
         make(args.dir, mha_text())
     else:

@@ -1,0 +1,103 @@
+/**
+ * `node --expose-gc --import tsx bench/llamacpp/oursSide.ts --model DIR --lengths 100,4096 --steps 8
+ *   --threads 2 [--check FILE]`: this project's side of the llama.cpp comparison, in its own process.
+ * Prints JSON lines: `ready` when the runtime is loaded (the parent times process start to ready),
+ * then per length a real prefill of `promptIds(L)`, `steps` timed greedy decode steps on the full
+ * cache, LOOK-M 20% (`text_prior_pivot_merge`, every layer compressed, timed) and `steps` steps on
+ * the compressed cache, with the RSS high-water mark of that turn (reset before it); `--check` first
+ * writes the next-token log-probabilities after `CHECK_IDS` to FILE (float64) and greedy tokens.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { observedRows, planCompression, TEXT, type CompressOptions } from '../../sidecar/src/kv/index.js';
+import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
+import { argmax } from '../../sidecar/src/runtime/sampling.js';
+import { CHECK_IDS, currentRss, emit, logSoftmax, peakRss, promptIds, resetPeak, sideOptions } from './measure.js';
+
+const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' } } });
+const options = sideOptions(values);
+const POLICY = 'text_prior_pivot_merge' as const;
+const BUDGET = { hhRatio: 0.1, recentRatio: 0.1 }; // LOOK-M 20%: half heavy hitters, half recent
+const GREEDY_STEPS = 8;
+
+/** A full GC, twice, with time for V8 to sweep the freed ArrayBuffers (that runs after gc() returns). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 2; i++) {
+    globalThis.gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function main(): Promise<void> {
+  const runtime = await OnnxModelRuntime.load(options.model, { threads: options.threads });
+  emit({ event: 'ready', at: Date.now(), loadPeakRssBytes: peakRss(), rssBytes: currentRss() });
+  const positions = (n: number, from = 0) => Int32Array.from({ length: n }, (_, i) => from + i);
+  const text = (n: number) => new Int32Array(n).fill(TEXT);
+
+  if (options.check) {
+    const cache = runtime.createCache();
+    const { logits } = await runtime.prefill(cache, runtime.decoder.embed(CHECK_IDS), positions(CHECK_IDS.length), text(CHECK_IDS.length));
+    writeFileSync(options.check, new Uint8Array(logSoftmax(logits).buffer));
+    const greedy = [argmax(logits)];
+    while (greedy.length < GREEDY_STEPS) greedy.push(argmax(await runtime.decodeStep(cache, greedy[greedy.length - 1], CHECK_IDS.length + greedy.length - 1)));
+    emit({ event: 'check', greedy });
+    cache.release();
+  }
+  // Warm-up (untimed): onnxruntime's first run of each graph shape allocates.
+  const warm = runtime.createCache();
+  const warmIds = promptIds(8);
+  const warmed = await runtime.prefill(warm, runtime.decoder.embed(warmIds), positions(8), text(8));
+  await runtime.decodeStep(warm, argmax(warmed.logits), 8);
+  warm.release();
+
+  for (const L of options.lengths) {
+    await settle();
+    const rssBefore = currentRss();
+    const reset = resetPeak();
+    const ids = promptIds(L);
+    const modality = text(L);
+    const compress: CompressOptions = { policy: POLICY, budget: BUDGET, numQueryHeads: runtime.info.heads, matcher: runtime.matcher };
+    const cache = runtime.createCache();
+    let started = performance.now();
+    const prefilled = await runtime.prefill(cache, runtime.decoder.embed(ids), positions(L), modality, { windowRows: observedRows(compress, L, L) });
+    const prefillS = (performance.now() - started) / 1000;
+    let token = argmax(prefilled.logits);
+    let position = L;
+    const decode = async (): Promise<number> => {
+      token = argmax(await runtime.decodeStep(cache, token, position++)); // untimed first step
+      const t0 = performance.now();
+      for (let s = 0; s < options.steps; s++) token = argmax(await runtime.decodeStep(cache, token, position++));
+      return options.steps / ((performance.now() - t0) / 1000);
+    };
+    const fullDecode = await decode();
+    const fullKvBytes = cache.allocatedBytes;
+    started = performance.now();
+    for (const [i, layer] of cache.layers.entries()) {
+      const plan = await planCompression(layer, { ...compress, windowScores: prefilled.windowScores?.[i] });
+      if (plan) cache.compact(i, plan);
+    }
+    const compressS = (performance.now() - started) / 1000;
+    const lookmKvBytes = cache.allocatedBytes;
+    const lookmDecode = await decode();
+    emit({
+      event: 'turn',
+      length: L,
+      prefillTokensPerS: L / prefillS,
+      prefillS,
+      decodeTokensPerS: fullDecode,
+      lookmDecodeTokensPerS: lookmDecode,
+      compressS,
+      fullKvBytes,
+      lookmKvBytes,
+      rssBeforeBytes: rssBefore,
+      turnPeakRssBytes: reset ? peakRss() : null,
+    });
+    cache.release();
+  }
+  await runtime.release();
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -137,8 +137,9 @@ export async function evaluate(
   configs: EvalConfig[],
   maxNewTokens: number,
   progress: (line: string) => void = () => undefined,
-): Promise<{ full: FullAccuracy; scores: ConfigScore[] }> {
-  const references: Reference[] = [];
+  options: { keepCorrect?: boolean; onScore?: (scores: readonly ConfigScore[], full: FullAccuracy, dropped: string[]) => void } = {},
+): Promise<{ full: FullAccuracy; scores: ConfigScore[]; dropped: string[] }> {
+  let references: Reference[] = [];
   const fullByKind = new Map<string, { ran: number; correct: number }>();
   const fullByLength = new Map<string, { ran: number; correct: number }>();
   for (const item of items) {
@@ -152,6 +153,14 @@ export async function evaluate(
   }
   const fullAccuracy = references.reduce((n, r) => n + (r.correct.every(Boolean) ? 1 : 0), 0) / items.length;
   const fullRates = rates(fullByKind);
+  // Items the full cache got wrong say nothing about a policy's relative accuracy: with
+  // keepCorrect they are dropped before the (expensive) compressed configurations run.
+  const dropped = options.keepCorrect ? items.filter((_, i) => !references[i].correct.every(Boolean)).map((item) => item.id) : [];
+  if (options.keepCorrect) {
+    const kept = items.map((_, i) => references[i].correct.every(Boolean));
+    items = items.filter((_, i) => kept[i]);
+    references = references.filter((_, i) => kept[i]);
+  }
   const scores: ConfigScore[] = [];
   for (const config of configs) {
     progress(`${config.policy} ${config.mode} ${config.budget}`);
@@ -231,6 +240,8 @@ export async function evaluate(
       failed,
       error,
     });
+    // A long run's finished configurations are worth keeping if it is stopped before the end.
+    options.onScore?.(scores, { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, dropped);
   }
-  return { full: { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, scores };
+  return { full: { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, scores, dropped };
 }

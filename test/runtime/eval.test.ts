@@ -39,4 +39,18 @@ describe('evaluation against the full cache', () => {
     }
     assert.ok(scores[2].meanKl > 0 && scores[2].stepAgreement < 1, JSON.stringify(scores[2]));
   });
+
+  it('keepCorrect drops the items the full cache answers wrong before the other configurations run', async () => {
+    const items = await evalSet(2, 5);
+    const expectedFirst = items[0].turns.map((t) => t.expected);
+    items[1].turns[items[1].turns.length - 1].expected = 'an answer no model gives';
+    const full = await evaluate(runtime, items, [{ policy: 'h2o', mode: 'improved', budget: 0.05 }], 6);
+    const seen: number[] = [];
+    const kept = await evaluate(runtime, items, [{ policy: 'h2o', mode: 'improved', budget: 0.05 }], 6, undefined, { keepCorrect: true, onScore: (scores) => seen.push(scores.length) });
+    assert.deepEqual(full.dropped, []);
+    assert.ok(kept.dropped.includes(items[1].id), JSON.stringify(kept.dropped));
+    assert.deepEqual(seen, [1], 'reported after its one configuration');
+    assert.equal(kept.scores[0].steps < full.scores[0].steps, true, 'the dropped item is not run');
+    assert.deepEqual(items[0].turns.map((t) => t.expected), expectedFirst);
+  });
 });

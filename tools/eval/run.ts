@@ -153,6 +153,8 @@ export async function evaluate(
   }
   const fullAccuracy = references.reduce((n, r) => n + (r.correct.every(Boolean) ? 1 : 0), 0) / items.length;
   const fullRates = rates(fullByKind);
+  // Relative accuracy is over the items scored: with keepCorrect those the full cache got right.
+  let relativeBase = fullRates;
   // Items the full cache got wrong say nothing about a policy's relative accuracy: with
   // keepCorrect they are dropped before the (expensive) compressed configurations run.
   const dropped = options.keepCorrect ? items.filter((_, i) => !references[i].correct.every(Boolean)).map((item) => item.id) : [];
@@ -160,6 +162,7 @@ export async function evaluate(
     const kept = items.map((_, i) => references[i].correct.every(Boolean));
     items = items.filter((_, i) => kept[i]);
     references = references.filter((_, i) => kept[i]);
+    relativeBase = Object.fromEntries(Object.keys(fullRates).map((k) => [k, 1]));
   }
   const scores: ConfigScore[] = [];
   for (const config of configs) {
@@ -220,7 +223,7 @@ export async function evaluate(
     }
     const ran = Math.max(1, items.length - failed);
     const accuracyByKind = rates(byKind);
-    const relativeByKind = Object.fromEntries(Object.entries(accuracyByKind).map(([k, v]) => [k, fullRates[k] ? v / fullRates[k] : null]));
+    const relativeByKind = Object.fromEntries(Object.entries(accuracyByKind).map(([k, v]) => [k, relativeBase[k] ? v / relativeBase[k] : null]));
     scores.push({
       ...config,
       answersIdentical: identical / ran,

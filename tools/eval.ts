@@ -48,6 +48,7 @@ async function main(): Promise<void> {
       'export-items': { type: 'string' },
       'text-items': { type: 'string', default: 'passkey' },
       'keep-correct': { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
   });
   if (values['later-turns']) return laterTurns(values);
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
   process.stdout.write(md);
 }
 
-type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; 'cold-tiers': string; seed: string; 'export-items'?: string; 'text-items': string; 'keep-correct': boolean };
+type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; 'cold-tiers': string; seed: string; 'export-items'?: string; 'text-items': string; 'keep-correct': boolean; only?: string };
 
 /** The later-turn evaluation (issue 19, section 3): see the comment at the top. */
 async function laterTurns(values: Values): Promise<void> {
@@ -96,15 +97,19 @@ async function laterTurns(values: Values): Promise<void> {
   if (unknown.length) throw new Error(`--policies: ${unknown.join(', ')} not among ${POLICY_NAMES.join(', ')}`);
   const budgets = values.budgets?.split(',').map(Number) ?? [0.2, 0.1, 0.05];
   if (budgets.some((b) => !(b > 0 && b <= 1))) throw new Error(`--budgets: shares in (0, 1], e.g. 0.2,0.1,0.05 (got ${values.budgets})`);
-  const session = values.session === undefined ? undefined : (JSON.parse(values.session) as Record<string, unknown>);
+  // `--session '[{...}, {...}]'`: every configuration with the cold tier on once per variant (e.g. recall settings
+  // compared); with it off, the first variant only.
+  const parsed = values.session === undefined ? [undefined] : (JSON.parse(values.session) as Record<string, unknown> | Record<string, unknown>[]);
+  const sessions = Array.isArray(parsed) ? parsed : [parsed];
+  const session = sessions.length === 1 ? sessions[0] : undefined;
   // The full cache once (the 100% row), every other policy at each budget.
   // `--cold-tiers off,int8`: every compressed configuration with the cold tier off and on.
   const coldTiers = values['cold-tiers'].split(',');
   if (coldTiers.some((t) => !['off', 'int8', 'int4'].includes(t))) throw new Error(`--cold-tiers: off, int8, int4 (got ${values['cold-tiers']})`);
-  const withTier = (tier: string) => (tier === 'off' ? session : { ...session, coldTier: tier });
+  const withTier = (variant: Record<string, unknown> | undefined, tier: string) => (tier === 'off' ? variant : { ...variant, coldTier: tier });
   const configs: EvalConfig[] = [
     { policy: 'full', mode: 'improved', budget: 1 },
-    ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.flatMap((budget) => coldTiers.map((tier) => ({ policy, mode: 'improved' as const, budget, session: withTier(tier) })))),
+    ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.flatMap((budget) => coldTiers.flatMap((tier) => (tier === 'off' ? sessions.slice(0, 1) : sessions).map((variant) => ({ policy, mode: 'improved' as const, budget, session: withTier(variant, tier) }))))),
   ];
   const model = resolve(values.model);
   const runtime = await OnnxModelRuntime.load(model);
@@ -115,7 +120,11 @@ async function laterTurns(values: Values): Promise<void> {
     const countTokens = (text: string) => runtime.processor.encode(text, false).length;
     const textItems = { passkey: laterTurnPasskeyItems, lookup: laterTurnTextItems }[values['text-items']];
     if (!textItems) throw new Error(`--text-items: passkey or lookup (got ${values['text-items']})`);
-    const items = runtime.imageInput ? await laterTurnEmbeddedItems(count, random) : textItems(count, countTokens, random, lengths);
+    const generated = runtime.imageInput ? await laterTurnEmbeddedItems(count, random) : textItems(count, countTokens, random, lengths);
+    // `--only id,id`: those items of the generated set (e.g. the ones a previous run kept).
+    const only = values.only?.split(',');
+    const items = only ? generated.filter((item) => only.includes(item.id)) : generated;
+    if (only && items.length !== only.length) throw new Error(`--only: ${only.filter((id) => !items.some((item) => item.id === id)).join(', ')} not among the generated items (${generated.map((item) => item.id).join(', ')})`);
     if (values['export-items']) {
       writeFileSync(resolve(values['export-items']), exportItems(items, { model, seed: Number(values.seed), maxNewTokens: Number(values['max-new-tokens']) }));
       process.stderr.write(`wrote ${items.length} items to ${values['export-items']}\n`);

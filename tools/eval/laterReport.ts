@@ -32,8 +32,9 @@ const ratio = (x: number | null) => (x === null ? '–' : x.toFixed(2));
 
 /** The cold tier a configuration ran with (its session settings' `coldTier`, else off). */
 function coldTierOf(score: ConfigScore): string {
-  const tier = score.session?.coldTier;
-  return typeof tier === 'string' ? tier : 'off';
+  const { coldTier, ...rest } = score.session ?? {};
+  // Other session settings of the configuration (e.g. recall settings compared) follow the tier.
+  return `${typeof coldTier === 'string' ? coldTier : 'off'}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ''}`;
 }
 
 export function laterTurnMarkdown(report: { date: string; model: string; items: number; seed: number; maxNewTokens: number; seconds: number; session: unknown; full: FullAccuracy; scores: ConfigScore[]; dropped?: string[]; partial?: boolean }): string {

@@ -293,7 +293,7 @@ def write_report(args, exported: dict, rows: list[dict], items: list[dict], drop
     ]
     for row in rows:
         lines.append(f"| {row['press']} | {row['budget'] * 100:.0f}% | {row['share'] / max(1, len(items)) * 100:.1f}% | {' | '.join(acc(row, k) for k in kinds)} | {' | '.join(relative(row, k) for k in kinds)} | {' | '.join(same(row, k) for k in kinds)} |")
-    lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else []) + ([f"--kinds {args.kinds}"] if args.kinds else []) + (["--keep-correct"] if args.keep_correct else [])) + "`", ""]
+    lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else []) + ([f"--kinds {args.kinds}"] if args.kinds else []) + (["--keep-correct"] if args.keep_correct else []) + ([] if args.check else ["--no-check"])) + "`", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="", help="only items of these kinds (comma-separated), e.g. later-lookup")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "kvpress-peer.md"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep-correct", action="store_true", help="skip the presses on items the full cache answers wrong (they count in no relative figure)")
     parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="check the replay of each press against its hook on the first item")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -235,15 +236,30 @@ def main() -> None:
         checked = "The replay was not checked against the hooks in this run (--no-check)."
     # Item by item (one turn-1 recording at a time), every configuration on each.
     rows = [{"press": "full", "budget": 1.0, "right": {}, "share": 0.0, "answers": []}] + [{"press": n, "budget": b, "right": {}, "share": 0.0, "answers": []} for n in names for b in budgets]
+    done: list[dict] = []
+    dropped: list[str] = []
     for item in items:
+        ones = []
         for row in rows:
             one = score(None if row["press"] == "full" else row["press"], row["budget"], [item])
+            ones.append(one)
+            if args.keep_correct and row["press"] == "full" and not all(all(oks) for oks in one["right"].values()):
+                break
+        if len(ones) < len(rows):
+            dropped.append(item["id"])
+            continue
+        done.append(item)
+        for row, one in zip(rows, ones):
             for kind, oks in one["right"].items():
                 row["right"].setdefault(kind, []).extend(oks)
-            row["share"] += one["share"] / len(items)
+            row["share"] += one["share"]
             row["answers"] += one["answers"]
+        # Written after every item, so a stopped run keeps what it finished.
+        write_report(args, exported, rows, done, dropped, len(items), checked, time.time() - started)
+
+
+def write_report(args, exported: dict, rows: list[dict], items: list[dict], dropped: list[str], total: int, checked: str, seconds: float) -> None:
     full = rows[0]
-    seconds = time.time() - started
 
     kinds = list(full["right"])
     lengths = sorted({i["fileTokens"] for i in items if i.get("fileTokens")})
@@ -266,7 +282,7 @@ def main() -> None:
     lines = [
         f"# kvpress {version('kvpress')} on the later-turn items (SmolLM2-135M-Instruct, transformers {version('transformers')}, torch {version('torch')}, CPU float32)",
         "",
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} · {len(items)} items from `{Path(args.items).name}` (seed {exported.get('seed')}; file lengths {lengths} tokens) · {args.max_new_tokens} new tokens per answer · {seconds:.0f} s on {args.threads} shared cores",
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} · {len(items)} items{f' (of {total}: {len(dropped)} dropped, the full cache answered them wrong: ' + ', '.join(dropped) + ')' if dropped else ''}{' (the run went on)' if len(items) + len(dropped) < total else ''} from `{Path(args.items).name}` (seed {exported.get('seed')}; file lengths {lengths} tokens) · {args.max_new_tokens} new tokens per answer · {seconds:.0f} s on {args.threads} shared cores",
         "",
         checked + " Protocol: turn 1 (the file and a request to acknowledge it) is prefilled under the press, which keeps the budget's share of it in every layer and head; the later turns (unrelated questions, then the question about one line) are appended to that cache uncompressed, at their true positions, and answered greedily. See the docstring of bench/kvpress_peer.py.",
         "",
@@ -276,8 +292,8 @@ def main() -> None:
         f"|---|---|---|{'---|' * len(kinds)}{'---|' * len(kinds)}{'---|' * len(kinds)}",
     ]
     for row in rows:
-        lines.append(f"| {row['press']} | {row['budget'] * 100:.0f}% | {row['share'] * 100:.1f}% | {' | '.join(acc(row, k) for k in kinds)} | {' | '.join(relative(row, k) for k in kinds)} | {' | '.join(same(row, k) for k in kinds)} |")
-    lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else []) + ([f"--kinds {args.kinds}"] if args.kinds else [])) + "`", ""]
+        lines.append(f"| {row['press']} | {row['budget'] * 100:.0f}% | {row['share'] / max(1, len(items)) * 100:.1f}% | {' | '.join(acc(row, k) for k in kinds)} | {' | '.join(relative(row, k) for k in kinds)} | {' | '.join(same(row, k) for k in kinds)} |")
+    lines += ["", "Command: `" + " ".join(["python3", "bench/kvpress_peer.py", f"--items {Path(args.items).name}", f"--presses {args.presses}", f"--budgets {args.budgets}", f"--max-new-tokens {args.max_new_tokens}"] + ([f"--limit {args.limit}"] if args.limit else []) + ([f"--kinds {args.kinds}"] if args.kinds else []) + (["--keep-correct"] if args.keep_correct else []) + ([] if args.check else ["--no-check"])) + "`", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -12,6 +12,9 @@
  * `--policies a,b --budgets 0.2,0.1` choose the grid, `--session '{"...": ...}'` adds session
  * settings to every configuration (the cold tier's, once the session has them), and
  * `--export-items FILE` writes the items as chat messages (for bench/kvpress_peer.py) and stops.
+ * A text-only model gets passkey-style log and README items by default (`--text-items passkey`;
+ * `lookup` for the `name = value` and code files SmolLM2-135M fails on past ~300 tokens);
+ * `--keep-correct` drops the items the full cache answers wrong before the other configurations run.
  * Writes bench/results/eval-later-<model folder, or embedded>.json and .md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -21,9 +24,9 @@ import { mulberry32, POLICY_NAMES, type Mode, type PolicyName } from '../sidecar
 import { OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
 import { evalSet } from './eval/dataset.js';
 import { loadMileBench } from './eval/milebench.js';
-import { evaluate, type EvalConfig } from './eval/run.js';
+import { evaluate, type ConfigScore, type EvalConfig, type FullAccuracy } from './eval/run.js';
 import { exportItems, laterTurnMarkdown } from './eval/laterReport.js';
-import { laterTurnEmbeddedItems, laterTurnTextItems } from './eval/laterTurns.js';
+import { laterTurnEmbeddedItems, laterTurnPasskeyItems, laterTurnTextItems } from './eval/laterTurns.js';
 
 const root = join(__dirname, '..');
 
@@ -43,6 +46,9 @@ async function main(): Promise<void> {
       'cold-tiers': { type: 'string', default: 'off' },
       seed: { type: 'string', default: '19' },
       'export-items': { type: 'string' },
+      'text-items': { type: 'string', default: 'passkey' },
+      'keep-correct': { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
   });
   if (values['later-turns']) return laterTurns(values);
@@ -82,7 +88,7 @@ async function main(): Promise<void> {
   process.stdout.write(md);
 }
 
-type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; 'cold-tiers': string; seed: string; 'export-items'?: string };
+type Values = { model: string; items: string; 'max-new-tokens': string; lengths: string; policies?: string; budgets?: string; session?: string; 'cold-tiers': string; seed: string; 'export-items'?: string; 'text-items': string; 'keep-correct': boolean; only?: string };
 
 /** The later-turn evaluation (issue 19, section 3): see the comment at the top. */
 async function laterTurns(values: Values): Promise<void> {
@@ -91,15 +97,19 @@ async function laterTurns(values: Values): Promise<void> {
   if (unknown.length) throw new Error(`--policies: ${unknown.join(', ')} not among ${POLICY_NAMES.join(', ')}`);
   const budgets = values.budgets?.split(',').map(Number) ?? [0.2, 0.1, 0.05];
   if (budgets.some((b) => !(b > 0 && b <= 1))) throw new Error(`--budgets: shares in (0, 1], e.g. 0.2,0.1,0.05 (got ${values.budgets})`);
-  const session = values.session === undefined ? undefined : (JSON.parse(values.session) as Record<string, unknown>);
+  // `--session '[{...}, {...}]'`: every configuration with the cold tier on once per variant (e.g. recall settings
+  // compared); with it off, the first variant only.
+  const parsed = values.session === undefined ? [undefined] : (JSON.parse(values.session) as Record<string, unknown> | Record<string, unknown>[]);
+  const sessions = Array.isArray(parsed) ? parsed : [parsed];
+  const session = sessions.length === 1 ? sessions[0] : undefined;
   // The full cache once (the 100% row), every other policy at each budget.
   // `--cold-tiers off,int8`: every compressed configuration with the cold tier off and on.
   const coldTiers = values['cold-tiers'].split(',');
   if (coldTiers.some((t) => !['off', 'int8', 'int4'].includes(t))) throw new Error(`--cold-tiers: off, int8, int4 (got ${values['cold-tiers']})`);
-  const withTier = (tier: string) => (tier === 'off' ? session : { ...session, coldTier: tier });
+  const withTier = (variant: Record<string, unknown> | undefined, tier: string) => (tier === 'off' ? variant : { ...variant, coldTier: tier });
   const configs: EvalConfig[] = [
     { policy: 'full', mode: 'improved', budget: 1 },
-    ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.flatMap((budget) => coldTiers.map((tier) => ({ policy, mode: 'improved' as const, budget, session: withTier(tier) })))),
+    ...policies.filter((p) => p !== 'full').flatMap((policy) => budgets.flatMap((budget) => coldTiers.flatMap((tier) => (tier === 'off' ? sessions.slice(0, 1) : sessions).map((variant) => ({ policy, mode: 'improved' as const, budget, session: withTier(variant, tier) }))))),
   ];
   const model = resolve(values.model);
   const runtime = await OnnxModelRuntime.load(model);
@@ -107,22 +117,36 @@ async function laterTurns(values: Values): Promise<void> {
     const random = mulberry32(Number(values.seed));
     const count = Number(values.items);
     const lengths = values.lengths.split(',').map(Number);
-    const items = runtime.imageInput ? await laterTurnEmbeddedItems(count, random) : laterTurnTextItems(count, (text) => runtime.processor.encode(text, false).length, random, lengths);
+    const countTokens = (text: string) => runtime.processor.encode(text, false).length;
+    const textItems = { passkey: laterTurnPasskeyItems, lookup: laterTurnTextItems }[values['text-items']];
+    if (!textItems) throw new Error(`--text-items: passkey or lookup (got ${values['text-items']})`);
+    const generated = runtime.imageInput ? await laterTurnEmbeddedItems(count, random) : textItems(count, countTokens, random, lengths);
+    // `--only id,id`: those items of the generated set (e.g. the ones a previous run kept).
+    const only = values.only?.split(',');
+    const items = only ? generated.filter((item) => only.includes(item.id)) : generated;
+    if (only && items.length !== only.length) throw new Error(`--only: ${only.filter((id) => !items.some((item) => item.id === id)).join(', ')} not among the generated items (${generated.map((item) => item.id).join(', ')})`);
     if (values['export-items']) {
       writeFileSync(resolve(values['export-items']), exportItems(items, { model, seed: Number(values.seed), maxNewTokens: Number(values['max-new-tokens']) }));
       process.stderr.write(`wrote ${items.length} items to ${values['export-items']}\n`);
       return;
     }
     const started = Date.now();
-    const result = await evaluate(runtime, items, configs, Number(values['max-new-tokens']), (line) => process.stderr.write(`${line}\n`));
-    const report = { date: new Date().toISOString(), model, items: items.length, seed: Number(values.seed), lengths, maxNewTokens: Number(values['max-new-tokens']), session: session ?? null, seconds: (Date.now() - started) / 1000, ...result };
     const dir = process.env.BENCH_RESULTS_DIR ?? join(root, 'bench/results');
     mkdirSync(dir, { recursive: true });
     const name = `eval-later-${model === resolve(root, 'sidecar/model') ? 'embedded' : basename(model)}${coldTiers.some((t) => t !== 'off') ? '-cold' : ''}`;
-    writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
-    const md = laterTurnMarkdown(report);
-    writeFileSync(join(dir, `${name}.md`), md);
-    process.stdout.write(md);
+    const write = (result: { full: FullAccuracy; scores: readonly ConfigScore[]; dropped: string[] }, partial: boolean): string => {
+      const report = { date: new Date().toISOString(), model, items: items.length, textItems: runtime.imageInput ? null : values['text-items'], seed: Number(values.seed), lengths, maxNewTokens: Number(values['max-new-tokens']), session: session ?? null, seconds: (Date.now() - started) / 1000, partial, ...result, scores: [...result.scores] };
+      writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+      const md = laterTurnMarkdown(report);
+      writeFileSync(join(dir, `${name}.md`), md);
+      return md;
+    };
+    const result = await evaluate(runtime, items, configs, Number(values['max-new-tokens']), (line) => process.stderr.write(`${line}\n`), {
+      keepCorrect: values['keep-correct'],
+      // Written after every configuration (marked partial), so a stopped run keeps what it finished.
+      onScore: (scores, full, dropped) => write({ full, scores, dropped }, scores.length < configs.length),
+    });
+    process.stdout.write(write(result, false));
   } finally {
     await runtime.release();
   }

@@ -15,7 +15,7 @@ export const SETTINGS = {
   maxSlots: { key: 'kv.maxSlots', default: 0, restart: false },
   mode: { key: 'kv.mode', default: 'improved', restart: false },
   globalBudgetMb: { key: 'kv.globalBudgetMb', default: 2048, restart: true },
-  coldTier: { key: 'kv.coldTier', default: 'off', restart: false },
+  coldTier: { key: 'kv.coldTier', default: 'int8', restart: false },
   recallSpan: { key: 'kv.recallSpan', default: 16, restart: false },
   recallBudget: { key: 'kv.recallBudget', default: 0.1, restart: false },
   coldBudgetMb: { key: 'kv.coldBudgetMb', default: 1024, restart: true },
@@ -52,8 +52,9 @@ export function sessionSettings(s: Settings): {
   recallBudget?: number;
 } {
   const budget = { hhRatio: s.budgetRatio / 2, recentRatio: s.budgetRatio / 2, ...(s.maxSlots > 0 && s.mode !== 'reference' ? { maxSlots: s.maxSlots } : {}) };
-  // The reference drops what it evicts: the cold tier is an improved-mode setting.
-  const cold = s.coldTier !== 'off' && s.mode !== 'reference' ? { coldTier: s.coldTier, recallSpan: s.recallSpan, recallBudget: s.recallBudget } : {};
+  // The reference drops what it evicts: the cold tier is an improved-mode setting. It is not on
+  // the GPU yet (the sidecar refuses it while the KV cache lives there), so only the CPU asks for it.
+  const cold = s.coldTier !== 'off' && s.mode !== 'reference' && s.executionProvider === 'cpu' ? { coldTier: s.coldTier, recallSpan: s.recallSpan, recallBudget: s.recallBudget } : {};
   return { policy: s.policy, mode: s.mode, budget, maxNewTokens: s.maxNewTokens, ...cold };
 }
 

@@ -63,9 +63,12 @@ describe('extension manifest', () => {
     assert.ok(manifest.activationEvents.includes('onStartupFinished'));
   });
 
-  it('asks for the cold tier only when it is on, and never in reference mode (which refuses it)', () => {
+  it('asks for the cold tier only when it is on, never in reference mode (which refuses it) nor off the CPU', () => {
     const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([name, s]) => [name, s.default])) as never;
-    assert.equal(SessionSettings.parse(sessionSettings(defaults)).coldTier, undefined, 'off by default');
+    // On by default (int8): the later-turn evaluation (bench/results/eval-later-*) supports it.
+    assert.equal(SessionSettings.parse(sessionSettings(defaults)).coldTier, 'int8', 'int8 by default');
+    assert.equal(SessionSettings.parse(sessionSettings({ ...(defaults as object), coldTier: 'off' } as never)).coldTier, undefined);
+    for (const executionProvider of ['webgpu', 'auto', 'cuda']) assert.equal(SessionSettings.parse(sessionSettings({ ...(defaults as object), executionProvider } as never)).coldTier, undefined, executionProvider);
     const on = SessionSettings.parse(sessionSettings({ ...(defaults as object), coldTier: 'int4', recallSpan: 8, recallBudget: 24 } as never));
     assert.deepEqual([on.coldTier, on.recallSpan, on.recallBudget], ['int4', 8, 24]);
     const reference = SessionSettings.parse(sessionSettings({ ...(defaults as object), coldTier: 'int8', mode: 'reference' } as never));

@@ -39,4 +39,23 @@ describe('evaluation against the full cache', () => {
     }
     assert.ok(scores[2].meanKl > 0 && scores[2].stepAgreement < 1, JSON.stringify(scores[2]));
   });
+
+  it('keepCorrect drops the items the full cache answers wrong before the other configurations run', async () => {
+    const items = await evalSet(2, 5);
+    // The tiny checkpoint's answers are not right: an empty expected answer is in every answer.
+    for (const turn of items[0].turns) turn.expected = '';
+    const expectedFirst = items[0].turns.map((t) => t.expected);
+    items[1].turns[items[1].turns.length - 1].expected = 'an answer no model gives';
+    items[1].kind = items[0].kind; // one kind, half of it right with the full cache
+    const full = await evaluate(runtime, items, [{ policy: 'h2o', mode: 'improved', budget: 0.05 }], 6);
+    const seen: number[] = [];
+    const kept = await evaluate(runtime, items, [{ policy: 'h2o', mode: 'improved', budget: 0.05 }, { policy: 'full', mode: 'improved', budget: 1 }], 6, undefined, { keepCorrect: true, onScore: (scores) => seen.push(scores.length) });
+    assert.deepEqual(full.dropped, []);
+    assert.deepEqual(seen, [1, 2], 'reported after each configuration');
+    assert.deepEqual(kept.dropped, [items[1].id]);
+    // Relative to the full cache on the items kept (all right), not on all items.
+    assert.deepEqual(Object.values(kept.scores[1].relativeByKind), [1]);
+    assert.equal(kept.scores[0].steps < full.scores[0].steps, true, 'the dropped item is not run');
+    assert.deepEqual(items[0].turns.map((t) => t.expected), expectedFirst);
+  });
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { mulberry32 } from '../../sidecar/src/kv/index.js';
 import { exportItems } from '../../tools/eval/laterReport.js';
-import { codeFile, laterTurnEmbeddedItems, laterTurnTextItems, lookupFile } from '../../tools/eval/laterTurns.js';
+import { codeFile, laterTurnEmbeddedItems, laterTurnPasskeyItems, laterTurnTextItems, lookupFile } from '../../tools/eval/laterTurns.js';
 import { settingsOf } from '../../tools/eval/run.js';
 
 /** A stand-in tokenizer: one token per character (the lengths scale, the logic is the same). */
@@ -31,6 +31,30 @@ describe('later-turn evaluation items', () => {
       const line = item.kind === 'later-code' ? `def get_${key[2]}():\n    return ${question.expected}\n` : `${key[1]} = ${question.expected}\n`;
       assert.ok(`${file}\n`.includes(line), `${item.id}: the asked line is in the file`);
       assert.ok(!first.text.includes(question.expected), 'turn 1 does not give the answer away');
+    }
+  });
+
+  it('passkey items: one fact line in the middle of a log or README of the asked length, asked for 1-3 turns later', () => {
+    const items = laterTurnPasskeyItems(8, chars, mulberry32(7), [500, 2000]);
+    assert.deepEqual(items.map((i) => i.kind), ['later-log', 'later-notes', 'later-log', 'later-notes', 'later-log', 'later-notes', 'later-log', 'later-notes']);
+    assert.deepEqual(items.map((i) => i.fileTokens), [500, 500, 2000, 2000, 500, 500, 2000, 2000]);
+    for (const item of items) {
+      const [first, ...rest] = item.turns;
+      const question = rest[rest.length - 1];
+      assert.ok(rest.length >= 1 && rest.length <= 3, `${item.id}: ${rest.length} turns after the file`);
+      assert.deepEqual(item.turns.map((t) => t.scored !== false), [...item.turns.slice(0, -1).map(() => false), true]);
+      assert.ok(rest.every((t) => t.files.length === 0 && t.images.length === 0));
+      assert.match(question.expected, /^\d{4}$/);
+      const lines = first.files[0].text.split('\n');
+      assert.ok(lines.join('\n').length >= (item.fileTokens ?? 0), `${item.id}: shorter than asked`);
+      const subject = /what is the (.+)\? Answer with the number only\.$/.exec(question.text)?.[1];
+      assert.ok(subject, question.text);
+      const facts = lines.map((line, i) => [line, i] as const).filter(([line]) => line.includes(`is ${question.expected}.`));
+      assert.equal(facts.length, 1, `${item.id}: one fact line`);
+      const [line, at] = facts[0];
+      assert.ok(line.toLowerCase().includes(subject.toLowerCase()), `${item.id}: the fact line names what is asked (${line})`);
+      assert.ok(at > 0 && at < lines.length - 1, `${item.id}: not the first or last line`);
+      assert.ok(!first.text.includes(question.expected) && !rest.slice(0, -1).some((t) => t.text.includes(question.expected)), 'no other turn gives the answer away');
     }
   });
 

@@ -150,7 +150,8 @@ describe('the cold tier with the embedded model', () => {
     assert.equal(defaults.coldTier, undefined);
     assert.equal(SessionSettings.parse({ coldTier: 'int4', recallSpan: 8, recallBudget: 0.25 }).recallBudget, 0.25);
     assert.equal(SessionSettings.parse({ recallBudget: 32 }).recallBudget, 32);
-    for (const bad of [{ coldTier: 'int2' }, { recallSpan: 0 }, { recallBudget: 1.5 }, { recallBudget: 0 }, { recallBudget: -1 }]) assert.equal(SessionSettings.safeParse(bad).success, false, JSON.stringify(bad));
+    assert.equal(SessionSettings.parse({ coldTier: 'int8', recallQueryRows: 24 }).recallQueryRows, 24);
+    for (const bad of [{ coldTier: 'int2' }, { recallSpan: 0 }, { recallBudget: 1.5 }, { recallBudget: 0 }, { recallBudget: -1 }, { recallQueryRows: 0 }, { recallQueryRows: 65 }, { recallQueryRows: 2.5 }]) assert.equal(SessionSettings.safeParse(bad).success, false, JSON.stringify(bad));
     const reference = SessionSettings.safeParse({ mode: 'reference', coldTier: 'int8' });
     assert.equal(reference.success, false);
     assert.match(reference.error?.issues[0].message, /cold tier is an improved-mode setting/);

@@ -32,18 +32,19 @@ const ratio = (x: number | null) => (x === null ? '–' : x.toFixed(2));
 
 /** The cold tier a configuration ran with (its session settings' `coldTier`, else off). */
 function coldTierOf(score: ConfigScore): string {
-  const tier = score.session?.coldTier;
-  return typeof tier === 'string' ? tier : 'off';
+  const { coldTier, ...rest } = score.session ?? {};
+  // Other session settings of the configuration (e.g. recall settings compared) follow the tier.
+  return `${typeof coldTier === 'string' ? coldTier : 'off'}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ''}`;
 }
 
-export function laterTurnMarkdown(report: { date: string; model: string; items: number; seed: number; maxNewTokens: number; seconds: number; session: unknown; full: FullAccuracy; scores: ConfigScore[] }): string {
+export function laterTurnMarkdown(report: { date: string; model: string; items: number; seed: number; maxNewTokens: number; seconds: number; session: unknown; full: FullAccuracy; scores: ConfigScore[]; dropped?: string[]; partial?: boolean }): string {
   const kinds = Object.keys(report.full.byKind);
   return [
-    `# Later-turn items: KV policies vs the full cache (${report.items} items, seed ${report.seed}, ${report.maxNewTokens} tokens per answer)`,
+    `# Later-turn items: KV policies vs the full cache (${report.items} items, seed ${report.seed}, ${report.maxNewTokens} tokens per answer)${report.partial ? ' (partial: the run is still going or was stopped)' : ''}`,
     '',
     `${report.date} · ${report.model} · ${report.seconds.toFixed(0)} s${report.session ? ` · session settings ${JSON.stringify(report.session)}` : ''}`,
     '',
-    `Full-cache exact match (the answer contains the expected value): ${pct(report.full.accuracy)} overall; by kind ${Object.entries(report.full.byKind).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}${Object.keys(report.full.byLength).length ? `; by file length (tokens) ${Object.entries(report.full.byLength).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}` : ''}.`,
+    `Full-cache exact match (the answer contains the expected value): ${pct(report.full.accuracy)} overall; by kind ${Object.entries(report.full.byKind).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}${Object.keys(report.full.byLength).length ? `; by file length (tokens) ${Object.entries(report.full.byLength).map(([k, v]) => `${k} ${pct(v)}`).join(' · ')}` : ''}.${report.dropped?.length ? ` Dropped before the other configurations ran (the full cache answered them wrong): ${report.dropped.length} of ${report.items} items (${report.dropped.join(', ')}); the table is on the other ${report.items - report.dropped.length}.` : ''}`,
     '',
     'Each configuration is teacher-forced on the full cache\'s turns. "identical": every step of the question turn agrees with the full cache\'s answer (right or wrong); "relative": items identical to a correct full-cache answer over the items the full cache got right, per kind. KV (hot): bytes the conversation holds after its last turn (allocated), and their share of a full cache of the same tokens; cold: the cold tier\'s bytes then (host memory, quantized), and hot + cold over the full cache; recall: milliseconds per item spent scoring and recalling cold spans.',
     '',

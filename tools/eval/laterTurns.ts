@@ -7,6 +7,11 @@
  *   file of a given length in tokens (500-4,000) and a question about one value; `later-code`, a
  *   source file of small functions each returning a constant and a question about what one of
  *   them returns. The gap turns are general questions that do not need the file.
+ * * For a real language model, passkey style (what SmolLM2-135M answers with the full cache at
+ *   500-4,000 tokens, where it fails on `later-lookup`): `later-log`, a server log of routine lines
+ *   with one distinctive fact line (`NOTE: The staging server port is 4821.`), and
+ *   `later-notes`, a README of routine sentences with one such fact sentence; the question asks
+ *   for that fact by its description, the answer is a 4-digit number.
  * * For the embedded model (sidecar/model, which reads only what it was trained on):
  *   `later-image`, images asked about in turn 1 and a digit asked about another image later;
  *   `later-file`, a settings file asked about in turn 1 and another value asked about later. Its
@@ -18,7 +23,7 @@
 import { readFileSync } from 'node:fs';
 import { COLOURS, SHAPES, picture, shuffled, type EvalItem, type EvalTurn } from './dataset.js';
 
-export type LaterTurnKind = 'later-lookup' | 'later-code' | 'later-image' | 'later-file';
+export type LaterTurnKind = 'later-lookup' | 'later-code' | 'later-log' | 'later-notes' | 'later-image' | 'later-file';
 
 /** Counts the tokens of a text (the model's tokenizer; its length decides the file sizes). */
 export type TokenCounter = (text: string) => number;
@@ -138,6 +143,67 @@ export async function laterTurnEmbeddedItems(count: number, random: () => number
       turns.push({ text: `What is the value of \`${target.key}\`?`, images: [], files: [], expected: String(target.value) });
     }
     items.push({ id: `${kind}-${i}`, kind, turns });
+  }
+  return items;
+}
+
+const SERVICES = ['auth', 'billing', 'search', 'upload', 'mailer', 'scheduler', 'gateway', 'cache', 'indexer', 'reports'];
+const LOG_MESSAGES = ['request served in # ms', 'connected to replica #', 'queue depth is #', 'retrying job #', 'cache hit ratio # percent', 'processed batch #', 'user session # expired', 'flushed # records to disk', 'health check passed on node #', 'rotated log file #'];
+const README_SENTENCES = [
+  'The project uses a modular layout so that each component can be tested on its own.',
+  'Contributors should open an issue before starting on a large change.',
+  'The build runs on every push and publishes a report of the test results.',
+  'Configuration lives in a single file that is read when the service starts.',
+  'Older releases are kept for six months and then archived.',
+  'The documentation is written in Markdown and rendered by the site generator.',
+  'Performance figures are measured on a reference machine once a week.',
+  'Please keep pull requests small and focused on one topic.',
+  'The team meets on Tuesdays to plan the next release.',
+  'Logs are kept for thirty days and then deleted automatically.',
+];
+/** The one distinctive fact of a passkey file: how the question names it, and the sentence stating it. */
+const FACTS = [
+  ['backup vault access code', 'The backup vault access code is #.'],
+  ['staging server port', 'The staging server port is #.'],
+  ['support ticket number for the outage', 'The support ticket number for the outage is #.'],
+  ['invoice number of the license renewal', 'The invoice number of the license renewal is #.'],
+  ['door code of the server room', 'The door code of the server room is #.'],
+  ['emergency hotline extension', 'The emergency hotline extension is #.'],
+] as const;
+
+const two = (n: number) => String(n).padStart(2, '0');
+
+/**
+ * Passkey-style items: a log (`later-log`) or README (`later-notes`) of about `length` tokens of
+ * routine lines, one distinctive fact line (not the first or last line), the question 1-3 turns
+ * later, its answer a 4-digit number.
+ */
+export function laterTurnPasskeyItems(count: number, countTokens: TokenCounter, random: () => number, lengths: readonly number[] = [500, 1000, 2000, 4000]): EvalItem[] {
+  const pick = pickOf(random);
+  const items: EvalItem[] = [];
+  const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
+  const stamp = () => `2026-11-${two(int(1, 28))} ${two(int(0, 23))}:${two(int(0, 59))}:${two(int(0, 59))}`;
+  for (let i = 0; i < count; i++) {
+    const kind: LaterTurnKind = i % 2 === 0 ? 'later-log' : 'later-notes';
+    const length = lengths[Math.floor(i / 2) % lengths.length];
+    const log = kind === 'later-log';
+    const routine = () => (log ? `${stamp()} INFO [${pick(SERVICES)}] ${pick(LOG_MESSAGES).replace('#', String(int(10, 999)))}` : pick(README_SENTENCES));
+    const lines: string[] = [];
+    let tokens = 0;
+    while (tokens < length) {
+      const line = routine();
+      lines.push(line);
+      tokens += countTokens(`${line}\n`);
+    }
+    const [subject, sentence] = pick(FACTS);
+    const value = String(int(1000, 9999));
+    lines.splice(1 + Math.floor(random() * Math.max(1, lines.length - 2)), 0, `${log ? 'NOTE: ' : ''}${sentence.replace('#', value)}`);
+    const name = log ? 'server.log' : 'README.md';
+    const gap = 1 + Math.floor(random() * 3);
+    const turns: EvalTurn[] = [unscored(`Here is ${name}. Read it; I will ask you about it later. Reply "OK".`, { files: [{ name, text: lines.join('\n') }] })];
+    for (let g = 0; g < gap - 1; g++) turns.push(unscored(pick(SMALL_TALK)));
+    turns.push({ text: `In ${name}, what is the ${subject}? Answer with the number only.`, images: [], files: [], expected: value });
+    items.push({ id: `${kind}-${length}-${i}`, kind, turns, fileTokens: length });
   }
   return items;
 }

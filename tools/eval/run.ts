@@ -137,8 +137,9 @@ export async function evaluate(
   configs: EvalConfig[],
   maxNewTokens: number,
   progress: (line: string) => void = () => undefined,
-): Promise<{ full: FullAccuracy; scores: ConfigScore[] }> {
-  const references: Reference[] = [];
+  options: { keepCorrect?: boolean; onScore?: (scores: readonly ConfigScore[], full: FullAccuracy, dropped: string[]) => void } = {},
+): Promise<{ full: FullAccuracy; scores: ConfigScore[]; dropped: string[] }> {
+  let references: Reference[] = [];
   const fullByKind = new Map<string, { ran: number; correct: number }>();
   const fullByLength = new Map<string, { ran: number; correct: number }>();
   for (const item of items) {
@@ -152,6 +153,17 @@ export async function evaluate(
   }
   const fullAccuracy = references.reduce((n, r) => n + (r.correct.every(Boolean) ? 1 : 0), 0) / items.length;
   const fullRates = rates(fullByKind);
+  // Relative accuracy is over the items scored: with keepCorrect those the full cache got right.
+  let relativeBase = fullRates;
+  // Items the full cache got wrong say nothing about a policy's relative accuracy: with
+  // keepCorrect they are dropped before the (expensive) compressed configurations run.
+  const dropped = options.keepCorrect ? items.filter((_, i) => !references[i].correct.every(Boolean)).map((item) => item.id) : [];
+  if (options.keepCorrect) {
+    const kept = items.map((_, i) => references[i].correct.every(Boolean));
+    items = items.filter((_, i) => kept[i]);
+    references = references.filter((_, i) => kept[i]);
+    relativeBase = Object.fromEntries(Object.keys(fullRates).map((k) => [k, 1]));
+  }
   const scores: ConfigScore[] = [];
   for (const config of configs) {
     progress(`${config.policy} ${config.mode} ${config.budget}`);
@@ -211,7 +223,7 @@ export async function evaluate(
     }
     const ran = Math.max(1, items.length - failed);
     const accuracyByKind = rates(byKind);
-    const relativeByKind = Object.fromEntries(Object.entries(accuracyByKind).map(([k, v]) => [k, fullRates[k] ? v / fullRates[k] : null]));
+    const relativeByKind = Object.fromEntries(Object.entries(accuracyByKind).map(([k, v]) => [k, relativeBase[k] ? v / relativeBase[k] : null]));
     scores.push({
       ...config,
       answersIdentical: identical / ran,
@@ -231,6 +243,8 @@ export async function evaluate(
       failed,
       error,
     });
+    // A long run's finished configurations are worth keeping if it is stopped before the end.
+    options.onScore?.(scores, { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, dropped);
   }
-  return { full: { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, scores };
+  return { full: { accuracy: fullAccuracy, byKind: fullRates, byLength: rates(fullByLength) }, scores, dropped };
 }

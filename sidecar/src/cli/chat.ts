@@ -1,5 +1,5 @@
 /**
- * `npm run chat -- --model DIR [--image FILE ...] [--policy NAME] [--state-dir DIR] [--cold-tier off|int8|int4]`: a terminal
+ * `npm run chat -- --model DIR [--image FILE ...] [--policy NAME] [--state-dir DIR] [--cold-tier int8|int4|off]`: a terminal
  * conversation through a real sidecar, over the same protocol the extension speaks. Each line is a
  * question; `/image FILE` attaches an image to the next one, `/file FILE` a text file, `/stats`
  * shows the session's KV figures, `/quit` (or Ctrl-D) ends. Ctrl-C cancels the answer in progress.
@@ -20,7 +20,7 @@ async function main(): Promise<number> {
       policy: { type: 'string', default: 'text_prior_pivot_merge' },
       'state-dir': { type: 'string' },
       'max-new-tokens': { type: 'string', default: '128' },
-      'cold-tier': { type: 'string', default: 'off' },
+      'cold-tier': { type: 'string', default: 'int8' },
       'recall-span': { type: 'string' },
       'recall-budget': { type: 'string' },
       'cold-budget-mb': { type: 'string' },

@@ -102,6 +102,8 @@ export const SessionSettings = z
       .max(1_000_000)
       .refine((n) => n < 1 || Number.isInteger(n), 'recallBudget is a share of the tokens seen (below 1) or a whole number of slots')
       .optional(),
+    /** The prompt's last rows whose attention ranks the cold entries for a recall (at most 64); default 1. */
+    recallQueryRows: z.number().int().min(1).max(64).optional(),
   })
   .strict()
   .superRefine((s, ctx) => {

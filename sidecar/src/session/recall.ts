@@ -93,12 +93,12 @@ function concatHeads<T extends Float32Array | Int32Array>(first: T, a: number, s
 }
 
 /**
- * Per layer, `[numHeads, cold count]`: the attention the last `RECALL_QUERY_ROWS` of the new
+ * Per layer, `[numHeads, cold count]`: the attention the last `queryRows` (default `RECALL_QUERY_ROWS`) of the new
  * tokens pay each cold entry (summed over those rows and over the query heads of its KV head),
  * the newest `RECALL_CONTEXT_ROWS` run on top of the hot cache and one chunk of cold entries at a
  * time. Nothing is kept.
  */
-export async function scoreColdEntries(runtime: ModelRuntime, cache: KvCache, store: ColdStore, embeds: Float32Array, positions: Int32Array, rope?: Int32Array): Promise<Float64Array[]> {
+export async function scoreColdEntries(runtime: ModelRuntime, cache: KvCache, store: ColdStore, embeds: Float32Array, positions: Int32Array, rope?: Int32Array, queryRows = RECALL_QUERY_ROWS): Promise<Float64Array[]> {
   const { hiddenSize: E, numHeads: Hq, numKvHeads: H, headDim: D } = runtime.decoderShape;
   const L = positions.length;
   const Q = Math.min(RECALL_CONTEXT_ROWS, L);
@@ -123,7 +123,7 @@ export async function scoreColdEntries(runtime: ModelRuntime, cache: KvCache, st
         length: hot + n,
       };
     });
-    const windowColsums = await runtime.observe(past, queryEmbeds, queryPositions, Math.min(RECALL_QUERY_ROWS, Q));
+    const windowColsums = await runtime.observe(past, queryEmbeds, queryPositions, Math.min(queryRows, Q));
     const width = hot + n + Q;
     windowColsums.forEach((colsum, i) => {
       for (let q = 0; q < Hq; q++) {
@@ -143,7 +143,7 @@ export async function recallFor(runtime: ModelRuntime, cache: KvCache, cold: Col
   const started = performance.now();
   const budget = recallSlots(settings, cache.tokensSeen);
   if (budget === 0 || cold.store.count === 0 || positions.length === 0) return 0;
-  const scores = await scoreColdEntries(runtime, cache, cold.store, embeds, positions, rope);
+  const scores = await scoreColdEntries(runtime, cache, cold.store, embeds, positions, rope, settings.recallQueryRows);
   const plan = planRecall(cold.store, scores, budget);
   if (plan.perHead > 0) {
     const rows = cold.store.layers.map((layer, i) => layer.take(plan.indices[i], plan.perHead));

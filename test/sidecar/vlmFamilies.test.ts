@@ -31,7 +31,7 @@ interface Family {
   /** Turn 2's two images. */
   second: { data: string }[];
   /** What the cache view must show of the wide screenshot (turn 1) and of turn 2's first image. */
-  checkDrawing(screenshot: Drawn, secondImage: Drawn): void;
+  checkDrawing: (screenshot: Drawn, secondImage: Drawn) => void;
 }
 
 /** Qwen2-VL: one grid of merged patches per image, as wide or tall as the image. */

@@ -269,7 +269,9 @@ export async function run(): Promise<void> {
     await vscode.commands.executeCommand('workbench.action.chat.attachFile', vscode.Uri.file(file));
     const before = api.sessions.turnsCompleted;
     await typeInChat('@lookm What does this file do?');
-    const chat = await chatWhen(answered);
+    // The chat renders a response progressively: wait for its end (the buttons), not its first words
+    // (a read once caught "…The message has" and nothing after it).
+    const chat = await chatWhen((c) => answered(c) && /Download Model…/.test(c.items.at(-1) ?? ''));
     note(chat.items.join(' | ').slice(0, 600));
     const refusal = chat.items.at(-1) ?? '';
     assert.match(refusal, /Too long for this model; nothing of this question was read\./);

@@ -76,11 +76,14 @@ function qwenImageTokens(qwen: Qwen2VLModelConfig['qwen']): string {
   return `${Math.ceil((56 * 56) / side ** 2)}–${Math.floor((28 * 28 * 1280) / side ** 2)} by size`;
 }
 
+/** The repository, and which copy of its config.json when not the plain one. */
+const checkpointName = (c: HubCheckpoint) => `${c.repo}${c.variant ? ` (${c.variant})` : ''}`;
+
 function row(c: HubCheckpoint): string {
   const config = c.config!;
   const t = config.text;
   const { layerProjections, other } = countParameters(config);
-  const name = `${c.repo}${c.variant ? ` (${c.variant})` : ''}`;
+  const name = checkpointName(c);
   const images = architectureFor(config.architecture).imageInput(config);
   const qwen = 'qwen' in config ? (config as Qwen2VLModelConfig).qwen : null;
   // Every tower so far has square patches; the config's shape is the architecture's own.
@@ -91,7 +94,6 @@ function row(c: HubCheckpoint): string {
   const windows = [...new Set(t.layerWindows)].filter((w) => w !== null);
   const context = `${t.maxPositionEmbeddings}${windows.length ? ` · window ${windows.join(', ')}` : ''}`;
   const rope = `${t.ropeTheta}${t.ropeScaling ? ` · ${t.ropeScaling.type} ×${t.ropeScaling.factor}` : ''}`;
-  // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
   // Idefics3 splits an image into frames (tiles + a global image), each this many tokens.
   const perFrame = config.architecture === 'Idefics3ForConditionalGeneration' ? ' per frame' : '';
   const image = qwen
@@ -100,7 +102,8 @@ function row(c: HubCheckpoint): string {
       ? anyresImageTokens(config)
       : !images
         ? 'text only'
-        : c.variant === 'prefix'
+        : // A cut-short copy lacks vision_feature_select_strategy, which decides whether the first position is dropped.
+          c.variant === 'prefix'
           ? '— (strategy cut off)'
           : `${images.tokensPerImage}${perFrame}`;
   const kvToken = `${(kvBytesPerToken(config) / 1e6).toFixed(2)} MB`;
@@ -125,7 +128,7 @@ export function renderHubTable(checkpoints = hubCheckpoints()): string {
     lines.push('');
   }
   lines.push('### Refused', '', '| Checkpoint | Why |', '| --- | --- |');
-  for (const c of checkpoints.filter((x) => !x.config)) lines.push(`| ${c.repo}${c.variant ? ` (${c.variant})` : ''} | ${c.refusal!.replace(/\|/g, '\\|')} |`);
+  for (const c of checkpoints.filter((x) => !x.config)) lines.push(`| ${checkpointName(c)} | ${c.refusal!.replace(/\|/g, '\\|')} |`);
   return lines.join('\n');
 }
 

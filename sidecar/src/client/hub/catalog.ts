@@ -1,6 +1,6 @@
 /**
  * The checkpoints offered by "Download Model…": vision-language checkpoints (LLaVA, LLaVA-NeXT's
- * any resolution, SmolVLM, Qwen2.5-VL: images and text) and small text-only causal LMs for questions about long files. Every figure is
+ * and LLaVA-OneVision's any resolution, SmolVLM, Qwen2.5-VL: images and text) and small text-only causal LMs for questions about long files. Every figure is
  * computed from the checkpoint's own config.json (the verbatim copies in
  * test/fixtures/configs/hub, with sidecar/src/model/footprint.ts; test/hub/catalog.test.ts keeps
  * them equal): parameters as transformers counts them, the download as those parameters in 16-bit
@@ -104,6 +104,17 @@ export const CATALOG: readonly CatalogModel[] = [
     textOnly: false,
     license: 'unknown: see the model card (Mistral-7B-Instruct-v0.2 base)',
     goodAt: 'LLaVA-NeXT: screenshots and documents at up to 672 x 672 or 1008 x 336 (tiles), so small text stays readable',
+  },
+  {
+    repo: 'llava-hf/llava-onevision-qwen2-7b-si-hf',
+    parametersB: 8.031,
+    layerParamsB: 6.525,
+    float32ParamsB: 1.506,
+    headParamsB: 0.545,
+    downloadGB: 16.06,
+    textOnly: false,
+    license: 'unknown: see the model card (Qwen2-7B-Instruct base)',
+    goodAt: 'LLaVA-OneVision: screenshots and documents in 384-pixel tiles up to 2304 x 2304 (pooled past 9 tiles), so small text stays readable; 32K-token context',
   },
   {
     repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',

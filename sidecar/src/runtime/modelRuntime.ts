@@ -12,13 +12,37 @@ import type { ModelInfo } from '../protocol/index.js';
 import type { DecoderShape } from './textDecoder.js';
 
 /**
- * Prefill chunk length (a setting). Measured on a Qwen2-0.5B-shaped model over an 8K prompt on 2
- * cores: 512 -> 239 tokens/s, 256 -> 225 tokens/s, neither raising peak memory past loading.
+ * Prefill chunk length (a setting): the most tokens per decoder run. Measured on a Qwen2-0.5B-shaped
+ * model over an 8K prompt on 2 cores: 512 -> 239 tokens/s, 256 -> 225 tokens/s.
  */
 export const DEFAULT_PREFILL_CHUNK = 512;
 
+/**
+ * The most bytes one layer's attention scores of a prefill run may take (`[heads, rows, past + rows]`
+ * float32; onnxruntime holds a few such tensors per run and keeps its arena at their peak). A run
+ * reads fewer rows as the context grows so a long prompt's memory stays near a short one's.
+ * Measured on the 8-layer Qwen2-0.5B-shaped bench model (14 heads), 100 / 4K / 8K-token turns in
+ * one process, 2 cores: 512 rows throughout peaked at 1,168 / 1,696 / 2,274 MiB; a budget of 32 MiB
+ * at 1,158 / 1,382 / 1,623 MiB, 420 prefill tokens/s at 8K; 8 MiB at 1,158 / 1,289 / 1,441 MiB,
+ * 310 tokens/s (llama.cpp on the same weights: 1,339 MiB, 200 tokens/s; bench/results/decode-profile.md).
+ */
+export const PREFILL_SCORES_BUDGET_BYTES = 8 * 1024 * 1024;
+
+/** Fewer rows per run than this cost more in re-read weights than their scores save. */
+export const MIN_PREFILL_ROWS = 16;
+
+/**
+ * Rows of the next prefill run on a past of `pastLength` slots: at most `chunk`, fewer when their
+ * scores (`heads` query heads over the past and the run) would pass `budgetBytes`, never under
+ * MIN_PREFILL_ROWS (nor `chunk`, if that is smaller).
+ */
+export function prefillRows(chunk: number, pastLength: number, heads: number, budgetBytes = PREFILL_SCORES_BUDGET_BYTES): number {
+  const fitting = Math.floor(budgetBytes / (4 * heads * (pastLength + chunk)));
+  return Math.min(chunk, Math.max(MIN_PREFILL_ROWS, fitting));
+}
+
 export interface PrefillOptions {
-  /** Tokens per decoder run (default DEFAULT_PREFILL_CHUNK). */
+  /** The most tokens per decoder run (default DEFAULT_PREFILL_CHUNK; fewer on a long past: `prefillRows`). */
   chunk?: number;
   /** How many of the newest tokens' query rows SnapKV observes (default 0: no window scores). */
   windowRows?: number;

@@ -19,7 +19,7 @@ import { ErrorCode } from '../protocol/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { LlavaProcessor } from '../model/processor.js';
 import type { WeightBits } from '../model/graph/layers/linear.js';
-import { DEFAULT_PREFILL_CHUNK, type EmbedOptions, type ModelRuntime, type PastRows, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
+import { DEFAULT_PREFILL_CHUNK, prefillRows, type EmbedOptions, type ModelRuntime, type PastRows, type PrefillOptions, type Prefilled, type PromptEmbedding, type RuntimeInfo } from './modelRuntime.js';
 import { TextDecoder, type DecoderShape } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
@@ -248,9 +248,9 @@ export class OnnxModelRuntime implements ModelRuntime {
     // One allocation for the whole prompt rather than a growth per chunk (each would copy the cache).
     cache.reserve(N);
     let logits: Float32Array = new Float32Array(0);
-    for (let start = 0; start < N; start += chunk) {
+    for (let start = 0, end = 0; start < N; start = end) {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);
-      const end = Math.min(N, start + chunk);
+      end = Math.min(N, start + prefillRows(chunk, cache.length, numHeads));
       const rows = Math.max(0, end - Math.max(start, N - windowRows));
       // The decoder reads the rotary positions (M-RoPE's [3, chunk]); the cache keeps each token's index.
       const fed = rope ? Int32Array.from({ length: 3 * (end - start) }, (_, j) => rope.positions[Math.floor(j / (end - start)) * N + start + (j % (end - start))]) : positions.subarray(start, end);

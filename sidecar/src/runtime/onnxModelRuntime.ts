@@ -8,7 +8,7 @@
  * its layers as the past in place.
  */
 import { cpus } from 'node:os';
-import { KvCache, TEXT, type Matcher } from '../kv/index.js';
+import { headroomSlots, KvCache, TEXT, type Matcher } from '../kv/index.js';
 import type { Architecture, ArchitectureProcessor } from '../model/architectures/architecture.js';
 import type { ImageGrid } from '../model/imageGrid.js';
 import { architectureFor } from '../model/architectures/registry.js';
@@ -245,8 +245,9 @@ export class OnnxModelRuntime implements ModelRuntime {
     const windowRows = Math.min(requested, N);
     const total = cache.length + N;
     const windowScores = windowRows > 0 ? cache.layers.map(() => new Float32Array(numHeads * total)) : null;
-    // One allocation for the whole prompt rather than a growth per chunk (each would copy the cache).
-    cache.reserve(N);
+    // One allocation for the whole prompt and the answer's first tokens, rather than a growth per
+    // chunk or at the first decode step: each would copy the cache, holding it twice until collected.
+    cache.reserve(N + headroomSlots(cache.length + N));
     let logits: Float32Array = new Float32Array(0);
     for (let start = 0, end = 0; start < N; start = end) {
       if (isCancelled()) throw new SidecarError(ErrorCode.RequestCancelled, `cancelled during the prefill, after ${start} of ${N} tokens`);

@@ -28,7 +28,7 @@ export const DEFAULT_PREFILL_CHUNK = 512;
  */
 export const PREFILL_SCORES_BUDGET_BYTES = 8 * 1024 * 1024;
 
-/** Fewer rows per run than this cost more in re-read weights than their scores save. */
+/** The floor of a run on a very long past: every run reads all the weights once, so a run of a few rows would be mostly weight reads. */
 export const MIN_PREFILL_ROWS = 16;
 
 /**

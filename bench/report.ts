@@ -8,9 +8,10 @@
  * (bench/llamacpp.ts), then rewrites the report.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compressLayer } from '../sidecar/src/kv/index.js';
+import { weightsBytes } from './modelFiles.js';
 import { reportMarkdown, reportRows, reportSvg, type Inputs } from './reportTable.js';
 import { syntheticLayer } from './shapes.js';
 
@@ -53,13 +54,6 @@ async function engineKv(ratio: number): Promise<number> {
 
 const readJson = <T>(name: string): T | undefined => (existsSync(join(dir, name)) ? (JSON.parse(readFileSync(join(dir, name), 'utf8')) as T) : undefined);
 
-function weightsBytes(model: string): number | undefined {
-  if (!existsSync(model)) return undefined;
-  return readdirSync(model)
-    .filter((f) => f.endsWith('.safetensors'))
-    .reduce((sum, f) => sum + statSync(join(model, f)).size, 0);
-}
-
 async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const started = Date.now();
@@ -79,7 +73,8 @@ async function main(): Promise<void> {
     engine: { at20: await engineKv(0.2), at5: await engineKv(0.05) },
     kv: readJson('kv.json'),
     runtime: quick ? undefined : readJson('runtime.json'),
-    turns: quick || !turns ? undefined : { ...turns, weightsBytes: weightsBytes(turns.modelDir ?? benchModel) },
+    // Runs before turns.json recorded its weights' bytes: read them from the checkpoint, if still there.
+    turns: quick || !turns ? undefined : { ...turns, weightsBytes: turns.weightsBytes ?? weightsBytes(turns.modelDir ?? benchModel) },
     eval: readJson(quick ? 'eval-quick.json' : 'eval.json'),
     llamacpp: quick ? undefined : readJson('llamacpp.json'),
   };

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { connectSidecar, launchSidecar } from '../sidecar/src/client/launch.js';
 import { Methods, type ChatResult, type SessionChatParams } from '../sidecar/src/protocol/index.js';
+import { weightsBytes } from './modelFiles.js';
 
 const root = join(__dirname, '..');
 /** `--model mha` (default: the issue's "realistic random model, MHA, LLaVA-like shape, scaled to fit") or `qwen2-0.5b` (GQA). */
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
       machine: `${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores, Node ${process.version}`,
       model: benchModel.description,
       modelDir,
+      weightsBytes: weightsBytes(modelDir),
       openingTokens: lookm[0].stats.newTokens,
       followUpTtftMs: ttft,
       coldTtftMs: coldTtft,

@@ -76,6 +76,7 @@ from transformers.generation import GenerationConfig  # noqa: E402
 import make_tiny  # noqa: E402
 from make_hub_shapes import MISTRAL_TEMPLATE, ONEVISION_TEMPLATE  # noqa: E402
 from make_tiny import CLIP_MEAN, CLIP_STD, build_tokenizer, fresh_dir, init_weights  # noqa: E402
+from recording import cache_kv, forward_capturing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "test" / "fixtures" / "models"
@@ -143,15 +144,26 @@ def make_next(name: str, seed: int):
     return processor
 
 
-def make_onevision(name: str, seed: int):
+def chatml_tokenizer():
+    """The tiny tokenizer with ChatML's turn markers and the llava-hf onevision template."""
     tokenizer = build_tokenizer(image_token_inside=True, add_bos=False)
     tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken("<|im_start|>", special=True, normalized=False), AddedToken("<|im_end|>", special=True, normalized=False)]})
     tokenizer.chat_template = ONEVISION_TEMPLATE
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=24, patch_size=6, vision_use_head=False)
-    text = Qwen2Config(
+    return tokenizer
+
+
+def tiny_qwen2_text() -> Qwen2Config:
+    """The Qwen2 text model (GQA, tied head) of the SigLIP checkpoints."""
+    return Qwen2Config(
         vocab_size=416, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=2048, rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
     )
+
+
+def make_onevision(name: str, seed: int):
+    tokenizer = chatml_tokenizer()
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=24, patch_size=6, vision_use_head=False)
+    text = tiny_qwen2_text()
     config = LlavaOnevisionConfig(
         vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="full", vision_feature_layer=-1,
@@ -188,14 +200,9 @@ def make_next_siglip(name: str, seed: int):
     """LLaVA-NeXT on other shapes: a SigLIP tower whose 30-pixel side is no multiple of its patch 8
     (a 3 x 3 grid, strategy "full"), two feature layers concatenated, a Qwen2 text model (tied),
     six pinpoints, size given as height / width; the ChatML template."""
-    tokenizer = build_tokenizer(image_token_inside=True, add_bos=False)
-    tokenizer.add_special_tokens({"additional_special_tokens": [AddedToken("<|im_start|>", special=True, normalized=False), AddedToken("<|im_end|>", special=True, normalized=False)]})
-    tokenizer.chat_template = ONEVISION_TEMPLATE
+    tokenizer = chatml_tokenizer()
     vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=30, patch_size=8, vision_use_head=False)
-    text = Qwen2Config(
-        vocab_size=416, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=2048, rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-    )
+    text = tiny_qwen2_text()
     config = LlavaNextConfig(
         vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="full", vision_feature_layer=[-3, -1], image_grid_pinpoints=NEXT_SIGLIP_PINPOINTS,
@@ -310,14 +317,7 @@ def record(name: str, cls, processor, case_name: str, spec: dict) -> None:
         frame_features = model.model.multi_modal_projector(selected)
         packed = model.model.get_image_features(pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"])
         image_features = torch.cat(list(packed), dim=0)
-        captured = {}
-
-        def pre_hook(_module, _args, kwargs):
-            captured["inputs_embeds"] = kwargs["inputs_embeds"].detach().clone()
-
-        h = lm.register_forward_pre_hook(pre_hook, with_kwargs=True)
-        out = model(**inputs, output_attentions=True, use_cache=True, return_dict=True)
-        h.remove()
+        out, captured = forward_capturing(model, lm, inputs)
         embeds = captured["inputs_embeds"]
         manual = model.get_input_embeddings()(inputs["input_ids"]).clone()
         manual[inputs["input_ids"] == cfg.image_token_index] = image_features
@@ -333,8 +333,7 @@ def record(name: str, cls, processor, case_name: str, spec: dict) -> None:
         if L <= 512:
             tensors["logits"] = out.logits
         for i in range(cfg.text_config.num_hidden_layers):
-            tensors[f"layers.{i}.key"] = out.past_key_values.layers[i].keys
-            tensors[f"layers.{i}.value"] = out.past_key_values.layers[i].values
+            tensors[f"layers.{i}.key"], tensors[f"layers.{i}.value"] = cache_kv(out.past_key_values, i)
             tensors[f"layers.{i}.colsum"] = out.attentions[i][0].sum(dim=1)
         margins: list[float] = []
         gen1, last = greedy(model, out, NEW_TOKENS, margins)

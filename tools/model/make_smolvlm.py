@@ -71,6 +71,7 @@ from transformers import (  # noqa: E402
 from transformers.generation import GenerationConfig  # noqa: E402
 
 import make_tiny  # noqa: E402  (the shared corpus and the seeded initialisation)
+from recording import cache_kv, forward_capturing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "test" / "fixtures" / "models"
@@ -249,10 +250,6 @@ def make_checkpoint(name: str, *, split: bool, seed: int) -> None:
 # ----------------------------------------------------------------------------- fixtures
 
 
-def cache_kv(cache, i: int):
-    return cache.layers[i].keys, cache.layers[i].values
-
-
 def streamed_answer(tokenizer, ids: list[int]) -> str:
     """The answer text as `Conversation` keeps it: a trailing partial UTF-8 character held back, one leading space dropped."""
     text = ""
@@ -316,14 +313,7 @@ def record(name: str, case_name: str, spec: dict) -> None:
         vision = model.model.vision_model(pixel_values=flat).last_hidden_state
         image_features = model.model.get_image_features(pixel_values=pixel_values)
         assert torch.equal(image_features, model.model.connector(vision))
-        captured = {}
-
-        def pre_hook(_module, _args, kwargs):
-            captured["inputs_embeds"] = kwargs["inputs_embeds"].detach().clone()
-
-        h = lm.register_forward_pre_hook(pre_hook, with_kwargs=True)
-        out = model(**inputs, output_attentions=True, use_cache=True, return_dict=True)
-        h.remove()
+        out, captured = forward_capturing(model, lm, inputs)
         embeds = captured["inputs_embeds"]
         manual = model.get_input_embeddings()(inputs["input_ids"]).clone()
         manual[inputs["input_ids"] == cfg.image_token_id] = image_features.reshape(-1, image_features.shape[-1])

@@ -55,6 +55,8 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration  # noqa: E
 from transformers.image_transforms import resize  # noqa: E402
 from transformers.image_utils import to_numpy_array  # noqa: E402
 
+from recording import cache_kv, forward_capturing  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "test" / "fixtures" / "models"
 PARITY = REPO / "test" / "fixtures" / "parity"
@@ -62,12 +64,6 @@ IMAGE_FILES = ["test/fixtures/images/red-square.png", "test/fixtures/images/blue
 QUESTION = "What is in the second image?"
 NEW_TOKENS = 32
 POSITION_TEST_IDS = [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 30, 31]
-
-
-def cache_kv(cache, i: int):
-    if hasattr(cache, "layers"):
-        return cache.layers[i].keys, cache.layers[i].values
-    return cache.key_cache[i], cache.value_cache[i]  # older transformers
 
 
 def resized_images(image_processor, images):
@@ -127,14 +123,7 @@ def record(name: str) -> None:
         assert torch.equal(image_features, model.model.multi_modal_projector(selected))
 
         # --- full prefill; capture what the language model receives
-        captured = {}
-
-        def pre_hook(_module, _args, kwargs):
-            captured["inputs_embeds"] = kwargs["inputs_embeds"].detach().clone()
-
-        h = lm.register_forward_pre_hook(pre_hook, with_kwargs=True)
-        out = model(**inputs, output_attentions=True, use_cache=True, return_dict=True)
-        h.remove()
+        out, captured = forward_capturing(model, lm, inputs)
         logits = out.logits
         inputs_embeds = captured["inputs_embeds"]
 

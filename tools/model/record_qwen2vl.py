@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from make_qwen2vl import load_processor  # noqa: E402
+from recording import cache_kv, forward_capturing  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration  # noqa: E402
@@ -85,10 +86,6 @@ LONG_TEXT = (
 
 def user(*parts):
     return {"role": "user", "content": [{"type": "image"} if p is None else {"type": "text", "text": p} for p in parts]}
-
-
-def cache_kv(cache, i: int):
-    return cache.layers[i].keys, cache.layers[i].values
 
 
 def load_image(path: str) -> Image.Image:
@@ -145,15 +142,7 @@ def run_case(name, model, processor, messages, image_files, tensors, *, full_log
     p = f"{name}."
     with torch.no_grad():
         positions, delta = rope_index(model, input_ids, grid)
-        captured = {}
-
-        def pre_hook(_module, _args, kwargs):
-            captured["inputs_embeds"] = kwargs["inputs_embeds"].detach().clone()
-            captured["position_ids"] = kwargs["position_ids"].detach().clone()
-
-        h = lm.register_forward_pre_hook(pre_hook, with_kwargs=True)
-        out = model(**inputs, output_attentions=True, use_cache=True, return_dict=True)
-        h.remove()
+        out, captured = forward_capturing(model, lm, inputs, ("inputs_embeds", "position_ids"))
         assert torch.equal(captured["position_ids"], positions), "the model used other positions than get_rope_index"
         embeds = captured["inputs_embeds"]
         # independent merge: token embeddings with the image features over the image-pad rows

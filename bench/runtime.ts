@@ -9,13 +9,14 @@
  * bench/results/runtime.json and bench/results/runtime.md.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { TEXT } from '../sidecar/src/kv/index.js';
 import { argmax } from '../sidecar/src/runtime/sampling.js';
+import { peakRss, resetPeak } from './processMemory.js';
 import { DEFAULT_PREFILL_CHUNK, OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
 
 const root = join(__dirname, '..');
@@ -58,21 +59,6 @@ async function ours(ids: number[]) {
   return { load_s: loadS, prefill_tokens_per_s: ids.length / prefillS, decode_tokens_per_s: newTokens / decodeS, long };
 }
 
-function tryResetPeak(): boolean {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** VmHWM of /proc/self/status, in bytes. */
-function highWaterMark(): number {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
-  return Number(line?.match(/(\d+)/)?.[1] ?? 0) * 1024;
-}
-
 /** A long prefill: its peak memory against the size of the KV it produces, and decode on top of it. */
 async function longContext(runtime: OnnxModelRuntime, ids: number[]) {
   const longIds = Array.from({ length: longPrompt }, (_, i) => ids[i % ids.length]);
@@ -82,12 +68,12 @@ async function longContext(runtime: OnnxModelRuntime, ids: number[]) {
   const currentBefore = process.memoryUsage().rss;
   // Linux lets a process reset its RSS high-water mark, so the prefill's own peak can be read
   // apart from the loading peak; elsewhere the figure stays an upper bound.
-  const resetPeak = tryResetPeak();
-  const rssBefore = resetPeak ? currentBefore : process.resourceUsage().maxRSS * 1024;
+  const peakReset = resetPeak();
+  const rssBefore = peakReset ? currentBefore : process.resourceUsage().maxRSS * 1024;
   let started = performance.now();
   const { logits } = await runtime.prefill(cache, embeds, Int32Array.from(longIds, (_, i) => i), new Int32Array(longIds.length).fill(TEXT));
   const prefillS = (performance.now() - started) / 1000;
-  const peakAfter = resetPeak ? highWaterMark() : process.resourceUsage().maxRSS * 1024;
+  const peakAfter = peakReset ? peakRss() : process.resourceUsage().maxRSS * 1024;
   const peakGrowth = peakAfter - Math.max(rssBefore, currentBefore);
   const kv = cache.allocatedBytes;
   let token = argmax(logits);
@@ -109,7 +95,7 @@ async function longContext(runtime: OnnxModelRuntime, ids: number[]) {
     peak_rss_before_bytes: rssBefore,
     peak_rss_after_bytes: peakAfter,
     peak_rss_growth_bytes: peakGrowth,
-    peak_reset: resetPeak,
+    peak_reset: peakReset,
     kv_bytes: kv,
     decode_ms_per_token: decodeMs,
     append_ms: appendMs,

@@ -12,7 +12,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CHECK_IDS, currentRss, emit, peakRss, promptIds, resetPeak, sideOptions } from './measure.js';
+import { CHECK_IDS, emit, promptIds, sideOptions } from './measure.js';
+import { currentRss, peakRss, resetPeak } from '../processMemory.js';
 
 /** The few node-llama-cpp calls used here (its types are not installed with the project). */
 type Item = number | [number, { generateNext: { token?: boolean; probabilities?: boolean; options?: { temperature: number } } }];

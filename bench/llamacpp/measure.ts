@@ -1,37 +1,13 @@
 /**
  * What both sides of the llama.cpp comparison measure alike, each in its own child process
- * (`oursSide.ts`, `llamaSide.ts`): the prompt ids, the kernel's RSS high-water mark and its reset,
- * and the JSON lines a side prints for `bench/llamacpp.ts`.
+ * (`oursSide.ts`, `llamaSide.ts`): the prompt ids, the options, and the JSON lines a side prints for `bench/llamacpp.ts`.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 
 /** The prompt both sides are fed: the same token ids, inside every tokenizer's range (4..303). */
 export const promptIds = (length: number): number[] => Array.from({ length }, (_, i) => 4 + ((i * 7919) % 300));
 
 /** The short prompt of the log-probability check. */
 export const CHECK_IDS = promptIds(24);
-
-/** VmHWM of /proc/self/status in bytes: the peak RSS since start or since the last `resetPeak`. */
-export function peakRss(): number {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
-  return Number(line?.match(/(\d+)/)?.[1] ?? 0) * 1024;
-}
-
-/** Current RSS (VmRSS) in bytes. */
-export function currentRss(): number {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.match(/(\d+)/)?.[1] ?? 0) * 1024;
-}
-
-/** Resets the high-water mark to the current RSS (Linux `clear_refs` 5); false where that is refused. */
-export function resetPeak(): boolean {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** One result line for the parent (stdout carries nothing else). */
 export function emit(record: Record<string, unknown>): void {

@@ -12,7 +12,8 @@ import { parseArgs } from 'node:util';
 import { observedRows, planCompression, TEXT, type CompressOptions } from '../../sidecar/src/kv/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { argmax } from '../../sidecar/src/runtime/sampling.js';
-import { CHECK_IDS, currentRss, emit, logSoftmax, peakRss, promptIds, resetPeak, sideOptions } from './measure.js';
+import { CHECK_IDS, emit, logSoftmax, promptIds, sideOptions } from './measure.js';
+import { currentRss, peakRss, resetPeak } from '../processMemory.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' } } });
 const options = sideOptions(values);

@@ -32,7 +32,7 @@ function gather<T extends Field>(array: T, H: number, count: number, width: numb
 }
 
 /** `[H, a, w]` then `[H, b, w]` per head: `[H, a + b, w]`. */
-function concatHeads<T extends Field>(first: T, a: number, second: T, b: number, H: number, width: number): T {
+export function concatHeads<T extends Field>(first: T, a: number, second: T, b: number, H: number, width: number): T {
   const out = new (first.constructor as new (n: number) => T)(H * (a + b) * width);
   for (let h = 0; h < H; h++) {
     out.set(first.subarray(h * a * width, (h + 1) * a * width), h * (a + b) * width);

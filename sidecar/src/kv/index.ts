@@ -12,7 +12,7 @@ export { similarityFilter, type MergeRule } from './merge.js';
 export { matchEvicted, type Matcher, type Matches } from './similarity.js';
 export { KvCache, type ExternalRows, type PastView } from './cache.js';
 export { SpanIndex } from './spans.js';
-export { ColdLayer, ColdStore, type ColdRows } from './cold.js';
+export { ColdLayer, ColdStore, concatHeads, type ColdRows } from './cold.js';
 export { DEFAULT_QUANT_GROUP, quantFormat, quantizeRows, dequantizeRows, codeBytes, groupsPerRow, type ColdQuantization, type QuantFormat } from './quantize.js';
 export { planRecall, rankSpans, type RecallPlan } from './recall.js';
 export { compressToCold, deferredBudget, deferredWindowScores, evictToCold } from './coldTier.js';

@@ -6,7 +6,7 @@
  * spans, and the best spans, within the recall budget, go back into the hot cache at their true
  * positions, so the prefill that follows attends to them.
  */
-import { ColdStore, planRecall, SpanIndex, TEXT, type ColdQuantization, type KvCache, type SlotBudget } from '../kv/index.js';
+import { ColdStore, concatHeads, planRecall, SpanIndex, TEXT, type ColdQuantization, type KvCache, type SlotBudget } from '../kv/index.js';
 import { SidecarError } from '../protocol/errors.js';
 import { ErrorCode, type SessionSettings } from '../protocol/index.js';
 import type { ModelRuntime, TurnProcessor } from '../runtime/modelRuntime.js';
@@ -80,16 +80,6 @@ export function lineEnds(processor: TurnProcessor, ids: readonly number[], modal
     if (ends === undefined) known.set(id, (ends = processor.decode([id], false).includes('\n')));
     return ends;
   });
-}
-
-/** `[H, a, D]` and `[H, b, D]` per head into `[H, a + b, D]`. */
-function concatHeads<T extends Float32Array | Int32Array>(first: T, a: number, second: T, b: number, H: number, width: number): T {
-  const out = new (first.constructor as new (n: number) => T)(H * (a + b) * width);
-  for (let h = 0; h < H; h++) {
-    out.set(first.subarray(h * a * width, (h + 1) * a * width), h * (a + b) * width);
-    out.set(second.subarray(h * b * width, (h + 1) * b * width), (h * (a + b) + a) * width);
-  }
-  return out;
 }
 
 /**

@@ -6,6 +6,7 @@
  * parameter counts against transformers' own models built from the same config.json files.
  */
 import { architectureFor } from './architectures/registry.js';
+import { bytesPerParameter } from './graph/quantize.js';
 import { lmHeadBits } from './text/decoderGraph.js';
 import type { ModelConfig, TextConfig } from './config.js';
 
@@ -45,17 +46,6 @@ function textOther(t: TextConfig): number {
   return embeddings + t.numLayers * perLayer + t.hiddenSize;
 }
 
-/** Bytes per parameter of a 4-bit projection: 4 bits plus a float32 scale per block of 32 (MatMulNBits, no zero points). */
-export const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
-
-/** Bytes per parameter of an 8-bit projection: 8 bits plus a float32 scale per block of 32. */
-export const Q8_BYTES_PER_PARAMETER = 1 + 4 / 32;
-
-/** Bytes per parameter of a layer projection at `weightBits`. */
-export function projectionBytesPerParameter(weightBits: number): number {
-  return weightBits === 4 ? Q4_BYTES_PER_PARAMETER : weightBits === 8 ? Q8_BYTES_PER_PARAMETER : 4;
-}
-
 /**
  * Bytes the weights take once loaded at `weightBits` (32: float32 throughout; 8: the layer
  * projections and the LM head in 8-bit blocks; 4: the layer projections in 4-bit blocks;
@@ -67,7 +57,7 @@ export function weightBytes(config: ModelConfig, weightBits: 32 | 8 | 4): number
   const counts = countParameters(config);
   const head = lmHeadBits(weightBits) === 32 ? 0 : counts.lmHead;
   const float32 = counts.other - counts.unread - head;
-  const projections = (counts.layerProjections + head) * projectionBytesPerParameter(weightBits);
+  const projections = (counts.layerProjections + head) * bytesPerParameter(weightBits);
   return float32 * 4 + projections;
 }
 

@@ -151,7 +151,11 @@ export const CATALOG: readonly CatalogModel[] = [
   },
 ];
 
-/** Bytes per parameter of a 4-/8-bit projection: the codes plus a float32 scale per block of 32 (MatMulNBits). */
+/**
+ * Bytes per parameter of a 4-/8-bit projection: the codes plus a float32 scale per block of 32
+ * (MatMulNBits). model/graph/quantize.ts's `bytesPerParameter`, restated: client/ may not import
+ * model/ (the layering in ARCHITECTURE.md); test/hub/catalog.test.ts keeps the results equal.
+ */
 const Q4_BYTES_PER_PARAMETER = 0.5 + 4 / 32;
 const Q8_BYTES_PER_PARAMETER = 1 + 4 / 32;
 

@@ -20,6 +20,14 @@ export function blockBytes(bits: QuantizedBits, blockSize: number): number {
   return (blockSize * bits) / 8;
 }
 
+/**
+ * Bytes per parameter of a weight at `weightBits`: 4- or 8-bit codes plus a float32 scale per
+ * block of `blockSize` (MatMulNBits), or float32's 4. What memory estimates count.
+ */
+export function bytesPerParameter(weightBits: number, blockSize = 32): number {
+  return weightBits === 4 || weightBits === 8 ? (blockBytes(weightBits, blockSize) + 4) / blockSize : 4;
+}
+
 export interface Quantized {
   /** `[N, blocks, blockBytes]` packed codes. */
   data: Uint8Array;

@@ -15,7 +15,9 @@ import { ErrorCode } from '../protocol/index.js';
 import { contentStrings, locateContent, type ChatPrompt, type Span } from './chatPrompt.js';
 import { readJsonFile } from './jsonFile.js';
 import { CONFIG_LIMITS } from './config.js';
+import { ImageError, imageError } from './imageError.js';
 import { SINGLE_FRAME, type ImageGrid } from './imageGrid.js';
+import { decodeRgb, normalizedPlanes } from './rgbFrames.js';
 import { CheckpointError } from './safetensors.js';
 
 export type { ChatPrompt, Span } from './chatPrompt.js';
@@ -100,14 +102,7 @@ const preprocessorSchema = z
 
 type PreprocessorConfig = z.infer<typeof preprocessorSchema>;
 
-/** An image that cannot be decoded or is too large: the user's input, not a fault of ours. */
-export class ImageError extends RangeError {
-  override name = 'ImageError';
-}
-
-export function imageError(error: unknown, maxPixels: number): never {
-  throw new ImageError(`the image cannot be used (PNG, JPEG, WebP, GIF or TIFF up to ${maxPixels / 1e6} megapixels): ${error instanceof Error ? error.message : String(error)}`);
-}
+export { ImageError, imageError } from './imageError.js';
 
 interface AddedTokenJson {
   id: number;
@@ -427,21 +422,8 @@ export class LlavaProcessor {
     }
     // A long thin image resized by its shortest edge, with no crop after, could come out far larger than it went in.
     if (width * height > this.maxInputPixels) imageError(new Error(`preprocessor_config.json resizes it to ${width} x ${height}`), this.maxInputPixels);
-    const { data, info } = await image
-      .raw()
-      .toBuffer({ resolveWithObject: true })
-      .catch((error: unknown) => imageError(error, this.maxInputPixels));
-    const pixels = new Float32Array(3 * info.height * info.width);
-    const plane = info.height * info.width;
-    for (let i = 0; i < plane; i++) {
-      for (let ch = 0; ch < 3; ch++) {
-        let x = data[i * info.channels + ch];
-        if (c.do_rescale) x *= c.rescale_factor;
-        if (c.do_normalize) x = (x - c.image_mean[ch]) / c.image_std[ch];
-        pixels[ch * plane + i] = x;
-      }
-    }
-    return { pixels, height: info.height, width: info.width, grid: SINGLE_FRAME };
+    const rgb = await decodeRgb(image, this.maxInputPixels);
+    return { pixels: normalizedPlanes([rgb], c), height: rgb.height, width: rgb.width, grid: SINGLE_FRAME };
   }
 
   /** A LLaVA image is one frame whatever its size: its prompt does not depend on it (never read). */

@@ -1,11 +1,11 @@
 /**
- * The pixel steps the tiling processors (Idefics3, LLaVA-NeXT) share: an image decoded to RGB
- * bytes, resized with Pillow's arithmetic (`pilResize`), cut into square tiles, and the tiles
- * rescaled and normalised into the planes the image encoder reads.
+ * The pixel steps the image processors share: an image decoded to RGB bytes, resized with Pillow's
+ * arithmetic (`pilResize`) and cut into square tiles (Idefics3, LLaVA-NeXT), and the frames
+ * rescaled and normalised into the planes the image encoder reads (LLaVA's too).
  */
 import type { Sharp } from 'sharp';
 import { pilResize, type PilFilter } from './pilResize.js';
-import { imageError } from './processor.js';
+import { imageError } from './imageError.js';
 
 /** RGB bytes of one image, `height` rows of `width` pixels. */
 export interface Rgb {
@@ -45,9 +45,11 @@ export function cropSquare(from: Rgb, left: number, top: number, side: number): 
   return { data, width: side, height: side };
 }
 
-/** `side` x `side` frames as `[frames, 3, side, side]` pixel values, rescaled and normalised as `c` says. */
-export function normalizedPlanes(frames: readonly Rgb[], side: number, c: PixelNormalization): Float32Array {
-  const plane = side * side;
+/** Frames of one size as `[frames, 3, height, width]` pixel values, rescaled and normalised as `c` says. */
+export function normalizedPlanes(frames: readonly Rgb[], c: PixelNormalization): Float32Array {
+  const { width, height } = frames[0];
+  if (frames.some((f) => f.width !== width || f.height !== height)) throw new RangeError('frames of different sizes cannot be stacked');
+  const plane = width * height;
   const pixels = new Float32Array(frames.length * 3 * plane);
   frames.forEach((frame, f) => {
     for (let i = 0; i < plane; i++) {

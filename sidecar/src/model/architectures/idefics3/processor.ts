@@ -102,7 +102,7 @@ export class Idefics3Processor extends PlaceholderExpandingProcessor implements 
       for (let r = 0; r < layout.rows; r++) for (let col = 0; col < layout.cols; col++) frames.push(cropSquare(split, col * side, r * side, side));
       frames.push(resizeRgb(split, { width: side, height: side }, filter));
     }
-    return { pixels: normalizedPlanes(frames, side, c), layout, grid: layout };
+    return { pixels: normalizedPlanes(frames, c), layout, grid: layout };
   }
 
   /** An image's `<image>` as its layout's text (`imagePromptText`). */

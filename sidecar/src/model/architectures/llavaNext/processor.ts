@@ -151,7 +151,7 @@ export class LlavaNextProcessor extends PlaceholderExpandingProcessor implements
     const frames: Rgb[] = [resizeRgb(image, { width: tile, height: tile }, filter)];
     const padded = padInto(resizeRgb(image, layout.resized, filter), layout.best, layout.pad);
     for (let r = 0; r < layout.rows; r++) for (let col = 0; col < layout.cols; col++) frames.push(cropSquare(padded, col * tile, r * tile, tile));
-    return { pixels: normalizedPlanes(frames, tile, c), grid: layout };
+    return { pixels: normalizedPlanes(frames, c), grid: layout };
   }
 
   /** One image's packed feature rows (`[grid.tokens, hidden]`) from the encoder's rows for its frames. */

@@ -7,6 +7,10 @@ import type { Sharp } from 'sharp';
 import { pilResize, type PilFilter } from './pilResize.js';
 import { imageError } from './imageError.js';
 
+/** transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD: the default normalisation of the CLIP-family image processors. */
+export const OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
+export const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
+
 /** RGB bytes of one image, `height` rows of `width` pixels. */
 export interface Rgb {
   data: Uint8Array;

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { CheckpointError } from '../../checkpointError.js';
 import type { ImageGrid, PreprocessedImage } from '../../imageGrid.js';
 import { readJsonFile } from '../../jsonFile.js';
-import { cropSquare, decodeRgb, normalizedPlanes, resizeRgb, type Rgb } from '../../rgbFrames.js';
+import { cropSquare, decodeRgb, normalizedPlanes, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, resizeRgb, type Rgb } from '../../rgbFrames.js';
 import { patchGrid } from '../../vision/patches.js';
 import { imageError, LlavaProcessor, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
 import type { ArchitectureProcessor } from '../architecture.js';
@@ -20,9 +20,6 @@ import { anyresLayout, isAnyresLayout, maxAnyresTokens, type AnyresLayout, type 
 import { LLAVA_ONEVISION, type LlavaNextConfig } from './config.js';
 import { packImageFeatures } from './pack.js';
 
-/** OPENAI_CLIP_MEAN / _STD, both image processors' defaults. */
-const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 /** PIL filters by number that `pilResize` ports. */
 const RESAMPLE = { 1: 'lanczos', 3: 'bicubic' } as const;
 
@@ -42,11 +39,11 @@ const preprocessorSchema = z
     do_rescale: z.boolean().default(true),
     rescale_factor: z.number().positive().default(1 / 255),
     do_normalize: z.boolean().default(true),
-    image_mean: z.array(z.number()).length(3).default(CLIP_MEAN),
+    image_mean: z.array(z.number()).length(3).default(OPENAI_CLIP_MEAN),
     image_std: z
       .array(z.number().refine((x) => x !== 0, 'image_std: a zero would divide by zero'))
       .length(3)
-      .default(CLIP_STD),
+      .default(OPENAI_CLIP_STD),
   })
   .loose();
 

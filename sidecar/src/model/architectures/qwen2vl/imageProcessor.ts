@@ -13,9 +13,8 @@ import { CheckpointError } from '../../checkpointError.js';
 import { shown } from '../../config.js';
 import { pilBicubicResize } from '../../pilResize.js';
 import { ImageError, MAX_INPUT_PIXELS, openImage } from '../../processor.js';
+import { OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from '../../rgbFrames.js';
 
-const OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 /** Pillow's BICUBIC, the only resampling filter implemented. */
 const PIL_BICUBIC = 3;
 

@@ -18,7 +18,6 @@ import { buildModel, type NodeSpec } from '../sidecar/src/model/graph/onnxBuilde
 
 const { values } = parseArgs({ options: { lengths: { type: 'string', default: '100,4096,8192' }, layers: { type: 'string', default: '8' }, rounds: { type: 'string', default: '20' }, threads: { type: 'string', default: '2' } } });
 const [Hkv, D, G] = [2, 64, 7];
-const Hq = Hkv * G;
 const layers = Number(values.layers);
 const VARIANTS = ['views', 'concat', 'f16-cast', 'f16-math'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -73,13 +72,14 @@ function appendMs(P: number): number {
   const cache = new KvCache(layers, Hkv, D);
   const rows = new Float32Array(Hkv * P * D);
   const every = <T>(x: T): T[] => Array.from({ length: layers }, () => x);
-  cache.append({ keys: every(rows), values: every(rows), colsums: every(new Float32Array(Hq * P)) }, Int32Array.from({ length: P }, (_, i) => i), new Int32Array(P).fill(TEXT), Hq);
+  cache.append({ keys: every(rows), values: every(rows), colsums: every(new Float32Array(Hkv * P)) }, Int32Array.from({ length: P }, (_, i) => i), new Int32Array(P).fill(TEXT), Hkv);
   const one = new Float32Array(Hkv * D);
   const times: number[] = [];
   for (let step = 0; step < 40; step++) {
-    const sums = every(new Float32Array(Hq * (cache.length + 1)));
+    // One row per KV head, as the decoder graph emits them.
+    const sums = every(new Float32Array(Hkv * (cache.length + 1)));
     const t0 = performance.now();
-    cache.append({ keys: every(one), values: every(one), colsums: sums }, Int32Array.of(cache.length), Int32Array.of(TEXT), Hq);
+    cache.append({ keys: every(one), values: every(one), colsums: sums }, Int32Array.of(cache.length), Int32Array.of(TEXT), Hkv);
     times.push(performance.now() - t0);
   }
   return median(times);

@@ -100,6 +100,7 @@ function attribute(variant: Variant, blocks: { length: number; runs: number }[],
     first += count;
     const kinds: Record<string, number> = {};
     const ops: Record<string, number> = {};
+    const byNode: Record<string, number> = {};
     let nodeTotal = 0;
     for (const run of mine) {
       for (const n of nodes) {
@@ -109,11 +110,14 @@ function attribute(variant: Variant, blocks: { length: number; runs: number }[],
         kinds[kindOf(name)] = (kinds[kindOf(name)] ?? 0) + ms;
         const op = n.args?.op_name ?? '?';
         ops[op] = (ops[op] ?? 0) + ms;
+        // Every layer's node under one name: `/text/layers.3/attn/qk` -> `/text/layers.*/attn/qk`.
+        const shared = name.replace(/layers\.\d+/, 'layers.*');
+        byNode[shared] = (byNode[shared] ?? 0) + ms;
         nodeTotal += ms;
       }
     }
     const round = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1]).filter(([, v]) => v >= 0.05).map(([k, v]) => [k, +v.toFixed(2)]));
-    return { length, profiledRunMs: +(median(mine.map((r) => r.dur / 1000))).toFixed(2), nodeMs: +nodeTotal.toFixed(2), byKind: round(kinds), byOp: round(ops) };
+    return { length, profiledRunMs: +(median(mine.map((r) => r.dur / 1000))).toFixed(2), nodeMs: +nodeTotal.toFixed(2), byKind: round(kinds), byOp: round(ops), topNodes: Object.fromEntries(Object.entries(round(byNode)).slice(0, 15)) };
   });
 }
 

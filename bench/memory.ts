@@ -52,16 +52,17 @@ async function longTurn(runtime: OnnxModelRuntime) {
 }
 
 function appendAtScale() {
-  const [layers, H, Hq, D, L] = [24, 2, 14, 64, 8192];
+  // Column sums come one row per KV head (the decoder graph sums each group's query heads).
+  const [layers, H, D, L] = [24, 2, 64, 8192];
   const cache = new KvCache(layers, H, D);
   cache.reserve(L);
   const chunk = 512;
   const rows = (n: number) => cache.layers.map(() => new Float32Array(H * n * D));
-  for (let start = 0; start < L; start += chunk) cache.append({ keys: rows(chunk), values: rows(chunk), colsums: cache.layers.map(() => new Float32Array(Hq * (start + chunk))) }, Int32Array.from({ length: chunk }, (_, i) => start + i), new Int32Array(chunk).fill(TEXT), Hq);
+  for (let start = 0; start < L; start += chunk) cache.append({ keys: rows(chunk), values: rows(chunk), colsums: cache.layers.map(() => new Float32Array(H * (start + chunk))) }, Int32Array.from({ length: chunk }, (_, i) => start + i), new Int32Array(chunk).fill(TEXT), H);
   const ms: number[] = [];
   for (let step = 0; step < 16; step++) {
     const started = performance.now();
-    cache.append({ keys: rows(1), values: rows(1), colsums: cache.layers.map(() => new Float32Array(Hq * (cache.length + 1))) }, Int32Array.of(cache.tokensSeen), Int32Array.of(TEXT), Hq);
+    cache.append({ keys: rows(1), values: rows(1), colsums: cache.layers.map(() => new Float32Array(H * (cache.length + 1))) }, Int32Array.of(cache.tokensSeen), Int32Array.of(TEXT), H);
     ms.push(performance.now() - started);
   }
   return { shape: `${layers} layers x ${H} KV heads x ${D}, ${L} tokens`, appendMsPerStep: median(ms), allocatedBytes: cache.allocatedBytes, keptBytes: cache.keptBytes };

@@ -82,11 +82,12 @@ async function longContext(runtime: OnnxModelRuntime, ids: number[]) {
   for (let step = 0; step < steps; step++) token = argmax(await runtime.decodeStep(cache, token, longIds.length + step));
   const decodeMs = (performance.now() - started) / steps;
   // The cache's own share of a step: appending one token moves every head's rows apart in place.
-  const { numKvHeads, headDim, numHeads } = runtime.config.text;
+  // Its column sums come one row per KV head (the decoder graph sums each group's query heads).
+  const { numKvHeads, headDim } = runtime.config.text;
   const row = () => cache.layers.map(() => new Float32Array(numKvHeads * headDim));
-  const colsums = cache.layers.map(() => new Float32Array(numHeads * (cache.length + 1)));
+  const colsums = cache.layers.map(() => new Float32Array(numKvHeads * (cache.length + 1)));
   started = performance.now();
-  cache.append({ keys: row(), values: row(), colsums }, Int32Array.of(cache.tokensSeen), Int32Array.of(TEXT), numHeads);
+  cache.append({ keys: row(), values: row(), colsums }, Int32Array.of(cache.tokensSeen), Int32Array.of(TEXT), numKvHeads);
   const appendMs = performance.now() - started;
   return {
     prompt: longIds.length,

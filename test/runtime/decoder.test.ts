@@ -8,6 +8,7 @@ import { argmax, createSampler } from '../../sidecar/src/runtime/sampling.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { ErrorCode } from '../../sidecar/src/protocol/index.js';
 import { SidecarError } from '../../sidecar/src/protocol/errors.js';
+import { groupSums } from './parityFixture.js';
 
 const SNAPKV_WINDOW = 64;
 
@@ -22,16 +23,18 @@ describe('window column sums', () => {
     const L = SNAPKV_WINDOW + 16;
     const ids = Array.from({ length: L }, (_, i) => 10 + ((i * 37) % 300));
     const positions = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
-    const full = await decoder.forward(decoder.embed(ids), positions(L), decoder.emptyPast(), { windowRows: SNAPKV_WINDOW });
+    const windowed = await decoder.forward(decoder.embed(ids), positions(L), decoder.emptyPast(), { windowRows: SNAPKV_WINDOW });
+    // Every row's sums per query head: a window as long as the chunk.
+    const full = await decoder.forward(decoder.embed(ids), positions(L), decoder.emptyPast(), { windowRows: L });
     // Causal attention: the first 16 rows attend exactly as in a 16-token pass.
-    const head = await decoder.forward(decoder.embed(ids.slice(0, 16)), positions(16), decoder.emptyPast());
+    const head = await decoder.forward(decoder.embed(ids.slice(0, 16)), positions(16), decoder.emptyPast(), { windowRows: 16 });
     const H = decoder.config.numHeads;
     for (let layer = 0; layer < decoder.config.numLayers; layer++) {
-      const window = full.windowColsums![layer];
+      const window = windowed.windowColsums![layer];
       for (let h = 0; h < H; h++) {
         for (let j = 0; j < L; j++) {
-          const early = j < 16 ? head.colsums[layer][h * 16 + j] : 0;
-          assert.ok(Math.abs(window[h * L + j] - (full.colsums[layer][h * L + j] - early)) < 1e-4, `layer ${layer} head ${h} key ${j}`);
+          const early = j < 16 ? head.windowColsums![layer][h * 16 + j] : 0;
+          assert.ok(Math.abs(window[h * L + j] - (full.windowColsums![layer][h * L + j] - early)) < 1e-4, `layer ${layer} head ${h} key ${j}`);
         }
       }
     }
@@ -45,7 +48,12 @@ describe('window column sums', () => {
     assert.equal(none.windowColsums, null);
     const all = await decoder.forward(decoder.embed(ids), positions, decoder.emptyPast(), { windowRows: S });
     assert.deepEqual(Array.from(none.logits), Array.from(all.logits), 'the window does not change the forward pass');
-    all.colsums.forEach((colsum, layer) => colsum.forEach((x, k) => assert.ok(Math.abs(all.windowColsums![layer][k] - x) < 1e-5, `layer ${layer} column ${k}`)));
+    // The column sums are the window's of every row, summed over each KV head's query heads.
+    all.colsums.forEach((colsum, layer) => {
+      const perKvHead = groupSums(all.windowColsums![layer], decoder.config.numHeads, decoder.config.numKvHeads);
+      assert.equal(colsum.length, perKvHead.length);
+      colsum.forEach((x, k) => assert.ok(Math.abs(perKvHead[k] - x) < 1e-5, `layer ${layer} column ${k}`));
+    });
     await assert.rejects(decoder.forward(decoder.embed(ids), positions, decoder.emptyPast(), { windowRows: S + 1 }), /windowRows must be an integer in 0\.\.12/);
   });
 });

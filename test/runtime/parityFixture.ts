@@ -39,6 +39,20 @@ export function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): num
   return max;
 }
 
+/**
+ * `[numKvHeads, columns]` sums of per-query-head column sums `[numQueryHeads, columns]`: each KV
+ * head's group of query heads added up, as the decoder graph emits them (transformers' fixtures keep
+ * one row per query head).
+ */
+export function groupSums(perQueryHead: ArrayLike<number>, numQueryHeads: number, numKvHeads: number): Float64Array {
+  const columns = perQueryHead.length / numQueryHeads;
+  const group = numQueryHeads / numKvHeads;
+  assert.ok(Number.isInteger(columns) && Number.isInteger(group), `${perQueryHead.length} sums are not ${numQueryHeads} query heads' rows over ${numKvHeads} KV heads`);
+  const out = new Float64Array(numKvHeads * columns);
+  for (let q = 0; q < numQueryHeads; q++) for (let j = 0; j < columns; j++) out[Math.floor(q / group) * columns + j] += perQueryHead[q * columns + j];
+  return out;
+}
+
 /** The index of the largest value (the first of equals): a greedy step. */
 export function argmax(row: ArrayLike<number>): number {
   let best = 0;

@@ -88,7 +88,7 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
         const observed = Math.max(0, to - Math.max(from, L - windowRows));
         const out = await decoder.forward(s.embeds.subarray(from * E, to * E), rows, cache.past(), { windowRows: observed });
         // The engine keeps one position per slot: the token's place in the conversation.
-        cache.append(out, Int32Array.from({ length: to - from }, (_, j) => cache.tokensSeen + j), s.modality.slice(from, to), H);
+        cache.append(out, Int32Array.from({ length: to - from }, (_, j) => cache.tokensSeen + j), s.modality.slice(from, to), decoder.shape.numKvHeads);
         const width = cache.length;
         out.windowColsums?.forEach((sums, i) => {
           for (let h = 0; h < H; h++) for (let j = 0; j < width; j++) windowScores[i][h * total + j] += sums[h * width + j];
@@ -116,7 +116,7 @@ for (const model of ['tiny-qwen2-vl', 'tiny-qwen2.5-vl']) {
         const token = argmax(logits);
         tokens.push(token);
         const out = await decoder.forward(decoder.embed([token]), [position + i], cache.past());
-        cache.append(out, Int32Array.of(cache.tokensSeen), Int32Array.of(TEXT), decoder.shape.numHeads);
+        cache.append(out, Int32Array.of(cache.tokensSeen), Int32Array.of(TEXT), decoder.shape.numKvHeads);
         logits = out.logits;
       }
       return { tokens, next: position + ANSWER_TOKENS };

@@ -39,13 +39,14 @@ describe('SnapKV window across prefill chunks', () => {
     const N = ids.length;
     const before = N - window;
     const positions = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
-    const all = await decoder.forward(decoder.embed(ids), positions(N), decoder.emptyPast());
-    const head = before > 0 ? await decoder.forward(decoder.embed(ids.slice(0, before)), positions(before), decoder.emptyPast()) : null;
+    // Per query head: the window sums of a window as long as each pass.
+    const all = await decoder.forward(decoder.embed(ids), positions(N), decoder.emptyPast(), { windowRows: N });
+    const head = before > 0 ? await decoder.forward(decoder.embed(ids.slice(0, before)), positions(before), decoder.emptyPast(), { windowRows: before }) : null;
     const H = decoder.config.numHeads;
-    return all.colsums.map((colsum, layer) =>
-      Float32Array.from(colsum, (x, k) => {
+    return all.windowColsums!.map((sums, layer) =>
+      Float32Array.from(sums, (x, k) => {
         const [h, j] = [Math.floor(k / N), k % N];
-        return j < before ? x - head!.colsums[layer][h * before + j] : x;
+        return j < before ? x - head!.windowColsums![layer][h * before + j] : x;
       }).subarray(0, H * N),
     );
   }

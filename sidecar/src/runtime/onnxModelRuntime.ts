@@ -239,7 +239,8 @@ export class OnnxModelRuntime implements ModelRuntime {
     const { chunk = this.prefillChunk, windowRows: requested = 0, isCancelled = () => false, onChunk, rope } = options;
     if (!(Number.isInteger(chunk) && chunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${chunk}`);
     if (!(Number.isInteger(requested) && requested >= 0)) throw new RangeError(`windowRows must be a non-negative integer, got ${requested}`);
-    const { hiddenSize: E, numHeads } = this.decoder.shape;
+    // The column sums come summed over each KV head's query heads (the graph's), the window sums per query head.
+    const { hiddenSize: E, numHeads, numKvHeads } = this.decoder.shape;
     const N = positions.length;
     if (rope && rope.positions.length !== 3 * N) throw new RangeError(`rope positions must be [3, ${N}], got ${rope.positions.length} values`);
     const windowRows = Math.min(requested, N);
@@ -256,7 +257,7 @@ export class OnnxModelRuntime implements ModelRuntime {
       // The decoder reads the rotary positions (M-RoPE's [3, chunk]); the cache keeps each token's index.
       const fed = rope ? Int32Array.from({ length: 3 * (end - start) }, (_, j) => rope.positions[Math.floor(j / (end - start)) * N + start + (j % (end - start))]) : positions.subarray(start, end);
       const out = await this.run(cache, embeds.subarray(start * E, end * E), fed, rows);
-      cache.append(out, positions.slice(start, end), modality.slice(start, end), numHeads);
+      cache.append(out, positions.slice(start, end), modality.slice(start, end), numKvHeads);
       if (windowScores && out.windowColsums) windowScores.forEach((scores, i) => addColumns(scores, total, out.windowColsums![i], cache.length, numHeads));
       logits = out.logits;
       onChunk?.(end);
@@ -274,7 +275,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     const positions = Int32Array.of(position);
     // Its rotary position: one past the largest so far (M-RoPE; the token index otherwise).
     const out = await this.run(cache, this.decoder.embed([token]), cache.ropeDelta === 0 ? positions : Int32Array.of(position + cache.ropeDelta), 0);
-    cache.append(out, positions, Int32Array.of(TEXT), this.decoder.shape.numHeads);
+    cache.append(out, positions, Int32Array.of(TEXT), this.decoder.shape.numKvHeads);
     return out.logits;
   }
 

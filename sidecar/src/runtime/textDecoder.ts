@@ -27,7 +27,11 @@ export interface PastLayer {
 export interface DecoderOutput {
   /** `[S, vocab]`, or `[1, vocab]` for the last token only unless `allLogits` was asked for. */
   logits: Float32Array;
-  /** Per layer, the chunk's new keys and values `[numKvHeads, S, headDim]` and column sums `[numHeads, past + S]`. */
+  /**
+   * Per layer, the chunk's new keys and values `[numKvHeads, S, headDim]`, and column sums
+   * `[numKvHeads, past + S]`: the attention each key received from the chunk's rows, summed over
+   * the query heads of its KV group.
+   */
   keys: Float32Array[];
   values: Float32Array[];
   colsums: Float32Array[];
@@ -113,7 +117,8 @@ function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: 
   const shape: DecoderShape = {
     hiddenSize: fixedDim(valueOf(inputs, 'embeds'), 1),
     numLayers,
-    numHeads: fixedDim(valueOf(outputs, 'columnSums', 0), 0),
+    // Window column sums are [Hkv, group, total]: one row per query head.
+    numHeads: fixedDim(valueOf(outputs, 'windowColumnSums', 0), 0) * fixedDim(valueOf(outputs, 'windowColumnSums', 0), 1),
     numKvHeads: fixedDim(pastKey, 0),
     headDim: fixedDim(pastKey, 2),
     vocabSize: fixedDim(valueOf(outputs, 'lastLogits'), 1),

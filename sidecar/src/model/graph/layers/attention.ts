@@ -2,8 +2,9 @@
  * Causal self-attention on top of a past cache, with what LOOK-M reads: grouped-query heads over
  * `past_key.i` / `past_value.i` `[Hkv, P, D]` of any length plus the chunk's own keys, the new
  * keys and values as outputs `key.i` / `value.i` (the cache appends them), and the attention each
- * key received, summed over the chunk's query rows (`colsum.i [Hq, P + S]`) and over its last
- * `window_rows` rows only (`window_colsum.i`, SnapKV's observation). A layer with a sliding window
+ * key received, summed over the chunk's query rows and each KV head's query heads (`colsum.i
+ * [Hkv, P + S]`), and per query head over the chunk's last `window_rows` rows only
+ * (`window_colsum.i [Hkv, group, P + S]`, SnapKV's observation; no columns without a window). A layer with a sliding window
  * also reads `past_position.i [Hkv, P]`, the true position of every past slot (a compressed cache
  * keeps them per head, not contiguous): a query at q sees a key at k only when q - k < window.
  *
@@ -36,6 +37,7 @@ export interface AttendedLayer {
 
 export class CachedAttention {
   private readonly windowStart: string;
+  private readonly windowEnd: string;
   /** `[Hkv, group, S, -1]`: a layer's scores `[Hkv, group * S, T]` with the chunk's rows apart. */
   private readonly groupedRows: string;
   /** The chunk's positions as queries `[1, S, 1]` and as keys of every KV head `[Hkv, S]`, built once for the first windowed layer. */
@@ -48,7 +50,12 @@ export class CachedAttention {
   ) {
     // The window's first row in the chunk, S - window_rows (clamped at 0: never a from-the-end index).
     const chunkLength = g.op('Shape', [io.embeds], { start: 0, end: 1 }, '/window/chunk_length');
-    this.windowStart = g.op('Max', [g.op('Sub', [chunkLength, io.windowRows], {}, '/window/start_raw'), g.ints([0])], {}, '/window/start');
+    const start = g.op('Max', [g.op('Sub', [chunkLength, io.windowRows], {}, '/window/start_raw'), g.ints([0])], {}, '/window/start');
+    // Slice starts and ends of [rows, columns]: the window's rows, and every column (2^31 - 1: to
+    // the end) when it has rows, none when it has none.
+    const anyRows = g.op('Min', [io.windowRows, g.ints([1])], {}, '/window/any_rows');
+    this.windowStart = g.op('Concat', [start, g.ints([0])], { axis: 0 }, '/window/starts');
+    this.windowEnd = g.op('Concat', [g.ints([2 ** 31 - 1]), g.op('Mul', [anyRows, g.ints([2 ** 31 - 1])], {}, '/window/column_end')], { axis: 0 }, '/window/ends');
     this.groupedRows = g.op('Concat', [g.ints([shape.numKvHeads, shape.numHeads / shape.numKvHeads]), chunkLength, g.ints([-1])], { axis: 0 }, '/attention/grouped_rows');
   }
 
@@ -64,8 +71,11 @@ export class CachedAttention {
       { name: `value.${i}`, type: 'float32', dims: [Hkv, 'chunk', D], role: 'value', layer: i },
       { name: `present_key.${i}`, type: 'float32', dims: [Hkv, 'total', D], role: 'presentKey', layer: i },
       { name: `present_value.${i}`, type: 'float32', dims: [Hkv, 'total', D], role: 'presentValue', layer: i },
-      { name: `colsum.${i}`, type: 'float32', dims: [H, 'total'], role: 'columnSums', layer: i },
-      { name: `window_colsum.${i}`, type: 'float32', dims: [H, 'total'], role: 'windowColumnSums', layer: i },
+      // Summed over each KV head's query heads (what the cache's scores keep): a step fetches and adds Hkv rows, not Hq.
+      { name: `colsum.${i}`, type: 'float32', dims: [Hkv, 'total'], role: 'columnSums', layer: i },
+      // Per query head ([Hkv, group, total] is [Hq, total] row for row, never reshaped: a copy): SnapKV pools each head's.
+
+      { name: `window_colsum.${i}`, type: 'float32', dims: [Hkv, H / Hkv, 'window_total'], role: 'windowColumnSums', layer: i },
     ];
     return { inputs, outputs };
   }
@@ -101,12 +111,13 @@ export class CachedAttention {
     let masked = g.op('Add', [g.op('Reshape', [logits, this.groupedRows], {}, `${n}/attn/qk_rows`), this.io.attentionMask], {}, `${n}/attn/masked`);
     if (window !== null) masked = g.op('Add', [masked, this.slidingMask(i, window, n)], {}, `${n}/attn/windowed`);
     const probs = g.op('Softmax', [masked], { axis: -1 }, `${n}/attn/probs`);
-    const colsum = g.op('ReduceSum', [probs, g.ints([2])], { keepdims: 0 }, `${n}/attn/colsum_grouped`);
-    g.nodes.push({ name: `${n}/attn/colsum`, op: 'Reshape', inputs: [colsum, g.ints([H, -1])], outputs: [`colsum.${i}`] });
-    // SnapKV's observation: the same sums over the chunk's rows in the window only (none: zeros).
-    const windowRows = g.op('Slice', [probs, this.windowStart, g.ints([2 ** 31 - 1]), g.ints([2])], {}, `${n}/attn/window_rows`);
-    const windowSum = g.op('ReduceSum', [windowRows, g.ints([2])], { keepdims: 0 }, `${n}/attn/window_colsum_grouped`);
-    g.nodes.push({ name: `${n}/attn/window_colsum`, op: 'Reshape', inputs: [windowSum, g.ints([H, -1])], outputs: [`window_colsum.${i}`] });
+    const colsum = `colsum.${i}`;
+    g.nodes.push({ name: `${n}/attn/colsum`, op: 'ReduceSum', inputs: [probs, g.ints([1, 2])], outputs: [colsum], attributes: { keepdims: 0 } });
+    // SnapKV's observation: the same sums over the chunk's rows in the window only. No window (a
+    // decode step): no columns either, so a step does not write [Hq, total] zeros nobody reads.
+    const windowSum = `window_colsum.${i}`;
+    const windowRows = g.op('Slice', [probs, this.windowStart, this.windowEnd, g.ints([2, 3])], {}, `${n}/attn/window_rows`);
+    g.nodes.push({ name: `${n}/attn/window_colsum`, op: 'ReduceSum', inputs: [windowRows, g.ints([2])], outputs: [windowSum], attributes: { keepdims: 0 } });
     const flat = g.op('Reshape', [probs, g.op('Shape', [logits], {}, `${n}/attn/qk_shape`)], {}, `${n}/attn/probs_rows`);
     const context = g.op('MatMul', [flat, values], {}, `${n}/attn/context`);
     const merged = g.op(
@@ -138,10 +149,11 @@ export class CachedAttention {
  * `residual` made to depend on a layer's column sums. They are leaves of the graph, and
  * onnxruntime's default order runs them after the whole layer stack, keeping every layer's
  * [heads, chunk, total] probabilities alive until then (measured: +1 such block per layer,
- * 3.6 GiB for a 512-token chunk over 8K on a 24-layer model). Adding 0 x their max to the
+ * 3.6 GiB for a 512-token chunk over 8K on a 24-layer model). Adding 0 x their total to the
  * residual stream (exact: the sums are finite) orders them here.
  */
 export function orderAfter(g: GraphBuilder, residual: string, [colsum, windowSum]: [string, string], n: string): string {
-  const sumsMax = g.op('Add', [g.op('ReduceMax', [colsum], { keepdims: 0 }, `${n}/order/colsum_max`), g.op('ReduceMax', [windowSum], { keepdims: 0 }, `${n}/order/window_max`)], {}, `${n}/order/max`);
-  return g.op('Add', [residual, g.op('Mul', [sumsMax, g.scalar(0)], {}, `${n}/order/zero`)], {}, `${n}/order/after_sums`);
+  // Sums, not maxima: the window sums are empty on a run without a window (a maximum of nothing is not finite).
+  const total = g.op('Add', [g.op('ReduceSum', [colsum, g.ints([0, 1])], { keepdims: 0 }, `${n}/order/colsum_total`), g.op('ReduceSum', [windowSum, g.ints([0, 1, 2])], { keepdims: 0 }, `${n}/order/window_total`)], {}, `${n}/order/total`);
+  return g.op('Add', [residual, g.op('Mul', [total, g.scalar(0)], {}, `${n}/order/zero`)], {}, `${n}/order/after_sums`);
 }

@@ -191,6 +191,7 @@ export class KvLayer {
    * `colsum` is `[numQueryHeads, length]`: for every query head, the attention mass each slot
    * (old and new) received from the chunk's query rows. Under GQA the query heads of one KV group
    * are summed into their KV head, so every KV head ranks on the attention its whole group paid.
+   * Sums already grouped (the decoder graph's, `[numHeads, length]`) pass `numHeads` rows.
    */
   accumulate(colsum: ArrayLike<number>, numQueryHeads: number): void {
     const { numHeads: H, length: L } = this;

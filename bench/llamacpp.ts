@@ -158,6 +158,10 @@ function markdown(results: Results): string {
     line(`peak RSS during a turn, ours / ${r.peer}`, (L) => x(r.turnPeakRss[L])),
   ];
   const whole = sides.map((s) => `| ${s} | ${x(m[s]!.loadS, 1)} | ${MiB(m[s]!.loadPeakRssBytes)} | ${MiB(m[s]!.wholePeakRssBytes)} |`);
+  // A decode step reads every weight once: at the shortest length (attention is small there) its
+  // rate times the weights' bytes is the memory bandwidth each side gets out of the machine.
+  const [shortest] = lengths;
+  const streamed = sides.map((s) => `${s} ${x(((m[s]?.byLength[shortest]?.decodeTokensPerS ?? NaN) * results.weightsBytes) / 1e9, 1)} GB/s`);
   const share = results.compressionShare;
   return [
     '# This project vs llama.cpp (CPU, same weights)',
@@ -193,6 +197,8 @@ function markdown(results: Results): string {
     '|---|---|---|---|',
     ...whole,
     '',
+    `Weights read per decode step (the F32 GGUF, ${(results.weightsBytes / 1e6).toFixed(0)} MB) times the decode rate at ${shortest} tokens: ${streamed.join(', ')}.`,
+    '',
     `Raw per-round records: \`${results.name}.json\`.`,
     '',
   ].join('\n');
@@ -214,6 +220,8 @@ interface Results {
   medians: Partial<Record<Side, SideMedians>>;
   ratios: Ratios[];
   compressionShare: Record<number, number>;
+  /** Bytes of the F32 GGUF: every weight a decode step reads (projections and the tied LM head). */
+  weightsBytes: number;
   runs: (SideRun & { loadAverage: [number, number] })[];
 }
 
@@ -271,6 +279,7 @@ async function main(): Promise<void> {
     medians,
     ratios: medians.ours ? (['llama-f16', 'llama-f32'] as const).filter((p) => medians[p]).map((p) => ratios(medians.ours!, medians[p]!, p)) : [],
     compressionShare: medians.ours ? compressionShare(medians.ours) : {},
+    weightsBytes: statSync(models.gguf).size,
     runs,
   };
   mkdirSync(values.out, { recursive: true });

@@ -11,6 +11,8 @@ import { onnx } from 'onnx-proto';
 import { architectureFor } from '../../sidecar/src/model/architectures/registry.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { WeightPool } from '../../sidecar/src/model/graph/weightPool.js';
+import { createSession } from '../../sidecar/src/runtime/weights.js';
+import * as ort from 'onnxruntime-node';
 
 const models = join(__dirname, '../fixtures/models');
 
@@ -48,4 +50,42 @@ describe('the decoder graph of a decode step', () => {
       }
     });
   }
+
+  it('a decode step: column sums one row per KV head, window sums without a column', async () => {
+    // GQA (4 query heads on 2 KV heads), no sliding window.
+    const checkpoint = Checkpoint.open(join(models, 'tiny-llava-qwen2'));
+    const { config } = checkpoint;
+    const { numHeads: Hq, numKvHeads: Hkv, headDim: D, numLayers, hiddenSize: E } = config.text;
+    assert.ok(Hq > Hkv, 'the fixture has GQA');
+    const spec = architectureFor(config.architecture).sessions(config, { weightBits: 32 }).find((s) => s.role === 'decoder')!;
+    const weights = new WeightPool(checkpoint);
+    const session = await createSession(spec.build(weights).model, weights, { threads: 1 });
+    try {
+      const P = 3;
+      const feeds: Record<string, ort.Tensor> = {
+        inputs_embeds: new ort.Tensor('float32', new Float32Array(E).fill(0.1), [1, E]),
+        position_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(P)), [1]),
+        attention_mask: new ort.Tensor('float32', new Float32Array(P + 1), [1, P + 1]),
+        window_rows: new ort.Tensor('int64', BigInt64Array.of(0n), [1]),
+      };
+      for (let i = 0; i < numLayers; i++) {
+        feeds[`past_key.${i}`] = new ort.Tensor('float32', Float32Array.from({ length: Hkv * P * D }, (_, k) => Math.sin(k)), [Hkv, P, D]);
+        feeds[`past_value.${i}`] = new ort.Tensor('float32', Float32Array.from({ length: Hkv * P * D }, (_, k) => Math.cos(k)), [Hkv, P, D]);
+      }
+      const layers = Array.from({ length: numLayers }, (_, i) => i);
+      const out = await session.run(feeds, layers.flatMap((i) => [`colsum.${i}`, `window_colsum.${i}`]));
+      for (const i of layers) {
+        const sums = out[`colsum.${i}`];
+        assert.deepEqual(sums.dims, [Hkv, P + 1], `colsum.${i}`);
+        // One query row: each KV head's sums add up to its group's query heads, one each.
+        for (let h = 0; h < Hkv; h++) {
+          const row = (sums.data as Float32Array).subarray(h * (P + 1), (h + 1) * (P + 1));
+          assert.ok(Math.abs(row.reduce((a, b) => a + b, 0) - Hq / Hkv) < 1e-5, `colsum.${i} head ${h}`);
+        }
+        assert.deepEqual(out[`window_colsum.${i}`].dims, [Hkv, Hq / Hkv, 0], `window_colsum.${i}`);
+      }
+    } finally {
+      await session.release();
+    }
+  });
 });

@@ -4,9 +4,10 @@
  * keys and values as outputs `key.i` / `value.i` (the cache appends them), and the attention each
  * key received, summed over the chunk's query rows and each KV head's query heads (`colsum.i
  * [Hkv, P + S]`), and per query head over the chunk's last `window_rows` rows only
- * (`window_colsum.i [Hkv, group, P + S]`, SnapKV's observation; no columns without a window). A layer with a sliding window
- * also reads `past_position.i [Hkv, P]`, the true position of every past slot (a compressed cache
- * keeps them per head, not contiguous): a query at q sees a key at k only when q - k < window.
+ * (`window_colsum.i [Hkv, group, P + S]`, SnapKV's observation; no columns without a window). A
+ * layer with a sliding window also reads `past_position.i [Hkv, P]`, the true position of every
+ * past slot (a compressed cache keeps them per head, not contiguous): a query at q sees a key at k
+ * only when q - k < window.
  *
  * Plain ONNX ops (and onnxruntime's FusedMatMul, a MatMul reading its second input transposed):
  * the probabilities must be materialised for the column sums anyway.
@@ -74,7 +75,6 @@ export class CachedAttention {
       // Summed over each KV head's query heads (what the cache's scores keep): a step fetches and adds Hkv rows, not Hq.
       { name: `colsum.${i}`, type: 'float32', dims: [Hkv, 'total'], role: 'columnSums', layer: i },
       // Per query head ([Hkv, group, total] is [Hq, total] row for row, never reshaped: a copy): SnapKV pools each head's.
-
       { name: `window_colsum.${i}`, type: 'float32', dims: [Hkv, H / Hkv, 'window_total'], role: 'windowColumnSums', layer: i },
     ];
     return { inputs, outputs };

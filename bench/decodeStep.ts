@@ -66,7 +66,7 @@ async function loadVariant(code: string, bits: WeightBits, index: number): Promi
   const { buildDecoderGraph } = (await import(join(root, 'src/model/text/decoderGraph.ts'))) as typeof import('../sidecar/src/model/text/decoderGraph.js');
   const checkpoint = Checkpoint.open(String(values.model));
   const weights = new WeightPool(checkpoint);
-  const graph = buildDecoderGraph(checkpoint.config.text, weights, bits);
+  const graph = buildDecoderGraph(checkpoint.config.text, weights, { weightBits: bits });
   const profilePrefix = join('/tmp', `decode-profile-${process.pid}-${index}`);
   const session = await ort.InferenceSession.create(graph.model, {
     externalData: [weights.load()],

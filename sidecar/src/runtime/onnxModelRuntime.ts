@@ -104,7 +104,8 @@ export class OnnxModelRuntime implements ModelRuntime {
     const processor = architecture.openProcessor?.(dir, config, options.maxImagePixels) ?? LlavaProcessor.open(dir, image?.imageTokenIndex ?? null, image?.tokensPerImage ?? 0, options.maxImagePixels);
     let vision: VisionEncoder | null = null;
     let decoder: TextDecoder | null = null;
-    for (const spec of architecture.sessions(config, { weightBits: options.weightBits ?? 32 })) {
+    // A cache on the device takes the decoder's present K/V as its next past: only then are they graph outputs.
+    for (const spec of architecture.sessions(config, { weightBits: options.weightBits ?? 32, presentOutputs: device.provider === 'webgpu' })) {
       if (spec.role === 'imageEncoder') {
         progress('building vision graph and session');
         vision = await VisionEncoder.create(checkpoint, spec, sessionOptions);

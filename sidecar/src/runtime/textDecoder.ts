@@ -96,6 +96,7 @@ interface DecoderIo {
 function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: DecoderShape } {
   const numLayers = inputs.filter((v) => v.role === 'pastKey').length;
   const every = (values: typeof inputs, role: IoRole) => Array.from({ length: numLayers }, (_, i) => valueOf(values, role, i).name);
+  const present = (values: typeof outputs, role: IoRole) => (values.some((v) => v.role === role) ? every(values, role) : []);
   const pastKey = valueOf(inputs, 'pastKey', 0);
   const io: DecoderIo = {
     embeds: valueOf(inputs, 'embeds').name,
@@ -109,8 +110,9 @@ function decoderIo({ inputs, outputs }: GraphManifest): { io: DecoderIo; shape: 
     lastLogits: valueOf(outputs, 'lastLogits').name,
     key: every(outputs, 'key'),
     value: every(outputs, 'value'),
-    presentKey: every(outputs, 'presentKey'),
-    presentValue: every(outputs, 'presentValue'),
+    // Outputs only of a graph built for a device-resident cache (`presentOutputs`).
+    presentKey: present(outputs, 'presentKey'),
+    presentValue: present(outputs, 'presentValue'),
     columnSums: every(outputs, 'columnSums'),
     windowColumnSums: every(outputs, 'windowColumnSums'),
   };
@@ -153,7 +155,7 @@ export class TextDecoder {
 
   /** The decoder of the checkpoint's architecture. */
   static async create(checkpoint: Checkpoint, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
-    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, { weightBits: options.weightBits ?? 32 });
+    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, { weightBits: options.weightBits ?? 32, presentOutputs: options.provider === 'webgpu' });
     const spec = sessions.find((s) => s.role === 'decoder');
     if (!spec) throw new Error(`architecture ${checkpoint.config.architecture} lists no decoder session`);
     return TextDecoder.fromSpec(checkpoint, spec, options);
@@ -166,12 +168,16 @@ export class TextDecoder {
     const graph = spec.build(weights);
     const onDevice = options.provider === 'webgpu';
     // On the device the present K/V stay there (the next run's past); logits and column sums come back.
-    const present = onDevice ? decoderIo(graph.manifest).io : null;
-    const session = await createSession(graph.model, weights, options, present ? [...present.presentKey, ...present.presentValue] : []);
+    const present = onDevice ? decoderIo(graph.manifest) : null;
+    if (present && present.io.presentKey.length !== present.shape.numLayers) {
+      throw new Error(`the decoder graph of ${checkpoint.config.architecture} was built without its present K/V outputs, which a cache on the device reads (build it with presentOutputs)`);
+    }
+    const deviceOutputs = present ? [...present.io.presentKey, ...present.io.presentValue] : [];
+    const session = await createSession(graph.model, weights, options, deviceOutputs);
     if (present) {
       // onnxruntime-node places outputs by fetch position, not by name: the device outputs must be the graph's first (decoderGraph.ts).
-      const first = new Set(session.outputNames.slice(0, 2 * present.presentKey.length));
-      if (![...present.presentKey, ...present.presentValue].every((name) => first.has(name))) {
+      const first = new Set(session.outputNames.slice(0, deviceOutputs.length));
+      if (!deviceOutputs.every((name) => first.has(name))) {
         await session.release();
         throw new Error(`the decoder graph of ${checkpoint.config.architecture} must list its present K/V outputs first to keep them on the device (it lists ${session.outputNames.slice(0, 4).join(', ')}, ...)`);
       }

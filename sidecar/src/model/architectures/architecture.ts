@@ -6,16 +6,14 @@
  * walks through writing one.
  */
 import type { ModelConfig } from '../config.js';
-import type { WeightBits } from '../graph/layers/linear.js';
+import type { DecoderGraphOptions } from '../text/decoderGraph.js';
 import type { BuiltGraph, IoRole } from '../graph/manifest.js';
 import type { WeightPool } from '../graph/weightPool.js';
 import type { ImageGrid, PreprocessedImage } from '../imageGrid.js';
 import type { ChatPrompt, LlavaProcessor } from '../processor.js';
 
-export interface BuildOptions {
-  /** 4: the decoder's linear layers on 4-bit block-quantized weights (MatMulNBits). */
-  weightBits: WeightBits;
-}
+/** What every session's graph is built with (so far only the decoder's read anything). */
+export type BuildOptions = DecoderGraphOptions;
 
 /** One image-encoder run's feeds: the pixels, the other inputs by manifest role, and how its output rows come back in the images' order. */
 export interface ImageEncoderFeeds {

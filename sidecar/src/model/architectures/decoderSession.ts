@@ -7,5 +7,5 @@ import type { BuildOptions, SessionSpec } from './architecture.js';
 /** The decoder of `text`, with the blocks its model type chooses unless `blocks` says otherwise. */
 export function decoderSession(text: TextConfig, options: BuildOptions, blocks?: DecoderBlocksFactory): SessionSpec {
   const chosen = blocks ?? TEXT_MODELS[text.modelType as keyof typeof TEXT_MODELS]?.blocks ?? llamaBlocks;
-  return { role: 'decoder', embeddingTable: 'text.embed_tokens.weight', build: (weights) => buildDecoderGraph(text, weights, options.weightBits, chosen) };
+  return { role: 'decoder', embeddingTable: 'text.embed_tokens.weight', build: (weights) => buildDecoderGraph(text, weights, options, chosen) };
 }

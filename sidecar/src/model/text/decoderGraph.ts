@@ -69,7 +69,26 @@ export const llamaBlocks: DecoderBlocksFactory = (context, config, linear) => ({
   mlp: (x, prefix, name) => swiGluMlp(context.g, linear, x, prefix, config.hiddenSize, config.intermediateSize, config.mlpBias, name),
 });
 
-export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weightBits: WeightBits = 32, blocks: DecoderBlocksFactory = llamaBlocks, positions: DecoderRope = standardRope): BuiltGraph {
+/** How a decoder graph is built (an architecture's `BuildOptions`). */
+export interface DecoderGraphOptions {
+  /** 8 / 4: the decoder's linear layers on 8- / 4-bit block-quantized weights (MatMulNBits). */
+  weightBits: WeightBits;
+  /**
+   * The present K/V (past and chunk, as attention read them) as graph outputs: a cache kept on a
+   * device takes them as its next past. Off (default) for a cache on the host, which appends the
+   * chunk's own K/V: onnxruntime holds every graph output of a run until the run ends, an
+   * intermediate only until its layer has read it (Qwen2-0.5B, 8K past: 200 MB a run).
+   */
+  presentOutputs?: boolean;
+}
+
+export function buildDecoderGraph(
+  config: TextConfig,
+  weights: WeightPool,
+  { weightBits, presentOutputs = false }: DecoderGraphOptions = { weightBits: 32 },
+  blocks: DecoderBlocksFactory = llamaBlocks,
+  positions: DecoderRope = standardRope,
+): BuiltGraph {
   const { hiddenSize: E, numHeads: H, numKvHeads: Hkv, headDim: D, vocabSize: V, numLayers } = config;
   const g = new GraphBuilder();
   const context = { g, weights };
@@ -87,7 +106,7 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
   const shape = { numHeads: H, numKvHeads: Hkv, headDim: D };
   const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: positions.input.name, attentionMask: 'attention_mask', windowRows: 'window_rows' });
 
-  // The present K/V are the graph's first outputs (see DEVICE_OUTPUTS_FIRST).
+  // The present K/V, when they are outputs, are the graph's first (see DEVICE_OUTPUTS_FIRST).
   const presents: ManifestValue[] = [];
   let hidden = 'inputs_embeds';
   for (let i = 0; i < numLayers; i++) {
@@ -97,7 +116,7 @@ export function buildDecoderGraph(config: TextConfig, weights: WeightPool, weigh
     const io = CachedAttention.layerIo(i, shape, window);
     inputs.push(...io.inputs);
     outputs.push(...io.outputs.filter((o) => !isPresent(o)));
-    presents.push(...io.outputs.filter(isPresent));
+    if (presentOutputs) presents.push(...io.outputs.filter(isPresent));
     const x = norm(hidden, `${p}.input_layernorm`, `${n}/input_layernorm`);
     const q = rotateHalf(g, attention.splitHeads(linear(x, `${p}.self_attn.q_proj`, H * D, E, config.qkvBias, `${n}/attn/q_proj`), H, `${n}/attn/q`), rope, D, `${n}/attn/q_rope`);
     const k = rotateHalf(g, attention.splitHeads(linear(x, `${p}.self_attn.k_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/k_proj`), Hkv, `${n}/attn/k`), rope, D, `${n}/attn/k_rope`);

@@ -55,5 +55,5 @@ export function mrope(section: readonly [number, number, number]): DecoderRope {
 
 export function qwen2VLDecoderSession(t: Qwen2VLTextConfig, options: BuildOptions): Extract<SessionSpec, { role: 'decoder' }> {
   const text = decoderTextConfig(t);
-  return { role: 'decoder', embeddingTable: 'text.embed_tokens.weight', build: (weights) => buildDecoderGraph(text, weights, options.weightBits, llamaBlocks, mrope(t.mropeSection)) };
+  return { role: 'decoder', embeddingTable: 'text.embed_tokens.weight', build: (weights) => buildDecoderGraph(text, weights, options, llamaBlocks, mrope(t.mropeSection)) };
 }

@@ -51,6 +51,22 @@ describe('the decoder graph of a decode step', () => {
     });
   }
 
+  it('present K/V are graph outputs, listed first, only when built for a cache on the device', () => {
+    const checkpoint = Checkpoint.open(join(models, 'tiny-qwen2-text'));
+    const { config } = checkpoint;
+    const outputs = (presentOutputs: boolean) => {
+      const spec = architectureFor(config.architecture).sessions(config, { weightBits: 32, presentOutputs }).find((s) => s.role === 'decoder')!;
+      const model = onnx.ModelProto.decode(spec.build(new WeightPool(checkpoint)).model);
+      return model.graph!.output!.map((o) => o.name!);
+    };
+    const host = outputs(false);
+    assert.ok(!host.some((name) => name.startsWith('present_')), `host outputs: ${host.join(', ')}`);
+    const device = outputs(true);
+    const L = config.text.numLayers;
+    assert.deepEqual(device.slice(0, 2 * L).sort(), Array.from({ length: L }, (_, i) => [`present_key.${i}`, `present_value.${i}`]).flat().sort());
+    assert.deepEqual(device.slice(2 * L), host, 'the other outputs are the same');
+  });
+
   it('a decode step: column sums one row per KV head, window sums without a column', async () => {
     // GQA (4 query heads on 2 KV heads), no sliding window.
     const checkpoint = Checkpoint.open(join(models, 'tiny-llava-qwen2'));

@@ -15,6 +15,7 @@ import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { KvCache, TEXT } from '../sidecar/src/kv/index.js';
 import { buildModel, type NodeSpec } from '../sidecar/src/model/graph/onnxBuilder.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({ options: { lengths: { type: 'string', default: '100,4096,8192' }, layers: { type: 'string', default: '8' }, rounds: { type: 'string', default: '20' }, threads: { type: 'string', default: '2' } } });
 const [Hkv, D, G] = [2, 64, 7];
@@ -65,7 +66,6 @@ function toHalf(values: Float32Array): Uint16Array {
 }
 
 const random = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 /** Median ms of one token's `KvCache.append` on a past of P slots, `layers` layers. */
 function appendMs(P: number): number {

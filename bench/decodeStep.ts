@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { chunkMask } from '../sidecar/src/runtime/textDecoder.js';
 import { parseWeightBits, type WeightBits } from '../sidecar/src/model/text/decoderGraph.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -82,7 +83,6 @@ async function loadVariant(code: string, bits: WeightBits, index: number): Promi
 const byRole = (list: Value[], role: string) => list.filter((v) => v.role === role).sort((a, b) => (a.layer ?? 0) - (b.layer ?? 0)).map((v) => v.name);
 const one = (list: Value[], role: string) => byRole(list, role)[0];
 const random = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 /** Each timed step's node time by kind and by op, averaged, from a variant's profile file. */
 function attribute(variant: Variant, blocks: { length: number; runs: number }[], warmup: number): Record<string, unknown>[] {

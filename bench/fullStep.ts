@@ -12,6 +12,7 @@
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,7 +38,6 @@ interface Runtime {
   release(): Promise<void>;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 async function load(root: string): Promise<{ runtime: Runtime; text: number }> {
   const src = join(resolve(root), 'sidecar/src');

@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KvCache, planCompression, TEXT } from '../sidecar/src/kv/index.js';
 import { OnnxModelRuntime } from '../sidecar/src/runtime/onnxModelRuntime.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({ options: { tokens: { type: 'string', default: '1900' }, model: { type: 'string', default: join(__dirname, '../sidecar/model') }, steps: { type: 'string', default: '32' } } });
 const tokens = Number(values.tokens);
 const steps = Number(values.steps);
 
 const held = (cache: KvCache) => [...new Set(cache.layers.flatMap((l) => [l.keys, l.values, l.positions, l.modality, l.scores].map((a) => a.buffer)))].reduce((n, b) => n + b.byteLength, 0);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rss = () => (globalThis.gc?.(), process.memoryUsage().rss);
 
 async function longTurn(runtime: OnnxModelRuntime) {

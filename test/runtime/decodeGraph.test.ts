@@ -51,6 +51,23 @@ describe('the decoder graph of a decode step', () => {
     });
   }
 
+  // A decode step runs every node of every layer for one token: small nodes cost their launch.
+  for (const name of ['tiny-qwen2-text', 'tiny-qwen2-vl']) {
+    it(`${name}: each norm one kernel, each of q and k rotated by one kernel reading the chunk's own half-width tables`, () => {
+      const { nodes, layers } = decoderNodes(name);
+      const ops = (op: string) => nodes.filter((n) => n.opType === op);
+      assert.equal(ops('SimplifiedLayerNormalization').length, 2 * layers + 1, 'two norms a layer and the final one');
+      for (const op of ['ReduceMean', 'Sqrt', 'Reciprocal', 'Neg']) assert.equal(ops(op).length, 0, `no ${op} left of a composed norm or rotation`);
+      const rotations = ops('RotaryEmbedding');
+      assert.deepEqual(rotations.map((n) => n.name), Array.from({ length: layers }, (_, i) => [`/text/layers.${i}/attn/q_rope`, `/text/layers.${i}/attn/k_rope`]).flat());
+      for (const r of rotations) {
+        assert.equal(r.domain, 'com.microsoft');
+        assert.deepEqual(r.input!.slice(2), ['/rope/cos', '/rope/sin'], 'every rotation reads the one pair of tables');
+        assert.equal(Number(r.attribute!.find((a) => a.name === 'interleaved')?.i ?? 0), 0, 'rotate-half, not interleaved');
+      }
+    });
+  }
+
   it('present K/V are graph outputs, listed first, only when built for a cache on the device', () => {
     const checkpoint = Checkpoint.open(join(models, 'tiny-qwen2-text'));
     const { config } = checkpoint;

@@ -21,7 +21,7 @@ import { CachedAttention, orderAfter } from '../graph/layers/attention.js';
 import { linear2d, type Linear, type WeightBits } from '../graph/layers/linear.js';
 import { swiGluMlp } from '../graph/layers/mlp.js';
 import { rmsNorm } from '../graph/layers/norms.js';
-import { rotaryTables, rotateHalf, type RotaryTables } from '../graph/layers/rotary.js';
+import { applyRotary, rotaryAngles, rotaryCaches } from '../graph/layers/rotary.js';
 import type { BuiltGraph, ManifestValue } from '../graph/manifest.js';
 import { buildModel, GraphBuilder } from '../graph/onnxBuilder.js';
 import type { WeightPool } from '../graph/weightPool.js';
@@ -48,19 +48,19 @@ export interface DecoderBlocks {
 export type DecoderBlocksFactory = (context: GraphContext, config: TextConfig, linear: Linear) => DecoderBlocks;
 
 /**
- * The positions input and the rotary tables made from it. Default: one position per token
- * (`position_ids [chunk]`); multimodal rotary embeddings take several components per token
- * (Qwen2-VL's M-RoPE: `[3, chunk]`) and choose which one each frequency reads.
+ * The positions input and the rotary angles `[chunk, headDim / 2]` made from it. Default: one
+ * position per token (`position_ids [chunk]`); multimodal rotary embeddings take several components
+ * per token (Qwen2-VL's M-RoPE: `[3, chunk]`) and choose which one each frequency reads.
  */
 export interface DecoderRope {
   input: ManifestValue;
-  tables(g: GraphBuilder, config: TextConfig): RotaryTables;
+  angles(g: GraphBuilder, config: TextConfig): string;
 }
 
 /** One position per token, the frequencies of `text/rope.ts`. */
 export const standardRope: DecoderRope = {
   input: { name: 'position_ids', type: 'int64', dims: ['chunk'], role: 'positions' },
-  tables: (g, config) => rotaryTables(g, 'position_ids', ropeInverseFrequencies(config)),
+  angles: (g, config) => rotaryAngles(g, 'position_ids', ropeInverseFrequencies(config)),
 };
 
 /** Llama's blocks (Mistral's and Qwen2's too): RMSNorm and the SwiGLU MLP. */
@@ -95,7 +95,7 @@ export function buildDecoderGraph(
   const linear = linear2d(context, weightBits);
   const { norm, mlp } = blocks(context, config, linear);
 
-  const rope = positions.tables(g, config);
+  const rope = rotaryCaches(g, positions.angles(g, config));
   const inputs: ManifestValue[] = [
     { name: 'inputs_embeds', type: 'float32', dims: ['chunk', E], role: 'embeds' },
     positions.input,
@@ -118,8 +118,8 @@ export function buildDecoderGraph(
     outputs.push(...io.outputs.filter((o) => !isPresent(o)));
     if (presentOutputs) presents.push(...io.outputs.filter(isPresent));
     const x = norm(hidden, `${p}.input_layernorm`, `${n}/input_layernorm`);
-    const q = rotateHalf(g, attention.splitHeads(linear(x, `${p}.self_attn.q_proj`, H * D, E, config.qkvBias, `${n}/attn/q_proj`), H, `${n}/attn/q`), rope, D, `${n}/attn/q_rope`);
-    const k = rotateHalf(g, attention.splitHeads(linear(x, `${p}.self_attn.k_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/k_proj`), Hkv, `${n}/attn/k`), rope, D, `${n}/attn/k_rope`);
+    const q = attention.splitHeads(applyRotary(g, linear(x, `${p}.self_attn.q_proj`, H * D, E, config.qkvBias, `${n}/attn/q_proj`), rope, H, `${n}/attn/q_rope`), H, `${n}/attn/q`);
+    const k = attention.splitHeads(applyRotary(g, linear(x, `${p}.self_attn.k_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/k_proj`), rope, Hkv, `${n}/attn/k_rope`), Hkv, `${n}/attn/k`);
     const v = attention.splitHeads(linear(x, `${p}.self_attn.v_proj`, Hkv * D, E, config.qkvBias, `${n}/attn/v_proj`), Hkv, `${n}/attn/v`);
     const attended = attention.layer(i, q, k, v, window, n);
     const afterAttention = g.op('Add', [hidden, linear(attended.context, `${p}.self_attn.o_proj`, E, H * D, config.outputBias, `${n}/attn/o_proj`)], {}, `${n}/attn/residual`);

@@ -7,7 +7,6 @@
  * Keys leave the graph rotated, so a cached slot needs no position to be attended again.
  */
 import type { TextConfig } from '../../config.js';
-import type { RotaryTables } from '../../graph/layers/rotary.js';
 import type { GraphBuilder } from '../../graph/onnxBuilder.js';
 import { buildDecoderGraph, llamaBlocks, type DecoderRope } from '../../text/decoderGraph.js';
 import { ropeInverseFrequencies } from '../../text/rope.js';
@@ -41,14 +40,12 @@ export function decoderTextConfig(t: Qwen2VLTextConfig): TextConfig {
 export function mrope(section: readonly [number, number, number]): DecoderRope {
   return {
     input: { name: 'position_ids', type: 'int64', dims: [3, 'chunk'], role: 'positions' },
-    tables(g: GraphBuilder, config: TextConfig): RotaryTables {
+    angles(g: GraphBuilder, config: TextConfig): string {
       const half = config.headDim / 2;
       const component = Array.from({ length: half }, (_, f) => (f < section[0] ? 0 : f < section[0] + section[1] ? 1 : 2));
       const positions = g.op('Transpose', [g.op('Cast', ['position_ids'], { to: 1 }, '/rope/positions')], { perm: [1, 0] }, '/rope/per_token');
       const chosen = g.op('Gather', [positions, g.ints(component)], { axis: 1 }, '/rope/sections');
-      const freqs = g.op('Mul', [chosen, g.vector('rope_inv_freq', ropeInverseFrequencies(config))], {}, '/rope/freqs');
-      const angles = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }, '/rope/angles_half'), g.ints([0])], {}, '/rope/angles');
-      return { cos: g.op('Cos', [angles], {}, '/rope/cos'), sin: g.op('Sin', [angles], {}, '/rope/sin') };
+      return g.op('Mul', [chosen, g.vector('rope_inv_freq', ropeInverseFrequencies(config))], {}, '/rope/angles');
     },
   };
 }

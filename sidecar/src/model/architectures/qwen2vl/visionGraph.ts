@@ -19,6 +19,7 @@
 import type { BuiltGraph, ManifestValue } from '../../graph/manifest.js';
 import type { ExternalTensor } from '../../graph/onnxBuilder.js';
 import { activation as sharedActivation } from '../../graph/layers/activations.js';
+import { layerNorm, rmsNorm } from '../../graph/layers/norms.js';
 import { rotateHalf } from '../../graph/layers/rotary.js';
 import { buildModel, GraphBuilder } from '../../graph/onnxBuilder.js';
 import type { Qwen2VLVisionConfig } from './config.js';
@@ -46,12 +47,7 @@ export function buildQwen2VLVisionGraph(v: Qwen2VLVisionConfig, weights: VisionW
 
   const linear = (x: string, prefix: string, outF: number, inF: number, name: string) =>
     g.op('Gemm', [x, weights.use(`${prefix}.weight`, [outF, inF]), weights.use(`${prefix}.bias`, [outF])], { transB: 1 }, name);
-  const norm = (x: string, prefix: string, width: number, name: string) => {
-    if (v.mlp === 'two-layer') return g.op('LayerNormalization', [x, weights.use(`${prefix}.weight`, [width]), weights.use(`${prefix}.bias`, [width])], { axis: -1, epsilon: EPS }, name);
-    const mean = g.op('ReduceMean', [g.op('Mul', [x, x], {}, `${name}/square`)], { axes: [-1], keepdims: 1 }, `${name}/mean`);
-    const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [mean, g.scalar(EPS)], {}, `${name}/eps`)], {}, `${name}/sqrt`)], {}, `${name}/inv`);
-    return g.op('Mul', [g.op('Mul', [x, inv], {}, `${name}/scaled`), weights.use(`${prefix}.weight`, [width])], {}, name);
-  };
+  const norm = (x: string, prefix: string, width: number, name: string) => (v.mlp === 'two-layer' ? layerNorm : rmsNorm)({ g, weights }, x, prefix, width, EPS, name);
 
   // Conv3d(kernel = stride = (T, P, P), no bias) over one patch is a dot product with the flattened kernel.
   const patchWeight = weights.use('vision.patch_embed.proj.weight', [E, 3, v.temporalPatchSize, v.patchSize, v.patchSize]);

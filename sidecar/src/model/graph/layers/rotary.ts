@@ -4,10 +4,10 @@
  * `text/rope.ts`), applied per head.
  *
  * Two ways of applying them: the decoder uses onnxruntime's fused `RotaryEmbedding` on the
- * projection's `[S, heads * D]` output (one kernel instead of six nodes per projection: the decode
- * step runs every node of every layer for one token, so nodes cost what their launch costs; it and
- * the fused RMSNorm took 5% off a 24-layer decode step at 100 tokens); the vision tower of Qwen2-VL,
- * whose tables come from its inputs, rotates `[heads, S, D]` with plain ops (`rotateHalf`).
+ * projection's `[S, heads * D]` output (one kernel instead of six nodes per projection; with the
+ * fused RMSNorm, 46 nodes a layer instead of 67, measured neutral to 2% faster on a CPU decode
+ * step); the vision tower of Qwen2-VL, whose tables come from its inputs, rotates `[heads, S, D]`
+ * with plain ops (`rotateHalf`).
  */
 import type { GraphBuilder } from '../onnxBuilder.js';
 

@@ -10,7 +10,9 @@
  * drift weighs on each alike; `ratioToFirst` is the first's median step over each one's. `--bits 32,8,4`
  * does the same for weight precisions (every code copy at every precision listed). `--profile` turns on
  * onnxruntime's profiler for the timed steps and attributes each step's node time by kind
- * (see `kindOf`). Prints one JSON line per length.
+ * (see `kindOf`). Prints one JSON line per length. The copies are created in the listed order, and
+ * the order of loading weighs (`bench/fullStep.ts` measured the second of two loads of the same
+ * code 2-6% faster): run a comparison both ways round.
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';

@@ -11,6 +11,7 @@ import { onnx } from 'onnx-proto';
 import { architectureFor } from '../../sidecar/src/model/architectures/registry.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { WeightPool } from '../../sidecar/src/model/graph/weightPool.js';
+import { graphOptionsFor } from '../../sidecar/src/runtime/device.js';
 import { createSession } from '../../sidecar/src/runtime/weights.js';
 import * as ort from 'onnxruntime-node';
 
@@ -67,6 +68,27 @@ describe('the decoder graph of a decode step', () => {
       }
     });
   }
+
+  it('built for WebGPU: no FusedMatMul (the provider has no kernel for it), the scores a MatMul of the scaled query and the transposed keys', () => {
+    const checkpoint = Checkpoint.open(join(models, 'tiny-qwen2-text'));
+    const { config } = checkpoint;
+    const nodesFor = (provider: 'cpu' | 'webgpu') => {
+      const spec = architectureFor(config.architecture).sessions(config, graphOptionsFor(provider)).find((s) => s.role === 'decoder')!;
+      return onnx.ModelProto.decode(spec.build(new WeightPool(checkpoint)).model).graph!.node!;
+    };
+    assert.equal(nodesFor('cpu').filter((n) => n.opType === 'FusedMatMul').length, config.text.numLayers);
+    const nodes = nodesFor('webgpu');
+    assert.deepEqual(nodes.filter((n) => n.domain === 'com.microsoft' && n.opType !== 'RotaryEmbedding').map((n) => n.opType), [], 'only contrib ops WebGPU runs');
+    for (let i = 0; i < config.text.numLayers; i++) {
+      const scores = nodes.find((n) => n.name === `/text/layers.${i}/attn/qk`)!;
+      const producer = (value: string) => nodes.find((n) => n.output!.includes(value));
+      assert.equal(scores.opType, 'MatMul');
+      const [query, keys] = scores.input!.map((v) => producer(v)!);
+      assert.equal(query.opType, 'Mul', 'the query scaled by 1 / sqrt(head_dim)');
+      assert.equal(keys.opType, 'Transpose');
+      assert.deepEqual(keys.input, [`present_key.${i}`]);
+    }
+  });
 
   it('present K/V are graph outputs, listed first, only when built for a cache on the device', () => {
     const checkpoint = Checkpoint.open(join(models, 'tiny-qwen2-text'));

@@ -9,6 +9,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { buildModel } from '../model/graph/onnxBuilder.js';
+import type { DecoderGraphOptions, WeightBits } from '../model/text/decoderGraph.js';
 import { DeviceError, type DeviceRequest, type ExecutionProvider } from './deviceRequest.js';
 
 export { DEVICE_REQUESTS, DeviceError, parseDeviceRequest, type DeviceRequest, type ExecutionProvider } from './deviceRequest.js';
@@ -88,6 +89,15 @@ export function providerSessionOptions(device: Pick<ResolvedDevice, 'provider'>,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
   };
+}
+
+/**
+ * How the model's graphs are built for `provider`: under WebGPU the cache stays on the device (the
+ * present K/V are outputs) and attention uses only ops the provider has kernels for.
+ */
+export function graphOptionsFor(provider: ExecutionProvider, weightBits: WeightBits = 32): DecoderGraphOptions {
+  const device = provider === 'webgpu';
+  return { weightBits, presentOutputs: device, scores: device ? 'plain' : 'fused' };
 }
 
 /** The smallest graph that makes a provider initialise its device. */

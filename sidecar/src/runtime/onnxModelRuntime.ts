@@ -23,7 +23,7 @@ import { DEFAULT_PREFILL_CHUNK, prefillRows, type EmbedOptions, type ModelRuntim
 import { TextDecoder, type DecoderShape } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
-import type { ResolvedDevice } from './device.js';
+import { graphOptionsFor, type ResolvedDevice } from './device.js';
 import { DeviceKvGraphs } from './deviceKv.js';
 import { DeviceRows } from './deviceRows.js';
 
@@ -105,7 +105,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     let vision: VisionEncoder | null = null;
     let decoder: TextDecoder | null = null;
     // A cache on the device takes the decoder's present K/V as its next past: only then are they graph outputs.
-    for (const spec of architecture.sessions(config, { weightBits: options.weightBits ?? 32, presentOutputs: device.provider === 'webgpu' })) {
+    for (const spec of architecture.sessions(config, graphOptionsFor(device.provider, options.weightBits))) {
       if (spec.role === 'imageEncoder') {
         progress('building vision graph and session');
         vision = await VisionEncoder.create(checkpoint, spec, sessionOptions);

@@ -15,6 +15,7 @@ import { fixedDim, layerValues, valueOf, type GraphManifest, type IoRole } from 
 import { WeightPool } from '../model/graph/weightPool.js';
 import { buildLmHeadGraph } from '../model/text/decoderGraph.js';
 import type { TensorRows } from '../model/tensorRows.js';
+import { graphOptionsFor } from './device.js';
 import { createSession, type SessionOptions } from './weights.js';
 
 export interface PastLayer {
@@ -155,7 +156,7 @@ export class TextDecoder {
 
   /** The decoder of the checkpoint's architecture. */
   static async create(checkpoint: Checkpoint, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
-    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, { weightBits: options.weightBits ?? 32, presentOutputs: options.provider === 'webgpu' });
+    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, graphOptionsFor(options.provider ?? 'cpu', options.weightBits));
     const spec = sessions.find((s) => s.role === 'decoder');
     if (!spec) throw new Error(`architecture ${checkpoint.config.architecture} lists no decoder session`);
     return TextDecoder.fromSpec(checkpoint, spec, options);

@@ -17,7 +17,7 @@
  */
 import type { TextConfig } from '../config.js';
 import type { GraphContext } from '../graph/layers/context.js';
-import { CachedAttention, orderAfter } from '../graph/layers/attention.js';
+import { CachedAttention, orderAfter, type ScoresProduct } from '../graph/layers/attention.js';
 import { linear2d, type Linear, type WeightBits } from '../graph/layers/linear.js';
 import { swiGluMlp } from '../graph/layers/mlp.js';
 import { rmsNorm } from '../graph/layers/norms.js';
@@ -80,12 +80,14 @@ export interface DecoderGraphOptions {
    * intermediate only until its layer has read it (Qwen2-0.5B, 8K past: 200 MB a run).
    */
   presentOutputs?: boolean;
+  /** How attention computes its scores (`ScoresProduct`): `plain` for WebGPU. Default `fused`. */
+  scores?: ScoresProduct;
 }
 
 export function buildDecoderGraph(
   config: TextConfig,
   weights: WeightPool,
-  { weightBits, presentOutputs = false }: DecoderGraphOptions = { weightBits: 32 },
+  { weightBits, presentOutputs = false, scores = 'fused' }: DecoderGraphOptions = { weightBits: 32 },
   blocks: DecoderBlocksFactory = llamaBlocks,
   positions: DecoderRope = standardRope,
 ): BuiltGraph {
@@ -104,7 +106,7 @@ export function buildDecoderGraph(
   ];
   const outputs: ManifestValue[] = [];
   const shape = { numHeads: H, numKvHeads: Hkv, headDim: D };
-  const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: positions.input.name, attentionMask: 'attention_mask', windowRows: 'window_rows' });
+  const attention = new CachedAttention(g, shape, { embeds: 'inputs_embeds', positionIds: positions.input.name, attentionMask: 'attention_mask', windowRows: 'window_rows' }, scores);
 
   // The present K/V, when they are outputs, are the graph's first (see DEVICE_OUTPUTS_FIRST).
   const presents: ManifestValue[] = [];

@@ -9,8 +9,8 @@
  * past slot (a compressed cache keeps them per head, not contiguous): a query at q sees a key at k
  * only when q - k < window.
  *
- * Plain ONNX ops (and onnxruntime's FusedMatMul, a MatMul reading its second input transposed):
- * the probabilities must be materialised for the column sums anyway.
+ * Plain ONNX ops (and, on the CPU, onnxruntime's FusedMatMul, a MatMul reading its second input
+ * transposed): the probabilities must be materialised for the column sums anyway.
  */
 import type { GraphBuilder } from '../onnxBuilder.js';
 import type { ManifestValue } from '../manifest.js';
@@ -28,6 +28,15 @@ export interface AttentionInputs {
   attentionMask: string;
   windowRows: string;
 }
+
+/**
+ * How a layer's scores `q k^T` are computed. `fused` (the CPU): onnxruntime's FusedMatMul reads the
+ * keys transposed and scales the product, so the past is never copied. `plain`: `MatMul` on a
+ * transposed copy of the keys and a scaled query, for providers without FusedMatMul: WebGPU has no
+ * kernel for it, and onnxruntime ran it on the CPU, copying every layer's keys to the host and its
+ * scores back on every run.
+ */
+export type ScoresProduct = 'fused' | 'plain';
 
 export interface AttendedLayer {
   /** `[S, Hq * D]`: the heads' outputs side by side, before the output projection. */
@@ -48,6 +57,7 @@ export class CachedAttention {
     private readonly g: GraphBuilder,
     private readonly shape: AttentionShape,
     private readonly io: AttentionInputs,
+    private readonly scores: ScoresProduct = 'fused',
   ) {
     // The window's first row in the chunk, S - window_rows (clamped at 0: never a from-the-end index).
     const chunkLength = g.op('Shape', [io.embeds], { start: 0, end: 1 }, '/window/chunk_length');
@@ -105,8 +115,7 @@ export class CachedAttention {
     g.nodes.push({ name: `${n}/attn/keys`, op: 'Concat', inputs: [`past_key.${i}`, k], outputs: [keys], attributes: { axis: 1 } });
     g.nodes.push({ name: `${n}/attn/values`, op: 'Concat', inputs: [`past_value.${i}`, v], outputs: [values], attributes: { axis: 1 } });
     const qGrouped = g.op('Reshape', [q, g.ints([Hkv, -1, D])], {}, `${n}/attn/q_grouped`);
-    const alpha = 1 / Math.sqrt(D);
-    const logits = g.op('FusedMatMul', [qGrouped, keys], alpha === 1 ? { transB: 1 } : { transB: 1, alpha }, `${n}/attn/qk`, 'com.microsoft');
+    const logits = this.scoresOf(qGrouped, keys, n);
     // [Hkv, group, S, T] for the mask (shared by the group) and the per-row window.
     let masked = g.op('Add', [g.op('Reshape', [logits, this.groupedRows], {}, `${n}/attn/qk_rows`), this.io.attentionMask], {}, `${n}/attn/masked`);
     if (window !== null) masked = g.op('Add', [masked, this.slidingMask(i, window, n)], {}, `${n}/attn/windowed`);
@@ -127,6 +136,15 @@ export class CachedAttention {
       `${n}/attn/context_flat`,
     );
     return { context: merged, sums: [colsum, windowSum] };
+  }
+
+  /** `q [Hkv, rows, D]` times the transposed `keys [Hkv, T, D]`, scaled by 1 / sqrt(D): `[Hkv, rows, T]`. */
+  private scoresOf(q: string, keys: string, n: string): string {
+    const g = this.g;
+    const alpha = 1 / Math.sqrt(this.shape.headDim);
+    if (this.scores === 'fused') return g.op('FusedMatMul', [q, keys], alpha === 1 ? { transB: 1 } : { transB: 1, alpha }, `${n}/attn/qk`, 'com.microsoft');
+    const scaled = alpha === 1 ? q : g.op('Mul', [q, g.scalar(alpha)], {}, `${n}/attn/q_scaled`);
+    return g.op('MatMul', [scaled, g.op('Transpose', [keys], { perm: [0, 2, 1] }, `${n}/attn/keys_t`)], {}, `${n}/attn/qk`);
   }
 
   /** `[Hkv, 1, S, T]` additive mask: -inf where the key is `window` or more positions behind the query. */

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { onnx } from 'onnx-proto';
+import type { BuildOptions } from '../../sidecar/src/model/architectures/architecture.js';
 import { architectureFor } from '../../sidecar/src/model/architectures/registry.js';
 import { Checkpoint } from '../../sidecar/src/model/checkpoint.js';
 import { WeightPool } from '../../sidecar/src/model/graph/weightPool.js';
@@ -17,12 +18,18 @@ import * as ort from 'onnxruntime-node';
 
 const models = join(__dirname, '../fixtures/models');
 
-function decoderNodes(name: string): { nodes: onnx.INodeProto[]; layers: number; vocab: number } {
+/** The decoder graph of fixture `name`, built with `options`. */
+function decoderGraph(name: string, options: BuildOptions = { weightBits: 32 }): { graph: onnx.IGraphProto; layers: number; vocab: number } {
   const checkpoint = Checkpoint.open(join(models, name));
   const { config } = checkpoint;
-  const decoder = architectureFor(config.architecture).sessions(config, { weightBits: 32 }).find((s) => s.role === 'decoder')!;
+  const decoder = architectureFor(config.architecture).sessions(config, options).find((s) => s.role === 'decoder')!;
   const model = onnx.ModelProto.decode(decoder.build(new WeightPool(checkpoint)).model);
-  return { nodes: model.graph!.node!, layers: config.text.numLayers, vocab: config.text.vocabSize };
+  return { graph: model.graph!, layers: config.text.numLayers, vocab: config.text.vocabSize };
+}
+
+function decoderNodes(name: string, options?: BuildOptions): { nodes: onnx.INodeProto[]; layers: number; vocab: number } {
+  const { graph, layers, vocab } = decoderGraph(name, options);
+  return { nodes: graph.node!, layers, vocab };
 }
 
 describe('the decoder graph of a decode step', () => {
@@ -70,16 +77,11 @@ describe('the decoder graph of a decode step', () => {
   }
 
   it('built for WebGPU: no FusedMatMul (the provider has no kernel for it), the scores a MatMul of the scaled query and the transposed keys', () => {
-    const checkpoint = Checkpoint.open(join(models, 'tiny-qwen2-text'));
-    const { config } = checkpoint;
-    const nodesFor = (provider: 'cpu' | 'webgpu') => {
-      const spec = architectureFor(config.architecture).sessions(config, graphOptionsFor(provider)).find((s) => s.role === 'decoder')!;
-      return onnx.ModelProto.decode(spec.build(new WeightPool(checkpoint)).model).graph!.node!;
-    };
-    assert.equal(nodesFor('cpu').filter((n) => n.opType === 'FusedMatMul').length, config.text.numLayers);
-    const nodes = nodesFor('webgpu');
+    const cpu = decoderNodes('tiny-qwen2-text', graphOptionsFor('cpu'));
+    assert.equal(cpu.nodes.filter((n) => n.opType === 'FusedMatMul').length, cpu.layers);
+    const { nodes, layers } = decoderNodes('tiny-qwen2-text', graphOptionsFor('webgpu'));
     assert.deepEqual(nodes.filter((n) => n.domain === 'com.microsoft' && n.opType !== 'RotaryEmbedding').map((n) => n.opType), [], 'only contrib ops WebGPU runs');
-    for (let i = 0; i < config.text.numLayers; i++) {
+    for (let i = 0; i < layers; i++) {
       const scores = nodes.find((n) => n.name === `/text/layers.${i}/attn/qk`)!;
       const producer = (value: string) => nodes.find((n) => n.output!.includes(value));
       assert.equal(scores.opType, 'MatMul');
@@ -91,17 +93,13 @@ describe('the decoder graph of a decode step', () => {
   });
 
   it('present K/V are graph outputs, listed first, only when built for a cache on the device', () => {
-    const checkpoint = Checkpoint.open(join(models, 'tiny-qwen2-text'));
-    const { config } = checkpoint;
     const outputs = (presentOutputs: boolean) => {
-      const spec = architectureFor(config.architecture).sessions(config, { weightBits: 32, presentOutputs }).find((s) => s.role === 'decoder')!;
-      const model = onnx.ModelProto.decode(spec.build(new WeightPool(checkpoint)).model);
-      return model.graph!.output!.map((o) => o.name!);
+      const { graph, layers } = decoderGraph('tiny-qwen2-text', { weightBits: 32, presentOutputs });
+      return { names: graph.output!.map((o) => o.name!), layers };
     };
-    const host = outputs(false);
+    const host = outputs(false).names;
     assert.ok(!host.some((name) => name.startsWith('present_')), `host outputs: ${host.join(', ')}`);
-    const device = outputs(true);
-    const L = config.text.numLayers;
+    const { names: device, layers: L } = outputs(true);
     assert.deepEqual(device.slice(0, 2 * L).sort(), Array.from({ length: L }, (_, i) => [`present_key.${i}`, `present_value.${i}`]).flat().sort());
     assert.deepEqual(device.slice(2 * L), host, 'the other outputs are the same');
   });

@@ -104,7 +104,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     const processor = architecture.openProcessor?.(dir, config, options.maxImagePixels) ?? LlavaProcessor.open(dir, image?.imageTokenIndex ?? null, image?.tokensPerImage ?? 0, options.maxImagePixels);
     let vision: VisionEncoder | null = null;
     let decoder: TextDecoder | null = null;
-    // A cache on the device takes the decoder's present K/V as its next past: only then are they graph outputs.
+    // Under WebGPU the graphs keep the cache on the device and use only ops it has kernels for (graphOptionsFor).
     for (const spec of architecture.sessions(config, graphOptionsFor(device.provider, options.weightBits))) {
       if (spec.role === 'imageEncoder') {
         progress('building vision graph and session');

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:llamacpp [-- --layers 24 --lengths 100,4096,8192 --rounds 2 --steps 8 --threads 2]`
+ * `npm run bench:llamacpp [-- --layers 24 --lengths 100,4096,8192 --rounds 2 --steps 8 --threads 2 --paired-rounds 8]`
  * (also `npm run bench -- --peer llamacpp`): this project's runtime next to llama.cpp on the same
  * weights, not part of `npm test`. The Qwen2-0.5B-shaped benchmark checkpoint
  * (tools/model/bench_model.py, `--layers` of them; or `--model DIR`) is converted to an F32 GGUF
@@ -14,7 +14,13 @@
  * short prompt (within 1e-3 over the whole vocabulary) and the same greedy tokens. Figures: prefill
  * and decode tokens/s per length, RSS high-water mark of the whole process and of each turn (reset
  * before it), load time from spawn to ready (every weight file read once first, so each side
- * loads from the page cache); medians over rounds, ours / llama.cpp. Writes
+ * loads from the page cache); medians over rounds, ours / llama.cpp.
+ *
+ * Then the paired decode (`llamacpp/paired.ts`, `--paired-rounds`, 0 for none): every side loaded
+ * at once, taking turns at bursts of `--steps` decode steps on the same prefilled length, full
+ * cache and then ours on LOOK-M 20%; each round's ratio from its own bursts, the median over rounds.
+ * The separate processes' decode rates drift with the machine by up to 25% between rounds; the
+ * paired ones share its phase, so the report reads its decode figures from them. Writes
  * bench/results/llamacpp.{json,md} (`--name` changes the file name).
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -23,8 +29,9 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CHECK_IDS } from './llamacpp/measure.js';
+import { pairedDecode, type PairedBurst } from './llamacpp/paired.js';
 import { convertToGguf } from './llamacpp/toGguf.js';
-import { compressionShare, logProbDifference, ratios, sideMedians, type Ratios, type SideMedians, type SideRun, type TurnRecord } from './llamacpp/summary.js';
+import { compressionShare, logProbDifference, pairedRatios, ratios, sideMedians, type PairedRatio, type PairedRatios, type Ratios, type SideMedians, type SideRun, type TurnRecord } from './llamacpp/summary.js';
 
 const root = join(__dirname, '..');
 const peerDir = join(__dirname, 'llamacpp/peer');
@@ -35,6 +42,7 @@ const { values } = parseArgs({
     lengths: { type: 'string', default: '100,4096,8192' },
     rounds: { type: 'string', default: '2' },
     steps: { type: 'string', default: '8' },
+    'paired-rounds': { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
     sides: { type: 'string', default: 'ours,llama-f16,llama-f32' },
     name: { type: 'string', default: 'llamacpp' },
@@ -105,13 +113,17 @@ interface ChildResult {
   loadAverage: [number, number];
 }
 
+/** Node's arguments for a side's process (`extra`: `--check FILE`, `--serve`). */
+function sideArgs(side: Side, models: { dir: string; gguf: string }, extra: string[]): string[] {
+  const common = ['--lengths', values.lengths, '--steps', values.steps, '--threads', values.threads, ...extra];
+  return side === 'ours'
+    ? ['--expose-gc', '--import', 'tsx', join(__dirname, 'llamacpp/oursSide.ts'), '--model', models.dir, ...common]
+    : ['--import', 'tsx', join(__dirname, 'llamacpp/llamaSide.ts'), '--model', models.gguf, '--kv', side === 'llama-f16' ? 'f16' : 'f32', ...common];
+}
+
 /** One side in its own process: its JSON lines, and the time from spawn to its `ready` line. */
 function runSide(side: Side, round: number, models: { dir: string; gguf: string }, check: string | undefined): Promise<ChildResult> {
-  const common = ['--lengths', values.lengths, '--steps', values.steps, '--threads', values.threads, ...(check ? ['--check', check] : [])];
-  const args =
-    side === 'ours'
-      ? ['--expose-gc', '--import', 'tsx', join(__dirname, 'llamacpp/oursSide.ts'), '--model', models.dir, ...common]
-      : ['--import', 'tsx', join(__dirname, 'llamacpp/llamaSide.ts'), '--model', models.gguf, '--kv', side === 'llama-f16' ? 'f16' : 'f32', ...common];
+  const args = sideArgs(side, models, check ? ['--check', check] : []);
   const before = loadavg()[0];
   const spawned = Date.now();
   const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -153,8 +165,8 @@ function markdown(results: Results): string {
   ];
   const ratioRows = (r: Ratios) => [
     line(`prefill tokens/s, ours / ${r.peer}`, (L) => x(r.prefill[L])),
-    line(`decode tokens/s, full cache, ours / ${r.peer}`, (L) => `**${x(r.decodeFull[L])}**`),
-    line(`decode tokens/s, ours LOOK-M 20% / ${r.peer} full cache`, (L) => x(r.decodeLookm[L])),
+    line(`decode tokens/s, full cache, ours / ${r.peer}, separate processes`, (L) => x(r.decodeFull[L])),
+    line(`decode tokens/s, ours LOOK-M 20% / ${r.peer} full cache, separate processes`, (L) => x(r.decodeLookm[L])),
     line(`peak RSS during a turn, ours / ${r.peer}`, (L) => x(r.turnPeakRss[L])),
   ];
   const whole = sides.map((s) => `| ${s} | ${x(m[s]!.loadS, 1)} | ${MiB(m[s]!.loadPeakRssBytes)} | ${MiB(m[s]!.wholePeakRssBytes)} |`);
@@ -163,6 +175,22 @@ function markdown(results: Results): string {
   const [shortest] = lengths;
   const streamed = sides.map((s) => `${s} ${x(((m[s]?.byLength[shortest]?.decodeTokensPerS ?? NaN) * results.weightsBytes) / 1e9, 1)} GB/s`);
   const share = results.compressionShare;
+  const p = results.paired;
+  const spread = (r: PairedRatio | undefined) => (r ? `**${x(r.median)}** (${x(r.min)}-${x(r.max)})` : '–');
+  const pairedSection = p
+    ? [
+        `## Decode, paired: every side loaded at once, taking turns (${p.rounds} rounds of ${p.steps} steps a side per length)`,
+        '',
+        "Each round runs one burst of each side back to back (the order rotating, ${p.pauseMs} ms apart), so a round's sides share the machine's phase; a figure is the median over rounds of ours / the peer's tokens/s in the same round (range in brackets). The VM's drift between rounds, which moves the separate-process medians above by up to 25%, cancels out here: these are the decode ratios to read.".replace('${p.pauseMs}', String(p.pauseMs)),
+        '',
+        head,
+        ...p.ratios.flatMap((r) => [
+          line(`decode tokens/s, full cache, ours / ${r.peer}`, (L) => spread(r.decodeFull[L])),
+          line(`decode tokens/s, ours LOOK-M 20% / ${r.peer} full cache`, (L) => spread(r.decodeLookm[L])),
+        ]),
+        '',
+      ]
+    : [];
   return [
     '# This project vs llama.cpp (CPU, same weights)',
     '',
@@ -187,6 +215,7 @@ function markdown(results: Results): string {
     `| peak RSS, load included | ${rs.map((r) => `**${x(r.wholePeakRss)}**`).join(' | ')} |`,
     `| load time, process start to ready | ${rs.map((r) => `**${x(r.load)}**`).join(' | ')} |`,
     '',
+    ...pairedSection,
     `Compression of all layers (LOOK-M 20%, \`text_prior_pivot_merge\`) / the whole model's prefill of the same tokens: ${Object.entries(share).map(([L, v]) => `${L} tokens ${v.toFixed(3)}`).join(', ')} (the benchmark report's one-layer figure divides by one layer's attention-only prefill).`,
     '',
     '## Figures',
@@ -202,6 +231,17 @@ function markdown(results: Results): string {
     `Raw per-round records: \`${results.name}.json\`.`,
     '',
   ].join('\n');
+}
+
+const PAUSE_MS = 200;
+
+/** Every side loaded at once, taking turns at decode bursts (`llamacpp/paired.ts`); ratios against each peer. */
+async function runPaired(sides: Side[], models: { dir: string; gguf: string }, lengths: number[], rounds: number): Promise<NonNullable<Results['paired']>> {
+  const steps = Number(values.steps);
+  const commands = sides.map((side) => ({ name: side, command: process.execPath, args: sideArgs(side, models, ['--serve']), cwd: root }));
+  const bursts = await pairedDecode(commands, { lengths, rounds, steps, pauseMs: PAUSE_MS }, (line) => process.stderr.write(`${line} ...\n`));
+  const peers = sides.filter((s) => s !== 'ours');
+  return { rounds, steps, pauseMs: PAUSE_MS, ratios: peers.map((p) => pairedRatios(bursts, p)), bursts };
 }
 
 interface Results {
@@ -220,6 +260,8 @@ interface Results {
   medians: Partial<Record<Side, SideMedians>>;
   ratios: Ratios[];
   compressionShare: Record<number, number>;
+  /** The paired decode (`llamacpp/paired.ts`): every side loaded at once, bursts in turn; null with --paired-rounds 0. */
+  paired: { rounds: number; steps: number; pauseMs: number; ratios: PairedRatios[]; bursts: PairedBurst[] } | null;
   /** Bytes of the F32 GGUF: every weight a decode step reads (projections and the tied LM head). */
   weightsBytes: number;
   runs: (SideRun & { loadAverage: [number, number] })[];
@@ -230,6 +272,8 @@ async function main(): Promise<void> {
   const rounds = positive('rounds', values.rounds)[0];
   positive('steps', values.steps);
   const threads = positive('threads', values.threads)[0];
+  const pairedRounds = Number(values['paired-rounds']);
+  if (!(Number.isInteger(pairedRounds) && pairedRounds >= 0)) throw new Error(`--paired-rounds takes a count (0: none), got "${values['paired-rounds']}"`);
   const sides = values.sides.split(',') as Side[];
   for (const s of sides) if (!SIDES.includes(s)) throw new Error(`--sides: unknown side "${s}" (${SIDES.join(', ')})`);
   ensurePeer();
@@ -259,6 +303,7 @@ async function main(): Promise<void> {
     check = { ...diff, vocabulary: a.length, pass: diff.maxAbs <= TOLERANCE, oursGreedy, llamaGreedy, greedyIdentical: oursGreedy.length > 0 && oursGreedy.join() === llamaGreedy.join() };
     for (const f of Object.values(checkFiles)) rmSync(f, { force: true });
   }
+  const paired = pairedRounds > 0 && sides.includes('ours') && sides.length > 1 ? await runPaired(sides, models, lengths, pairedRounds) : null;
   const medians: Results['medians'] = {};
   for (const side of sides) medians[side] = sideMedians(runs.filter((r) => r.side === side));
   const peerVersion = (JSON.parse(readFileSync(join(peerDir, 'node_modules/node-llama-cpp/package.json'), 'utf8')) as { version: string }).version;
@@ -279,6 +324,7 @@ async function main(): Promise<void> {
     medians,
     ratios: medians.ours ? (['llama-f16', 'llama-f32'] as const).filter((p) => medians[p]).map((p) => ratios(medians.ours!, medians[p]!, p)) : [],
     compressionShare: medians.ours ? compressionShare(medians.ours) : {},
+    paired,
     weightsBytes: statSync(models.gguf).size,
     runs,
   };

@@ -49,6 +49,13 @@ export interface LlamacppResults {
   check: { maxAbs: number; greedyIdentical: boolean } | null;
   ratios: { peer: string; prefill: Record<number, number>; decodeFull: Record<number, number>; decodeLookm: Record<number, number>; turnPeakRss: Record<number, number | null>; wholePeakRss: number; load: number }[];
   compressionShare: Record<number, number>;
+  /** Decode rates taken in turns with every side loaded (`bench/llamacpp/paired.ts`): the decode figures of record when present. */
+  paired?: { rounds: number; ratios: { peer: string; decodeFull: Record<number, PairedFigure>; decodeLookm: Record<number, PairedFigure> }[] } | null;
+}
+interface PairedFigure {
+  median: number;
+  min: number;
+  max: number;
 }
 export interface EngineKv {
   /** KV bytes after / before one compression, improved mode, LOOK-M default policy. */
@@ -170,9 +177,23 @@ function llamacppRows(inputs: Inputs): Row[] {
   const rows: Row[] = [];
   if (l.check) rows.push({ ...atMost('next-token log-probabilities, largest absolute difference from llama.cpp (F32)', l.check.maxAbs, 1e-3, `greedy tokens ${l.check.greedyIdentical ? 'identical' : 'different'}; ${source}`), measured: l.check.maxAbs.toExponential(1) });
   rows.push({ figure: 'prefill tokens/s, ours / llama.cpp', measured: list(r.prefill), target: 'peer', met: null, score: null, note: 'reported, no target' });
-  for (const L of lengths) rows.push(atLeast(`${figures[0][0]} at ${L} tokens`, r.decodeFull[L], 1.0, f32 ? `vs llama.cpp with F32 KV: ${fmt(f32.decodeFull[L], 2)}` : ''));
-  const at8k = r.decodeLookm[8192];
-  if (at8k !== undefined && Number.isFinite(at8k)) rows.push(atLeast(figures[1][0], at8k, 1.3, `all lengths: ${list(r.decodeLookm)}`));
+  // The paired decode's medians when the run has them (bursts in turn share the machine's phase), else the separate processes'.
+  const paired = l.paired?.ratios.find((x) => x.peer === 'llama-f16');
+  const pairedF32 = l.paired?.ratios.find((x) => x.peer === 'llama-f32');
+  const decode = (figure: 'decodeFull' | 'decodeLookm', L: number, peer = r, pairedPeer = paired): { value: number | undefined; note: string } => {
+    const p = pairedPeer?.[figure][L];
+    const separate = peer[figure][L];
+    return p
+      ? { value: p.median, note: `paired, median of ${l.paired!.rounds} rounds (${fmt(p.min, 2)}-${fmt(p.max, 2)}); separate processes: ${fmt(separate, 2)}` }
+      : { value: separate, note: 'separate processes' };
+  };
+  for (const L of lengths) {
+    const d = decode('decodeFull', L);
+    const withF32 = f32 ? `; vs llama.cpp with F32 KV: ${fmt(decode('decodeFull', L, f32, pairedF32).value ?? NaN, 2)}` : '';
+    rows.push(atLeast(`${figures[0][0]} at ${L} tokens`, d.value ?? NaN, 1.0, `${d.note}${withF32}`));
+  }
+  const at8k = decode('decodeLookm', 8192);
+  if (at8k.value !== undefined && Number.isFinite(at8k.value)) rows.push(atLeast(figures[1][0], at8k.value, 1.3, `${at8k.note}; all lengths, separate processes: ${list(r.decodeLookm)}`));
   else rows.push(missing(figures[1][0], figures[1][1], `8K not in this run; ${list(r.decodeLookm)}`));
   const turns = lengths.map((L) => r.turnPeakRss[L]).filter((v): v is number => v !== null && v !== undefined);
   if (turns.length) rows.push(atMost(figures[2][0], Math.max(...turns), 1.1, `largest over lengths (${list(r.turnPeakRss)})`));

@@ -6,13 +6,14 @@
  * default (F16 KV cache, flash attention on); `--kv f32` is an F32 KV cache with flash attention
  * off (llama.cpp's CPU flash attention rounds Q/K/V to F16 even on an F32 cache), the exact F32
  * configuration the log-probability check needs. Prints the same JSON lines as `oursSide.ts`
- * (one full-cache turn per length, no LOOK-M).
+ * (one full-cache turn per length, no LOOK-M), or with `--serve` answers the paired decode's
+ * commands (`measure.ts`'s `serve`; `compress` keeps the full cache).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CHECK_IDS, emit, promptIds, sideOptions } from './measure.js';
+import { CHECK_IDS, emit, promptIds, serve, sideOptions } from './measure.js';
 import { currentRss, peakRss, resetPeak } from '../processMemory.js';
 
 /** The few node-llama-cpp calls used here (its types are not installed with the project). */
@@ -20,6 +21,8 @@ type Item = number | [number, { generateNext: { token?: boolean; probabilities?:
 interface Sequence {
   controlledEvaluate(input: Item[]): Promise<({ next: { token?: number | null; probabilities?: Map<number, number> } } | undefined)[]>;
   clearHistory(): Promise<void>;
+  eraseContextTokenRanges(ranges: { start: number; end: number }[]): Promise<void>;
+  readonly nextTokenIndex: number;
 }
 interface Context {
   getSequence(): Sequence;
@@ -37,7 +40,7 @@ interface NodeLlamaCpp {
 
 export const PEER_DIR = join(__dirname, 'peer');
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' }, kv: { type: 'string', default: 'f16' } } });
+const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' }, kv: { type: 'string', default: 'f16' }, serve: { type: 'boolean' } } });
 const GREEDY_STEPS = 8;
 const greedyNext = (token: number): Item => [token, { generateNext: { token: true, options: { temperature: 0 } } }];
 
@@ -79,8 +82,36 @@ async function main(): Promise<void> {
   }
   await evaluate(promptIds(8)); // warm-up, untimed
   await sequence.clearHistory();
+  const decodeSteps = async (token: number, steps: number) => {
+    for (let s = 0; s < steps; s++) token = (await sequence.controlledEvaluate([greedyNext(token)]))[0]?.next.token ?? token;
+    return token;
+  };
 
-  for (const L of options.lengths) {
+  if (options.serve) {
+    let prefilled: { token: number; length: number } | undefined;
+    await serve({
+      prefill: async (length) => {
+        await sequence.clearHistory();
+        prefilled = { token: (await evaluate(promptIds(length))).token, length };
+      },
+      decode: async (steps) => {
+        if (!prefilled) throw new Error('no prefilled conversation: send prefill first');
+        const token = (await evaluate([prefilled.token])).token; // untimed, as ours
+        const started = performance.now();
+        await decodeSteps(token, steps);
+        const msPerStep = (performance.now() - started) / steps;
+        await sequence.eraseContextTokenRanges([{ start: prefilled.length, end: sequence.nextTokenIndex }]);
+        return msPerStep;
+      },
+      compress: async () => {},
+      release: async () => {
+        await sequence.clearHistory();
+        prefilled = undefined;
+      },
+    });
+  }
+
+  for (const L of options.serve ? [] : options.lengths) {
     const rssBefore = currentRss();
     const reset = resetPeak();
     let started = performance.now();
@@ -88,7 +119,7 @@ async function main(): Promise<void> {
     const prefillS = (performance.now() - started) / 1000;
     token = (await evaluate([token])).token; // untimed first step
     started = performance.now();
-    for (let s = 0; s < options.steps; s++) token = (await sequence.controlledEvaluate([greedyNext(token)]))[0]?.next.token ?? token;
+    await decodeSteps(token, options.steps);
     const decodeTokensPerS = options.steps / ((performance.now() - started) / 1000);
     emit({ event: 'turn', length: L, prefillTokensPerS: L / prefillS, prefillS, decodeTokensPerS, rssBeforeBytes: rssBefore, turnPeakRssBytes: reset ? peakRss() : null });
     await sequence.clearHistory();

@@ -6,16 +6,17 @@
  * cache, LOOK-M 20% (`text_prior_pivot_merge`, every layer compressed, timed) and `steps` steps on
  * the compressed cache, with the RSS high-water mark of that turn (reset before it); `--check` first
  * writes the next-token log-probabilities after `CHECK_IDS` to FILE (float64) and greedy tokens.
+ * `--serve`: after the warm-up, answers the paired decode's commands instead (`measure.ts`'s `serve`).
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { observedRows, planCompression, TEXT, type CompressOptions } from '../../sidecar/src/kv/index.js';
+import { observedRows, planCompression, TEXT, type CompressOptions, type KvCache } from '../../sidecar/src/kv/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
 import { argmax } from '../../sidecar/src/runtime/sampling.js';
-import { CHECK_IDS, emit, logSoftmax, promptIds, sideOptions } from './measure.js';
+import { CHECK_IDS, emit, logSoftmax, promptIds, serve, sideOptions } from './measure.js';
 import { currentRss, peakRss, resetPeak } from '../processMemory.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' } } });
+const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' }, serve: { type: 'boolean' } } });
 const options = sideOptions(values);
 const POLICY = 'text_prior_pivot_merge' as const;
 const BUDGET = { hhRatio: 0.1, recentRatio: 0.1 }; // LOOK-M 20%: half heavy hitters, half recent
@@ -29,11 +30,67 @@ async function settle(): Promise<void> {
   }
 }
 
+type Runtime = Awaited<ReturnType<typeof OnnxModelRuntime.load>>;
+type Prefilled = Awaited<ReturnType<Runtime['prefill']>>;
+const positions = (n: number, from = 0) => Int32Array.from({ length: n }, (_, i) => from + i);
+const text = (n: number) => new Int32Array(n).fill(TEXT);
+const compressOptions = (runtime: Runtime): CompressOptions => ({ policy: POLICY, budget: BUDGET, numQueryHeads: runtime.info.heads, matcher: runtime.matcher });
+
+/** A real prefill of `promptIds(length)`, observing what LOOK-M's policy needs; returns the seconds it took. */
+async function prefillPrompt(runtime: Runtime, cache: KvCache, length: number): Promise<{ prefilled: Prefilled; seconds: number }> {
+  const ids = promptIds(length);
+  const started = performance.now();
+  const prefilled = await runtime.prefill(cache, runtime.decoder.embed(ids), positions(length), text(length), { windowRows: observedRows(compressOptions(runtime), length, length) });
+  return { prefilled, seconds: (performance.now() - started) / 1000 };
+}
+
+/** LOOK-M 20% on every layer of a prefilled cache. */
+async function compressAll(runtime: Runtime, cache: KvCache, prefilled: Prefilled): Promise<void> {
+  for (const [i, layer] of cache.layers.entries()) {
+    const plan = await planCompression(layer, { ...compressOptions(runtime), windowScores: prefilled.windowScores?.[i] });
+    if (plan) cache.compact(i, plan);
+  }
+}
+
+/** The paired decode's commands on one conversation at a time. */
+function serveRuntime(runtime: Runtime): Promise<void> {
+  let held: { cache: KvCache; prefilled: Prefilled; length: number } | undefined;
+  const conversation = () => {
+    if (!held) throw new Error('no prefilled conversation: send prefill first');
+    return held;
+  };
+  return serve({
+    prefill: async (length) => {
+      held?.cache.release();
+      const cache = runtime.createCache();
+      held = { cache, prefilled: (await prefillPrompt(runtime, cache, length)).prefilled, length };
+    },
+    decode: async (steps) => {
+      const { cache, prefilled, length } = conversation();
+      const undo = cache.mark();
+      let token = argmax(await runtime.decodeStep(cache, argmax(prefilled.logits), length)); // untimed
+      let position = length + 1;
+      const started = performance.now();
+      for (let s = 0; s < steps; s++) token = argmax(await runtime.decodeStep(cache, token, position++));
+      const msPerStep = (performance.now() - started) / steps;
+      undo();
+      return msPerStep;
+    },
+    compress: async () => {
+      const { cache, prefilled } = conversation();
+      await compressAll(runtime, cache, prefilled);
+    },
+    release: async () => {
+      held?.cache.release();
+      held = undefined;
+      await settle();
+    },
+  });
+}
+
 async function main(): Promise<void> {
   const runtime = await OnnxModelRuntime.load(options.model, { threads: options.threads });
   emit({ event: 'ready', at: Date.now(), loadPeakRssBytes: peakRss(), rssBytes: currentRss() });
-  const positions = (n: number, from = 0) => Int32Array.from({ length: n }, (_, i) => from + i);
-  const text = (n: number) => new Int32Array(n).fill(TEXT);
 
   if (options.check) {
     const cache = runtime.createCache();
@@ -50,18 +107,17 @@ async function main(): Promise<void> {
   const warmed = await runtime.prefill(warm, runtime.decoder.embed(warmIds), positions(8), text(8));
   await runtime.decodeStep(warm, argmax(warmed.logits), 8);
   warm.release();
+  if (options.serve) {
+    await serveRuntime(runtime);
+    return runtime.release();
+  }
 
   for (const L of options.lengths) {
     await settle();
     const rssBefore = currentRss();
     const reset = resetPeak();
-    const ids = promptIds(L);
-    const modality = text(L);
-    const compress: CompressOptions = { policy: POLICY, budget: BUDGET, numQueryHeads: runtime.info.heads, matcher: runtime.matcher };
     const cache = runtime.createCache();
-    let started = performance.now();
-    const prefilled = await runtime.prefill(cache, runtime.decoder.embed(ids), positions(L), modality, { windowRows: observedRows(compress, L, L) });
-    const prefillS = (performance.now() - started) / 1000;
+    const { prefilled, seconds: prefillS } = await prefillPrompt(runtime, cache, L);
     let token = argmax(prefilled.logits);
     let position = L;
     const decode = async (): Promise<number> => {
@@ -72,11 +128,8 @@ async function main(): Promise<void> {
     };
     const fullDecode = await decode();
     const fullKvBytes = cache.allocatedBytes;
-    started = performance.now();
-    for (const [i, layer] of cache.layers.entries()) {
-      const plan = await planCompression(layer, { ...compress, windowScores: prefilled.windowScores?.[i] });
-      if (plan) cache.compact(i, plan);
-    }
+    const started = performance.now();
+    await compressAll(runtime, cache, prefilled);
     const compressS = (performance.now() - started) / 1000;
     const lookmKvBytes = cache.allocatedBytes;
     const lookmDecode = await decode();

@@ -3,6 +3,7 @@
  * rounds, reduced to medians per side and length, and this project's figures as ratios to
  * llama.cpp's (above 1: ours faster for tokens/s, ours bigger / slower for RSS and load time).
  */
+import type { PairedBurst } from './paired.js';
 
 /** One side process's records, as `oursSide.ts` / `llamaSide.ts` print them, plus its load time. */
 export interface SideRun {
@@ -115,4 +116,43 @@ export function logProbDifference(a: Float64Array, b: Float64Array): { maxAbs: n
     }
   }
   return { maxAbs, at };
+}
+
+/** One figure of the paired decode: the median over rounds of ours / the peer's tokens/s in the same round, and their range. */
+export interface PairedRatio {
+  median: number;
+  min: number;
+  max: number;
+  rounds: number;
+}
+
+export interface PairedRatios {
+  peer: string;
+  /** Ours on the full cache against the peer's, per length. */
+  decodeFull: Record<number, PairedRatio>;
+  /** Ours on LOOK-M 20% against the peer's full cache, per length. */
+  decodeLookm: Record<number, PairedRatio>;
+}
+
+/**
+ * Ours / the peer's decode rate, round by round (each round's bursts ran back to back): a round's
+ * ratio is the peer's milliseconds per step over ours. Rounds where either side has no burst are
+ * left out.
+ */
+export function pairedRatios(bursts: readonly PairedBurst[], peer: string): PairedRatios {
+  const lengths = [...new Set(bursts.map((b) => b.length))].sort((a, b) => a - b);
+  const figure = (length: number, phase: PairedBurst['phase']): PairedRatio | undefined => {
+    const ms = (side: string, round: number) => bursts.find((b) => b.length === length && b.phase === phase && b.round === round && b.side === side)?.msPerStep;
+    const rounds = [...new Set(bursts.filter((b) => b.length === length && b.phase === phase).map((b) => b.round))];
+    const each = defined(rounds.map((r) => {
+      const [ours, theirs] = [ms('ours', r), ms(peer, r)];
+      return ours !== undefined && theirs !== undefined ? theirs / ours : undefined;
+    }));
+    return each.length ? { median: median(each), min: Math.min(...each), max: Math.max(...each), rounds: each.length } : undefined;
+  };
+  const per = (phase: PairedBurst['phase']) => Object.fromEntries(lengths.flatMap((L) => {
+    const f = figure(L, phase);
+    return f ? [[L, f]] : [];
+  }));
+  return { peer, decodeFull: per('full'), decodeLookm: per('lookm') };
 }

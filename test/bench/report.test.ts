@@ -1,7 +1,7 @@
 /** The benchmark report's table: ratios against targets, marked met, missed or not measured. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { reportMarkdown, reportRows, reportSvg, type EvalScore, type Inputs } from '../../bench/reportTable.js';
+import { reportMarkdown, reportRows, reportSvg, type EvalScore, type Inputs, type LlamacppResults } from '../../bench/reportTable.js';
 
 const score = (policy: string, budget: number, accuracy: number, meanKl: number): EvalScore => ({ policy, mode: 'improved', budget, accuracy, answersIdentical: accuracy, meanKl, failed: 0 });
 
@@ -60,6 +60,25 @@ describe('benchmark report', () => {
     assert.equal(row('peak RSS of the whole process').met, false);
     assert.equal(row('load time').met, true);
     assert.equal(row('compression of all layers').measured, '4096: 0.020, 8192: 0.025');
+  });
+
+  it('reads the decode figures from the paired decode when the run has it, and says so', () => {
+    const figure = (median: number) => ({ median, min: median - 0.1, max: median + 0.1, rounds: 8 });
+    const paired: NonNullable<LlamacppResults['paired']> = {
+      rounds: 8,
+      ratios: [
+        { peer: 'llama-f16', decodeFull: { 100: figure(1.05), 4096: figure(0.95) }, decodeLookm: { 8192: figure(1.4) } },
+        { peer: 'llama-f32', decodeFull: { 100: figure(1.2) }, decodeLookm: {} },
+      ],
+    };
+    const withPaired = reportRows({ ...inputs, llamacpp: { ...inputs.llamacpp!, paired } });
+    const at = (prefix: string) => withPaired.find((r) => r.figure.startsWith(prefix))!;
+    const at100 = at('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 100 tokens');
+    assert.equal(at100.met, true, 'paired 1.05, although the separate processes said 0.66');
+    assert.match(at100.note, /paired, median of 8 rounds \(0\.95-1\.15\); separate processes: 0\.66; vs llama.cpp with F32 KV: 1\.20/);
+    assert.equal(at('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 4096 tokens').met, false, 'paired 0.95, although the separate processes said 1.02');
+    assert.match(at('decode tokens/s, full cache, ours / llama.cpp (F16 KV) at 8192 tokens').note, /^separate processes/, 'no pair at 8K: the separate figure');
+    assert.equal(at('decode tokens/s, LOOK-M 20% / llama.cpp full cache, at 8K').met, true);
   });
 
   it('never claims what was not measured', () => {

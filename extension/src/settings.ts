@@ -29,6 +29,7 @@ export const SETTINGS = {
   stateMaxAgeDays: { key: 'state.maxAgeDays', default: 90, restart: true },
   stateMaxMb: { key: 'state.maxMb', default: 1024, restart: true },
   prefillChunk: { key: 'prefillChunk', default: 512, restart: true },
+  packedWeightsMb: { key: 'packedWeights.cacheMb', default: 8192, restart: true },
   hubEndpoint: { key: 'hubEndpoint', default: '', restart: false },
 } as const;
 
@@ -67,6 +68,6 @@ export function sidecarArgs(settings: Settings, stateDir: string): string[] {
   args.push('--device', settings.executionProvider, '--max-image-pixels', String(settings.maxImagePixels), '--weight-bits', String(settings.weightBits), '--log-level', settings.logLevel);
   if (settings.threads > 0) args.push('--threads', String(settings.threads));
   args.push('--max-sessions', String(settings.stateMaxSessions), '--session-max-age-days', String(settings.stateMaxAgeDays), '--state-max-mb', String(settings.stateMaxMb));
-  args.push('--prefill-chunk', String(settings.prefillChunk), '--cold-budget-mb', String(settings.coldBudgetMb));
+  args.push('--prefill-chunk', String(settings.prefillChunk), '--cold-budget-mb', String(settings.coldBudgetMb), '--packed-weights-mb', String(settings.packedWeightsMb));
   return args;
 }

@@ -4,7 +4,7 @@
  * (`{"port", "pid", "version"}`) once it listens, logs JSON lines to stderr. The WebSocket upgrade
  * must carry the secret from the LOOKM_SIDECAR_TOKEN environment variable.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { version } from '../../package.json';
 import { LIMITS, TOKEN_ENV } from './protocol/index.js';
@@ -14,7 +14,10 @@ import { parseDeviceRequest } from './runtime/deviceRequest.js';
 import { SidecarServer } from './server/server.js';
 import { DEFAULT_RETENTION } from './session/store.js';
 
-const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--cold-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|8|4] [--prefill-chunk 512] [--log-level info]';
+const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--cold-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|8|4] [--prefill-chunk 512] [--packed-weights-mb 8192] [--packed-weights-dir DIR] [--log-level info]';
+
+/** Disk for onnxruntime's packed weights kept between loads: about twice a model's float32 weights each. */
+const DEFAULT_PACKED_WEIGHTS_MB = 8192;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -35,6 +38,8 @@ async function main(): Promise<void> {
       'max-image-pixels': { type: 'string' },
       'weight-bits': { type: 'string' },
       'prefill-chunk': { type: 'string' },
+      'packed-weights-mb': { type: 'string' },
+      'packed-weights-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -60,6 +65,11 @@ async function main(): Promise<void> {
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
   const prefillChunk = values['prefill-chunk'] === undefined ? undefined : Number(values['prefill-chunk']);
   if (prefillChunk !== undefined && !(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new Error(`--prefill-chunk must be a positive integer (tokens per prefill run), got ${values['prefill-chunk']}`);
+  // onnxruntime's packed weights, kept between loads: beside the conversations unless told where; nowhere without either.
+  const packedDir = values['packed-weights-dir'] ?? (values['state-dir'] ? join(values['state-dir'], 'packed-weights') : undefined);
+  const packedMb = values['packed-weights-mb'] === undefined ? DEFAULT_PACKED_WEIGHTS_MB : Number(values['packed-weights-mb']);
+  if (!(values['packed-weights-mb']?.trim() !== '' && packedMb >= 0 && Number.isFinite(packedMb))) throw new Error(`--packed-weights-mb must be a non-negative number of MiB (0: pack the weights at every load, keep none), got ${values['packed-weights-mb']}`);
+  const packedBytes = Math.floor(packedMb * 2 ** 20);
   const retention = {
     maxSessions: limit(values['max-sessions'], '--max-sessions', DEFAULT_RETENTION.maxSessions, true),
     maxAgeDays: limit(values['session-max-age-days'], '--session-max-age-days', DEFAULT_RETENTION.maxAgeDays, false),
@@ -81,6 +91,7 @@ async function main(): Promise<void> {
     coldBudgetBytes: coldBudgetMb === undefined ? undefined : Math.floor(coldBudgetMb * 2 ** 20),
     stateDir: values['state-dir'] ? resolve(values['state-dir']) : undefined,
     allowedDirs: values['allow-dir']?.map((dir) => resolve(dir)),
+    packedWeights: packedDir ? { dir: resolve(packedDir), budgetBytes: packedBytes } : undefined,
   });
   const bound = await server.listen();
   process.stdout.write(`${JSON.stringify({ port: bound, pid: process.pid, version })}\n`);

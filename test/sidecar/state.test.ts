@@ -142,4 +142,24 @@ describe('state folder', () => {
     }
     await assert.rejects(startSidecar(['--state-dir', dir, '--max-sessions=1.5']), /--max-sessions must be a non-negative integer/);
   });
+
+  it("keeps the model's packed weights beside the conversations, so a restarted sidecar maps them; --packed-weights-mb 0 keeps none", async () => {
+    const load = async (dir: string, args: string[] = []) => {
+      const sidecar = await startSidecar(['--state-dir', dir, ...args]);
+      try {
+        await ready(sidecar);
+      } finally {
+        sidecar.process.kill();
+        await sidecar.exited;
+      }
+      const packed = join(dir, 'packed-weights');
+      return existsSync(packed) ? readdirSync(packed).filter((name) => existsSync(join(packed, name, 'complete'))) : [];
+    };
+    const dir = join(work, 'packed');
+    const first = await load(dir);
+    assert.equal(first.length, 2, 'the vision tower and the decoder');
+    assert.deepEqual(await load(dir), first, 'the same entries, used again');
+    assert.deepEqual(await load(join(work, 'unpacked'), ['--packed-weights-mb', '0']), []);
+    await assert.rejects(startSidecar(['--state-dir', dir, '--packed-weights-mb=-1']), /--packed-weights-mb must be a non-negative number of MiB/);
+  });
 });

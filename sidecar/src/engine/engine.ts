@@ -16,6 +16,7 @@ import { resolveDevice, type ResolvedDevice } from '../runtime/device.js';
 import type { DeviceRequest } from '../runtime/deviceRequest.js';
 import type { ModelRuntime } from '../runtime/modelRuntime.js';
 import { OnnxModelRuntime } from '../runtime/onnxModelRuntime.js';
+import { PackedWeightsCache } from '../runtime/packedWeights.js';
 import { Conversation, FeatureCache, MemoryImageStore, type ImageStore } from '../session/conversation.js';
 import { SessionStore, type RetentionRules } from '../session/store.js';
 
@@ -45,6 +46,11 @@ export interface EngineOptions {
    * `createSession` places every session there). Default: the CPU.
    */
   device?: DeviceRequest;
+  /**
+   * Where onnxruntime's prepacked weights are kept between loads (`PackedWeightsCache`), and the most
+   * disk they may take; unset or a budget of 0: the weights are packed at every load.
+   */
+  packedWeights?: { dir: string; budgetBytes: number };
 }
 
 /** What a call may report while it runs, and how it learns that its client gave up. */
@@ -325,6 +331,16 @@ export class Engine {
     return this.device;
   }
 
+  /** The packed-weights cache of the options, reporting to the log and, while it saves an entry, to the load's progress. */
+  private packedWeights(onProgress: (step: string) => void): PackedWeightsCache | undefined {
+    const options = this.options.packedWeights;
+    if (!options || options.budgetBytes <= 0) return undefined;
+    return new PackedWeightsCache(options.dir, options.budgetBytes, (event) => {
+      if (event.event === 'saving') onProgress(`packing the weights and saving them for faster loads (once per model, about ${Math.round(event.bytes / 2 ** 20)} MiB on disk)`);
+      this.log.log(event.event === 'skipped' || event.event === 'discarded' ? 'warn' : 'info', 'packed weights', { ...event });
+    });
+  }
+
   private async replaceModel(path: string, onProgress: (step: string) => void): Promise<ModelInfo> {
     if (this.model.state === 'ready' && this.model.path === path) return this.model.info;
     const previous = this.model.state === 'ready' ? this.model : null;
@@ -333,7 +349,8 @@ export class Engine {
     this.log.log('info', 'loading model', { path });
     try {
       const device = await this.resolvedDevice();
-      const runtime = await OnnxModelRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, device, onProgress });
+      const packedWeights = this.packedWeights(onProgress);
+      const runtime = await OnnxModelRuntime.load(path, { threads: this.options.threads, maxImagePixels: this.options.maxImagePixels, weightBits: this.options.weightBits, prefillChunk: this.options.prefillChunk, device, onProgress, packedWeights });
       const info = describe(runtime, path);
       this.model = { state: 'ready', path, runtime, info };
       // Caches and image features belong to the previous model: conversations rebuild on their next turn.

@@ -24,6 +24,7 @@ import { TextDecoder, type DecoderShape } from './textDecoder.js';
 import { createOrtMatcher } from './ortMatcher.js';
 import { VisionEncoder } from './visionEncoder.js';
 import { graphOptionsFor, type ResolvedDevice } from './device.js';
+import type { PackedWeightsCache } from './packedWeights.js';
 import { DeviceKvGraphs } from './deviceKv.js';
 import { DeviceRows } from './deviceRows.js';
 
@@ -43,6 +44,8 @@ export interface LoadOptions {
   device?: ResolvedDevice;
   /** false: hand onnxruntime the weights in a buffer even where it could read them from the files (`SessionOptions.weightsFromFiles`; default true). */
   weightsFromFiles?: boolean;
+  /** Prepacked weights kept between loads (CPU, float32 weights read from the files); unset: packed at every load. */
+  packedWeights?: PackedWeightsCache;
 }
 
 const CPU_DEVICE: ResolvedDevice = { requested: 'cpu', provider: 'cpu', adapter: 'CPU', reason: 'default' };
@@ -94,7 +97,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     const threads = options.threads ?? Math.max(1, cpus().length);
     const { prefillChunk = DEFAULT_PREFILL_CHUNK, device = CPU_DEVICE } = options;
     // The checkpoint is read as it is: onnxruntime may read its float32 weights from the files itself.
-    const sessionOptions = { threads, provider: device.provider, weightsFromFiles: options.weightsFromFiles ?? true };
+    const sessionOptions = { threads, provider: device.provider, weightsFromFiles: options.weightsFromFiles ?? true, packedWeights: options.packedWeights };
     if (!(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new RangeError(`prefill chunk must be a positive integer, got ${prefillChunk}`);
     progress('reading config and weights index');
     const checkpoint = Checkpoint.open(dir);

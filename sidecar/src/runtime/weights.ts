@@ -3,6 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import type { WeightPool } from '../model/graph/weightPool.js';
 import { providerSessionOptions, type ExecutionProvider } from './device.js';
+import type { PackedWeightsCache } from './packedWeights.js';
 
 export interface SessionOptions {
   /** onnxruntime intra-op threads; unset, onnxruntime ran several times slower on 2 cores. */
@@ -16,6 +17,8 @@ export interface SessionOptions {
    * `readFloat32Into` must leave it off: onnxruntime would read the file's).
    */
   weightsFromFiles?: boolean;
+  /** Where weights read from the files keep their prepacked form between loads (`PackedWeightsCache`); unset: packed at every load. */
+  packedWeights?: PackedWeightsCache;
 }
 
 /**
@@ -40,16 +43,21 @@ export function modelSessionOptions(options: SessionOptions, deviceOutputs: read
  * therefore our buffer plus onnxruntime's copy, while `create` runs.
  */
 export function createSession(model: Uint8Array, weights: WeightPool, options: SessionOptions, deviceOutputs: readonly string[] = []): Promise<ort.InferenceSession> {
-  const files = options.weightsFromFiles && (options.provider ?? 'cpu') === 'cpu' ? weights.fileRanges() : null;
-  if (files) {
-    // onnxruntime reads each tensor from its file (measured on the 8-layer benchmark checkpoint: the
-    // create peak loses our buffer, bench/results/load.txt); relative names inside `folder` only.
-    // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
-    // session lives: on Windows the file cannot be deleted until the model is unloaded.
-    const extra = { session: { model_external_initializers_file_folder_path: files.folder } };
-    return ort.InferenceSession.create(retarget(model, files.ranges), { ...modelSessionOptions(options, deviceOutputs), extra });
+  const sessionOptions = modelSessionOptions(options, deviceOutputs);
+  const onCpu = (options.provider ?? 'cpu') === 'cpu';
+  const files = options.weightsFromFiles && onCpu ? weights.fileRanges() : null;
+  // onnxruntime reads each tensor from its file (measured on the 8-layer benchmark checkpoint: the
+  // create peak loses our buffer, bench/results/load.txt); relative names inside `folder` only.
+  // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
+  // session lives: on Windows the file cannot be deleted until the model is unloaded.
+  const graph = files ? retarget(model, files.ranges) : model;
+  const where = () => (files ? { folder: files.folder } : { externalData: weights.load() });
+  if (options.packedWeights && onCpu) {
+    return options.packedWeights.createSession({ model: graph, sources: weights.sourceFiles(), weightBytes: weights.bytes, weights: where }, sessionOptions);
   }
-  return ort.InferenceSession.create(model, { externalData: [weights.load()], ...modelSessionOptions(options, deviceOutputs) });
+  const source = where();
+  if ('folder' in source) return ort.InferenceSession.create(graph, { ...sessionOptions, extra: { session: { model_external_initializers_file_folder_path: source.folder } } });
+  return ort.InferenceSession.create(graph, { externalData: [source.externalData], ...sessionOptions });
 }
 
 /** The model with each external initializer named in `ranges` pointing at its place in a file instead of the pool's buffer. */

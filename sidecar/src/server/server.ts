@@ -107,8 +107,8 @@ export class SidecarServer {
     if (!LOOPBACK.has(options.host)) throw new RangeError(`--host must be a loopback address (127.0.0.1 or ::1), got ${options.host}`);
     if (options.token.length < 16) throw new RangeError('the sidecar token must be at least 16 characters');
     this.exited = new Promise((resolveExit) => (this.exit = resolveExit));
-    const { threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits, prefillChunk, device, coldBudgetBytes } = options;
-    this.engine = new EngineHost({ threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits, prefillChunk, device, coldBudgetBytes }, options.log);
+    const { threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits, prefillChunk, device, coldBudgetBytes, packedWeights } = options;
+    this.engine = new EngineHost({ threads, kvBudgetBytes, stateDir, retention, maxImagePixels, weightBits, prefillChunk, device, coldBudgetBytes, packedWeights }, options.log);
   }
 
   async listen(): Promise<number> {

@@ -83,6 +83,11 @@ export class WeightPool {
     return folder === null ? null : { folder, ranges };
   }
 
+  /** The checkpoint files the registered tensors are read from. */
+  sourceFiles(): string[] {
+    return [...new Set(this.tensors.map((t) => realpathSync(this.checkpoint.entry(t.canonical, t.shape).file)))];
+  }
+
   get initializers(): ExternalTensor[] {
     return this.tensors.map((t) => t.external);
   }

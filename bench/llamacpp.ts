@@ -26,10 +26,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CHECK_IDS } from './llamacpp/measure.js';
 import { pairedDecode, type PairedBurst } from './llamacpp/paired.js';
+import type { PackedWeightsEvent } from '../sidecar/src/runtime/packedWeights.js';
 import { convertToGguf } from './llamacpp/toGguf.js';
 import { compressionShare, logProbDifference, pairedRatios, ratios, sideMedians, type PairedRatio, type PairedRatios, type Ratios, type SideMedians, type SideRun, type TurnRecord } from './llamacpp/summary.js';
 
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '2' },
     steps: { type: 'string', default: '8' },
     'paired-rounds': { type: 'string', default: '8' },
+    'packed-weights': { type: 'string', default: 'on' },
     threads: { type: 'string', default: '2' },
     sides: { type: 'string', default: 'ours,llama-f16,llama-f32' },
     name: { type: 'string', default: 'llamacpp' },
@@ -113,17 +115,21 @@ interface ChildResult {
   loadAverage: [number, number];
 }
 
-/** Node's arguments for a side's process (`extra`: `--check FILE`, `--serve`). */
+/** Where ours keeps its packed weights between loads (`--packed-weights on`, as the sidecar does), or null. */
+const packedDir = values['packed-weights'] === 'off' ? null : join(root, 'bench/.models/packed-weights');
+if (!['on', 'off'].includes(values['packed-weights'])) throw new Error(`--packed-weights: on or off, not "${values['packed-weights']}"`);
+
+/** Node's arguments for a side's process (`extra`: `--check FILE`, `--serve`, `--prepare`). */
 function sideArgs(side: Side, models: { dir: string; gguf: string }, extra: string[]): string[] {
   const common = ['--lengths', values.lengths, '--steps', values.steps, '--threads', values.threads, ...extra];
   return side === 'ours'
-    ? ['--expose-gc', '--import', 'tsx', join(__dirname, 'llamacpp/oursSide.ts'), '--model', models.dir, ...common]
+    ? ['--expose-gc', '--import', 'tsx', join(__dirname, 'llamacpp/oursSide.ts'), '--model', models.dir, ...(packedDir ? ['--packed-weights', packedDir] : []), ...common]
     : ['--import', 'tsx', join(__dirname, 'llamacpp/llamaSide.ts'), '--model', models.gguf, '--kv', side === 'llama-f16' ? 'f16' : 'f32', ...common];
 }
 
 /** One side in its own process: its JSON lines, and the time from spawn to its `ready` line. */
-function runSide(side: Side, round: number, models: { dir: string; gguf: string }, check: string | undefined): Promise<ChildResult> {
-  const args = sideArgs(side, models, check ? ['--check', check] : []);
+function runSide(side: Side, round: number, models: { dir: string; gguf: string }, extra: string[]): Promise<ChildResult> {
+  const args = sideArgs(side, models, extra);
   const before = loadavg()[0];
   const spawned = Date.now();
   const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -226,6 +232,10 @@ function markdown(results: Results): string {
     '|---|---|---|---|',
     ...whole,
     '',
+    results.packedWeights
+      ? `Ours loads as a sidecar does after its first start: it maps the weights onnxruntime packed and saved in \`${relative(root, results.packedWeights.dir)}\` (\`PackedWeightsCache\`). The first load of this run ${results.packedWeights.events.some((e) => e.event === 'saved') ? 'packed and saved them' : 'found them there'} in ${x(results.packedWeights.firstLoadS, 1)} s (not in the medians; \`--packed-weights off\` packs at every load).`
+      : 'Ours packs its weights at every load (`--packed-weights off`).',
+    '',
     `Weights read per decode step (the F32 GGUF, ${(results.weightsBytes / 1e6).toFixed(0)} MB) times the decode rate at ${shortest} tokens: ${streamed.join(', ')}.`,
     '',
     `Raw per-round records: \`${results.name}.json\`.`,
@@ -262,6 +272,8 @@ interface Results {
   compressionShare: Record<number, number>;
   /** The paired decode (`llamacpp/paired.ts`): every side loaded at once, bursts in turn; null with --paired-rounds 0. */
   paired: { rounds: number; steps: number; pauseMs: number; ratios: PairedRatios[]; bursts: PairedBurst[] } | null;
+  /** Ours keeps its packed weights between loads (`--packed-weights on`): the first load, which packed and saved them or found them, untimed in the medians. */
+  packedWeights: { dir: string; firstLoadS: number; events: PackedWeightsEvent[] } | null;
   /** Bytes of the F32 GGUF: every weight a decode step reads (projections and the tied LM head). */
   weightsBytes: number;
   runs: (SideRun & { loadAverage: [number, number] })[];
@@ -278,7 +290,15 @@ async function main(): Promise<void> {
   for (const s of sides) if (!SIDES.includes(s)) throw new Error(`--sides: unknown side "${s}" (${SIDES.join(', ')})`);
   ensurePeer();
   const models = ensureModels();
-  warmPageCache([...readdirSync(models.dir).map((f) => join(models.dir, f)), models.gguf]);
+  // The first load with a packed-weights folder packs and saves its entry; the timed loads map it (as a sidecar's later starts do).
+  let packed: Results['packedWeights'] = null;
+  if (packedDir && sides.includes('ours')) {
+    process.stderr.write(`ours: a first load, to pack and save the weights in ${packedDir} (or find them there) ...\n`);
+    const first = await runSide('ours', 0, models, ['--prepare']);
+    packed = { dir: packedDir, firstLoadS: first.run.loadS, events: first.ready.packedWeights as PackedWeightsEvent[] };
+  }
+  const entries = packedDir && existsSync(packedDir) ? readdirSync(packedDir).map((f) => join(packedDir, f)).filter((f) => statSync(f).isDirectory()).flatMap((d) => readdirSync(d).map((f) => join(d, f))) : [];
+  warmPageCache([...readdirSync(models.dir).map((f) => join(models.dir, f)), models.gguf, ...entries]);
   const config = JSON.parse(readFileSync(join(models.dir, 'config.json'), 'utf8')) as { text_config?: { num_hidden_layers?: number; hidden_size?: number } };
   const checkFiles = { ours: join(root, `bench/.models/check-ours-${process.pid}.bin`), llama: join(root, `bench/.models/check-llama-${process.pid}.bin`) };
   const loadStart = loadavg()[0];
@@ -289,7 +309,7 @@ async function main(): Promise<void> {
     for (const side of order) {
       const check = round === 1 && (side === 'ours' || side === 'llama-f32') ? checkFiles[side === 'ours' ? 'ours' : 'llama'] : undefined;
       process.stderr.write(`round ${round}/${rounds}: ${side} (load average ${loadavg()[0].toFixed(1)}) ...\n`);
-      const result = await runSide(side, round, models, check);
+      const result = await runSide(side, round, models, check ? ['--check', check] : []);
       runs.push({ ...result.run, loadAverage: result.loadAverage });
       if (result.check) greedy[side === 'ours' ? 'ours' : 'llama'] = result.check.greedy;
     }
@@ -325,6 +345,7 @@ async function main(): Promise<void> {
     ratios: medians.ours ? (['llama-f16', 'llama-f32'] as const).filter((p) => medians[p]).map((p) => ratios(medians.ours!, medians[p]!, p)) : [],
     compressionShare: medians.ours ? compressionShare(medians.ours) : {},
     paired,
+    packedWeights: packed,
     weightsBytes: statSync(models.gguf).size,
     runs,
   };

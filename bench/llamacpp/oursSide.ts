@@ -7,16 +7,20 @@
  * the compressed cache, with the RSS high-water mark of that turn (reset before it); `--check` first
  * writes the next-token log-probabilities after `CHECK_IDS` to FILE (float64) and greedy tokens.
  * `--serve`: after the warm-up, answers the paired decode's commands instead (`measure.ts`'s `serve`).
+ * `--packed-weights DIR`: the runtime keeps its packed weights there between loads
+ * (`PackedWeightsCache`, what the sidecar does beside its state folder); `--prepare`: load, print
+ * `ready` (with the cache's events) and exit, so that the timed loads map an entry.
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { observedRows, planCompression, TEXT, type CompressOptions, type KvCache } from '../../sidecar/src/kv/index.js';
 import { OnnxModelRuntime } from '../../sidecar/src/runtime/onnxModelRuntime.js';
+import { PackedWeightsCache, type PackedWeightsEvent } from '../../sidecar/src/runtime/packedWeights.js';
 import { argmax } from '../../sidecar/src/runtime/sampling.js';
 import { CHECK_IDS, emit, logSoftmax, promptIds, serve, sideOptions } from './measure.js';
 import { currentRss, peakRss, resetPeak } from '../processMemory.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' }, serve: { type: 'boolean' } } });
+const { values } = parseArgs({ options: { model: { type: 'string' }, lengths: { type: 'string' }, steps: { type: 'string' }, threads: { type: 'string' }, check: { type: 'string' }, serve: { type: 'boolean' }, 'packed-weights': { type: 'string' }, prepare: { type: 'boolean' } } });
 const options = sideOptions(values);
 const POLICY = 'text_prior_pivot_merge' as const;
 const BUDGET = { hhRatio: 0.1, recentRatio: 0.1 }; // LOOK-M 20%: half heavy hitters, half recent
@@ -89,8 +93,12 @@ function serveRuntime(runtime: Runtime): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const runtime = await OnnxModelRuntime.load(options.model, { threads: options.threads });
-  emit({ event: 'ready', at: Date.now(), loadPeakRssBytes: peakRss(), rssBytes: currentRss() });
+  const packedEvents: PackedWeightsEvent[] = [];
+  const dir = values['packed-weights'];
+  const packedWeights = dir ? new PackedWeightsCache(dir, Number.MAX_SAFE_INTEGER, (event) => packedEvents.push(event)) : undefined;
+  const runtime = await OnnxModelRuntime.load(options.model, { threads: options.threads, packedWeights });
+  emit({ event: 'ready', at: Date.now(), loadPeakRssBytes: peakRss(), rssBytes: currentRss(), packedWeights: packedEvents });
+  if (values.prepare) return runtime.release();
 
   if (options.check) {
     const cache = runtime.createCache();

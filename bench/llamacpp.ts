@@ -13,7 +13,7 @@
  * first round checks that ours and llama.cpp F32 give the same next-token log-probabilities after a
  * short prompt (within 1e-3 over the whole vocabulary) and the same greedy tokens. Figures: prefill
  * and decode tokens/s per length, RSS high-water mark of the whole process and of each turn (reset
- * before it), load time from spawn to ready (every weight file read once first, so each side
+ * before it), load time from spawn to ready (a side's weight files read just before it, so each side
  * loads from the page cache); medians over rounds, ours / llama.cpp.
  *
  * Then the paired decode (`llamacpp/paired.ts`, `--paired-rounds`, 0 for none): every side loaded
@@ -71,9 +71,11 @@ function ensurePeer(): void {
 }
 
 /**
- * Reads every weight file once so that each side's load time is read from the page cache: the
- * first side of the first round otherwise pays the disk (measured: ours 12.5 s in round 1, 2.0 s
- * in round 2, from a cache that other files had evicted).
+ * Reads a side's weight files just before its load, so that each load is timed from the page
+ * cache: this VM pages out memory unused for about a minute (DAMON's `pageout` scheme, minimum age
+ * 12 x 5 s, in /sys/kernel/mm/damon/admin), so files read once at the start were back on disk by a
+ * later round (measured: ours 12.5 s in round 1, 2.0 s in round 2; 2.2 / 8.6 / 4.2 s over three
+ * rounds with one warm-up at the start).
  */
 function warmPageCache(files: string[]): void {
   const buffer = Buffer.alloc(16 << 20);
@@ -298,7 +300,7 @@ async function main(): Promise<void> {
     packed = { dir: packedDir, firstLoadS: first.run.loadS, events: first.ready.packedWeights as PackedWeightsEvent[] };
   }
   const entries = packedDir && existsSync(packedDir) ? readdirSync(packedDir).map((f) => join(packedDir, f)).filter((f) => statSync(f).isDirectory()).flatMap((d) => readdirSync(d).map((f) => join(d, f))) : [];
-  warmPageCache([...readdirSync(models.dir).map((f) => join(models.dir, f)), models.gguf, ...entries]);
+  const filesOf = (side: Side) => (side === 'ours' ? [...readdirSync(models.dir).map((f) => join(models.dir, f)), ...entries] : [models.gguf]);
   const config = JSON.parse(readFileSync(join(models.dir, 'config.json'), 'utf8')) as { text_config?: { num_hidden_layers?: number; hidden_size?: number } };
   const checkFiles = { ours: join(root, `bench/.models/check-ours-${process.pid}.bin`), llama: join(root, `bench/.models/check-llama-${process.pid}.bin`) };
   const loadStart = loadavg()[0];
@@ -309,6 +311,7 @@ async function main(): Promise<void> {
     for (const side of order) {
       const check = round === 1 && (side === 'ours' || side === 'llama-f32') ? checkFiles[side === 'ours' ? 'ours' : 'llama'] : undefined;
       process.stderr.write(`round ${round}/${rounds}: ${side} (load average ${loadavg()[0].toFixed(1)}) ...\n`);
+      warmPageCache(filesOf(side));
       const result = await runSide(side, round, models, check ? ['--check', check] : []);
       runs.push({ ...result.run, loadAverage: result.loadAverage });
       if (result.check) greedy[side === 'ours' ? 'ours' : 'llama'] = result.check.greedy;

@@ -51,10 +51,11 @@ export interface CacheableGraph {
   /** Bytes of the weights the session holds: the budget check before saving. */
   weightBytes: number;
   /**
-   * Where onnxruntime reads the weights: the folder of the files the model names, or a buffer of
-   * them (widened, quantized). Called only when there is no entry, so a load from one reads none.
+   * The session options with the weights (the folder of the files the model names, or a buffer of
+   * them, widened or quantized) and `config` among the session's entries. Called only when there is
+   * no entry, so a load from one reads no weights.
    */
-  weights(): { folder: string } | { externalData: { path: string; data: Uint8Array } };
+  withWeights(config?: Record<string, string>): ort.InferenceSession.SessionOptions;
 }
 
 export class PackedWeightsCache {
@@ -66,16 +67,11 @@ export class PackedWeightsCache {
   ) {}
 
   /**
-   * A session for `graph` with `options` (the CPU's): from its entry when there is one, else
+   * A session for `graph`: from its entry with `options` (the CPU's) when there is one, else
    * created as usual and, within the budget, saved as a new entry.
    */
   async createSession(graph: CacheableGraph, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-    const withWeights = (config: Record<string, string> = {}): ort.InferenceSession.SessionOptions => {
-      const weights = graph.weights();
-      if ('folder' in weights) return { ...options, extra: { session: { ...config, model_external_initializers_file_folder_path: weights.folder } } };
-      return { ...options, externalData: [weights.externalData], extra: { session: config } };
-    };
-    const plain = () => ort.InferenceSession.create(graph.model, withWeights());
+    const plain = () => ort.InferenceSession.create(graph.model, graph.withWeights());
     if (this.budgetBytes <= 0) return plain();
     const key = this.keyOf(graph);
     const entry = join(this.dir, key);
@@ -104,7 +100,7 @@ export class PackedWeightsCache {
     try {
       mkdirSync(partial, { recursive: true });
       session = await ort.InferenceSession.create(graph.model, {
-        ...withWeights({
+        ...graph.withWeights({
           optimized_model_external_initializers_file_name: DATA,
           optimized_model_external_initializers_min_size_in_bytes: '1024',
           save_external_prepacked_constant_initializers: '1',

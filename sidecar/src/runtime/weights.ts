@@ -51,13 +51,13 @@ export function createSession(model: Uint8Array, weights: WeightPool, options: S
   // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
   // session lives: on Windows the file cannot be deleted until the model is unloaded.
   const graph = files ? retarget(model, files.ranges) : model;
-  const where = () => (files ? { folder: files.folder } : { externalData: weights.load() });
-  if (options.packedWeights && onCpu) {
-    return options.packedWeights.createSession({ model: graph, sources: weights.sourceFiles(), weightBytes: weights.bytes, weights: where }, sessionOptions);
-  }
-  const source = where();
-  if ('folder' in source) return ort.InferenceSession.create(graph, { ...sessionOptions, extra: { session: { model_external_initializers_file_folder_path: source.folder } } });
-  return ort.InferenceSession.create(graph, { externalData: [source.externalData], ...sessionOptions });
+  const withWeights = (config: Record<string, string> = {}): ort.InferenceSession.SessionOptions =>
+    files
+      ? { ...sessionOptions, extra: { session: { ...config, model_external_initializers_file_folder_path: files.folder } } }
+      : { ...sessionOptions, externalData: [weights.load()], extra: { session: config } };
+  // A load from a kept entry reads no weights at all: `withWeights` is called only to pack them.
+  if (options.packedWeights && onCpu) return options.packedWeights.createSession({ model: graph, sources: weights.sourceFiles(), weightBytes: weights.bytes, withWeights }, sessionOptions);
+  return ort.InferenceSession.create(graph, withWeights());
 }
 
 /** The model with each external initializer named in `ranges` pointing at its place in a file instead of the pool's buffer. */

@@ -80,8 +80,7 @@ export class PackedWeightsCache {
       try {
         // Optimised already: optimising again would find nothing to change.
         const session = await ort.InferenceSession.create(join(entry, MODEL), { ...options, graphOptimizationLevel: 'disabled' });
-        const now = new Date();
-        utimesSync(entry, now, now); // most recently used
+        touch(entry);
         this.onEvent({ event: 'hit', entry });
         return session;
       } catch (error) {
@@ -176,6 +175,16 @@ function packingKernels(modelPath: string): string[] {
     for (const { key, value } of tensor.externalData ?? []) if (key?.startsWith('prepacked') && value) ops.add(value.split('+')[0]);
   }
   return [...ops];
+}
+
+/** Marks an entry most recently used (best effort: a read-only folder keeps its order). */
+function touch(entry: string): void {
+  try {
+    const now = new Date();
+    utimesSync(entry, now, now);
+  } catch {
+    // the order of eviction is all it changes
+  }
 }
 
 /** Best effort: a session of another process may still map the files (on Windows they cannot be removed until it ends). */

@@ -211,7 +211,9 @@ function markdown(results: Results): string {
     ...(Math.max(...results.loadAverage, ...results.runs.flatMap((r) => r.loadAverage)) > results.threads
       ? [`The load average exceeded the ${results.threads} thread(s) each side was given: llama.cpp's threads wait for each other at every graph node, so a descheduled thread stalls its steps (with more than one thread its decode can collapse); compare with a \`--threads 1\` run.`, '']
       : []),
-    `**Same outputs** (${CHECK_IDS.length}-token prompt, ours vs llama-f32): largest |Δ log-probability| over the ${results.check?.vocabulary ?? '?'} tokens ${results.check ? results.check.maxAbs.toExponential(2) : '–'} (tolerance ${TOLERANCE}): **${results.check?.pass ? 'pass' : 'FAIL'}**; greedy tokens ${results.check?.greedyIdentical ? 'identical' : 'DIFFERENT'} over ${results.check?.oursGreedy.length ?? 0} steps.`,
+    results.check
+      ? `**Same outputs** (${CHECK_IDS.length}-token prompt, ours vs llama-f32): largest |Δ log-probability| over the ${results.check.vocabulary} tokens ${results.check.maxAbs.toExponential(2)} (tolerance ${TOLERANCE}): **${results.check.pass ? 'pass' : 'FAIL'}**; greedy tokens ${results.check.greedyIdentical ? 'identical' : 'DIFFERENT'} over ${results.check.oursGreedy.length} steps.`
+      : '**Same outputs**: not checked in this run (the check compares ours with llama-f32: `--sides` must list both).',
     '',
     '## Ratios, ours / llama.cpp (tokens/s above 1: ours faster; RSS above 1: ours bigger)',
     '',

@@ -56,6 +56,14 @@ async function compressAll(runtime: Runtime, cache: KvCache, prefilled: Prefille
   }
 }
 
+/** One untimed greedy step (its allocations), then `steps` timed ones, from `token` at `position`: ms per timed step, and where they ended. */
+async function timedSteps(runtime: Runtime, cache: KvCache, token: number, position: number, steps: number): Promise<{ msPerStep: number; token: number; position: number }> {
+  token = argmax(await runtime.decodeStep(cache, token, position++));
+  const started = performance.now();
+  for (let s = 0; s < steps; s++) token = argmax(await runtime.decodeStep(cache, token, position++));
+  return { msPerStep: (performance.now() - started) / steps, token, position };
+}
+
 /** The paired decode's commands on one conversation at a time. */
 function serveRuntime(runtime: Runtime): Promise<void> {
   let held: { cache: KvCache; prefilled: Prefilled; length: number } | undefined;
@@ -72,11 +80,7 @@ function serveRuntime(runtime: Runtime): Promise<void> {
     decode: async (steps) => {
       const { cache, prefilled, length } = conversation();
       const undo = cache.mark();
-      let token = argmax(await runtime.decodeStep(cache, argmax(prefilled.logits), length)); // untimed
-      let position = length + 1;
-      const started = performance.now();
-      for (let s = 0; s < steps; s++) token = argmax(await runtime.decodeStep(cache, token, position++));
-      const msPerStep = (performance.now() - started) / steps;
+      const { msPerStep } = await timedSteps(runtime, cache, argmax(prefilled.logits), length, steps);
       undo();
       return msPerStep;
     },
@@ -129,10 +133,9 @@ async function main(): Promise<void> {
     let token = argmax(prefilled.logits);
     let position = L;
     const decode = async (): Promise<number> => {
-      token = argmax(await runtime.decodeStep(cache, token, position++)); // untimed first step
-      const t0 = performance.now();
-      for (let s = 0; s < options.steps; s++) token = argmax(await runtime.decodeStep(cache, token, position++));
-      return options.steps / ((performance.now() - t0) / 1000);
+      const ran = await timedSteps(runtime, cache, token, position, options.steps);
+      ({ token, position } = ran);
+      return 1000 / ran.msPerStep;
     };
     const fullDecode = await decode();
     const fullKvBytes = cache.allocatedBytes;

@@ -1,6 +1,6 @@
 /**
  * `node --import tsx bench/fullStep.ts --model DIR --code DIR_A[,DIR_B...] [--lengths 100,4096,8192]
- *   [--rounds 8] [--steps 8] [--orders both|listed]`:
+ *   [--rounds 8] [--steps 8] [--orders both|listed] [--packed-weights DIR]`:
  * whole decode steps (`runtime.decodeStep`: the decoder run, then the cache's append of the new
  * K/V and column sums) of each copy of `sidecar/` listed (e.g. an older commit extracted with
  * `git archive HEAD~1 sidecar | tar -x -C /tmp/old`), all loaded in this process. Each copy
@@ -15,8 +15,11 @@
  * measurement runs twice, each in its own process, the copies loaded as listed and reversed, and
  * `speedupOverFirst` is the geometric mean of the two (balanced for two copies; with more, reversing
  * evens out the first and the last places only). `--orders listed`: one process, the listed order.
+ * `--packed-weights DIR`: each copy that has a `PackedWeightsCache` loads with one there, as the
+ * sidecar does with a state folder (its first load writes the entry, untimed).
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { median } from './stats.js';
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
     orders: { type: 'string', default: 'both' },
+    'packed-weights': { type: 'string' },
   },
 });
 if (!values.model) throw new Error('--model DIR is required (a checkpoint, e.g. from tools/model/bench_model.py make)');
@@ -49,9 +53,12 @@ interface Runtime {
 
 async function load(root: string): Promise<{ runtime: Runtime; text: number }> {
   const src = join(resolve(root), 'sidecar/src');
-  const { OnnxModelRuntime } = (await import(join(src, 'runtime/onnxModelRuntime.ts'))) as { OnnxModelRuntime: { load(dir: string, options: { threads: number }): Promise<Runtime> } };
+  const { OnnxModelRuntime } = (await import(join(src, 'runtime/onnxModelRuntime.ts'))) as { OnnxModelRuntime: { load(dir: string, options: { threads: number; packedWeights?: unknown }): Promise<Runtime> } };
   const { TEXT } = (await import(join(src, 'kv/index.ts'))) as { TEXT: number };
-  return { runtime: await OnnxModelRuntime.load(String(values.model), { threads: Number(values.threads) }), text: TEXT };
+  const dir = values['packed-weights'];
+  const cacheModule = join(src, 'runtime/packedWeights.ts');
+  const packedWeights = dir && existsSync(cacheModule) ? new ((await import(cacheModule)) as { PackedWeightsCache: new (dir: string, budgetBytes: number) => unknown }).PackedWeightsCache(resolve(dir), Number.MAX_SAFE_INTEGER) : undefined;
+  return { runtime: await OnnxModelRuntime.load(String(values.model), { threads: Number(values.threads), packedWeights }), text: TEXT };
 }
 
 interface LengthResult {
@@ -64,7 +71,7 @@ interface LengthResult {
 
 /** This bench in a child process with the copies loaded in `codes`' order; its result lines. */
 function runOrder(codes: string[]): LengthResult[] {
-  const args = ['model', 'lengths', 'rounds', 'steps', 'threads'].flatMap((name) => [`--${name}`, String(values[name as keyof typeof values])]);
+  const args = ['model', 'lengths', 'rounds', 'steps', 'threads', 'packed-weights'].flatMap((name) => (values[name as keyof typeof values] === undefined ? [] : [`--${name}`, String(values[name as keyof typeof values])]));
   const out = execFileSync(process.execPath, [...process.execArgv, __filename, ...args, '--code', codes.join(','), '--orders', 'listed'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   return out.trim().split('\n').map((line) => JSON.parse(line) as LengthResult);
 }

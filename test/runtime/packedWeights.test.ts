@@ -5,9 +5,9 @@
  * quantized weights are kept quantized; a folder that cannot be written loads from memory.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { TEXT } from '../../sidecar/src/kv/index.js';
 import { OnnxModelRuntime, type LoadOptions } from '../../sidecar/src/runtime/onnxModelRuntime.js';
@@ -138,6 +138,23 @@ describe('packed weights kept between loads', () => {
     const second = recording(dir);
     assert.deepEqual(await logitsOf(fixture, { weightBits: 8, packedWeights: second.cache }), reference);
     assert.deepEqual(second.events.map((e) => e.event), ['hit']);
+  });
+
+  it("removes an older version's entries and a dead load's half-written folder when it writes an entry", async () => {
+    const dir = newDir();
+    const old = join(dir, '0123456789abcdef0123456789abcdef');
+    mkdirSync(old, { recursive: true });
+    for (const f of ['model.onnx', 'model.data', 'complete']) writeFileSync(join(old, f), '');
+    writeFileSync(join(dir, 'fedcba9876543210fedcba9876543210.refused'), 'packs with MatMulNBits\n');
+    // No process has a pid this large (Linux's limit is 2^22).
+    mkdirSync(join(dir, `aaaa.partial-${2 ** 30}`));
+    const live = join(dir, `bbbb.partial-${process.pid}`);
+    mkdirSync(live);
+    const { cache, events } = recording(dir);
+    await logitsOf(fixture, { packedWeights: cache });
+    assert.deepEqual(events.map((e) => e.event), ['saving', 'discarded', 'saved']);
+    assert.match((events[1] as { reason: string }).reason, /older version/);
+    assert.deepEqual(entries(dir), [basename(live), basename((events[2] as { entry: string }).entry)].sort(), 'a folder being written by a live process stays');
   });
 
   it('a budget of 0 keeps nothing', async () => {

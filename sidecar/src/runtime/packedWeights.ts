@@ -22,7 +22,7 @@
  * again; one that cannot write an entry loads the prepared weights from memory.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 
@@ -97,7 +97,7 @@ export class PackedWeightsCache {
       mkdirSync(partial, { recursive: true });
       graph.writeWeights(join(partial, graph.weightsFile));
       writeFileSync(join(partial, MODEL), graph.model);
-      writeFileSync(join(partial, COMPLETE), '');
+      writeFileSync(join(partial, COMPLETE), FORMAT);
       const bytes = folderBytes(partial);
       this.makeRoom(bytes, key);
       renameSync(partial, entry);
@@ -128,6 +128,7 @@ export class PackedWeightsCache {
 
   /** Removes the least recently used entries (never `keep`) until `bytes` more fit in the budget. */
   private makeRoom(bytes: number, keep: string): void {
+    this.removeLeftovers();
     const entries = readdirSync(this.dir, { withFileTypes: true })
       .filter((d) => d.isDirectory() && d.name !== keep && !d.name.includes('.partial-'))
       .map((d) => ({ path: join(this.dir, d.name), bytes: folderBytes(join(this.dir, d.name)), used: statSync(join(this.dir, d.name)).mtimeMs }))
@@ -140,9 +141,34 @@ export class PackedWeightsCache {
     }
   }
 
+  /** Entries (and markers) an older version wrote, never read since the format is in the key, and folders left half-written by a process that died. */
+  private removeLeftovers(): void {
+    for (const d of readdirSync(this.dir, { withFileTypes: true })) {
+      const path = join(this.dir, d.name);
+      const writer = /\.partial-(\d+)$/.exec(d.name);
+      if (writer) {
+        if (!isRunning(Number(writer[1]))) remove(path);
+      } else if (d.name.endsWith('.refused')) {
+        remove(path); // an older version's marker
+      } else if (d.isDirectory() && existsSync(join(path, COMPLETE)) && readFileSync(join(path, COMPLETE), 'utf8') !== FORMAT) {
+        this.discard(path, 'written by an older version');
+      }
+    }
+  }
+
   private discard(entry: string, reason: string): void {
     remove(entry);
     this.onEvent({ event: 'discarded', entry, reason });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: running, as another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -28,9 +28,9 @@ export type Linear = (x: string, prefix: string, outFeatures: number, inFeatures
  * onnxruntime's unpacked one-row kernels (`oneRow`, sessions run without prepacking): a weight at
  * least as wide as it is deep is held transposed, `[in, out]`, whose rows the kernel streams; a
  * narrower one stays `[out, in]`, and the kernel takes dot products along its long rows. Measured
- * on Qwen2-0.5B's shapes, one row, 2 threads (bench/README.md, "Weights laid out for one row"):
- * `[4864, 896]` 7% and the `[151936, 896]` head 17% faster transposed than prepacked, `[896, 4864]`
- * as fast as prepacked untransposed and 15% slower transposed.
+ * on Qwen2-0.5B's `[out, in]` shapes, one row, 2 threads (bench/README.md, "Weights laid out for
+ * one row"): `[4864, 896]` 8% and the `[151936, 896]` head 20% faster transposed than prepacked;
+ * `[896, 4864]` 5% faster untransposed than prepacked, and 16% slower transposed.
  */
 export function gemmWeight(weights: GraphContext['weights'], name: string, [out, inFeatures]: [number, number], oneRow: boolean): { weight: string; transB: 0 | 1 } {
   return oneRow && out >= inFeatures ? { weight: weights.useTransposed(name, [out, inFeatures]), transB: 0 } : { weight: weights.use(name, [out, inFeatures]), transB: 1 };

@@ -117,7 +117,7 @@ interface ChildResult {
   loadAverage: [number, number];
 }
 
-/** Where ours keeps its prepared weights between loads (`--packed-weights on`, as the sidecar does), or null. */
+/** Where ours keeps its packed weights between loads (`--packed-weights on`, as the sidecar does), or null. */
 const packedDir = values['packed-weights'] === 'off' ? null : join(root, 'bench/.models/packed-weights');
 if (!['on', 'off'].includes(values['packed-weights'])) throw new Error(`--packed-weights: on or off, not "${values['packed-weights']}"`);
 
@@ -237,8 +237,8 @@ function markdown(results: Results): string {
     ...whole,
     '',
     results.packedWeights
-      ? `Ours loads as a sidecar does after its first start: it maps the weights it prepared for the CPU (laid out for onnxruntime's unpacked one-row kernels) and saved in \`${relative(root, results.packedWeights.dir)}\` (\`PackedWeightsCache\`). The first load of this run ${results.packedWeights.events.some((e) => e.event === 'saved') ? 'prepared and saved them' : 'found them there'} in ${x(results.packedWeights.firstLoadS, 1)} s (not in the medians; \`--packed-weights off\` packs at every load).`
-      : 'Ours has onnxruntime pack its weights at every load (`--packed-weights off`).',
+      ? `Ours loads as a sidecar does after its first start: it maps the weights onnxruntime packed and saved in \`${relative(root, results.packedWeights.dir)}\` (\`PackedWeightsCache\`). The first load of this run ${results.packedWeights.events.some((e) => e.event === 'saved') ? 'packed and saved them' : 'found them there'} in ${x(results.packedWeights.firstLoadS, 1)} s (not in the medians; \`--packed-weights off\` packs at every load).`
+      : 'Ours packs its weights at every load (`--packed-weights off`).',
     '',
     `Weights read per decode step (the F32 GGUF, ${(results.weightsBytes / 1e6).toFixed(0)} MB) times the decode rate at ${shortest} tokens: ${streamed.join(', ')}.`,
     '',
@@ -276,7 +276,7 @@ interface Results {
   compressionShare: Record<number, number>;
   /** The paired decode (`llamacpp/paired.ts`): every side loaded at once, bursts in turn; null with --paired-rounds 0. */
   paired: { rounds: number; steps: number; pauseMs: number; ratios: PairedRatios[]; bursts: PairedBurst[] } | null;
-  /** Ours keeps its prepared weights between loads (`--packed-weights on`): the first load, which prepared and saved them or found them, untimed in the medians. */
+  /** Ours keeps its packed weights between loads (`--packed-weights on`): the first load, which packed and saved them or found them, untimed in the medians. */
   packedWeights: { dir: string; firstLoadS: number; events: PackedWeightsEvent[] } | null;
   /** Bytes of the F32 GGUF: every weight a decode step reads (projections and the tied LM head). */
   weightsBytes: number;
@@ -294,14 +294,14 @@ async function main(): Promise<void> {
   for (const s of sides) if (!SIDES.includes(s)) throw new Error(`--sides: unknown side "${s}" (${SIDES.join(', ')})`);
   ensurePeer();
   const models = ensureModels();
-  // The first load with a packed-weights folder prepares and saves its entry; the timed loads map it (as a sidecar's later starts do).
+  // The first load with a packed-weights folder packs and saves its entry; the timed loads map it (as a sidecar's later starts do).
   let packed: Results['packedWeights'] = null;
   if (packedDir && sides.includes('ours')) {
-    process.stderr.write(`ours: a first load, to prepare and save the weights in ${packedDir} (or find them there) ...\n`);
+    process.stderr.write(`ours: a first load, to pack and save the weights in ${packedDir} (or find them there) ...\n`);
     const first = await runSide('ours', 0, models, ['--prepare']);
     packed = { dir: packedDir, firstLoadS: first.run.loadS, events: first.ready.packedWeights as PackedWeightsEvent[] };
   }
-  // The entries ours maps (the first load's), not the folder's others (other models, older formats).
+  // The entries ours maps (the first load's), not the folder's others (other models, other formats).
   const entries = (packed?.events ?? []).flatMap((e) => ('entry' in e && existsSync(e.entry) ? readdirSync(e.entry).map((f) => join(e.entry, f)) : []));
   const filesOf = (side: Side) => (side === 'ours' ? [...readdirSync(models.dir).map((f) => join(models.dir, f)), ...entries] : [models.gguf]);
   const config = JSON.parse(readFileSync(join(models.dir, 'config.json'), 'utf8')) as { text_config?: { num_hidden_layers?: number; hidden_size?: number } };

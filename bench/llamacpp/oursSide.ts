@@ -7,7 +7,7 @@
  * the compressed cache, with the RSS high-water mark of that turn (reset before it); `--check` first
  * writes the next-token log-probabilities after `CHECK_IDS` to FILE (float64) and greedy tokens.
  * `--serve`: after the warm-up, answers the paired decode's commands instead (`measure.ts`'s `serve`).
- * `--packed-weights DIR`: the runtime keeps its weights prepared for the CPU there between loads
+ * `--packed-weights DIR`: the runtime keeps its packed weights there between loads
  * (`PackedWeightsCache`, what the sidecar does beside its state folder); `--prepare`: load, print
  * `ready` (with the cache's events) and exit, so that the timed loads map an entry.
  */

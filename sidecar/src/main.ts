@@ -16,7 +16,7 @@ import { DEFAULT_RETENTION } from './session/store.js';
 
 const USAGE = 'usage: sidecar [--model DIR] [--port 0] [--host 127.0.0.1] [--device auto|cpu|webgpu|cuda] [--threads N] [--kv-budget-mb MB] [--cold-budget-mb MB] [--state-dir DIR] [--max-sessions 200] [--session-max-age-days 90] [--state-max-mb 1024] [--allow-dir DIR ...] [--max-image-pixels N] [--weight-bits 32|8|4] [--prefill-chunk 512] [--packed-weights-mb 8192] [--packed-weights-dir DIR] [--log-level info]';
 
-/** Disk for the weights prepared for the CPU, kept between loads: about a model's float32 weights each. */
+/** Disk for onnxruntime's packed weights kept between loads: about twice a model's float32 weights each. */
 const DEFAULT_PACKED_WEIGHTS_MB = 8192;
 
 async function main(): Promise<void> {
@@ -65,10 +65,10 @@ async function main(): Promise<void> {
   if (maxImagePixels !== undefined && !(Number.isInteger(maxImagePixels) && maxImagePixels > 0)) throw new Error(`--max-image-pixels must be a positive integer, got ${values['max-image-pixels']}`);
   const prefillChunk = values['prefill-chunk'] === undefined ? undefined : Number(values['prefill-chunk']);
   if (prefillChunk !== undefined && !(Number.isInteger(prefillChunk) && prefillChunk >= 1)) throw new Error(`--prefill-chunk must be a positive integer (tokens per prefill run), got ${values['prefill-chunk']}`);
-  // The weights prepared for the CPU, kept between loads: beside the conversations unless told where; nowhere without either.
+  // onnxruntime's packed weights, kept between loads: beside the conversations unless told where; nowhere without either.
   const packedDir = values['packed-weights-dir'] ?? (values['state-dir'] ? join(values['state-dir'], 'packed-weights') : undefined);
   const packedMb = values['packed-weights-mb'] === undefined ? DEFAULT_PACKED_WEIGHTS_MB : Number(values['packed-weights-mb']);
-  if (!(values['packed-weights-mb']?.trim() !== '' && packedMb >= 0 && Number.isFinite(packedMb))) throw new Error(`--packed-weights-mb must be a non-negative number of MiB (0: keep none, prepare the weights at every load), got ${values['packed-weights-mb']}`);
+  if (!(values['packed-weights-mb']?.trim() !== '' && packedMb >= 0 && Number.isFinite(packedMb))) throw new Error(`--packed-weights-mb must be a non-negative number of MiB (0: pack the weights at every load, keep none), got ${values['packed-weights-mb']}`);
   const packedBytes = Math.floor(packedMb * 2 ** 20);
   const retention = {
     maxSessions: limit(values['max-sessions'], '--max-sessions', DEFAULT_RETENTION.maxSessions, true),

@@ -47,8 +47,8 @@ export interface EngineOptions {
    */
   device?: DeviceRequest;
   /**
-   * Where the weights prepared for the CPU are kept between loads (`PackedWeightsCache`), and the
-   * most disk they may take; unset or a budget of 0: onnxruntime packs them at every load.
+   * Where onnxruntime's prepacked weights are kept between loads (`PackedWeightsCache`), and the most
+   * disk they may take; unset or a budget of 0: the weights are packed at every load.
    */
   packedWeights?: { dir: string; budgetBytes: number };
 }
@@ -331,12 +331,12 @@ export class Engine {
     return this.device;
   }
 
-  /** The prepared-weights cache of the options, reporting to the log and, while it writes an entry, to the load's progress. */
+  /** The packed-weights cache of the options, reporting to the log and, while it saves an entry, to the load's progress. */
   private packedWeights(onProgress: (step: string) => void): PackedWeightsCache | undefined {
     const options = this.options.packedWeights;
     if (!options || options.budgetBytes <= 0) return undefined;
     return new PackedWeightsCache(options.dir, options.budgetBytes, (event) => {
-      if (event.event === 'saving') onProgress(`preparing the weights for the CPU and saving them for faster loads (once per model, about ${Math.round(event.bytes / 2 ** 20)} MiB on disk)`);
+      if (event.event === 'saving') onProgress(`packing the weights and saving them for faster loads (once per model, about ${Math.round(event.bytes / 2 ** 20)} MiB on disk)`);
       this.log.log(event.event === 'skipped' || event.event === 'discarded' ? 'warn' : 'info', 'packed weights', { ...event });
     });
   }

@@ -95,10 +95,9 @@ export function providerSessionOptions(device: Pick<ResolvedDevice, 'provider'>,
  * How the model's graphs are built for `provider`: under WebGPU the cache stays on the device (the
  * present K/V are outputs) and attention uses only ops the provider has kernels for.
  */
-export function graphOptionsFor(provider: ExecutionProvider, weightBits: WeightBits = 32, preparedWeights = false): DecoderGraphOptions {
+export function graphOptionsFor(provider: ExecutionProvider, weightBits: WeightBits = 32): DecoderGraphOptions {
   const device = provider === 'webgpu';
-  // Weights laid out for unpacked one-row kernels need a prepared copy (some are transposed): only where one is kept.
-  return { weightBits, presentOutputs: device, scores: device ? 'plain' : 'fused', oneRowLayout: provider === 'cpu' && preparedWeights };
+  return { weightBits, presentOutputs: device, scores: device ? 'plain' : 'fused' };
 }
 
 /** The smallest graph that makes a provider initialise its device. */

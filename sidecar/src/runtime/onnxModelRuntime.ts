@@ -108,7 +108,7 @@ export class OnnxModelRuntime implements ModelRuntime {
     let vision: VisionEncoder | null = null;
     let decoder: TextDecoder | null = null;
     // Under WebGPU the graphs keep the cache on the device and use only ops it has kernels for (graphOptionsFor).
-    for (const spec of architecture.sessions(config, graphOptionsFor(device.provider, options.weightBits, options.packedWeights?.enabled))) {
+    for (const spec of architecture.sessions(config, graphOptionsFor(device.provider, options.weightBits))) {
       if (spec.role === 'imageEncoder') {
         progress('building vision graph and session');
         vision = await VisionEncoder.create(checkpoint, spec, sessionOptions);

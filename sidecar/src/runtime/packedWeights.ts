@@ -1,36 +1,40 @@
 /**
- * The weights of a graph prepared once, as its session reads them, and mapped by later loads.
+ * onnxruntime's prepacked weights, saved once per graph and weights and mapped by later loads.
  *
- * Creating a CPU session from a checkpoint's float32 weights prepacks every projection into the
- * layout of onnxruntime's GEMM kernels: about 2 GB of freshly written memory for a 0.5B model, most
- * of a load, and on a VM whose first touch of fresh memory is slow, 2.5-7 s for the same load
- * (bench/README.md, "Why the load varies"). onnxruntime's own saved prepacking does not avoid it: a
- * load from it packs every weight again to find its saved copy by the packed bytes' hash.
+ * Creating a session on the CPU prepacks every float32 projection into the layout its GEMM kernel
+ * reads: about 2 GB of freshly written memory for a 0.5B model, most of a load, and on a VM whose
+ * first touch of fresh memory is slow, 2.5-7 s for the same load (bench/README.md, "Why the load
+ * varies"). Without prepacking the decode is 5-8% slower. onnxruntime can instead write the
+ * optimised graph with its prepacked weights to a file (`session.save_external_prepacked_constant_
+ * initializers`) and map them on a later load: no packing, no fresh memory, the decode unchanged.
  *
- * Instead the decoder's weights are laid out for onnxruntime's unpacked one-row kernels
- * (`gemmWeight`: some transposed), which decode as fast as the packed ones, and written once in
- * that layout (F16/BF16 widened, 8-/4-bit quantized: whatever the session reads) into an entry
- * here; a later load creates the session from the entry's graph, onnxruntime maps the weights file,
- * and with prepacking off a load writes almost nothing. The page cache holds the weights, as it
- * holds llama.cpp's.
- *
- * An entry is a folder named by a hash of everything its bytes depend on (the graph, which names
- * each tensor and its place in the file; each source file's path, size and modification time; the
- * format), written under a temporary name and renamed when complete; it takes the prepared
- * weights' bytes on disk (about the checkpoint's float32 size). The least recently used entries go
- * to keep the folder within its budget. A load that cannot read an entry removes it and prepares it
- * again; one that cannot write an entry loads the prepared weights from memory.
+ * An entry is a folder named by a hash of everything the packed bytes depend on (the graph, which
+ * names each weight's file and offset; each weight file's size and modification time; onnxruntime's
+ * version; the CPU), written under a temporary name and renamed when complete. The data file holds
+ * a copy of the weights beside their packed form (onnxruntime keeps the packed bytes in the file of
+ * the weight they pack), so an entry takes about twice the weights on disk: the least recently used
+ * entries go to keep the folder within its budget. A load that cannot read an entry removes it and
+ * packs again; one that cannot write an entry loads without it.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { arch, cpus } from 'node:os';
 import { join } from 'node:path';
+import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 
 const MODEL = 'model.onnx';
-/** Written last: an entry without it is incomplete (a load that died while writing it). */
+const DATA = 'model.data';
+/** Written last: an entry without it is incomplete (a load that died while saving). */
 const COMPLETE = 'complete';
-/** Changes when what an entry holds changes, so older entries are not read as this one. */
-const FORMAT = 'prepared-weights-1';
+/** Beside an entry's name: its graph packs with a kernel not known to restore its saved packing; loads pack it every time. */
+const REFUSED = '.refused';
+/**
+ * The kernels whose saved packing is used. Checked in onnxruntime-node 1.30: float32 Gemm and
+ * MatMul (MLAS) give the same logits from a saved entry as after packing at load; MatMulNBits
+ * (8- and 4-bit weights) gave NaN logits, so graphs that pack anything else are not kept.
+ */
+const RESTORABLE = new Set(['Gemm', 'MatMul']);
 
 export type PackedWeightsEvent =
   | { event: 'hit'; entry: string }
@@ -39,20 +43,19 @@ export type PackedWeightsEvent =
   | { event: 'skipped'; reason: string }
   | { event: 'discarded'; entry: string; reason: string };
 
-/** A graph, the checkpoint files its weights come from, and how its weights are written. */
+/** A graph, the checkpoint files its weights come from, and how onnxruntime gets them. */
 export interface CacheableGraph {
-  /** The graph, its external data in one file named by `weightsFile` at the offsets it gives. */
   model: Uint8Array;
-  /** The file name the graph's external data names. */
-  weightsFile: string;
   /** The files the weights are read from (their paths, sizes and modification times are in the key). */
   sources: readonly string[];
-  /** Bytes of the weights file: the budget check before writing. */
+  /** Bytes of the weights the session holds: the budget check before saving. */
   weightBytes: number;
-  /** Writes the weights file at `path`, every byte on the disk when it returns. */
-  writeWeights(path: string): void;
-  /** The session's entries when there is no entry to map (weights handed over in memory). */
-  inMemory(): ort.InferenceSession.SessionOptions;
+  /**
+   * The session options with the weights (the folder of the files the model names, or a buffer of
+   * them, widened or quantized) and `config` among the session's entries. Called only when there is
+   * no entry, so a load from one reads no weights.
+   */
+  withWeights(config?: Record<string, string>): ort.InferenceSession.SessionOptions;
 }
 
 export class PackedWeightsCache {
@@ -63,23 +66,20 @@ export class PackedWeightsCache {
     private readonly onEvent: (event: PackedWeightsEvent) => void = () => undefined,
   ) {}
 
-  /** Whether entries may be written at all (a budget above 0). */
-  get enabled(): boolean {
-    return this.budgetBytes > 0;
-  }
-
   /**
-   * A session for `graph` created with `options` from its entry, written first when there is none
-   * and it fits the budget; otherwise from the weights in memory.
+   * A session for `graph`: from its entry with `options` (the CPU's) when there is one, else
+   * created as usual and, within the budget, saved as a new entry.
    */
   async createSession(graph: CacheableGraph, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-    const fromMemory = () => ort.InferenceSession.create(graph.model, { ...options, ...graph.inMemory() });
-    if (!this.enabled) return fromMemory();
+    const plain = () => ort.InferenceSession.create(graph.model, graph.withWeights());
+    if (this.budgetBytes <= 0) return plain();
     const key = this.keyOf(graph);
     const entry = join(this.dir, key);
+    if (existsSync(entry + REFUSED)) return plain();
     if (existsSync(join(entry, COMPLETE))) {
       try {
-        const session = await ort.InferenceSession.create(join(entry, MODEL), options);
+        // Optimised already: optimising again would find nothing to change.
+        const session = await ort.InferenceSession.create(join(entry, MODEL), { ...options, graphOptimizationLevel: 'disabled' });
         touch(entry);
         this.onEvent({ event: 'hit', entry });
         return session;
@@ -87,48 +87,68 @@ export class PackedWeightsCache {
         this.discard(entry, `onnxruntime could not load it (${message(error)})`);
       }
     }
-    if (graph.weightBytes > this.budgetBytes) {
-      this.onEvent({ event: 'skipped', reason: `the prepared weights would take about ${mib(graph.weightBytes)} MiB, over the cache's ${mib(this.budgetBytes)} MiB` });
-      return fromMemory();
+    // An entry holds the weights twice (a copy and the packed form).
+    const needed = 2 * graph.weightBytes;
+    if (needed > this.budgetBytes) {
+      this.onEvent({ event: 'skipped', reason: `the packed weights would take about ${mib(needed)} MiB, over the cache's ${mib(this.budgetBytes)} MiB` });
+      return plain();
     }
     const partial = join(this.dir, `${key}.partial-${process.pid}`);
-    this.onEvent({ event: 'saving', entry, bytes: graph.weightBytes });
+    this.onEvent({ event: 'saving', entry, bytes: needed });
+    let session: ort.InferenceSession;
     try {
       mkdirSync(partial, { recursive: true });
-      graph.writeWeights(join(partial, graph.weightsFile));
-      writeFileSync(join(partial, MODEL), graph.model);
-      writeFileSync(join(partial, COMPLETE), FORMAT);
+      session = await ort.InferenceSession.create(graph.model, {
+        ...graph.withWeights({
+          optimized_model_external_initializers_file_name: DATA,
+          optimized_model_external_initializers_min_size_in_bytes: '1024',
+          save_external_prepacked_constant_initializers: '1',
+        }),
+        optimizedModelFilePath: join(partial, MODEL),
+        // onnxruntime warns that an optimised graph may be specific to this CPU: the key names the CPU.
+        logSeverityLevel: 3,
+      });
+    } catch (error) {
+      // The disk is full, the folder is read-only...: load as if there were no cache.
+      remove(partial);
+      this.onEvent({ event: 'skipped', reason: `could not save the packed weights: ${message(error)}` });
+      return plain();
+    }
+    try {
+      const unrestorable = packingKernels(join(partial, MODEL)).filter((op) => !RESTORABLE.has(op));
+      if (unrestorable.length) {
+        remove(partial);
+        writeFileSync(entry + REFUSED, `packs with ${unrestorable.join(', ')}\n`);
+        this.onEvent({ event: 'skipped', reason: `its graph packs weights with ${unrestorable.join(', ')}, whose saved packing is not used: packed at every load` });
+        return session;
+      }
+      writeFileSync(join(partial, COMPLETE), '');
       const bytes = folderBytes(partial);
       this.makeRoom(bytes, key);
       renameSync(partial, entry);
       this.onEvent({ event: 'saved', entry, bytes });
     } catch (error) {
+      // Another load of the same graph kept its entry first, or the folder went away: this session is whole all the same.
       remove(partial);
-      // Another load of the same graph kept its entry first: map that one.
-      if (!existsSync(join(entry, COMPLETE))) {
-        // The disk is full, the folder is read-only...: load as if there were no cache.
-        this.onEvent({ event: 'skipped', reason: `could not keep the prepared weights: ${message(error)}` });
-        return fromMemory();
-      }
+      this.onEvent({ event: 'skipped', reason: `could not keep the packed weights: ${message(error)}` });
     }
-    return ort.InferenceSession.create(join(entry, MODEL), options);
+    return session;
   }
 
-  /** What an entry's bytes depend on. */
+  /** What the packed bytes depend on. */
   private keyOf(graph: CacheableGraph): string {
     const hash = createHash('sha256');
-    hash.update(FORMAT);
     hash.update(graph.model);
     for (const file of [...graph.sources].sort()) {
       const { size, mtimeMs } = statSync(file);
       hash.update(`\0${file}\0${size}\0${mtimeMs}`);
     }
+    hash.update(`\0${ort.env.versions.common}\0${arch()}\0${cpus()[0]?.model ?? ''}`);
     return hash.digest('hex').slice(0, 32);
   }
 
   /** Removes the least recently used entries (never `keep`) until `bytes` more fit in the budget. */
   private makeRoom(bytes: number, keep: string): void {
-    this.removeLeftovers();
     const entries = readdirSync(this.dir, { withFileTypes: true })
       .filter((d) => d.isDirectory() && d.name !== keep && !d.name.includes('.partial-'))
       .map((d) => ({ path: join(this.dir, d.name), bytes: folderBytes(join(this.dir, d.name)), used: statSync(join(this.dir, d.name)).mtimeMs }))
@@ -141,35 +161,20 @@ export class PackedWeightsCache {
     }
   }
 
-  /** Entries (and markers) an older version wrote, never read since the format is in the key, and folders left half-written by a process that died. */
-  private removeLeftovers(): void {
-    for (const d of readdirSync(this.dir, { withFileTypes: true })) {
-      const path = join(this.dir, d.name);
-      const writer = /\.partial-(\d+)$/.exec(d.name);
-      if (writer) {
-        if (!isRunning(Number(writer[1]))) remove(path);
-      } else if (d.name.endsWith('.refused')) {
-        remove(path); // an older version's marker
-      } else if (d.isDirectory() && existsSync(join(path, COMPLETE)) && readFileSync(join(path, COMPLETE), 'utf8') !== FORMAT) {
-        this.discard(path, 'written by an older version');
-      }
-    }
-  }
-
   private discard(entry: string, reason: string): void {
     remove(entry);
     this.onEvent({ event: 'discarded', entry, reason });
   }
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: running, as another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+/** The ops whose packed weights a saved model holds (its initializers' `prepacked_*` entries, `Op+hash|offset;length;...`). */
+function packingKernels(modelPath: string): string[] {
+  const model = onnx.ModelProto.decode(readFileSync(modelPath));
+  const ops = new Set<string>();
+  for (const tensor of model.graph?.initializer ?? []) {
+    for (const { key, value } of tensor.externalData ?? []) if (key?.startsWith('prepacked') && value) ops.add(value.split('+')[0]);
   }
+  return [...ops];
 }
 
 /** Marks an entry most recently used (best effort: a read-only folder keeps its order). */

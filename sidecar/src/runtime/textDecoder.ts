@@ -156,7 +156,7 @@ export class TextDecoder {
 
   /** The decoder of the checkpoint's architecture. */
   static async create(checkpoint: Checkpoint, options: SessionOptions & { weightBits?: WeightBits }): Promise<TextDecoder> {
-    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, graphOptionsFor(options.provider ?? 'cpu', options.weightBits, options.packedWeights?.enabled));
+    const sessions = architectureFor(checkpoint.config.architecture).sessions(checkpoint.config, graphOptionsFor(options.provider ?? 'cpu', options.weightBits));
     const spec = sessions.find((s) => s.role === 'decoder');
     if (!spec) throw new Error(`architecture ${checkpoint.config.architecture} lists no decoder session`);
     return TextDecoder.fromSpec(checkpoint, spec, options);

@@ -17,11 +17,7 @@ export interface SessionOptions {
    * `readFloat32Into` must leave it off: onnxruntime would read the file's).
    */
   weightsFromFiles?: boolean;
-  /**
-   * Where weights that cannot be read from the checkpoint's files as they are (widened, quantized,
-   * laid out for one-row kernels) are prepared once and mapped by later loads (`PackedWeightsCache`);
-   * unset: prepared in memory at every load.
-   */
+  /** Where weights read from the files keep their prepacked form between loads (`PackedWeightsCache`); unset: packed at every load. */
   packedWeights?: PackedWeightsCache;
 }
 
@@ -39,39 +35,29 @@ export function modelSessionOptions(options: SessionOptions, deviceOutputs: read
 }
 
 /**
- * A session for a graph built against `weights`, once every tensor the graph uses is registered.
- * The weights reach onnxruntime in one of three ways, cheapest first: read by onnxruntime from the
- * checkpoint's files (float32 stored as the graph reads it); mapped from an entry of the packed
- * weights cache, written at the first load (`PackedWeightsCache`); or the pool read into one
- * buffer here. onnxruntime copies external data given in memory into its own tensors (measured
- * with onnxruntime-node 1.30: overwriting the buffer after creation leaves the results unchanged),
- * so no reference to the buffer outlives this call, and that load's peak is our buffer plus
- * onnxruntime's copy while `create` runs.
+ * A session for a graph built against `weights`: the pool is read into its external-data buffer
+ * here, once, after every tensor the graph uses has been registered. onnxruntime copies external
+ * data given in memory into its own tensors (measured with onnxruntime-node 1.30: overwriting the
+ * buffer after creation leaves the results unchanged), so no reference to the buffer outlives
+ * this call: the one float32 copy the session keeps is onnxruntime's. The peak of a load is
+ * therefore our buffer plus onnxruntime's copy, while `create` runs.
  */
 export function createSession(model: Uint8Array, weights: WeightPool, options: SessionOptions, deviceOutputs: readonly string[] = []): Promise<ort.InferenceSession> {
-  const base = modelSessionOptions(options, deviceOutputs);
+  const sessionOptions = modelSessionOptions(options, deviceOutputs);
   const onCpu = (options.provider ?? 'cpu') === 'cpu';
-  // A graph laid out for the one-row kernels runs them unpacked (MatMulNBits always needs its packing).
-  const sessionOptions = onCpu && weights.transposes && !weights.quantizes ? withSessionConfig(base, { disable_prepacking: '1' }) : base;
   const files = options.weightsFromFiles && onCpu ? weights.fileRanges() : null;
-  if (files) {
-    // onnxruntime reads each tensor from its file (measured on the 8-layer benchmark checkpoint: the
-    // create peak loses our buffer, bench/results/load.txt); relative names inside `folder` only.
-    // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
-    // session lives: on Windows the file cannot be deleted until the model is unloaded.
-    return ort.InferenceSession.create(retarget(model, files.ranges), withSessionConfig(sessionOptions, { model_external_initializers_file_folder_path: files.folder }));
-  }
-  const inMemory = () => ({ externalData: [weights.load()] });
-  if (options.packedWeights && onCpu) {
-    return options.packedWeights.createSession({ model, weightsFile: weights.location, sources: weights.sourceFiles(), weightBytes: weights.bytes, writeWeights: (path) => weights.writeTo(path), inMemory }, sessionOptions);
-  }
-  return ort.InferenceSession.create(model, { ...sessionOptions, ...inMemory() });
-}
-
-/** `options` with `config` added to its session entries. */
-function withSessionConfig(options: ort.InferenceSession.SessionOptions, config: Record<string, string>): ort.InferenceSession.SessionOptions {
-  const extra = (options.extra ?? {}) as { session?: Record<string, string> };
-  return { ...options, extra: { ...extra, session: { ...extra.session, ...config } } };
+  // onnxruntime reads each tensor from its file (measured on the 8-layer benchmark checkpoint: the
+  // create peak loses our buffer, bench/results/load.txt); relative names inside `folder` only.
+  // It keeps parts of the file mapped (private copy-on-write, about 75 MB of 978 there) while the
+  // session lives: on Windows the file cannot be deleted until the model is unloaded.
+  const graph = files ? retarget(model, files.ranges) : model;
+  const withWeights = (config: Record<string, string> = {}): ort.InferenceSession.SessionOptions =>
+    files
+      ? { ...sessionOptions, extra: { session: { ...config, model_external_initializers_file_folder_path: files.folder } } }
+      : { ...sessionOptions, externalData: [weights.load()], extra: { session: config } };
+  // A load from a kept entry reads no weights at all: `withWeights` is called only to pack them.
+  if (options.packedWeights && onCpu) return options.packedWeights.createSession({ model: graph, sources: weights.sourceFiles(), weightBytes: weights.bytes, withWeights }, sessionOptions);
+  return ort.InferenceSession.create(graph, withWeights());
 }
 
 /** The model with each external initializer named in `ranges` pointing at its place in a file instead of the pool's buffer. */

@@ -11,7 +11,7 @@
  * would instead register the tensor with its stored type (an `ExternalTensor` type of float16)
  * and read its bytes unwidened: the per-tensor read in `load` is the one place that decides.
  */
-import { closeSync, fdatasyncSync, ftruncateSync, openSync, realpathSync, writeSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Checkpoint } from '../checkpoint.js';
 import { externalBytes, type ExternalTensor } from './onnxBuilder.js';
@@ -22,10 +22,7 @@ const ALIGN = 64;
 /** Floats of a linear weight read at a time for block quantization (4 MiB). */
 const QUANTIZE_SLICE_ELEMENTS = 1 << 20;
 
-/** Source rows transposed at a time (`float32-t`): the slice read stays in the CPU's cache while it is scattered. */
-const TRANSPOSE_ROWS = 64;
-
-type PoolEntry = { canonical: string; shape: number[]; external: ExternalTensor } & ({ kind: 'float32' | 'float32-t' } | { kind: 'q-data' | 'q-scales'; bits: QuantizedBits; blockSize: number });
+type PoolEntry = { canonical: string; shape: number[]; external: ExternalTensor } & ({ kind: 'float32' } | { kind: 'q-data' | 'q-scales'; bits: QuantizedBits; blockSize: number });
 
 export class WeightPool {
   private readonly tensors: PoolEntry[] = [];
@@ -42,29 +39,6 @@ export class WeightPool {
     if (existing) return existing.external.name;
     this.checkpoint.entry(canonical, shape); // fail early, naming the tensor, before any byte is read
     return this.push({ canonical, shape, kind: 'float32', external: { name: canonical, dims: shape, location: this.location, offset: 0 } });
-  }
-
-  /**
-   * Registers a `[N, K]` checkpoint tensor to be held transposed, `[K, N]` (`y = x W^T` as a plain
-   * product `x (W^T)`); returns its initializer name. For sessions that run without prepacking:
-   * onnxruntime's one-row kernel streams the rows of an untransposed weight and takes dot products
-   * along the rows of a transposed one, and which is faster depends on the shape (`linear2d`).
-   */
-  useTransposed(canonical: string, [N, K]: [number, number]): string {
-    const name = `${canonical}.T`;
-    if (this.tensors.some((t) => t.external.name === name)) return name;
-    this.checkpoint.entry(canonical, [N, K]);
-    return this.push({ canonical, shape: [N, K], kind: 'float32-t', external: { name, dims: [K, N], location: this.location, offset: 0 } });
-  }
-
-  /** Whether some tensor is held transposed: the graph was laid out for unpacked one-row kernels (`useTransposed`). */
-  get transposes(): boolean {
-    return this.tensors.some((t) => t.kind === 'float32-t');
-  }
-
-  /** Whether some tensor is block-quantized (`MatMulNBits`, whose kernels need their weights prepacked). */
-  get quantizes(): boolean {
-    return this.tensors.some((t) => t.kind === 'q-data');
   }
 
   /**
@@ -89,7 +63,7 @@ export class WeightPool {
 
   /**
    * Where onnxruntime can read every tensor of the pool itself: when each is float32 as stored
-   * (an F32 tensor of a `.safetensors` file, not widened, not quantized, not transposed) and the files resolve
+   * (an F32 tensor of a `.safetensors` file, not widened, not quantized) and the files resolve
    * (symlinks followed: the Hugging Face cache links into a blobs folder) into one folder, the
    * folder and each tensor's place in its file; otherwise null (the buffer of `load` it is).
    * onnxruntime takes external data either all from memory or all from files, never mixed.
@@ -136,53 +110,10 @@ export class WeightPool {
     const scales = new Map(this.tensors.flatMap((t) => (t.kind === 'q-scales' ? [[`${t.canonical}/${t.bits}`, t.external.offset] as const] : [])));
     for (const t of this.tensors) {
       const at = t.external.offset;
-      if (t.kind === 'float32') this.checkpoint.readFloat32Into(t.canonical, t.shape, new Float32Array(buffer, at, elements(t)));
-      else if (t.kind === 'float32-t') this.transposeInto(new Float32Array(buffer, at, elements(t)), t.canonical, t.shape as [number, number]);
+      if (t.kind === 'float32') this.checkpoint.readFloat32Into(t.canonical, t.shape, new Float32Array(buffer, at, t.external.dims.reduce((a, b) => a * b, 1)));
       else if (t.kind === 'q-data') this.quantizeInto(buffer, t.canonical, t.shape as [number, number], t.bits, t.blockSize, at, scales.get(`${t.canonical}/${t.bits}`)!);
     }
     return { path: this.location, data: new Uint8Array(buffer) };
-  }
-
-  /**
-   * Writes what `load` returns into `file` (created or truncated), one tensor at a time at its
-   * offset: beyond a few MiB, the largest tensor's bytes are all it holds (`load` holds every one).
-   */
-  writeTo(file: string): void {
-    const fd = openSync(file, 'w');
-    try {
-      // Quantized codes and their scales are made together, so those are written from `load`'s layout of the pair.
-      const single = this.tensors.filter((t) => t.kind === 'float32' || t.kind === 'float32-t');
-      const largest = Math.max(0, ...single.map(elements));
-      const scratch = new Float32Array(largest);
-      for (const t of single) {
-        const view = scratch.subarray(0, elements(t));
-        if (t.kind === 'float32') this.checkpoint.readFloat32Into(t.canonical, t.shape, view);
-        else this.transposeInto(view, t.canonical, t.shape as [number, number]);
-        writeAll(fd, new Uint8Array(view.buffer, 0, view.byteLength), t.external.offset);
-      }
-      if (this.quantizes) {
-        const { data } = this.load();
-        for (const t of this.tensors) if (t.kind === 'q-data' || t.kind === 'q-scales') writeAll(fd, data.subarray(t.external.offset, t.external.offset + externalBytes(t.external)), t.external.offset);
-      }
-      ftruncateSync(fd, this.bytes);
-      // The bytes are on the disk before anyone marks the file complete (a crash must not leave a whole-looking file of zeros).
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  /** The `[N, K]` tensor transposed into `into` (`[K, N]`), read a slice of rows at a time. */
-  private transposeInto(into: Float32Array, canonical: string, [N, K]: [number, number]): void {
-    const slice = new Float32Array(Math.min(N, TRANSPOSE_ROWS) * K);
-    for (let row = 0; row < N; row += TRANSPOSE_ROWS) {
-      const rows = Math.min(TRANSPOSE_ROWS, N - row);
-      this.checkpoint.readFloat32Into(canonical, [N, K], slice.subarray(0, rows * K), row * K);
-      for (let k = 0; k < K; k++) {
-        const out = k * N + row;
-        for (let r = 0; r < rows; r++) into[out + r] = slice[r * K + k];
-      }
-    }
   }
 
   /** Quantizes `[N, K]` rows a slice at a time into the packed codes at `dataAt` and the scales at `scalesAt` (rows are independent). */
@@ -200,12 +131,4 @@ export class WeightPool {
       new Float32Array(buffer, scalesAt + row * blocks * 4, q.scales.length).set(q.scales);
     }
   }
-}
-
-function elements(t: PoolEntry): number {
-  return t.external.dims.reduce((a, b) => a * b, 1);
-}
-
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }

@@ -18,7 +18,7 @@
 import type { TextConfig } from '../config.js';
 import type { GraphContext } from '../graph/layers/context.js';
 import { CachedAttention, orderAfter, type ScoresProduct } from '../graph/layers/attention.js';
-import { gemmWeight, linear2d, type Linear, type WeightBits } from '../graph/layers/linear.js';
+import { linear2d, type Linear, type WeightBits } from '../graph/layers/linear.js';
 import { swiGluMlp } from '../graph/layers/mlp.js';
 import { rmsNorm } from '../graph/layers/norms.js';
 import { applyRotary, rotaryAngles, rotaryCaches } from '../graph/layers/rotary.js';
@@ -82,24 +82,19 @@ export interface DecoderGraphOptions {
   presentOutputs?: boolean;
   /** How attention computes its scores (`ScoresProduct`): `plain` for WebGPU. Default `fused`. */
   scores?: ScoresProduct;
-  /**
-   * Float32 projections and head laid out for onnxruntime's unpacked one-row kernels (`gemmWeight`):
-   * for a CPU session created without prepacking from weights prepared once (`PackedWeightsCache`).
-   */
-  oneRowLayout?: boolean;
 }
 
 export function buildDecoderGraph(
   config: TextConfig,
   weights: WeightPool,
-  { weightBits, presentOutputs = false, scores = 'fused', oneRowLayout = false }: DecoderGraphOptions = { weightBits: 32 },
+  { weightBits, presentOutputs = false, scores = 'fused' }: DecoderGraphOptions = { weightBits: 32 },
   blocks: DecoderBlocksFactory = llamaBlocks,
   positions: DecoderRope = standardRope,
 ): BuiltGraph {
   const { hiddenSize: E, numHeads: H, numKvHeads: Hkv, headDim: D, vocabSize: V, numLayers } = config;
   const g = new GraphBuilder();
   const context = { g, weights };
-  const linear = linear2d(context, weightBits, oneRowLayout);
+  const linear = linear2d(context, weightBits);
   const { norm, mlp } = blocks(context, config, linear);
 
   const rope = rotaryCaches(g, positions.angles(g, config));
@@ -138,7 +133,7 @@ export function buildDecoderGraph(
   outputs.push({ name: 'hidden', type: 'float32', dims: ['chunk', E], role: 'hidden' });
   // The last row only: what generation needs, without a [chunk, vocab] product.
   const lastRow = g.op('Slice', ['hidden', g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])], {}, '/text/last_row');
-  lmHead(context, config, lmHeadBits(weightBits), lastRow, '/text/lm_head_last', 'last_logits', oneRowLayout);
+  lmHead(context, config, lmHeadBits(weightBits), lastRow, '/text/lm_head_last', 'last_logits');
   outputs.push({ name: 'last_logits', type: 'float32', dims: [1, V], role: 'lastLogits' });
   outputs.unshift(...presents);
 
@@ -161,11 +156,10 @@ export function lmHeadBits(weightBits: WeightBits): WeightBits {
 }
 
 /** `hidden [rows, E]` -> logits `[rows, V]` as the value `output` at `bits`, the product named `name`. */
-function lmHead({ g, weights }: GraphContext, config: TextConfig, bits: WeightBits, hidden: string, name: string, output: string, oneRow: boolean): void {
+function lmHead({ g, weights }: GraphContext, config: TextConfig, bits: WeightBits, hidden: string, name: string, output: string): void {
   const { vocabSize: V, hiddenSize: E } = config;
   if (bits === 32) {
-    const { weight, transB } = gemmWeight(weights, lmHeadWeight(config), [V, E], oneRow);
-    g.nodes.push({ name, op: 'Gemm', inputs: [hidden, weight], outputs: [output], attributes: { transB } });
+    g.nodes.push({ name, op: 'Gemm', inputs: [hidden, weights.use(lmHeadWeight(config), [V, E])], outputs: [output], attributes: { transB: 1 } });
     return;
   }
   const logits = linear2d({ g, weights }, bits)(hidden, lmHeadWeight(config).replace(/\.weight$/, ''), V, E, false, name);
@@ -182,7 +176,7 @@ export function buildLmHeadGraph(config: TextConfig, weights: WeightPool, weight
   const inputs: ManifestValue[] = [{ name: 'hidden', type: 'float32', dims: ['chunk', E], role: 'hidden' }];
   const outputs: ManifestValue[] = [{ name: 'logits', type: 'float32', dims: ['chunk', V], role: 'logits' }];
   const g = new GraphBuilder();
-  lmHead({ g, weights }, config, lmHeadBits(weightBits), 'hidden', '/text/lm_head', 'logits', false);
+  lmHead({ g, weights }, config, lmHeadBits(weightBits), 'hidden', '/text/lm_head', 'logits');
   const model = buildModel({ name: 'lm_head', inputs, outputs, nodes: g.nodes, constants: g.constants, int64Constants: g.int64Constants, external: weights.initializers });
   return { model, manifest: { graph: 'lm_head', inputs, outputs } };
 }

@@ -23,31 +23,17 @@ export const ACCURACY_LEVEL = { 4: 0, 8: 4 } as const;
 /** A linear layer of one graph: `x [rows, inFeatures]` -> `[rows, outFeatures]`, named `name`. */
 export type Linear = (x: string, prefix: string, outFeatures: number, inFeatures: number, bias: boolean, name: string) => string;
 
-/**
- * A float32 `[out, in]` weight as the second input of a Gemm and the Gemm's `transB`. Laid out for
- * onnxruntime's unpacked one-row kernels (`oneRow`, sessions run without prepacking): a weight at
- * least as wide as it is deep is held transposed, `[in, out]`, whose rows the kernel streams; a
- * narrower one stays `[out, in]`, and the kernel takes dot products along its long rows. Measured
- * on Qwen2-0.5B's `[out, in]` shapes, one row, 2 threads (bench/README.md, "Weights laid out for
- * one row"): `[4864, 896]` 8% and the `[151936, 896]` head 20% faster transposed than prepacked;
- * `[896, 4864]` 5% faster untransposed than prepacked, and 16% slower transposed.
- */
-export function gemmWeight(weights: GraphContext['weights'], name: string, [out, inFeatures]: [number, number], oneRow: boolean): { weight: string; transB: 0 | 1 } {
-  return oneRow && out >= inFeatures ? { weight: weights.useTransposed(name, [out, inFeatures]), transB: 0 } : { weight: weights.use(name, [out, inFeatures]), transB: 1 };
-}
-
-/** Linear layers on 2-D activations at `weightBits`; float32 weights laid out for one-row kernels when `oneRow` (`gemmWeight`). */
-export function linear2d({ g, weights }: GraphContext, weightBits: WeightBits, oneRow = false): Linear {
+/** Linear layers on 2-D activations at `weightBits`. */
+export function linear2d({ g, weights }: GraphContext, weightBits: WeightBits): Linear {
   return (x, prefix, outFeatures, inFeatures, bias, name) => {
     if (weightBits !== 32) {
       const { data, scales } = weights.useQuantized(`${prefix}.weight`, [outFeatures, inFeatures], Q4_BLOCK, weightBits);
       const product = g.op('MatMulNBits', [x, data, scales], { K: inFeatures, N: outFeatures, bits: weightBits, block_size: Q4_BLOCK, ...(ACCURACY_LEVEL[weightBits] ? { accuracy_level: ACCURACY_LEVEL[weightBits] } : {}) }, bias ? `${name}/q${weightBits}` : name, 'com.microsoft');
       return bias ? g.op('Add', [product, weights.use(`${prefix}.bias`, [outFeatures])], {}, name) : product;
     }
-    const { weight, transB } = gemmWeight(weights, `${prefix}.weight`, [outFeatures, inFeatures], oneRow);
-    const inputs = [x, weight];
+    const inputs = [x, weights.use(`${prefix}.weight`, [outFeatures, inFeatures])];
     if (bias) inputs.push(weights.use(`${prefix}.bias`, [outFeatures]));
-    return g.op('Gemm', inputs, { transB }, name);
+    return g.op('Gemm', inputs, { transB: 1 }, name);
   };
 }
 

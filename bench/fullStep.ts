@@ -3,8 +3,9 @@
  *   [--rounds 8] [--steps 8] [--orders both|listed] [--packed-weights DIR]`:
  * whole decode steps (`runtime.decodeStep`: the decoder run, then the cache's append of the new
  * K/V and column sums) of each copy of `sidecar/` listed (e.g. an older commit extracted with
- * `git archive HEAD~1 sidecar | tar -x -C /tmp/old`), all loaded in this process. Each copy
- * prefills the same ids to each length, then the copies take turns: `--steps` timed steps each,
+ * `git archive HEAD~1 sidecar | tar -x -C /tmp/old`, with a `node_modules` link beside it), all
+ * loaded in this process. Each copy prefills the same ids to each length, then the copies take
+ * turns: `--steps` timed steps each,
  * after which the cache is put back as it was (`KvCache.mark`), `--rounds` times, so a busy
  * machine's drift weighs on each alike. `bench/decodeStep.ts` times the graph alone; this adds what
  * JavaScript does between runs. Prints one JSON line per length: each copy's median step, and the

@@ -6,7 +6,9 @@
  * first touch of fresh memory is slow, 2.5-7 s for the same load (bench/README.md, "Why the load
  * varies"). Without prepacking the decode is 5-8% slower. onnxruntime can instead write the
  * optimised graph with its prepacked weights to a file (`session.save_external_prepacked_constant_
- * initializers`) and map them on a later load: no packing, no fresh memory, the decode unchanged.
+ * initializers`) and map them on a later load: no packed copy held, the decode unchanged. Such a
+ * load still packs each weight and frees it again (onnxruntime finds the saved copy by the hash of
+ * the packed bytes), so it saves the memory held after load more than the load's time.
  *
  * An entry is a folder named by a hash of everything the packed bytes depend on (the graph, which
  * names each weight's file and offset; each weight file's size and modification time; onnxruntime's
